@@ -1,0 +1,1 @@
+"""Real hardware backends (installed as ``edged.drivers``)."""

@@ -1,0 +1,325 @@
+"""The append-only journal: signed, hash-chained records in SQLite (R9, R13, R14).
+
+Every append is one SQLite transaction in WAL mode with synchronous=FULL, so it returns
+only after the record is on disk; a crash mid-transaction is rolled back by SQLite and
+never leaves a gap. Triggers refuse UPDATE and DELETE as defence in depth; the hash
+chain and signatures are what make tampering detectable (see :mod:`edged.journal.verify`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from edged.canonical import canonical_bytes
+from edged.clock import Clock, format_ts, read_boot_id
+from edged.errors import JournalCorruptError, JournalError, PrivacyError
+from edged.journal.record import ENVELOPE_FIELDS, FORMAT, GENESIS, Record, digest
+from edged.keys import DeviceKeys
+from edged.privacy import check_fields
+
+_INSERT = (
+    "INSERT INTO records (seq, type, ts, prev, hash, sig, key_id, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+       BEGIN SELECT RAISE(ABORT, 'edged journal is append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+       BEGIN SELECT RAISE(ABORT, 'edged journal is append-only: DELETE refused'); END""",
+)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a journal file with the pragmas every writer and reader must use."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsynced at every commit, so a returned append survives power loss.
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> None:
+    db = sqlite_utils.Database(conn)
+    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db["records"].create(
+        {
+            "seq": int,
+            "type": str,
+            "ts": str,
+            "prev": str,
+            "hash": str,
+            "sig": str,
+            "key_id": str,
+            "body": str,
+        },
+        pk="seq",
+        not_null={"type", "ts", "prev", "hash", "sig", "key_id", "body"},
+        if_not_exists=True,
+    )
+    db["records"].create_index(["type"], if_not_exists=True)
+    db["records"].create_index(["ts"], if_not_exists=True)
+    for sql in _TRIGGERS:
+        conn.execute(sql)
+    conn.executemany(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+        [("format", FORMAT), ("key_id", key_id), ("created", created_ts), ("head_seq", "0")],
+    )
+
+
+class Journal:
+    """Append-only, signed, hash-chained record store. Owned by one thread.
+
+    ``append`` and ``append_many`` return only after the records are durably committed.
+    A checkpoint record (head seq and hash, signed like any record) is added every
+    ``checkpoint_every`` records or ``checkpoint_seconds`` seconds, so that a central
+    copy can prove the local file was not truncated or rolled back.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        keys: DeviceKeys,
+        clock: Clock,
+        *,
+        boot_id: str | None = None,
+        checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 3600.0,
+    ) -> None:
+        if checkpoint_every < 1 or checkpoint_seconds <= 0:
+            raise ValueError("checkpoint_every must be >= 1 and checkpoint_seconds > 0")
+        self.path = Path(path)
+        self._keys = keys
+        self._clock = clock
+        self._boot_id = boot_id or read_boot_id()
+        self._cp_every = checkpoint_every
+        self._cp_ns = int(checkpoint_seconds * 1_000_000_000)
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    # -- opening ---------------------------------------------------------------------
+    def _open(self) -> None:
+        if not self.path.exists():
+            # Created 0600 up front: SQLite gives -wal and -shm the same mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            conn = connect(self.path)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise JournalCorruptError(f"{self.path}: cannot open journal ({e})") from None
+        if ok != "ok":
+            conn.close()
+            raise JournalCorruptError(f"{self.path}: SQLite integrity check failed: {ok}")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "records" not in tables:
+            conn.close()
+            raise JournalCorruptError(f"{self.path}: exists but is not an edged journal")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            _create_schema(conn, self._keys.key_id, format_ts(self._clock.wall_ms()))
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            conn.close()
+            raise JournalError(f"{self.path}: cannot prepare journal ({e})") from None
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            conn.close()
+            raise JournalCorruptError(
+                f"{self.path}: unsupported journal format {meta.get('format')!r}"
+            )
+        if meta.get("key_id") != self._keys.key_id:
+            conn.close()
+            raise JournalError(
+                f"{self.path}: journal belongs to device key {meta.get('key_id')}, but the"
+                f" loaded key is {self._keys.key_id}; use the state directory it was made with"
+            )
+        self._conn = conn
+        row = conn.execute(
+            "SELECT max(seq) FROM records WHERE type = 'checkpoint'"
+        ).fetchone()
+        self._last_cp_seq = row[0] or 0
+        self._last_cp_mono = self._clock.mono_ns()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError(f"{self.path}: journal is closed")
+        return self._conn
+
+    # -- state -----------------------------------------------------------------------
+    def _head_in_tx(self) -> tuple[int, str]:
+        row = self.conn.execute(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last committed record; (0, GENESIS) when empty."""
+        return self._head_in_tx()
+
+    @property
+    def key_id(self) -> str:
+        return self._keys.key_id
+
+    # -- writing ---------------------------------------------------------------------
+    def _build(
+        self, seq: int, prev: str, rtype: str, fields: dict[str, Any]
+    ) -> tuple[Record, tuple[Any, ...]]:
+        """The signed record and its table row."""
+        ts = format_ts(self._clock.wall_ms())
+        obj = dict(fields)
+        obj.update(
+            seq=seq,
+            ts=ts,
+            mono_ns=self._clock.mono_ns(),
+            boot_id=self._boot_id,
+            clock_synced=self._clock.synced(),
+            type=rtype,
+            prev=prev,
+            key_id=self._keys.key_id,
+        )
+        body = canonical_bytes(obj)
+        h = digest(body)
+        sig = self._keys.sign(bytes.fromhex(h)).hex()
+        row = (seq, rtype, ts, prev, h, sig, self._keys.key_id, body.decode("utf-8"))
+        return Record(seq=seq, type=rtype, body=body, hash=h, sig=sig), row
+
+    @staticmethod
+    def _validate(rtype: str, fields: dict[str, Any]) -> None:
+        if not isinstance(rtype, str) or not rtype or len(rtype) > 64:
+            raise JournalError(f"record type {rtype!r}: must be a non-empty string of <= 64 chars")
+        clash = ENVELOPE_FIELDS.intersection(fields)
+        if clash:
+            raise JournalError(f"fields {sorted(clash)}: reserved for the journal itself")
+        check_fields(fields)
+
+    def append(self, rtype: str, **fields: Any) -> Record:
+        """Append one record; returns after it is durably committed."""
+        return self.append_many([(rtype, fields)])[0]
+
+    def append_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[Record]:
+        """Append several records in one transaction (group commit); all or none."""
+        items = list(items)
+        for rtype, fields in items:
+            self._validate(rtype, fields)
+        if not items:
+            return []
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Head read inside the write lock: correct even if another writer slipped in.
+                seq, prev = self._head_in_tx()
+                out: list[Record] = []
+                rows = []
+                for rtype, fields in items:
+                    seq += 1
+                    rec, row = self._build(seq, prev, rtype, fields)
+                    prev = rec.hash
+                    out.append(rec)
+                    rows.append(row)
+                    cp = self._checkpoint_due(seq)
+                    if cp:
+                        seq += 1
+                        rec, row = self._build(
+                            seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}
+                        )
+                        prev = rec.hash
+                        rows.append(row)
+                        self._last_cp_seq = seq
+                        self._last_cp_mono = self._clock.mono_ns()
+                conn.executemany(_INSERT, rows)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(seq),))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            # Re-read checkpoint state: a rolled-back checkpoint never happened.
+            self._resync_checkpoint_state()
+            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
+        except (PrivacyError, JournalError):
+            self._resync_checkpoint_state()
+            raise
+        return out
+
+    def _resync_checkpoint_state(self) -> None:
+        try:
+            row = self.conn.execute(
+                "SELECT max(seq) FROM records WHERE type = 'checkpoint'"
+            ).fetchone()
+            self._last_cp_seq = row[0] or 0
+        except sqlite3.Error:
+            pass
+
+    def _checkpoint_due(self, seq: int) -> bool:
+        if seq - self._last_cp_seq >= self._cp_every:
+            return True
+        return self._clock.mono_ns() - self._last_cp_mono >= self._cp_ns and seq > self._last_cp_seq
+
+    def maybe_checkpoint(self) -> Record | None:
+        """Append a checkpoint if records were added and the period has passed (loop tick)."""
+        seq, _ = self.head()
+        if seq > self._last_cp_seq and self._clock.mono_ns() - self._last_cp_mono >= self._cp_ns:
+            return self.checkpoint()
+        return None
+
+    def checkpoint(self) -> Record:
+        """Append a checkpoint now, whatever the period."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev = self._head_in_tx()
+                rec, row = self._build(
+                    seq + 1, prev, "checkpoint", {"head_seq": seq, "head_hash": prev}
+                )
+                conn.execute(_INSERT, row)
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(rec.seq),)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: checkpoint failed ({e})") from None
+        self._last_cp_seq = rec.seq
+        self._last_cp_mono = self._clock.mono_ns()
+        return rec
+
+    # -- reading ---------------------------------------------------------------------
+    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:
+        """Committed records in seq order."""
+        sql = "SELECT seq, type, body, hash, sig FROM records WHERE seq >= ?"
+        args: list[Any] = [from_seq]
+        if to_seq is not None:
+            sql += " AND seq <= ?"
+            args.append(to_seq)
+        for seq, rtype, body, h, sig in self.conn.execute(sql + " ORDER BY seq", args):
+            yield Record(seq=seq, type=rtype, body=body.encode("utf-8"), hash=h, sig=sig)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file; safe to call more than once."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

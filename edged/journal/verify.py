@@ -1,0 +1,183 @@
+"""Verify a journal file: every hash, signature, link and sequence number (R9).
+
+The walk stops at the first bad record and names its seq and what is wrong:
+
+- ``modified``: the body no longer hashes to the stored hash, or the indexed columns
+  disagree with the signed body;
+- ``unknown key``: signed by a key that is not trusted;
+- ``bad signature``: the signature does not verify under the named key;
+- ``missing``: a seq is absent (deleted rows, or the tail below the head marker);
+- ``reordered``: records stand out of seq order;
+- ``inserted``: a record that does not belong (a repeated seq, or a validly signed
+  record whose ``prev`` does not link to its predecessor);
+- ``unreadable``: SQLite cannot read further (the file was cut or damaged).
+
+Tail truncation together with a forged head marker cannot be seen in the file alone;
+the central copy catches it through signed checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edged.errors import JournalCorruptError
+from edged.journal.record import FORMAT, GENESIS, digest
+from edged.journal.store import connect
+
+
+@dataclass
+class VerifyResult:
+    """Outcome of a verification: ``ok`` or the first bad seq and the problem there."""
+
+    ok: bool
+    records: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    detail: str | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: {self.records} records, head seq {self.head_seq} hash {self.head_hash}"
+        return (
+            f"FAIL: seq {self.first_bad_seq} {self.problem}: {self.detail}"
+            f" ({self.records} records verified before it)"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise JournalCorruptError(f"{path}: no such file")
+    if path.is_dir():
+        raise JournalCorruptError(f"{path}: is a directory, not a journal file")
+    if path.stat().st_size == 0:
+        raise JournalCorruptError(f"{path}: empty file, not an edged journal")
+    try:
+        conn = connect(path, readonly=True)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise JournalCorruptError(f"{path}: not a readable SQLite database ({e})") from None
+    if not {"records", "meta"} <= tables:
+        conn.close()
+        raise JournalCorruptError(f"{path}: not an edged journal (no records/meta tables)")
+    try:
+        fmt = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise JournalCorruptError(f"{path}: journal metadata unreadable ({e})") from None
+    if not fmt or fmt[0] != FORMAT:
+        conn.close()
+        raise JournalCorruptError(f"{path}: not an edged journal (format {fmt and fmt[0]!r})")
+    return conn
+
+
+def verify_journal(path: Path, trusted: dict[str, Ed25519PublicKey]) -> VerifyResult:
+    """Walk every record of ``path``; ``trusted`` maps key ids to public keys.
+
+    Raises :class:`JournalCorruptError` for a file that is not an edged journal at all.
+    """
+    path = Path(path)
+    conn = _open_readonly(path)
+    try:
+        return _walk(conn, trusted)
+    finally:
+        conn.close()
+
+
+def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> VerifyResult:
+    expected = 1
+    prev = GENESIS
+    count = 0
+
+    def fail(seq: int, problem: str, detail: str) -> VerifyResult:
+        return VerifyResult(False, count, expected - 1, prev, seq, problem, detail)
+
+    cur = conn.execute(
+        "SELECT seq, type, ts, prev, hash, sig, key_id, body FROM records ORDER BY seq"
+    )
+    while True:
+        try:
+            row = cur.fetchone()
+        except sqlite3.DatabaseError as e:
+            return fail(expected, "unreadable", f"SQLite cannot read past seq {expected - 1} ({e})")
+        if row is None:
+            break
+        c_seq, c_type, c_ts, c_prev, c_hash, c_sig, c_key, body = row
+        try:
+            obj = json.loads(body)
+            b_seq = obj["seq"]
+            if not isinstance(obj, dict) or type(b_seq) is not int:
+                raise ValueError("no integer seq")
+        except (ValueError, TypeError, KeyError) as e:
+            return fail(expected, "modified", f"record body is not a valid record ({e})")
+
+        if b_seq != expected:
+            if b_seq > expected:
+                later = conn.execute(
+                    "SELECT 1 FROM records WHERE json_valid(body)"
+                    " AND json_extract(body, '$.seq') = ? LIMIT 1",
+                    (expected,),
+                ).fetchone()
+                if later:
+                    return fail(
+                        expected, "reordered", f"seq {b_seq} stands where seq {expected} belongs"
+                    )
+                return fail(expected, "missing", f"records {expected}..{b_seq - 1} are missing")
+            return fail(
+                expected, "inserted", f"a record claiming seq {b_seq} stands after seq {expected - 1}"
+            )
+
+        h = digest(body.encode("utf-8"))
+        if h != c_hash:
+            return fail(expected, "modified", "record body does not match its hash")
+        key_id = obj.get("key_id")
+        pub = trusted.get(key_id) if isinstance(key_id, str) else None
+        if pub is None:
+            return fail(expected, "unknown key", f"signed by untrusted key id {key_id!r}")
+        try:
+            pub.verify(bytes.fromhex(c_sig), bytes.fromhex(h))
+        except (InvalidSignature, ValueError, TypeError):
+            return fail(expected, "bad signature", f"signature does not verify under key {key_id}")
+        if obj.get("prev") != prev:
+            return fail(
+                expected,
+                "inserted",
+                f"prev does not link to seq {expected - 1}: this record or its predecessor"
+                " was substituted",
+            )
+        if (c_seq, c_type, c_ts, c_prev, c_key) != (
+            b_seq,
+            obj.get("type"),
+            obj.get("ts"),
+            obj.get("prev"),
+            key_id,
+        ):
+            return fail(expected, "modified", "indexed columns disagree with the signed record")
+        prev = h
+        count += 1
+        expected += 1
+
+    try:
+        marker = conn.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+        head_marker = int(marker[0]) if marker else 0
+    except (sqlite3.DatabaseError, ValueError):
+        head_marker = 0
+    if head_marker > expected - 1:
+        return fail(
+            expected,
+            "missing",
+            f"the journal's head marker says seq {head_marker}; records {expected}.."
+            f"{head_marker} are missing (truncated)",
+        )
+    return VerifyResult(True, count, expected - 1, prev)

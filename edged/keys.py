@@ -1,0 +1,188 @@
+"""Device keys: the Ed25519 signing key and the card-fingerprint secret (R12).
+
+Files are 0600 in a 0700 directory. Loading refuses a key file that anyone but its
+owner can read: a key others could copy cannot vouch for anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from edged.errors import KeyFileError
+
+SIGNING_KEY_FILE = "device_ed25519.key"
+PUBLIC_KEY_FILE = "device_ed25519.pub"
+FINGERPRINT_SECRET_FILE = "card_fingerprint.key"
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    """Short stable name of a public key: the first 16 hex digits of SHA-256 of its raw bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    """PEM (SubjectPublicKeyInfo) text of a public key."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse a secret file that group or others may read or write, or that is not a file."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file not found (create keys with: edged keys init)") from None
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path}: not a regular file (symlinks are refused for key files)")
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: key file is accessible to other users (mode {stat.S_IMODE(st.st_mode):04o});"
+            f" fix with: chmod 600 {path}"
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise KeyFileError(
+            f"{path}: key file is owned by uid {st.st_uid}, not by this user ({os.getuid()});"
+            f" fix with: chown $(id -un) {path}"
+        )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # O_EXCL + mode at creation: the secret is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """Read a PEM Ed25519 public key, with an error naming the file."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: public key file not found") from None
+    except (ValueError, OSError) as e:
+        raise KeyFileError(f"{path}: not a PEM public key ({e})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Read a PEM Ed25519 private key after checking its permissions."""
+    check_private_file(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, OSError) as e:
+        raise KeyFileError(f"{path}: not a PEM private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+@dataclass(frozen=True)
+class DeviceKeys:
+    """The device's signing key, its public half and id, and the fingerprint secret."""
+
+    signing_key: Ed25519PrivateKey
+    public_key: Ed25519PublicKey
+    key_id: str
+    fingerprint_secret: bytes
+
+    def sign(self, digest: bytes) -> bytes:
+        return self.signing_key.sign(digest)
+
+    def verify(self, signature: bytes, digest: bytes) -> bool:
+        try:
+            self.public_key.verify(signature, digest)
+        except InvalidSignature:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"DeviceKeys(key_id={self.key_id!r})"
+
+    @classmethod
+    def generate(cls) -> DeviceKeys:
+        """Fresh keys in memory (tests, simulations); use :func:`init_keys` for files."""
+        sk = Ed25519PrivateKey.generate()
+        return cls(sk, sk.public_key(), key_id_of(sk.public_key()), secrets.token_bytes(32))
+
+
+def key_paths(state_dir: Path) -> tuple[Path, Path, Path]:
+    """(signing key, public key, fingerprint secret) paths in a state directory."""
+    return (
+        state_dir / SIGNING_KEY_FILE,
+        state_dir / PUBLIC_KEY_FILE,
+        state_dir / FINGERPRINT_SECRET_FILE,
+    )
+
+
+def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
+    """Create the device keys in ``state_dir`` (made 0700); refuse to overwrite unless forced."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state_dir, 0o700)
+    sk_path, pk_path, fp_path = key_paths(state_dir)
+    existing = [p for p in (sk_path, pk_path, fp_path) if p.exists()]
+    if existing and not force:
+        names = ", ".join(str(p) for p in existing)
+        raise KeyFileError(
+            f"{names}: keys exist already; refusing to overwrite them (records signed with"
+            " them could no longer be attributed). Use --force to replace them."
+        )
+    for p in existing:
+        p.unlink()
+    keys = DeviceKeys.generate()
+    _write_private(
+        sk_path,
+        keys.signing_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    _write_private(fp_path, keys.fingerprint_secret.hex().encode("ascii") + b"\n")
+    pk_path.write_text(public_key_pem(keys.public_key))
+    os.chmod(pk_path, 0o644)
+    _fsync_dir(state_dir)
+    return keys
+
+
+def load_keys(state_dir: Path) -> DeviceKeys:
+    """Load the device keys, refusing files others can read."""
+    sk_path, _pk_path, fp_path = key_paths(state_dir)
+    sk = load_private_key(sk_path)
+    check_private_file(fp_path)
+    try:
+        secret = bytes.fromhex(fp_path.read_text().strip())
+    except (ValueError, OSError) as e:
+        raise KeyFileError(f"{fp_path}: fingerprint secret is not hex ({e})") from None
+    if len(secret) < 32:
+        raise KeyFileError(f"{fp_path}: fingerprint secret shorter than 32 bytes")
+    pk = sk.public_key()
+    return DeviceKeys(sk, pk, key_id_of(pk), secret)

@@ -1,0 +1,122 @@
+"""What must never be written anywhere: Individual Numbers and raw card numbers (R11).
+
+A card is known only by a keyed fingerprint (HMAC-SHA256 with a device secret), so a
+stolen journal does not reveal card numbers and cannot be matched against card dumps
+from another site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from edged.errors import PrivacyError
+
+# Twelve digits, optionally grouped 4-4-4 by a space or hyphen, not glued to other
+# letters or digits (so hex digests and longer numbers do not match by accident).
+_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])(\d{4})[ -]?(\d{4})[ -]?(\d{4})(?![0-9A-Za-z])")
+
+# Field names that would hold a secret or a raw identifier; refused whatever their value.
+FORBIDDEN_FIELDS = frozenset(
+    {
+        "pin",
+        "pin_code",
+        "password",
+        "uid",
+        "idm",
+        "card_uid",
+        "card_id",
+        "card_number",
+        "raw_card",
+        "my_number",
+        "mynumber",
+        "individual_number",
+    }
+)
+
+
+def my_number_check_digit(first11: str) -> int:
+    """Check digit of an Individual Number from its first 11 digits.
+
+    The ordinance (行政手続における特定の個人を識別するための番号の利用等に関する法律施行令
+    第8条): weights Qn = n+1 for n=1..6 and n-5 for n=7..11, Pn counted from the right;
+    remainder r = sum(Pn*Qn) mod 11; check digit 0 when r <= 1, else 11 - r.
+    """
+    if len(first11) != 11 or not first11.isdigit():
+        raise ValueError("need exactly 11 digits")
+    total = 0
+    for n in range(1, 12):
+        p = int(first11[11 - n])
+        q = n + 1 if n <= 6 else n - 5
+        total += p * q
+    r = total % 11
+    return 0 if r <= 1 else 11 - r
+
+
+def is_individual_number(digits: str) -> bool:
+    """True for 12 digits whose last digit is the valid check digit of the first 11."""
+    return len(digits) == 12 and digits.isdigit() and my_number_check_digit(digits[:11]) == int(
+        digits[11]
+    )
+
+
+def contains_individual_number(text: str) -> bool:
+    """True when ``text`` holds something shaped like a valid Individual Number."""
+    for m in _CANDIDATE.finditer(text):
+        if is_individual_number("".join(m.groups())):
+            return True
+    return False
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def check_fields(fields: dict[str, Any]) -> None:
+    """Raise :class:`PrivacyError` if any field name or value must not be stored.
+
+    The error names the field but never repeats the offending value.
+    """
+    for path, value in _walk(fields, ""):
+        leaf = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+        if leaf in FORBIDDEN_FIELDS:
+            raise PrivacyError(f"field {path!r}: raw identifiers and secrets are never recorded")
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str) and contains_individual_number(value):
+            raise PrivacyError(
+                f"field {path!r}: value looks like an Individual Number (個人番号); refused"
+            )
+
+
+class CardFingerprinter:
+    """Turns a raw card identifier into the only form edged keeps: a keyed fingerprint."""
+
+    PREFIX = "fp1:"
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("fingerprint secret must be at least 32 bytes")
+        self._secret = secret
+
+    def fingerprint(self, card_uid: bytes) -> str:
+        """128-bit truncated HMAC-SHA256: plenty to tell cards apart, short in records."""
+        if not card_uid:
+            raise ValueError("empty card identifier")
+        mac = hmac.new(self._secret, card_uid, hashlib.sha256).hexdigest()
+        return self.PREFIX + mac[:32]
+
+    def __repr__(self) -> str:
+        return "CardFingerprinter(<secret>)"

@@ -1,0 +1,1 @@
+"""Simulated hardware backends with test controls (installed as ``edged.simulators``)."""
