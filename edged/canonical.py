@@ -33,6 +33,11 @@ def _check(value: Any, path: str) -> None:
 def canonical_bytes(obj: dict[str, Any]) -> bytes:
     """Encode ``obj`` canonically; raises :class:`JournalError` on values JSON cannot pin down."""
     _check(obj, "")
+    return dumps_checked(obj)
+
+
+def dumps_checked(obj: dict[str, Any]) -> bytes:
+    """Canonical bytes of an object whose value types were already checked."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         return text.encode("utf-8")

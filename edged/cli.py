@@ -49,8 +49,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         pub_path = db.parent / PUBLIC_KEY_FILE
         if not args.json:
-            print(f"using the public key in the journal's state directory: {pub_path}",
-                  file=sys.stderr)
+            print(
+                f"using the public key in the journal's state directory: {pub_path}",
+                file=sys.stderr,
+            )
     try:
         pub = load_public_key(pub_path)
         result = verify_journal(db, {key_id_of(pub): pub})

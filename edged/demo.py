@@ -42,22 +42,50 @@ def run_demo(state_dir: Path, *, fast: bool = False) -> int:
     staff_card = fp.fingerprint(bytes.fromhex("012E4CD9A1B2C3D4"))  # a FeliCa IDm
     with Journal(db, keys, clock, checkpoint_every=50) as j:
         start, _ = j.head()
-        _say(f"== journal {db}: head seq {start}; every record below is committed before"
-             " it is printed", pause)
+        _say(
+            f"== journal {db}: head seq {start}; every record below is committed before"
+            " it is printed",
+            pause,
+        )
         story = [
             ("daemon.started", {"device": "demo-door-1", "mode": "demo"}),
-            ("door.granted", {"area": "handling", "door": "main", "person": "P0001",
-                              "card": staff_card, "reason": "ok", "purpose": "payroll"}),
-            ("door.denied", {"area": "server-room", "door": "server", "card": staff_card,
-                             "reason": "pin_wrong"}),
+            (
+                "door.granted",
+                {
+                    "area": "handling",
+                    "door": "main",
+                    "person": "P0001",
+                    "card": staff_card,
+                    "reason": "ok",
+                    "purpose": "payroll",
+                },
+            ),
+            (
+                "door.denied",
+                {
+                    "area": "server-room",
+                    "door": "server",
+                    "card": staff_card,
+                    "reason": "pin_wrong",
+                },
+            ),
             ("alarm.door_held_open", {"area": "handling", "door": "main", "seconds": 45}),
-            ("lockcheck.confirmed", {"area": "handling", "person": "P0001",
-                                     "cabinets": {"cab-A": "locked", "cab-B": "locked"}}),
+            (
+                "lockcheck.confirmed",
+                {
+                    "area": "handling",
+                    "person": "P0001",
+                    "cabinets": {"cab-A": "locked", "cab-B": "locked"},
+                },
+            ),
         ]
         for rtype, fields in story:
             rec = j.append(rtype, **fields)
-            _say(f"   seq {rec.seq:>4} {rec.type:<24} hash {rec.hash[:16]}…  "
-                 + json.dumps(fields, ensure_ascii=False), pause)
+            _say(
+                f"   seq {rec.seq:>4} {rec.type:<24} hash {rec.hash[:16]}…  "
+                + json.dumps(fields, ensure_ascii=False),
+                pause,
+            )
         try:
             j.append("note", text="番号 123456789018")
         except PrivacyError as e:

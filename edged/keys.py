@@ -24,7 +24,7 @@ from edged.errors import KeyFileError
 
 SIGNING_KEY_FILE = "device_ed25519.key"
 PUBLIC_KEY_FILE = "device_ed25519.pub"
-FINGERPRINT_SECRET_FILE = "card_fingerprint.key"
+FINGERPRINT_SECRET_FILE = "card_fingerprint.key"  # noqa: S105 (a file name)
 
 
 def key_id_of(public_key: Ed25519PublicKey) -> str:
@@ -45,7 +45,9 @@ def check_private_file(path: Path) -> None:
     try:
         st = path.lstat()
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: key file not found (create keys with: edged keys init)") from None
+        raise KeyFileError(
+            f"{path}: key file not found (create keys with: edged keys init)"
+        ) from None
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
     if not stat.S_ISREG(st.st_mode):

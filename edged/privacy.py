@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterator
 from typing import Any
 
-from edged.errors import PrivacyError
+from edged.errors import JournalError, PrivacyError
 
 # Twelve digits, optionally grouped 4-4-4 by a space or hyphen, not glued to other
 # letters or digits (so hex digests and longer numbers do not match by accident).
@@ -58,47 +57,68 @@ def my_number_check_digit(first11: str) -> int:
 
 def is_individual_number(digits: str) -> bool:
     """True for 12 digits whose last digit is the valid check digit of the first 11."""
-    return len(digits) == 12 and digits.isdigit() and my_number_check_digit(digits[:11]) == int(
-        digits[11]
+    return (
+        len(digits) == 12
+        and digits.isdigit()
+        and my_number_check_digit(digits[:11]) == int(digits[11])
     )
 
 
 def contains_individual_number(text: str) -> bool:
     """True when ``text`` holds something shaped like a valid Individual Number."""
-    for m in _CANDIDATE.finditer(text):
-        if is_individual_number("".join(m.groups())):
-            return True
-    return False
+    return any(is_individual_number("".join(m.groups())) for m in _CANDIDATE.finditer(text))
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
+def _where(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _check(value: Any, path: tuple[str | int, ...]) -> None:
+    t = type(value)
+    if t is str:
+        # Only strings with 12 digits can hold a number; skip the regex for the rest.
+        if len(value) >= 12 and contains_individual_number(value):
+            raise PrivacyError(
+                f"field {_where(path)!r}: value looks like an Individual Number (個人番号); refused"
+            )
+    elif t is int:
+        if abs(value) >= 10**11 and is_individual_number(str(abs(value)).zfill(12)):
+            raise PrivacyError(
+                f"field {_where(path)!r}: value looks like an Individual Number (個人番号); refused"
+            )
+    elif t is dict:
         for k, v in value.items():
-            yield from _walk(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list | tuple):
+            if type(k) is not str:
+                raise JournalError(f"field {_where(path)!r}: keys must be strings")
+            if k.lower() in FORBIDDEN_FIELDS:
+                raise PrivacyError(
+                    f"field {_where((*path, k))!r}: raw identifiers and secrets are never recorded"
+                )
+            _check(v, (*path, k))
+    elif t is list or t is tuple:
         for i, v in enumerate(value):
-            yield from _walk(v, f"{path}[{i}]")
+            _check(v, (*path, i))
+    elif value is None or t is bool:
+        pass
+    elif t is float:
+        raise JournalError(
+            f"field {_where(path)!r}: floats are not allowed in records (use integers)"
+        )
     else:
-        yield path, value
+        raise JournalError(f"field {_where(path)!r}: type {t.__name__} cannot be recorded")
 
 
 def check_fields(fields: dict[str, Any]) -> None:
-    """Raise :class:`PrivacyError` if any field name or value must not be stored.
+    """Refuse what must not or cannot be recorded, naming the field but never the value.
 
-    The error names the field but never repeats the offending value.
+    :class:`PrivacyError` for an Individual Number or a secret/raw-identifier field name;
+    :class:`JournalError` for a value without one canonical JSON form (floats, bytes, ...).
+    One walk does both, since it runs for every record.
     """
-    for path, value in _walk(fields, ""):
-        leaf = path.rsplit(".", 1)[-1].split("[", 1)[0].lower()
-        if leaf in FORBIDDEN_FIELDS:
-            raise PrivacyError(f"field {path!r}: raw identifiers and secrets are never recorded")
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
-            value = str(value)
-        if isinstance(value, str) and contains_individual_number(value):
-            raise PrivacyError(
-                f"field {path!r}: value looks like an Individual Number (個人番号); refused"
-            )
+    _check(fields, ())
 
 
 class CardFingerprinter:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from edged.canonical import canonical_bytes
+from edged.canonical import dumps_checked
 from edged.clock import Clock, format_ts, read_boot_id
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
 from edged.journal.record import ENVELOPE_FIELDS, FORMAT, GENESIS, Record, digest
@@ -144,9 +144,7 @@ class Journal:
                 f" loaded key is {self._keys.key_id}; use the state directory it was made with"
             )
         self._conn = conn
-        row = conn.execute(
-            "SELECT max(seq) FROM records WHERE type = 'checkpoint'"
-        ).fetchone()
+        row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
         self._last_cp_seq = row[0] or 0
         self._last_cp_mono = self._clock.mono_ns()
 
@@ -172,23 +170,27 @@ class Journal:
         return self._keys.key_id
 
     # -- writing ---------------------------------------------------------------------
+    def _now(self) -> tuple[str, int, bool]:
+        # Read once per transaction: records committed together share their moment.
+        return format_ts(self._clock.wall_ms()), self._clock.mono_ns(), self._clock.synced()
+
     def _build(
-        self, seq: int, prev: str, rtype: str, fields: dict[str, Any]
+        self, seq: int, prev: str, rtype: str, fields: dict[str, Any], now: tuple[str, int, bool]
     ) -> tuple[Record, tuple[Any, ...]]:
         """The signed record and its table row."""
-        ts = format_ts(self._clock.wall_ms())
+        ts, mono, synced = now
         obj = dict(fields)
         obj.update(
             seq=seq,
             ts=ts,
-            mono_ns=self._clock.mono_ns(),
+            mono_ns=mono,
             boot_id=self._boot_id,
-            clock_synced=self._clock.synced(),
+            clock_synced=synced,
             type=rtype,
             prev=prev,
             key_id=self._keys.key_id,
         )
-        body = canonical_bytes(obj)
+        body = dumps_checked(obj)
         h = digest(body)
         sig = self._keys.sign(bytes.fromhex(h)).hex()
         row = (seq, rtype, ts, prev, h, sig, self._keys.key_id, body.decode("utf-8"))
@@ -220,11 +222,12 @@ class Journal:
             try:
                 # Head read inside the write lock: correct even if another writer slipped in.
                 seq, prev = self._head_in_tx()
+                now = self._now()
                 out: list[Record] = []
                 rows = []
                 for rtype, fields in items:
                     seq += 1
-                    rec, row = self._build(seq, prev, rtype, fields)
+                    rec, row = self._build(seq, prev, rtype, fields, now)
                     prev = rec.hash
                     out.append(rec)
                     rows.append(row)
@@ -232,12 +235,12 @@ class Journal:
                     if cp:
                         seq += 1
                         rec, row = self._build(
-                            seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}
+                            seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}, now
                         )
                         prev = rec.hash
                         rows.append(row)
                         self._last_cp_seq = seq
-                        self._last_cp_mono = self._clock.mono_ns()
+                        self._last_cp_mono = now[1]
                 conn.executemany(_INSERT, rows)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(seq),))
                 conn.execute("COMMIT")
@@ -283,12 +286,10 @@ class Journal:
             try:
                 seq, prev = self._head_in_tx()
                 rec, row = self._build(
-                    seq + 1, prev, "checkpoint", {"head_seq": seq, "head_hash": prev}
+                    seq + 1, prev, "checkpoint", {"head_seq": seq, "head_hash": prev}, self._now()
                 )
                 conn.execute(_INSERT, row)
-                conn.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(rec.seq),)
-                )
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(rec.seq),))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

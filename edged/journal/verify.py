@@ -135,7 +135,9 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
                     )
                 return fail(expected, "missing", f"records {expected}..{b_seq - 1} are missing")
             return fail(
-                expected, "inserted", f"a record claiming seq {b_seq} stands after seq {expected - 1}"
+                expected,
+                "inserted",
+                f"a record claiming seq {b_seq} stands after seq {expected - 1}",
             )
 
         h = digest(body.encode("utf-8"))

@@ -1,0 +1,139 @@
+"""Journal speed against floors measured in the same run (issue: foundation).
+
+Prints, as ratios:
+- single append latency p50/p99 against a raw SQLite single-row commit (same pragmas)
+  plus one Ed25519 signature; target p99 <= 1.5x that floor;
+- burst (batched) append rate against the raw Ed25519 sign rate; target >= 0.5x;
+- verify rate against the raw Ed25519 verify rate; target >= 0.8x.
+
+Usage: python -m benchmarks.journal [--dir DIR] [--singles N] [--burst N] [--check]
+``--dir`` should be on the storage the device uses (an SD card on a Pi).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edged.clock import SystemClock
+from edged.journal import Journal, verify_journal
+from edged.journal.store import connect
+from edged.keys import DeviceKeys
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def raw_commits(path: Path, n: int) -> list[float]:
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    body = "x" * 280  # about the size of a door record
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (i, body))
+        conn.execute("COMMIT")
+        out.append((time.perf_counter_ns() - t0) / 1e3)
+    conn.close()
+    return out
+
+
+def sign_times(keys: DeviceKeys, n: int) -> list[float]:
+    out = []
+    msg = os.urandom(32)
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        keys.sign(msg)
+        out.append((time.perf_counter_ns() - t0) / 1e3)
+    return out
+
+
+def rate(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--singles", type=int, default=2000)
+    ap.add_argument("--burst", type=int, default=20000)
+    ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    a = ap.parse_args()
+    base = Path(tempfile.mkdtemp(dir=a.dir))
+    keys = DeviceKeys.generate()
+    clock = SystemClock()
+    fields = {
+        "area": "handling",
+        "door": "main",
+        "person": "P0001",
+        "card": "fp1:" + "ab" * 16,
+        "reason": "ok",
+        "purpose": "payroll",
+    }
+
+    raw = raw_commits(base / "raw.db", a.singles)
+    sig = sign_times(keys, a.singles)
+    app = []
+    with Journal(base / "single.db", keys, clock, checkpoint_every=10**9) as j:
+        for _ in range(a.singles):
+            t0 = time.perf_counter_ns()
+            j.append("door.granted", **fields)
+            app.append((time.perf_counter_ns() - t0) / 1e3)
+    floor_p50 = statistics.median(raw) + statistics.median(sig)
+    floor_p99 = pct(raw, 99) + pct(sig, 99)
+    r_single = pct(app, 99) / floor_p99
+
+    msg = os.urandom(32)
+    sign_rate = rate(lambda: [keys.sign(msg) for _ in range(a.burst)], a.burst)
+    with Journal(base / "burst.db", keys, clock, checkpoint_every=1000) as j:
+        batch = [("door.granted", fields)] * 1000
+        burst_rate = rate(lambda: [j.append_many(batch) for _ in range(a.burst // 1000)], a.burst)
+    r_burst = burst_rate / sign_rate
+
+    s = keys.sign(msg)
+    verify_rate_raw = rate(
+        lambda: [keys.public_key.verify(s, msg) for _ in range(a.burst)], a.burst
+    )
+    n_records = a.burst + a.burst // 1000
+    res = None
+
+    def run_verify() -> None:
+        nonlocal res
+        res = verify_journal(base / "burst.db", {keys.key_id: keys.public_key})
+
+    verify_rate = rate(run_verify, n_records)
+    assert res is not None and res.ok, res
+    r_verify = verify_rate / verify_rate_raw
+
+    print(f"journal benchmark in {base} ({sys.platform}, {os.cpu_count()} cpus)")
+    print(f"single append   p50 {statistics.median(app):8.0f} us  p99 {pct(app, 99):8.0f} us")
+    print(
+        f"floor commit+sig p50 {floor_p50:7.0f} us  p99 {floor_p99:8.0f} us"
+        f"  (raw commit p99 {pct(raw, 99):.0f} us + sign p99 {pct(sig, 99):.0f} us)"
+    )
+    print(f"  ratio p99 append/floor = {r_single:.2f}  (target <= 1.5)")
+    print(
+        f"burst append {burst_rate:9.0f} rec/s   raw sign {sign_rate:9.0f} /s"
+        f"   ratio = {r_burst:.2f}  (target >= 0.5)"
+    )
+    print(
+        f"verify       {verify_rate:9.0f} rec/s   raw verify {verify_rate_raw:7.0f} /s"
+        f"   ratio = {r_verify:.2f}  (target >= 0.8)"
+    )
+    ok = r_single <= 1.5 and r_burst >= 0.5 and r_verify >= 0.8
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok or not a.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
