@@ -1,0 +1,365 @@
+"""The daemon's configuration (TOML), validated on load.
+
+Every error names the file, the key path and the reason; unknown keys are errors, so a
+typo never silently turns a safety feature off (Invariant 5).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edged.errors import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_REQUIRED = object()
+
+
+class _Section:
+    """A TOML table being read: tracks used keys so leftovers can be reported."""
+
+    def __init__(self, data: dict[str, Any], path: str, file: Path) -> None:
+        self.data, self.path, self.file = data, path, file
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.where(key)}: {reason}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise self.error(key, "required key is missing")
+            return default
+        value = self.data[key]
+        if (
+            isinstance(value, bool)
+            and kind is not bool
+            and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        ):
+            raise self.error(key, f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def number(
+        self, key: str, default: Any = _REQUIRED, *, lo: float = 0, hi: float = 1e9
+    ) -> float:
+        v = self.get(key, (int, float), default)
+        if v is not None and not lo <= v <= hi:
+            raise self.error(key, f"must be between {lo:g} and {hi:g}, got {v}")
+        return v
+
+    def pin(self, key: str, default: Any = _REQUIRED) -> int | None:
+        v = self.get(key, int, default)
+        if v is not None and not 0 <= v <= 27:
+            raise self.error(key, f"GPIO pin must be 0..27 (BCM numbering), got {v}")
+        return v
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+        v = self.get(key, str, default)
+        if v not in choices:
+            raise self.error(key, f"must be one of {list(choices)}, got {v!r}")
+        return v
+
+    def table(self, key: str, required: bool = False) -> _Section:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise self.error(key, "required table is missing")
+            return _Section({}, self.where(key), self.file)
+        v = self.data[key]
+        if not isinstance(v, dict):
+            raise self.error(key, f"expected a table, got {type(v).__name__}")
+        return _Section(v, self.where(key), self.file)
+
+    def tables(self, key: str) -> dict[str, _Section]:
+        outer = self.table(key)
+        out = {}
+        for name in outer.data:
+            if not _NAME.match(name):
+                raise outer.error(
+                    name, "names are 1-32 of a-z 0-9 _ - (starting with a letter or digit)"
+                )
+            out[name] = outer.table(name)
+        return out
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise self.error(extra[0], "unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """A logical reader and the PC/SC reader name (exact, or a prefix) it is bound to."""
+
+    name: str
+    pcsc_name: str
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """One door: readers, GPIO pins and timing."""
+
+    name: str
+    area: str
+    entry_reader: str
+    exit_reader: str | None
+    relay_pin: int
+    relay_active_high: bool
+    contact_pin: int
+    contact_closed_when: str  # "switch_closed" | "switch_open"
+    exit_button_pin: int | None
+    unlock_seconds: float
+    held_open_seconds: float
+    mode: str  # "fail_secure" | "fail_safe"
+
+
+@dataclass(frozen=True)
+class CabinetConfig:
+    """A monitored cabinet, rack door or archive: its reed switch and which state is locked."""
+
+    name: str
+    area: str
+    pin: int
+    locked_when: str  # "switch_closed" | "switch_open"
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    """Keypad backend and, for a matrix keypad, its wiring."""
+
+    backend: str
+    rows: tuple[int, ...] = ()
+    cols: tuple[int, ...] = ()
+    device: str | None = None  # evdev path
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class IndicatorConfig:
+    """Buzzer and LED pins (any may be absent)."""
+
+    buzzer_pin: int | None = None
+    green_pin: int | None = None
+    red_pin: int | None = None
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    """Pin factory and input conditioning."""
+
+    backend: str = "default"  # gpiozero's choice; "mock" for simulation
+    pull_up: bool = True
+    debounce_ms: int = 20
+    tamper_pin: int | None = None
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """Checkpoint policy of the journal."""
+
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration."""
+
+    file: Path
+    site: str
+    device: str
+    state_dir: Path
+    readers: dict[str, ReaderConfig]
+    doors: dict[str, DoorConfig]
+    cabinets: dict[str, CabinetConfig]
+    keypad: KeypadConfig
+    indicators: IndicatorConfig
+    gpio: GpioConfig
+    journal: JournalConfig
+    areas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
+    """Read and validate a config file; raises :class:`ConfigError` naming file, key, reason."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return parse_config(data, path, state_dir=state_dir)
+
+
+def _name(sec: _Section, key: str, default: Any = _REQUIRED) -> str:
+    v = sec.get(key, str, default)
+    if v is not None and not _NAME.match(v):
+        raise sec.error(key, "must be 1-32 of a-z 0-9 _ -")
+    return v
+
+
+def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    top = _Section(data, "", path)
+    site = _name(top, "site")
+    device = _name(top, "device")
+    sd = Path(state_dir) if state_dir else Path(top.get("state_dir", str, "/var/lib/edged"))
+
+    g = top.table("gpio")
+    gpio = GpioConfig(
+        backend=g.choice("backend", ("default", "lgpio", "rpigpio", "native", "mock"), "default"),
+        pull_up=g.get("pull_up", bool, True),
+        debounce_ms=int(g.number("debounce_ms", 20, lo=0, hi=1000)),
+        tamper_pin=g.pin("tamper_pin", None),
+    )
+    g.done()
+
+    j = top.table("journal")
+    journal = JournalConfig(
+        checkpoint_every=int(j.number("checkpoint_every", 1000, lo=1, hi=10**6)),
+        checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
+    )
+    j.done()
+
+    areas: dict[str, dict[str, Any]] = {}
+    for name, a in top.tables("areas").items():
+        areas[name] = {"kind": a.choice("kind", ("handling", "management"))}
+        areas[name]["title"] = a.get("title", str, name)
+        a.done()
+
+    readers: dict[str, ReaderConfig] = {}
+    for name, r in top.tables("readers").items():
+        readers[name] = ReaderConfig(name, r.get("pcsc_name", str))
+        r.done()
+
+    doors: dict[str, DoorConfig] = {}
+    for name, d in top.tables("doors").items():
+        area = _name(d, "area")
+        if areas and area not in areas:
+            raise d.error("area", f"no area {area!r} is defined under [areas]")
+        entry = _name(d, "entry_reader")
+        exit_r = _name(d, "exit_reader", None)
+        for k, r in (("entry_reader", entry), ("exit_reader", exit_r)):
+            if r is not None and r not in readers:
+                raise d.error(k, f"no reader {r!r} is defined under [readers]")
+        doors[name] = DoorConfig(
+            name=name,
+            area=area,
+            entry_reader=entry,
+            exit_reader=exit_r,
+            relay_pin=d.pin("relay_pin"),
+            relay_active_high=d.get("relay_active_high", bool, True),
+            contact_pin=d.pin("contact_pin"),
+            contact_closed_when=d.choice(
+                "contact_closed_when", ("switch_closed", "switch_open"), "switch_closed"
+            ),
+            exit_button_pin=d.pin("exit_button_pin", None),
+            unlock_seconds=float(d.number("unlock_seconds", 5, lo=1, hi=60)),
+            held_open_seconds=float(d.number("held_open_seconds", 30, lo=5, hi=600)),
+            mode=d.choice("mode", ("fail_secure", "fail_safe"), "fail_secure"),
+        )
+        d.done()
+
+    cabinets: dict[str, CabinetConfig] = {}
+    for name, c in top.tables("cabinets").items():
+        area = _name(c, "area")
+        if areas and area not in areas:
+            raise c.error("area", f"no area {area!r} is defined under [areas]")
+        cabinets[name] = CabinetConfig(
+            name=name,
+            area=area,
+            pin=c.pin("pin"),
+            locked_when=c.choice("locked_when", ("switch_closed", "switch_open"), "switch_closed"),
+        )
+        c.done()
+
+    k = top.table("keypad")
+    backend = k.choice("backend", ("matrix", "evdev", "sim", "none"), "none")
+    rows = tuple(k.get("rows", list, []))
+    cols = tuple(k.get("cols", list, []))
+    for key, pins in (("rows", rows), ("cols", cols)):
+        if any(type(p) is not int or not 0 <= p <= 27 for p in pins):
+            raise k.error(key, "must be a list of GPIO pins 0..27")
+    if backend == "matrix" and (len(rows) not in (4,) or len(cols) not in (3, 4)):
+        raise k.error("rows", "a matrix keypad needs 4 rows and 3 or 4 cols (3x4 or 4x4)")
+    keypad = KeypadConfig(
+        backend=backend,
+        rows=rows,
+        cols=cols,
+        device=k.get("device", str, None),
+        timeout_seconds=float(k.number("timeout_seconds", 15, lo=3, hi=120)),
+    )
+    if backend == "evdev" and not keypad.device:
+        raise k.error("device", 'an evdev keypad needs device = "/dev/input/by-id/..."')
+    k.done()
+
+    i = top.table("indicators")
+    indicators = IndicatorConfig(
+        buzzer_pin=i.pin("buzzer_pin", None),
+        green_pin=i.pin("green_pin", None),
+        red_pin=i.pin("red_pin", None),
+    )
+    i.done()
+    top.done()
+
+    # One pin, one job: a shared pin would make a reed switch read as a door contact.
+    owners: dict[int, str] = {}
+    claims: list[tuple[int | None, str]] = [(gpio.tamper_pin, "gpio.tamper_pin")]
+    for d in doors.values():
+        claims += [
+            (d.relay_pin, f"doors.{d.name}.relay_pin"),
+            (d.contact_pin, f"doors.{d.name}.contact_pin"),
+            (d.exit_button_pin, f"doors.{d.name}.exit_button_pin"),
+        ]
+    claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
+    claims += [(p, "keypad.rows") for p in rows] + [(p, "keypad.cols") for p in cols]
+    claims += [
+        (indicators.buzzer_pin, "indicators.buzzer_pin"),
+        (indicators.green_pin, "indicators.green_pin"),
+        (indicators.red_pin, "indicators.red_pin"),
+    ]
+    for pin, where in claims:
+        if pin is None:
+            continue
+        if pin in owners:
+            raise ConfigError(f"{path}: {where}: GPIO {pin} is already used by {owners[pin]}")
+        owners[pin] = where
+
+    return Config(
+        file=path,
+        site=site,
+        device=device,
+        state_dir=sd,
+        readers=readers,
+        doors=doors,
+        cabinets=cabinets,
+        keypad=keypad,
+        indicators=indicators,
+        gpio=gpio,
+        journal=journal,
+        areas=areas,
+    )

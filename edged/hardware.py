@@ -1,0 +1,185 @@
+"""The interfaces the core depends on, and the registry that picks a backend by name.
+
+In the style of gpiozero and python-can: :class:`Device` does the common work (lifecycle,
+safe event emission, logging); a backend overrides a small set of hooks:
+
+- must override ``_start()`` (begin watching; emit events through ``self._emit``) and
+  ``_close()`` (stop threads, release hardware; called once);
+- may override ``_describe()`` (extra fields for logs).
+
+Real backends live in ``drivers/`` (``edged.drivers``), simulated ones in ``simulators/``
+(``edged.simulators``); both are imported lazily, only when configured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from edged.errors import DriverInitError
+from edged.events import Event, EventSink
+from edged.log import get_logger
+
+log = get_logger("hardware")
+
+
+class Device(ABC):
+    """Lifecycle shared by every driver: ``start(sink)`` once, ``close()`` any number of times.
+
+    Events go to ``sink`` (the core's queue). A sink that raises is logged, never allowed to
+    kill the driver's thread.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._sink: EventSink | None = None
+        self._closed = False
+        self._life = threading.Lock()
+
+    def start(self, sink: EventSink) -> None:
+        """Begin delivering events to ``sink``."""
+        with self._life:
+            if self._closed:
+                raise DriverInitError(f"{self.name}: cannot start a closed device")
+            if self._sink is not None:
+                raise DriverInitError(f"{self.name}: already started")
+            self._sink = sink
+        self._start()
+        log.info(
+            "device_started", device=self.name, backend=type(self).__name__, **self._describe()
+        )
+
+    def close(self) -> None:
+        """Stop and release the hardware; idempotent."""
+        with self._life:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._close()
+        except Exception as e:  # closing must never raise into shutdown paths
+            log.error("device_close_failed", device=self.name, error=repr(e))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _emit(self, event: Event) -> None:
+        sink = self._sink
+        if sink is None or self._closed:
+            return
+        try:
+            sink(event)
+        except Exception as e:
+            log.error(
+                "event_sink_failed", device=self.name, event=type(event).__name__, error=repr(e)
+            )
+
+    @abstractmethod
+    def _start(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def _describe(self) -> dict[str, Any]:
+        return {}
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CardReader(Device):
+    """Watches one or more card readers; emits CardPresented / CardRemoved / CardUnreadable /
+    ReaderLost / ReaderFound. Logical reader names ("entry", "exit") come from the config."""
+
+
+class DoorIO(Device):
+    """Door strikes (outputs) and door contacts, exit buttons, tamper switch (inputs).
+
+    Emits DoorContact, ExitButton, Tamper. Backends must also override
+    :meth:`set_unlocked` and :meth:`door_closed`.
+    """
+
+    @abstractmethod
+    def set_unlocked(self, door: str, unlocked: bool) -> None:
+        """Drive the lock of ``door``; the backend maps this to relay polarity and mode."""
+
+    @abstractmethod
+    def door_closed(self, door: str) -> bool:
+        """Current reading of the door contact."""
+
+    @abstractmethod
+    def tamper_active(self) -> bool:
+        """Current reading of the tamper switch (False when none is fitted)."""
+
+
+class CabinetSensors(Device):
+    """Reed switches of cabinets and racks; emits CabinetChanged. Must override :meth:`read_all`."""
+
+    @abstractmethod
+    def read_all(self) -> dict[str, bool]:
+        """Every monitored cabinet: True when it reads locked (R6, R7)."""
+
+
+class Indicators(Device):
+    """Buzzer and LEDs. Must override :meth:`set`."""
+
+    @abstractmethod
+    def set(self, name: str, on: bool) -> None:
+        """Switch ``buzzer``, ``green`` or ``red`` on or off."""
+
+    @abstractmethod
+    def states(self) -> dict[str, bool]:
+        """Current output of each indicator."""
+
+
+class Keypad(Device):
+    """Emits KeypadKey for each key pressed."""
+
+
+# Registry: (interface, backend name) -> "module:Class". Imported only when chosen, so a
+# device without evdev or a test machine without GPIO libraries still runs.
+_BACKENDS: dict[tuple[str, str], str] = {
+    ("card_reader", "pcsc"): "edged.drivers.pcsc:PcscCardReader",
+    ("keypad", "matrix"): "edged.drivers.keypad:MatrixKeypad",
+    ("keypad", "evdev"): "edged.drivers.evdev_keypad:EvdevKeypad",
+    ("keypad", "sim"): "edged.simulators.keypad:SimKeypad",
+}
+
+
+def backend_names(interface: str) -> list[str]:
+    """Names a config may use for ``interface``."""
+    return sorted(n for (i, n) in _BACKENDS if i == interface)
+
+
+def load_backend(interface: str, name: str) -> type[Device]:
+    """The class registered for (interface, name), with a clear error if it cannot load."""
+    target = _BACKENDS.get((interface, name))
+    if target is None:
+        raise DriverInitError(
+            f"{interface}: unknown backend {name!r}; choose one of {backend_names(interface)}"
+        )
+    module, _, cls = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as e:
+        raise DriverInitError(
+            f"{interface}: backend {name!r} cannot load: {e} (is its package installed?)"
+        ) from None
+
+
+def make_device(interface: str, name: str, **kwargs: Mapping[str, Any] | Any) -> Device:
+    """Build a backend, turning any failure into DriverInitError naming the device."""
+    cls = load_backend(interface, name)
+    try:
+        return cls(**kwargs)
+    except DriverInitError:
+        raise
+    except Exception as e:
+        raise DriverInitError(f"{interface} backend {name!r} failed to start: {e}") from None

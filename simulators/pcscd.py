@@ -1,0 +1,182 @@
+"""Run a real pcscd with vsmartcard's vpcd driver, one virtual reader per logical name.
+
+Each reader gets its own reader.conf entry *and its own copy of the vpcd driver
+library*: vpcd keeps its sockets in per-library globals indexed by slot, so two entries
+sharing one library would overwrite each other. Unplugging a reader rewrites the config
+and restarts pcscd (this pcscd build does not reload serial reader configs on SIGUSR1),
+which the PC/SC driver sees exactly as a reader going away.
+
+pcscd's client socket is fixed at /run/pcscd/pcscd.comm, so one pcscd runs per machine.
+vpcd listens on all interfaces: test machines only, never a device.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from edged.errors import DriverInitError
+from edged.log import get_logger
+
+log = get_logger("simulators.pcscd")
+
+VPCD_LIBRARY = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD = "pcscd"
+FIRST_PORT = 35963
+
+
+def pcsc_reader_name(logical: str) -> str:
+    """The PC/SC name pcscd gives the card slot of a simulated reader."""
+    return f"edged-sim {logical} 00 00"
+
+
+def _running_pcscd() -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "comm").read_text().strip() == "pcscd":
+                    out.append(int(p.name))
+            except OSError:
+                continue
+    return out
+
+
+class PcscdHarness:
+    """A pcscd process with virtual readers; a context manager with idempotent ``close()``.
+
+    ``readers`` maps logical names to vpcd ports (slot 0 of each entry listens there;
+    vpcd also opens port+1 for slot 1, so keep ports two apart).
+    """
+
+    def __init__(self, workdir: Path, readers: Mapping[str, int] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.readers = dict(readers or {"entry": FIRST_PORT, "exit": FIRST_PORT + 2})
+        self.unplugged: set[str] = set()
+        self._proc: subprocess.Popen[str] | None = None
+        self._ready = threading.Event()
+        self._log_thread: threading.Thread | None = None
+        self.log_lines: list[str] = []
+
+    @staticmethod
+    def available() -> str | None:
+        """None when pcscd and vpcd are installed, else what is missing."""
+        if shutil.which(PCSCD) is None and not Path("/usr/sbin/pcscd").exists():
+            return "pcscd is not installed (apt-get install pcscd)"
+        if not VPCD_LIBRARY.exists():
+            return f"{VPCD_LIBRARY} is missing (apt-get install vsmartcard-vpcd)"
+        return None
+
+    def port(self, logical: str) -> int:
+        return self.readers[logical]
+
+    def _write_config(self) -> Path:
+        conf = self.workdir / "reader.conf.d"
+        libs = self.workdir / "drivers"
+        conf.mkdir(parents=True, exist_ok=True)
+        libs.mkdir(parents=True, exist_ok=True)
+        for old in conf.iterdir():
+            old.unlink()
+        for logical, port in self.readers.items():
+            if logical in self.unplugged:
+                continue
+            lib = libs / f"libifdvpcd-{logical}.so"
+            if not lib.exists():
+                shutil.copy2(VPCD_LIBRARY, lib)
+            (conf / f"{logical}.conf").write_text(
+                f'FRIENDLYNAME "edged-sim {logical}"\n'
+                f"DEVICENAME   /dev/null:0x{port:04X}\n"
+                f"LIBPATH      {lib}\n"
+                f"CHANNELID    0x{port:04X}\n"
+            )
+        return conf
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start pcscd and return once it says it is ready."""
+        missing = self.available()
+        if missing:
+            raise DriverInitError(f"pcscd harness: {missing}")
+        others = _running_pcscd()
+        if others:
+            raise DriverInitError(
+                f"pcscd harness: another pcscd is running (pid {others}); only one can run"
+                " per machine (stop it: systemctl stop pcscd.socket pcscd)"
+            )
+        conf = self._write_config()
+        self._ready.clear()
+        exe = shutil.which(PCSCD) or "/usr/sbin/pcscd"
+        # -i: info level, so that "daemon ready" is printed and can be awaited.
+        self._proc = subprocess.Popen(
+            [exe, "--foreground", "-i", "--config", str(conf)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._log_thread = threading.Thread(
+            target=self._pump, args=(self._proc,), name="pcscd-log", daemon=True
+        )
+        self._log_thread.start()
+        if not self._ready.wait(timeout):
+            tail = "\n".join(self.log_lines[-10:])
+            self.stop()
+            raise DriverInitError(f"pcscd did not become ready in {timeout}s:\n{tail}")
+        log.info(
+            "pcscd_started", pid=self._proc.pid, readers=sorted(set(self.readers) - self.unplugged)
+        )
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.log_lines.append(line.rstrip())
+            if len(self.log_lines) > 500:
+                del self.log_lines[:100]
+            if "daemon ready" in line:
+                self._ready.set()
+
+    def stop(self) -> None:
+        """Stop pcscd (SIGTERM, then SIGKILL); idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._log_thread is not None:
+            self._log_thread.join(timeout=5)
+
+    close = stop
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def unplug(self, logical: str) -> None:
+        """Take a reader away, as pulling its USB cable would."""
+        if logical not in self.readers:
+            raise KeyError(f"no simulated reader {logical!r}; have {sorted(self.readers)}")
+        self.unplugged.add(logical)
+        self.restart()
+
+    def plug(self, logical: str) -> None:
+        """Put a reader back."""
+        if logical not in self.readers:
+            raise KeyError(f"no simulated reader {logical!r}; have {sorted(self.readers)}")
+        self.unplugged.discard(logical)
+        self.restart()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> PcscdHarness:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
