@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +76,79 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.state_dir), fast=args.fast)
 
 
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from edged.config import load_config
+
+    cfg = load_config(Path(args.file))
+    print(
+        f"{args.file}: OK: site {cfg.site}, device {cfg.device}, {len(cfg.areas)} area(s),"
+        f" {len(cfg.doors)} door(s), {len(cfg.cabinets)} cabinet(s), {len(cfg.readers)}"
+        " reader(s)"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edged.config import load_config
+    from edged.daemon import Daemon
+    from edged.log import configure_logging
+
+    configure_logging()
+    cfg = load_config(Path(args.config), state_dir=Path(args.state_dir) if args.state_dir else None)
+    sk, _pk, _fp = key_paths(cfg.state_dir)
+    if not sk.exists():
+        if not args.simulate:
+            raise KeyFileError(
+                f"{sk}: no device key; create one with: edged keys init --state-dir {cfg.state_dir}"
+            )
+        init_keys(cfg.state_dir)
+    return Daemon(cfg, simulate=args.simulate).run()
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from edged.control import request
+
+    req: dict[str, object] = {"cmd": args.sim_command}
+    for key in ("card", "reader", "kind", "behaviour", "door", "action", "name", "keys"):
+        v = getattr(args, key, None)
+        if v is not None:
+            req[key] = v
+    if args.sim_command == "tamper":
+        req["active"] = args.state == "on"
+    sock = Path(args.state_dir) / "control.sock"
+    try:
+        resp = request(sock, req)
+    except OSError as e:
+        print(
+            f"edged sim: cannot reach the daemon at {sock} ({e.strerror or e});"
+            " is `edged run --simulate` running with this state directory?",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json or "state" in resp:
+        print(json.dumps(resp, ensure_ascii=False, indent=2))
+    elif not resp.get("ok"):
+        print(f"error: {resp.get('error')}")
+    else:
+        for line in format_records(resp.get("records", [])):
+            print(line)
+        if resp.get("note"):
+            print(f"({resp['note']})")
+    return 0 if resp.get("ok") else 1
+
+
+_QUIET = {"seq", "type", "ts", "mono_ns", "boot_id", "clock_synced", "prev", "key_id"}
+
+
+def format_records(records: list[dict[str, object]]) -> list[str]:
+    """One readable line per record: seq, type, then its own fields."""
+    out = []
+    for r in records:
+        rest = " ".join(f"{k}={v}" for k, v in sorted(r.items()) if k not in _QUIET)
+        out.append(f"seq {r.get('seq'):>5} {r.get('type')!s:<22} {rest}".rstrip())
+    return out or ["(no record)"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the docs and tests)."""
     p = argparse.ArgumentParser(
@@ -98,6 +172,50 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--pubkey", help="device public key (PEM); default: beside the journal")
     v.add_argument("--json", action="store_true", help="machine-readable result")
     v.set_defaults(handler=_cmd_verify)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cc = csub.add_parser("check", help="validate a configuration file")
+    cc.add_argument("file")
+    cc.set_defaults(handler=_cmd_config_check)
+
+    r = sub.add_parser("run", help="run the daemon")
+    r.add_argument("--config", required=True, help="edged.toml")
+    r.add_argument("--state-dir", help="override state_dir from the config")
+    r.add_argument(
+        "--simulate",
+        action="store_true",
+        help="simulated hardware: pcscd+vpcd virtual cards, MockFactory GPIO,"
+        " and a control socket for `edged sim`",
+    )
+    r.set_defaults(handler=_cmd_run)
+
+    sim = sub.add_parser("sim", help="drive a --simulate daemon's hardware")
+    sim.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))
+    sim.add_argument("--json", action="store_true", help="print the full answer as JSON")
+    ssub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
+    t = ssub.add_parser("tap", help="present a card and take it away")
+    t.add_argument("card", help="card identifier in hex (FeliCa IDm 8 bytes, MIFARE UID 4/7)")
+    t.add_argument("--reader", default="entry")
+    t.add_argument("--kind", choices=["felica", "mifare", "mifare-ul", "iso14443b"])
+    t.add_argument("--behaviour", choices=["ok", "error", "garbage", "long", "empty"])
+    dr = ssub.add_parser("door", help="open or close the door")
+    dr.add_argument("action", choices=["open", "close"])
+    dr.add_argument("--door")
+    cb = ssub.add_parser("cabinet", help="open (unlock) or close (lock) a cabinet")
+    cb.add_argument("name")
+    cb.add_argument("action", choices=["open", "close"])
+    ky = ssub.add_parser("keys", help="press keypad keys, e.g. 1234#")
+    ky.add_argument("keys")
+    eb = ssub.add_parser("exit-button", help="press the exit button")
+    eb.add_argument("--door")
+    tp = ssub.add_parser("tamper", help="open (on) or close (off) the enclosure")
+    tp.add_argument("state", nargs="?", choices=["on", "off"], default="on")
+    rd = ssub.add_parser("reader", help="unplug or plug a reader")
+    rd.add_argument("reader")
+    rd.add_argument("action", choices=["unplug", "plug"])
+    ssub.add_parser("state", help="relay, LEDs, buzzer, doors and alarms as JSON")
+    sim.set_defaults(handler=_cmd_sim)
 
     d = sub.add_parser("demo", help="run the demonstration on simulated hardware")
     d.add_argument("--state-dir", required=True, help="where keys and journal.db are kept")

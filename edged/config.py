@@ -227,7 +227,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     top = _Section(data, "", path)
     site = _name(top, "site")
     device = _name(top, "device")
-    sd = Path(state_dir) if state_dir else Path(top.get("state_dir", str, "/var/lib/edged"))
+    configured_sd = Path(top.get("state_dir", str, "/var/lib/edged"))
+    sd = Path(state_dir) if state_dir else configured_sd
 
     g = top.table("gpio")
     gpio = GpioConfig(

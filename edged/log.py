@@ -50,5 +50,9 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
 
 
 def get_logger(name: str = "edged") -> Any:
-    """A structlog logger bound to a component name."""
-    return structlog.get_logger(name).bind(component=name)
+    """A structlog logger bound to a component name.
+
+    Lazy: module-level loggers take the configuration in force when they first log, not
+    the one at import time.
+    """
+    return structlog.get_logger(name, component=name)

@@ -1,0 +1,308 @@
+"""The simulation control socket: ``edged sim ...`` talks to a ``--simulate`` daemon here.
+
+One JSON object per line each way, on a Unix socket in the state directory (0600 in a
+0700 directory). Every request is untrusted input: it is size-limited, type-checked and
+answered with ``{"ok": false, "error": ...}`` when wrong; nothing a client sends can stop
+the daemon. Commands act only on the simulated hardware, exactly as a person at the door
+would, and wait until the daemon has handled the resulting event, so the answer carries
+the records it produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edged.events import (
+    CabinetChanged,
+    CardPresented,
+    CardRemoved,
+    CardUnreadable,
+    DoorContact,
+    ExitButton,
+    KeypadKey,
+    ReaderFound,
+    ReaderLost,
+    Tamper,
+)
+from edged.log import get_logger
+
+if TYPE_CHECKING:
+    from edged.daemon import Daemon, Processed
+
+log = get_logger("control")
+
+MAX_REQUEST = 4096
+WAIT = 10.0
+
+
+class ControlError(Exception):
+    """A request that cannot be carried out; its message goes back to the client."""
+
+
+def _str(req: dict[str, Any], key: str, default: str | None = None, maxlen: int = 64) -> str:
+    v = req.get(key, default)
+    if not isinstance(v, str) or not v or len(v) > maxlen:
+        raise ControlError(f"{key!r} must be a string of 1..{maxlen} characters")
+    return v
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_REQUEST + 1)
+        try:
+            if len(line) > MAX_REQUEST:
+                raise ControlError(f"request longer than {MAX_REQUEST} bytes")
+            try:
+                req = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                raise ControlError("request is not one JSON object on one line") from None
+            if not isinstance(req, dict):
+                raise ControlError("request must be a JSON object")
+            resp = {"ok": True, **self.server.controller.dispatch(req)}
+        except ControlError as e:
+            resp = {"ok": False, "error": str(e)}
+        except Exception as e:  # a failing command must not kill the server thread
+            log.error("control_command_failed", error=repr(e))
+            resp = {"ok": False, "error": f"internal error: {e!r}"}
+        self.wfile.write(json.dumps(resp, ensure_ascii=False).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    controller: SimController
+
+
+class SimController:
+    """Carries out simulation commands against a running daemon's rig."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self._lock = threading.Lock()  # one physical action at a time, as at a real door
+
+    def dispatch(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = _str(req, "cmd")
+        handler = getattr(self, "cmd_" + cmd.replace("-", "_"), None)
+        if handler is None:
+            raise ControlError(f"unknown command {cmd!r}")
+        with self._lock:
+            return handler(req)
+
+    # helpers
+    @property
+    def rig(self) -> Any:
+        if self.d.rig is None:
+            raise ControlError("the daemon is not running with --simulate")
+        return self.d.rig
+
+    def _door(self, req: dict[str, Any]) -> str:
+        doors = sorted(self.d.cfg.doors)
+        name = req.get("door") or (doors[0] if len(doors) == 1 else None)
+        if name not in self.d.cfg.doors:
+            raise ControlError(f"name a door: one of {doors}")
+        return name
+
+    def _await(self, before: int, pred: Any, what: str) -> Processed:
+        p = self.d.wait_processed(pred, after=before, timeout=WAIT)
+        if p is None:
+            raise ControlError(f"the daemon did not report {what} within {WAIT:.0f}s")
+        return p
+
+    def _done(self, before: int, **extra: Any) -> dict[str, Any]:
+        return {"records": self.d.records_since(before), **extra}
+
+    # commands
+    def cmd_tap(self, req: dict[str, Any]) -> dict[str, Any]:
+        from edged.simulators.vcard import Behaviour, CardKind
+
+        reader = _str(req, "reader", "entry")
+        try:
+            kind = CardKind(req["kind"]) if req.get("kind") else None
+            behaviour = Behaviour(req.get("behaviour") or "ok")
+            card = self.rig.card(
+                _str(req, "card", maxlen=200), reader, kind=kind, behaviour=behaviour
+            )
+        except (ValueError, KeyError) as e:
+            raise ControlError(str(e)) from None
+        before = self.d.processed_count
+        try:
+            card.insert()
+        except OSError as e:
+            raise ControlError(f"reader {reader!r} is not accepting cards ({e})") from None
+        try:
+            self._await(
+                before,
+                lambda p: (
+                    isinstance(p.event, CardPresented | CardUnreadable) and p.event.reader == reader
+                ),
+                f"a card on {reader!r}",
+            )
+        finally:
+            mid = self.d.processed_count
+            card.remove()
+        self._await(
+            mid,
+            lambda p: isinstance(p.event, CardRemoved) and p.event.reader == reader,
+            f"the card leaving {reader!r}",
+        )
+        return self._done(before)
+
+    def cmd_door(self, req: dict[str, Any]) -> dict[str, Any]:
+        door = self._door(req)
+        action = _str(req, "action")
+        if action not in ("open", "close"):
+            raise ControlError("action must be open or close")
+        closed = action == "close"
+        before = self.d.processed_count
+        if self.rig.gpio.doors.door_closed(door) == closed:
+            return self._done(before, note=f"door {door} is already {action}d")
+        self.rig.gpio.set_door(door, closed=closed)
+        self._await(
+            before,
+            lambda p: isinstance(p.event, DoorContact) and p.event.door == door,
+            "the door contact",
+        )
+        return self._done(before)
+
+    def cmd_exit_button(self, req: dict[str, Any]) -> dict[str, Any]:
+        door = self._door(req)
+        before = self.d.processed_count
+        try:
+            self.rig.gpio.press_exit(door)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        self._await(before, lambda p: isinstance(p.event, ExitButton), "the exit button")
+        return self._done(before)
+
+    def cmd_cabinet(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = _str(req, "name")
+        action = _str(req, "action")
+        if action not in ("open", "close"):
+            raise ControlError("action must be open or close")
+        locked = action == "close"
+        before = self.d.processed_count
+        try:
+            current = self.rig.gpio.cabinets.read_all()[name]
+        except KeyError:
+            raise ControlError(f"no cabinet {name!r}; have {sorted(self.d.cfg.cabinets)}") from None
+        if current == locked:
+            return self._done(before, note=f"cabinet {name} is already {action}d")
+        self.rig.gpio.set_cabinet(name, locked=locked)
+        self._await(
+            before,
+            lambda p: isinstance(p.event, CabinetChanged) and p.event.cabinet == name,
+            "the cabinet switch",
+        )
+        return self._done(before)
+
+    def cmd_keys(self, req: dict[str, Any]) -> dict[str, Any]:
+        keys = _str(req, "keys", maxlen=32)
+        before = self.d.processed_count
+        try:
+            self.rig.gpio.press_keys(keys)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        n = len(keys)
+        self._await(
+            before,
+            lambda p: (
+                isinstance(p.event, KeypadKey)
+                and sum(isinstance(q.event, KeypadKey) for q in self.d._processed if q.n > before)
+                >= n
+            ),
+            f"{n} key(s)",
+        )
+        return self._done(before)
+
+    def cmd_tamper(self, req: dict[str, Any]) -> dict[str, Any]:
+        active = req.get("active", True)
+        if not isinstance(active, bool):
+            raise ControlError("active must be true or false")
+        before = self.d.processed_count
+        if self.rig.gpio.doors.tamper_active() == active:
+            return self._done(before, note="tamper switch already in that state")
+        try:
+            self.rig.gpio.set_tamper(active)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        self._await(before, lambda p: isinstance(p.event, Tamper), "the tamper switch")
+        return self._done(before)
+
+    def cmd_reader(self, req: dict[str, Any]) -> dict[str, Any]:
+        reader = _str(req, "reader")
+        action = _str(req, "action")
+        if reader not in self.d.cfg.readers:
+            raise ControlError(f"no reader {reader!r}; have {sorted(self.d.cfg.readers)}")
+        before = self.d.processed_count
+        if action == "unplug":
+            self.rig.pcscd.unplug(reader)
+            self._await(
+                before,
+                lambda p: isinstance(p.event, ReaderLost) and p.event.reader == reader,
+                f"reader {reader!r} lost",
+            )
+        elif action == "plug":
+            self.rig.pcscd.plug(reader)
+            self._await(
+                before,
+                lambda p: isinstance(p.event, ReaderFound) and p.event.reader == reader,
+                f"reader {reader!r} back",
+            )
+        else:
+            raise ControlError("action must be unplug or plug")
+        return self._done(before)
+
+    def cmd_state(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"state": self.d.call(self.d.snapshot)}
+
+
+class ControlServer:
+    """The Unix-socket server; ``close()`` is idempotent."""
+
+    def __init__(self, path: Path, daemon: Daemon) -> None:
+        self.path = Path(path)
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()  # left over from a crash; the state dir is ours (0700)
+        self._server = _Server(str(self.path), _Handler)
+        os.chmod(self.path, 0o600)
+        self._server.controller = SimController(daemon)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="control", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._thread = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def request(path: Path, req: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request to a daemon's control socket and return its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)

@@ -1,0 +1,362 @@
+"""The daemon: wires drivers -> core -> journal, and executes what the core decides.
+
+One thread (the caller of :meth:`Daemon.run`) owns the core, the journal and the
+outputs. Driver threads and the control socket only put items on the queue
+(Invariant 1). The loop blocks on that queue until the next event or the core's next
+deadline; it never sleeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edged import __version__
+from edged.clock import Clock, SystemClock
+from edged.config import Config
+from edged.core import Core, Indicate, Record, SetLock
+from edged.core.actions import Action
+from edged.errors import EdgedError
+from edged.events import Event
+from edged.hardware import CabinetSensors, Device, DoorIO, Indicators
+from edged.journal import Journal
+from edged.keys import load_keys
+from edged.log import get_logger
+from edged.privacy import CardFingerprinter
+
+log = get_logger("daemon")
+
+_STOP = object()
+
+
+@dataclass
+class _Call:
+    """A function to run on the core thread (control-socket queries); result via ``done``."""
+
+    fn: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One handled event and the records it produced (for observers: tests, control socket)."""
+
+    n: int
+    event: Event | None
+    records: tuple[dict[str, Any], ...]
+
+
+class Daemon:
+    """edged's main loop. ``simulate=True`` runs on :class:`edged.simulators.rig.SimRig`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        simulate: bool = False,
+        clock: Clock | None = None,
+        control_socket: bool | None = None,
+    ) -> None:
+        self.cfg = config
+        self.simulate = simulate
+        self.clock = clock or SystemClock()
+        self.state_dir = Path(config.state_dir)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.core = Core(config)
+        self.rig: Any = None
+        self.devices: list[Device] = []
+        self.doors: DoorIO | None = None
+        self.cabinets: CabinetSensors | None = None
+        self.indicators: Indicators | None = None
+        self.card_reader: Any = None
+        self.journal: Journal | None = None
+        self._want_control = simulate if control_socket is None else control_socket
+        self.control: Any = None
+        self._processed: deque[Processed] = deque(maxlen=1000)
+        self._count = 0
+        self._cond = threading.Condition()
+        self.running = threading.Event()
+        self.stopped = threading.Event()
+
+    # -- set-up ----------------------------------------------------------------------
+    def _open_journal(self) -> None:
+        keys = load_keys(self.state_dir)
+        self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
+        self.journal = Journal(
+            self.state_dir / "journal.db",
+            keys,
+            self.clock,
+            checkpoint_every=self.cfg.journal.checkpoint_every,
+            checkpoint_seconds=self.cfg.journal.checkpoint_seconds,
+        )
+
+    def _build_devices(self) -> None:
+        from edged.drivers.pcsc import PcscCardReader
+
+        if self.simulate:
+            from edged.simulators.rig import SimRig
+
+            self.rig = SimRig(self.cfg, self.state_dir / "sim", clock=self.clock)
+            self.rig.start()
+            g = self.rig.gpio
+            self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
+            keypad = g.keypad
+            bindings = self.rig.reader_bindings
+        else:
+            from edged.drivers.gpio import (
+                GpioCabinets,
+                GpioDoors,
+                GpioIndicators,
+                make_pin_factory,
+            )
+            from edged.hardware import make_device
+
+            pf = make_pin_factory(self.cfg.gpio.backend)
+            self.doors = GpioDoors(self.cfg.doors, self.cfg.gpio, pin_factory=pf, clock=self.clock)
+            self.cabinets = GpioCabinets(
+                self.cfg.cabinets, self.cfg.gpio, pin_factory=pf, clock=self.clock
+            )
+            self.indicators = GpioIndicators(self.cfg.indicators, pin_factory=pf)
+            k = self.cfg.keypad
+            keypad = None
+            if k.backend == "matrix":
+                keypad = make_device(
+                    "keypad", "matrix", rows=k.rows, cols=k.cols, pin_factory=pf, clock=self.clock
+                )
+            elif k.backend in ("evdev", "sim"):
+                kw: dict[str, Any] = {"clock": self.clock}
+                if k.backend == "evdev":
+                    kw["device"] = k.device
+                keypad = make_device("keypad", k.backend, **kw)
+            bindings = {n: r.pcsc_name for n, r in self.cfg.readers.items()}
+        self.devices = [d for d in (self.doors, self.cabinets, self.indicators, keypad) if d]
+        if bindings:
+            self.card_reader = PcscCardReader(
+                bindings, self._fingerprinter.fingerprint, clock=self.clock
+            )
+            self.devices.append(self.card_reader)
+
+    def _seed_core(self) -> list[Action]:
+        """Initial readings become core state; abnormal ones become records at once."""
+        assert self.doors and self.cabinets
+        from edged.events import CabinetChanged, DoorContact, Tamper
+
+        out: list[Action] = []
+        now = self.clock.mono_ns()
+        for name in self.cfg.doors:
+            if not self.doors.door_closed(name):
+                out += self.core.handle(DoorContact(door=name, closed=False, mono_ns=now), now)
+        for name, locked in self.cabinets.read_all().items():
+            self.core.state.cabinets[name] = locked
+            if not locked:
+                out += self.core.handle(CabinetChanged(cabinet=name, locked=False), now)
+        if self.doors.tamper_active():
+            out += self.core.handle(Tamper(active=True, mono_ns=now), now)
+        return out
+
+    # -- running ---------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until :meth:`request_stop` (or SIGTERM/SIGINT); returns an exit code."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+            signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        try:
+            self._open_journal()
+            assert self.journal is not None
+            self._build_devices()
+            cfg_hash = hashlib.sha256(self.cfg.file.read_bytes()).hexdigest()[:16]
+            self._execute(
+                [
+                    Record(
+                        "daemon.started",
+                        {
+                            "version": __version__,
+                            "site": self.cfg.site,
+                            "device": self.cfg.device,
+                            "mode": "simulate" if self.simulate else "hardware",
+                            "config_sha256": cfg_hash,
+                        },
+                    )
+                ],
+                None,
+            )
+            self._execute(self._seed_core(), None)
+            for dev in self.devices:
+                dev.start(self.queue.put)
+            if self._want_control:
+                from edged.control import ControlServer
+
+                self.control = ControlServer(self.state_dir / "control.sock", self)
+                self.control.start()
+            log.info("daemon_ready", state_dir=str(self.state_dir), simulate=self.simulate)
+            self.running.set()
+            self._loop()
+            return 0
+        except EdgedError as e:
+            log.error("daemon_failed", error=str(e))
+            return 2
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        assert self.journal is not None
+        while True:
+            deadline = self.core.next_deadline()
+            now = self.clock.mono_ns()
+            # Wake for the core's next deadline, and at least every 5 s for the journal's
+            # checkpoint period.
+            timeout = 5.0 if deadline is None else max(0.0, min(5.0, (deadline - now) / 1e9))
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            if isinstance(item, _Call):
+                try:
+                    item.result = item.fn()
+                except BaseException as e:  # reported to the caller, never kills the loop
+                    item.error = e
+                item.done.set()
+                continue
+            now = self.clock.mono_ns()
+            actions: list[Action] = []
+            try:
+                if item is not None:
+                    actions += self.core.handle(item, now)
+                actions += self.core.tick(now)
+            except Exception as e:  # a core bug must not take the door down
+                log.error("core_failed", event=type(item).__name__, error=repr(e))
+                actions = [
+                    Record("alarm.internal_error", {"where": "core", "error": repr(e)[:200]})
+                ]
+            self._execute(actions, item)
+            try:
+                self.journal.maybe_checkpoint()
+            except EdgedError as e:
+                log.error("checkpoint_failed", error=str(e))
+
+    def _execute(self, actions: list[Action], event: Event | None) -> None:
+        """Record first, then act (Invariant 2)."""
+        assert self.journal is not None
+        records = [a for a in actions if isinstance(a, Record)]
+        committed = True
+        written: list[dict[str, Any]] = []
+        if records:
+            try:
+                for rec in self.journal.append_many([(r.type, r.fields) for r in records]):
+                    f = rec.fields
+                    written.append(f)
+                    level = log.warning if rec.type.startswith("alarm.") else log.info
+                    level(
+                        "record",
+                        seq=rec.seq,
+                        type=rec.type,
+                        **{k: v for k, v in f.items() if k not in _ENVELOPE},
+                    )
+            except EdgedError as e:
+                committed = False
+                log.error(
+                    "journal_write_failed", error=str(e), lost_types=[r.type for r in records]
+                )
+                actions = [*actions, Indicate("red", True), Indicate("buzzer", True)]
+        for a in actions:
+            try:
+                if isinstance(a, SetLock) and self.doors is not None:
+                    if a.unlocked and a.needs_record and not committed:
+                        log.error("unlock_refused_not_recorded", door=a.door)
+                        continue
+                    self.doors.set_unlocked(a.door, a.unlocked)
+                elif isinstance(a, Indicate) and self.indicators is not None:
+                    self.indicators.set(a.name, a.on)
+            except EdgedError as e:
+                log.error("actuator_failed", action=repr(a), error=str(e))
+        with self._cond:
+            self._count += 1
+            self._processed.append(Processed(self._count, event, tuple(written)))
+            self._cond.notify_all()
+
+    # -- observers -------------------------------------------------------------------
+    @property
+    def processed_count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait_processed(
+        self, pred: Callable[[Processed], bool], *, after: int, timeout: float = 10.0
+    ) -> Processed | None:
+        """Wait until an event handled after step ``after`` satisfies ``pred``."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for p in self._processed:
+                    if p.n > after and pred(p):
+                        return p
+                left = end - time.monotonic()
+                if left <= 0 or self.stopped.is_set():
+                    return None
+                self._cond.wait(left)
+
+    def records_since(self, after: int) -> list[dict[str, Any]]:
+        with self._cond:
+            return [r for p in self._processed if p.n > after for r in p.records]
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn`` on the core thread and return its result."""
+        c = _Call(fn)
+        self.queue.put(c)
+        if not c.done.wait(timeout):
+            raise TimeoutError("the daemon did not answer in time")
+        if c.error is not None:
+            raise c.error
+        return c.result
+
+    def snapshot(self) -> dict[str, Any]:
+        """Core state, outputs and journal head (call on the core thread)."""
+        assert self.journal is not None
+        seq, h = self.journal.head()
+        out: dict[str, Any] = {
+            "core": self.core.snapshot(),
+            "journal": {"head_seq": seq, "head_hash": h},
+        }
+        if self.rig is not None:
+            out["hardware"] = self.rig.gpio.state()
+        if self.card_reader is not None:
+            out["readers_online"] = sorted(self.card_reader.online)
+        return out
+
+    def request_stop(self) -> None:
+        self.queue.put(_STOP)
+
+    def _shutdown(self) -> None:
+        self.running.clear()
+        if self.control is not None:
+            self.control.close()
+        # Devices first: relays drop to their unpowered state (R14) before anything else.
+        for dev in reversed(self.devices):
+            dev.close()
+        if self.journal is not None:
+            try:
+                self.journal.append("daemon.stopped")
+            except EdgedError as e:
+                log.error("journal_write_failed", error=str(e))
+            self.journal.close()
+        if self.rig is not None:
+            self.rig.close()
+        self.stopped.set()
+        with self._cond:
+            self._cond.notify_all()
+        log.info("daemon_stopped")
+
+
+_ENVELOPE = {"seq", "ts", "mono_ns", "boot_id", "clock_synced", "prev", "key_id", "type"}

@@ -1,0 +1,76 @@
+"""The whole simulated installation: pcscd with virtual readers, virtual cards, MockFactory GPIO.
+
+The daemon's ``--simulate`` mode and the test fixtures use this same object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edged.simulators.gpio import SimGpio
+from edged.simulators.pcscd import FIRST_PORT, PcscdHarness, pcsc_reader_name
+from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
+
+from edged.clock import Clock
+from edged.config import Config
+
+KIND_BY_LENGTH = {8: CardKind.FELICA, 4: CardKind.MIFARE_CLASSIC, 7: CardKind.MIFARE_ULTRALIGHT}
+
+
+def parse_card_id(text: str) -> bytes:
+    """A card identifier typed by a person: hex, with optional spaces or colons."""
+    clean = text.replace(":", "").replace(" ", "").replace("-", "")
+    try:
+        uid = bytes.fromhex(clean)
+    except ValueError:
+        raise ValueError(f"card id {text!r} is not hexadecimal") from None
+    if not 1 <= len(uid) <= 64:
+        raise ValueError("card id must be 1..64 bytes")
+    return uid
+
+
+class SimRig:
+    """Simulated hardware for one config: ``start()`` brings up pcscd, ``close()`` ends all."""
+
+    def __init__(self, config: Config, workdir: Path, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.gpio = SimGpio(config, clock=clock)
+        ports = {name: FIRST_PORT + 2 * i for i, name in enumerate(sorted(config.readers))}
+        self.pcscd = PcscdHarness(Path(workdir) / "pcscd", ports)
+        self.reader_bindings = {name: pcsc_reader_name(name) for name in config.readers}
+        self._cards: list[VirtualCard] = []
+
+    def start(self) -> None:
+        self.pcscd.start()
+
+    def card(
+        self,
+        card_id: str | bytes,
+        reader: str,
+        *,
+        kind: CardKind | None = None,
+        behaviour: Behaviour = Behaviour.OK,
+    ) -> VirtualCard:
+        """A virtual card for ``reader`` (not yet inserted)."""
+        uid = parse_card_id(card_id) if isinstance(card_id, str) else card_id
+        if reader not in self.config.readers:
+            raise ValueError(f"no reader {reader!r}; have {sorted(self.config.readers)}")
+        kind = kind or KIND_BY_LENGTH.get(len(uid), CardKind.ISO14443B)
+        card = VirtualCard(uid, kind, behaviour, port=self.pcscd.port(reader))
+        self._cards.append(card)
+        return card
+
+    def close(self) -> None:
+        """Remove cards, stop pcscd, release pins; idempotent."""
+        for c in self._cards:
+            c.remove()
+        self._cards.clear()
+        self.pcscd.stop()
+        self.gpio.close()
+
+    def __enter__(self) -> SimRig:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
