@@ -120,11 +120,18 @@ class PcscCardReader(CardReader):
 
     def _close(self) -> None:
         self._stop.set()
-        with self._ctx_lock:
-            if self._ctx is not None:
-                scard.SCardCancel(self._ctx)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._thread is None:
+            return
+        # SCardCancel only wakes a wait already in progress; a thread that was between two
+        # waits would miss it, so cancel again until the thread has gone.
+        for _ in range(100):
+            with self._ctx_lock:
+                if self._ctx is not None:
+                    scard.SCardCancel(self._ctx)
+            self._thread.join(timeout=0.1)
+            if not self._thread.is_alive():
+                return
+        log.error("pcsc_watcher_did_not_stop")
 
     def _describe(self) -> dict[str, object]:
         return {"readers": self._wanted}

@@ -39,3 +39,65 @@ def journal(tmp_path: Path, keys: DeviceKeys, clock: FakeClock):
     j = Journal(tmp_path / "journal.db", keys, clock, boot_id="test-boot")
     yield j
     j.close()
+
+
+class EventLog:
+    """A thread-safe event sink that tests can wait on (no sleeping)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.events: list = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def wait_for(self, pred, timeout: float = 10.0, start: int = 0):
+        """The first event from index ``start`` on that satisfies ``pred``; fails on timeout."""
+        with self._cond:
+            found = []
+
+            def check():
+                found[:] = [e for e in self.events[start:] if pred(e)]
+                return bool(found)
+
+            if not self._cond.wait_for(check, timeout):
+                raise AssertionError(f"no matching event in {timeout}s; saw {self.events[start:]}")
+            return found[0]
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.events)
+
+    def of(self, cls, start: int = 0) -> list:
+        with self._cond:
+            return [e for e in self.events[start:] if isinstance(e, cls)]
+
+
+@pytest.fixture
+def events() -> EventLog:
+    return EventLog()
+
+
+def require_pcscd() -> None:
+    """Fail loudly (never skip) when the PC/SC stack is missing: CI must have it."""
+    from edged.simulators.pcscd import PcscdHarness
+
+    missing = PcscdHarness.available()
+    if missing:
+        pytest.fail(f"PC/SC test stack missing: {missing}; run scripts/bootstrap.sh as root")
+
+
+@pytest.fixture(scope="module")
+def pcscd(tmp_path_factory):
+    """A real pcscd with two vpcd readers, "entry" and "exit"."""
+    from edged.simulators.pcscd import PcscdHarness
+
+    require_pcscd()
+    h = PcscdHarness(tmp_path_factory.mktemp("pcscd"))
+    h.start()
+    yield h
+    h.stop()
