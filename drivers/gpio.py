@@ -6,8 +6,10 @@ factory is the only thing that changes. gpiozero calls our callbacks from its ow
 thread; they only emit events.
 
 Switch conventions: inputs use the internal pull-up by default, so a closed switch reads
-as "pressed". A cut wire therefore reads as an *open* switch; the defaults make that the
+as "active". A cut wire therefore reads as an *open* switch; the defaults make that the
 alarming state (door open, cabinet unlocked, tamper active) so sabotage is never silent.
+Inputs are plain ``DigitalInputDevice``s: ``Button`` adds a hold-timer thread per input
+that polls every 100 ms, which a door controller does not need.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpiozero import Button, OutputDevice
+from gpiozero import DigitalInputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
@@ -53,9 +55,9 @@ def make_pin_factory(backend: str) -> Factory | None:
     raise DriverInitError(f"gpio: unknown pin factory {backend!r}")
 
 
-def _button(pin: int, gpio: GpioConfig, factory: Factory | None, what: str) -> Button:
+def _button(pin: int, gpio: GpioConfig, factory: Factory | None, what: str) -> DigitalInputDevice:
     try:
-        return Button(
+        return DigitalInputDevice(
             pin,
             pull_up=gpio.pull_up,
             bounce_time=(gpio.debounce_ms / 1000) or None,
@@ -86,9 +88,9 @@ class GpioDoors(DoorIO):
         self._cfg = dict(doors)
         self._clock = clock or SystemClock()
         self._relays: dict[str, OutputDevice] = {}
-        self._contacts: dict[str, Button] = {}
-        self._exits: dict[str, Button] = {}
-        self._tamper: Button | None = None
+        self._contacts: dict[str, DigitalInputDevice] = {}
+        self._exits: dict[str, DigitalInputDevice] = {}
+        self._tamper: DigitalInputDevice | None = None
         try:
             for d in self._cfg.values():
                 try:
@@ -121,16 +123,16 @@ class GpioDoors(DoorIO):
 
     def _start(self) -> None:
         for name, b in self._contacts.items():
-            b.when_pressed = lambda _b, n=name: self._contact(n)
-            b.when_released = lambda _b, n=name: self._contact(n)
+            b.when_activated = lambda _b, n=name: self._contact(n)
+            b.when_deactivated = lambda _b, n=name: self._contact(n)
         for name, b in self._exits.items():
-            b.when_pressed = lambda _b, n=name: self._emit(
+            b.when_activated = lambda _b, n=name: self._emit(
                 ExitButton(door=n, mono_ns=self._clock.mono_ns())
             )
         if self._tamper is not None:
             t = self._tamper
-            t.when_pressed = lambda _b: self._tamper_changed()
-            t.when_released = lambda _b: self._tamper_changed()
+            t.when_activated = lambda _b: self._tamper_changed()
+            t.when_deactivated = lambda _b: self._tamper_changed()
 
     def _contact(self, door: str) -> None:
         self._emit(
@@ -160,20 +162,24 @@ class GpioDoors(DoorIO):
 
     def door_closed(self, door: str) -> bool:
         d = self._cfg[door]
-        pressed = self._contacts[door].is_pressed
+        pressed = self._contacts[door].is_active
         return pressed if d.contact_closed_when == "switch_closed" else not pressed
 
     def tamper_active(self) -> bool:
         # A normally-closed tamper loop: an open switch (lid off, wire cut) is tamper.
-        return self._tamper is not None and not self._tamper.is_pressed
+        return self._tamper is not None and not self._tamper.is_active
 
     def _close(self) -> None:
         for d in self._cfg.values():
             relay = self._relays.get(d.name)
             if relay is not None:
                 # Stopping leaves the relay de-energised: a strike locks, a maglock
-                # releases, which is what "fail secure" / "fail safe" mean (R14).
-                relay.close()
+                # releases, which is what "fail secure" / "fail safe" mean (R14). Drive it
+                # off explicitly: close() alone only turns the pin back into an input.
+                try:
+                    relay.off()
+                finally:
+                    relay.close()
         for b in [*self._contacts.values(), *self._exits.values(), self._tamper]:
             if b is not None:
                 b.close()
@@ -194,7 +200,7 @@ class GpioCabinets(CabinetSensors):
         super().__init__(name)
         self._cfg = dict(cabinets)
         self._clock = clock or SystemClock()
-        self._reeds: dict[str, Button] = {}
+        self._reeds: dict[str, DigitalInputDevice] = {}
         try:
             for c in self._cfg.values():
                 self._reeds[c.name] = _button(c.pin, gpio, pin_factory, f"cabinets.{c.name}.pin")
@@ -204,8 +210,8 @@ class GpioCabinets(CabinetSensors):
 
     def _start(self) -> None:
         for name, b in self._reeds.items():
-            b.when_pressed = lambda _b, n=name: self._changed(n)
-            b.when_released = lambda _b, n=name: self._changed(n)
+            b.when_activated = lambda _b, n=name: self._changed(n)
+            b.when_deactivated = lambda _b, n=name: self._changed(n)
 
     def _changed(self, cabinet: str) -> None:
         self._emit(
@@ -215,7 +221,7 @@ class GpioCabinets(CabinetSensors):
         )
 
     def locked(self, cabinet: str) -> bool:
-        pressed = self._reeds[cabinet].is_pressed
+        pressed = self._reeds[cabinet].is_active
         return pressed if self._cfg[cabinet].locked_when == "switch_closed" else not pressed
 
     def read_all(self) -> dict[str, bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from gpiozero import Button, OutputDevice
+from gpiozero import DigitalInputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
@@ -44,7 +44,7 @@ class MatrixKeypad(Keypad):
         self._clock = clock or SystemClock()
         self._scan_lock = threading.Lock()
         self._rows: list[OutputDevice] = []
-        self._cols: list[Button] = []
+        self._cols: list[DigitalInputDevice] = []
         try:
             for p in rows:
                 # active_high=False: "on" drives the row low; idle = all rows on.
@@ -53,7 +53,7 @@ class MatrixKeypad(Keypad):
                 )
             for p in cols:
                 self._cols.append(
-                    Button(
+                    DigitalInputDevice(
                         p,
                         pull_up=True,
                         bounce_time=(debounce_ms / 1000) or None,
@@ -66,7 +66,7 @@ class MatrixKeypad(Keypad):
 
     def _start(self) -> None:
         for c, col in enumerate(self._cols):
-            col.when_pressed = lambda _b, c=c: self._key_down(c)
+            col.when_activated = lambda _b, c=c: self._key_down(c)
 
     def _key_down(self, col: int) -> None:
         # Re-entrant edges fire while rows are switched during the scan: ignore them.
@@ -77,7 +77,7 @@ class MatrixKeypad(Keypad):
             for r in range(len(self._rows)):
                 for i, row in enumerate(self._rows):
                     row.value = i == r
-                if self._cols[col].is_pressed:
+                if self._cols[col].is_active:
                     found = r
                     break
         finally:

@@ -1,0 +1,190 @@
+"""GPIO drivers on gpiozero's MockFactory, pins as the wiring sees them (R6-R8, R14)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators
+from edged.drivers.keypad import MatrixKeypad
+from edged.simulators.gpio import KeypadMatrix, SimGpio
+from gpiozero.pins.mock import MockFactory
+
+from edged.config import DoorConfig, GpioConfig, load_config
+from edged.errors import DriverInitError, DriverOperationError
+from edged.events import CabinetChanged, DoorContact, ExitButton, KeypadKey, Tamper
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
+
+
+@pytest.fixture
+def cfg():
+    return load_config(EXAMPLE)
+
+
+@pytest.fixture
+def sim(cfg, events):
+    s = SimGpio(cfg)
+    for dev in (s.doors, s.cabinets, s.indicators, s.keypad):
+        dev.start(events)
+    yield s
+    s.close()
+
+
+def door(**kw) -> DoorConfig:
+    base = DoorConfig(
+        name="d",
+        area="a",
+        entry_reader="entry",
+        exit_reader=None,
+        relay_pin=17,
+        relay_active_high=True,
+        contact_pin=27,
+        contact_closed_when="switch_closed",
+        exit_button_pin=22,
+        unlock_seconds=5,
+        held_open_seconds=30,
+        mode="fail_secure",
+    )
+    return replace(base, **kw)
+
+
+def test_power_on_state_is_quiet_and_locked(sim, events):
+    """R14: at start the relay is not energised, inputs read normal, nothing is reported."""
+    st = sim.state()
+    assert st["doors"]["main"] == {"relay_energised": False, "unlocked": False, "closed": True}
+    assert st["cabinets"] == {"cab-a": True, "rack-back": True}
+    assert st["tamper"] is False
+    assert not any(st["indicators"].values())
+    assert events.events == []
+
+
+def test_inputs_become_events(sim, events):
+    """R8: door contact, exit button, tamper and every cabinet reed become events."""
+    sim.set_door("main", closed=False)
+    sim.set_door("main", closed=True)
+    sim.press_exit("main")
+    sim.set_cabinet("rack-back", locked=False)
+    sim.set_tamper(True)
+    assert [type(e) for e in events.events] == [
+        DoorContact,
+        DoorContact,
+        ExitButton,
+        CabinetChanged,
+        Tamper,
+    ]
+    assert [e.closed for e in events.of(DoorContact)] == [False, True]
+    assert events.of(CabinetChanged)[0] == CabinetChanged(
+        cabinet="rack-back", locked=False, mono_ns=events.of(CabinetChanged)[0].mono_ns
+    )
+    assert events.of(Tamper)[0].active is True
+    assert sim.cabinets.read_all() == {"cab-a": True, "rack-back": False}
+
+
+@pytest.mark.parametrize("active_high", [True, False])
+def test_fail_secure_relay_polarity(active_high, events):
+    """R14: a fail-secure strike is energised only to unlock, whatever the relay polarity."""
+    f = MockFactory()
+    d = door(relay_active_high=active_high)
+    doors = GpioDoors({"d": d}, GpioConfig(), pin_factory=f)
+    pin = f.pin(17)
+    # Energised means the pin at its active level.
+    assert pin.state == (not active_high)  # locked from the first instant
+    # Once the pin is an output it never shows the energised level (states[0] is the
+    # unconfigured mock pin; on a board, the relay input's own pull resistor holds it).
+    assert all(st.state == (not active_high) for st in pin.states[1:])
+    doors.set_unlocked("d", True)
+    assert pin.state == active_high and doors.unlocked("d")
+    doors.set_unlocked("d", False)
+    assert pin.state == (not active_high)
+    doors.close()
+    doors.close()  # idempotent
+
+
+def test_fail_safe_maglock_is_energised_to_lock(events):
+    """R14: a fail-safe magnetic lock holds while energised and releases when stopped."""
+    f = MockFactory()
+    doors = GpioDoors({"d": door(mode="fail_safe")}, GpioConfig(), pin_factory=f)
+    assert doors.relay_energised("d") and not doors.unlocked("d")
+    doors.set_unlocked("d", True)
+    assert not doors.relay_energised("d")
+    doors.set_unlocked("d", False)
+    doors.close()
+    assert f.pin(17).state is False  # stopped: released
+
+
+def test_cut_wires_read_as_alarm_states(cfg, events):
+    """R8: a cut wire (open switch) reads as door open, cabinet unlocked, tamper active."""
+    s = SimGpio(cfg)
+    try:
+        for p in (27, 6, 5):  # contact, cab-a reed, tamper: pulled up = open circuit
+            s.factory.pin(p).drive_high()
+        assert s.doors.door_closed("main") is False
+        assert s.cabinets.read_all()["cab-a"] is False
+        assert s.doors.tamper_active() is True
+    finally:
+        s.close()
+
+
+def test_unknown_door_and_indicator_are_refused(sim):
+    with pytest.raises(DriverOperationError):
+        sim.doors.set_unlocked("nope", True)
+    with pytest.raises(DriverOperationError):
+        sim.indicators.set("blue", True)
+
+
+def test_indicators_drive_pins(sim, cfg):
+    sim.indicators.set("red", True)
+    sim.indicators.set("buzzer", True)
+    assert sim.factory.pin(cfg.indicators.red_pin).state is True
+    assert sim.factory.pin(cfg.indicators.buzzer_pin).state is True
+    assert sim.indicators.states() == {"buzzer": True, "green": False, "red": True}
+
+
+def test_absent_indicators_are_ignored():
+    from edged.config import IndicatorConfig
+
+    ind = GpioIndicators(IndicatorConfig(), pin_factory=MockFactory())
+    ind.set("buzzer", True)
+    assert ind.states() == {"buzzer": False, "green": False, "red": False}
+
+
+@pytest.mark.parametrize("ncols", [3, 4])
+def test_matrix_keypad_every_key(ncols, events):
+    """R3: every key of a 3x4 or 4x4 keypad arrives once, through real row/column scanning."""
+    f = MockFactory()
+    rows, cols = (23, 24, 25, 8), (7, 12, 16, 26)[:ncols]
+    matrix = KeypadMatrix(f, rows, cols)
+    kp = MatrixKeypad(rows, cols, pin_factory=f)
+    kp.start(events)
+    keys = "".join(matrix.layout)
+    for k in keys:
+        matrix.press(k)
+    assert "".join(e.key for e in events.of(KeypadKey)) == keys
+    # Idle again: all rows driven low, all columns released.
+    assert all(f.pin(r).state is False for r in rows)
+    assert all(f.pin(c).state is True for c in cols)
+    kp.close()
+
+
+def test_pin_in_use_is_a_clear_init_error():
+    f = MockFactory()
+    with pytest.raises(DriverInitError, match=r"doors\.d\.contact_pin \(GPIO 17\)"):
+        GpioDoors({"d": door(contact_pin=17)}, GpioConfig(), pin_factory=f)
+    # The relay created before the failure was released again.
+    GpioDoors({"d": door()}, GpioConfig(), pin_factory=f).close()
+
+
+def test_cabinet_locked_when_switch_open(events):
+    from edged.config import CabinetConfig
+
+    f = MockFactory()
+    cab = GpioCabinets(
+        {"c": CabinetConfig("c", "a", 6, "switch_open")}, GpioConfig(), pin_factory=f
+    )
+    cab.start(events)
+    assert cab.read_all() == {"c": True}  # pulled up: switch open: locked
+    f.pin(6).drive_low()
+    assert cab.read_all() == {"c": False} and events.of(CabinetChanged)[0].locked is False
+    cab.close()
