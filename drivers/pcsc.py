@@ -232,7 +232,9 @@ class PcscCardReader(CardReader):
                 first = False
                 continue
             if rv != scard.SCARD_S_SUCCESS:
-                return f"status wait failed ({scard.SCardGetErrorMessage(rv).strip()})"
+                # pcscd going away mid-wait surfaces as assorted codes (seen: "Access
+                # denied"); all of them mean the session is gone.
+                return f"pcsc session lost ({scard.SCardGetErrorMessage(rv).strip()})"
             rebind = False
             for name, state, atr in new:
                 if name == PNP:

@@ -168,8 +168,8 @@ class Daemon:
     def run(self, *, install_signals: bool = True) -> int:
         """Run until :meth:`request_stop` (or SIGTERM/SIGINT); returns an exit code."""
         if install_signals:
-            signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-            signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
         try:
             self._open_journal()
             assert self.journal is not None
@@ -198,6 +198,10 @@ class Daemon:
 
                 self.control = ControlServer(self.state_dir / "control.sock", self)
                 self.control.start()
+            # Ready means: readers enumerated and what they said recorded.
+            if self.card_reader is not None and not self.card_reader.ready.wait(10):
+                log.warning("card_readers_slow_to_enumerate")
+            self._loop(until_idle=True)
             log.info("daemon_ready", state_dir=str(self.state_dir), simulate=self.simulate)
             self.running.set()
             self._loop()
@@ -208,7 +212,8 @@ class Daemon:
         finally:
             self._shutdown()
 
-    def _loop(self) -> None:
+    def _loop(self, *, until_idle: bool = False) -> None:
+        """Handle events until stopped (or, with ``until_idle``, until the queue is empty)."""
         assert self.journal is not None
         while True:
             deadline = self.core.next_deadline()
@@ -217,10 +222,14 @@ class Daemon:
             # checkpoint period.
             timeout = 5.0 if deadline is None else max(0.0, min(5.0, (deadline - now) / 1e9))
             try:
-                item = self.queue.get(timeout=timeout)
+                item = self.queue.get(block=not until_idle, timeout=timeout)
             except queue.Empty:
+                if until_idle:
+                    return
                 item = None
             if item is _STOP:
+                if until_idle:
+                    self.queue.put(_STOP)  # keep it for the main loop
                 return
             if isinstance(item, _Call):
                 try:
@@ -337,6 +346,12 @@ class Daemon:
 
     def request_stop(self) -> None:
         self.queue.put(_STOP)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # The handler runs on the main thread, which may hold the queue's lock inside get():
+        # putting from here could deadlock, so hand the put to a fresh thread.
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        threading.Thread(target=self.request_stop, name="stop", daemon=True).start()
 
     def _shutdown(self) -> None:
         self.running.clear()

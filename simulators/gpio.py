@@ -34,6 +34,24 @@ class _RowPin(MockPin):
         return changed
 
 
+class _TracePin(MockPin):
+    """A relay output that keeps its whole history and calls watchers on every change,
+    so tests can check what was recorded at the instant a door was released."""
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        super().__init__(factory, info)
+        self.history: list[bool] = []
+        self.watchers: list[Any] = []
+
+    def _change_state(self, value: bool) -> bool:
+        changed = super()._change_state(value)
+        if changed and self.function == "output":
+            self.history.append(value)
+            for w in self.watchers:
+                w(value)
+        return changed
+
+
 class KeypadMatrix:
     """The key switches between row and column wires: a pressed key pulls its column low
     while its row is driven low."""
@@ -85,6 +103,10 @@ class SimGpio:
         if config.keypad.backend == "matrix":
             # Row pins must exist as _RowPin before the keypad driver claims them.
             self.matrix = KeypadMatrix(self.factory, config.keypad.rows, config.keypad.cols)
+        self.relay_pins = {
+            name: self.factory.pin(d.relay_pin, pin_class=_TracePin)
+            for name, d in config.doors.items()
+        }
         self.doors = GpioDoors(config.doors, g, pin_factory=self.factory, clock=clock)
         self.cabinets = GpioCabinets(config.cabinets, g, pin_factory=self.factory, clock=clock)
         self.indicators = GpioIndicators(config.indicators, pin_factory=self.factory)
@@ -167,6 +189,14 @@ class SimGpio:
             "tamper": self.doors.tamper_active(),
             "indicators": self.indicators.states(),
         }
+
+    def relay_levels(self, door: str) -> list[bool]:
+        """Every level the relay pin was driven to since it became an output."""
+        return list(self.relay_pins[door].history)
+
+    def watch_relay(self, door: str, fn: Any) -> None:
+        """Call ``fn(level)`` whenever the relay pin of ``door`` changes."""
+        self.relay_pins[door].watchers.append(fn)
 
     def close(self) -> None:
         for dev in (self.keypad, self.indicators, self.cabinets, self.doors):

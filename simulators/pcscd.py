@@ -12,7 +12,9 @@ vpcd listens on all interfaces: test machines only, never a device.
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -34,15 +36,25 @@ def pcsc_reader_name(logical: str) -> str:
 
 
 def _running_pcscd() -> list[int]:
+    """Live pcscd processes (zombies waiting to be reaped do not count)."""
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if (p / "comm").read_text().strip() == "pcscd":
-                    out.append(int(p.name))
+                stat = (p / "stat").read_text()
             except OSError:
                 continue
+            name = stat[stat.find("(") + 1 : stat.rfind(")")]
+            state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
+            if name == "pcscd" and state not in ("Z", "X"):
+                out.append(int(p.name))
     return out
+
+
+def _die_with_parent() -> None:
+    # pcscd must not outlive a killed daemon or test: the next one could not start.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class PcscdHarness:

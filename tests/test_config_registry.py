@@ -1,0 +1,98 @@
+"""Configuration validation and backend selection: clear errors, never a traceback (Invariant 5)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edged.config import load_config
+from edged.errors import ConfigError, DriverInitError
+from edged.hardware import backend_names, load_backend, make_device
+from tests.conftest import EDGED
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
+
+
+def test_example_config_loads():
+    cfg = load_config(EXAMPLE)
+    assert cfg.site == "tokyo-hq" and set(cfg.doors) == {"main"}
+    assert set(cfg.cabinets) == {"cab-a", "rack-back"}
+    assert cfg.doors["main"].mode == "fail_secure"
+    assert cfg.areas["server-room"]["kind"] == "management"
+
+
+@pytest.mark.parametrize(
+    "edit,where,reason",
+    [
+        (("unlock_seconds = 5", "unlock_seconds = 500"), "doors.main.unlock_seconds", "between"),
+        (("relay_pin = 17", "relay_pin = 40"), "doors.main.relay_pin", "0..27"),
+        (("relay_pin = 17", 'relay_pin = "17"'), "doors.main.relay_pin", "expected an integer"),
+        (("pin = 13", "pin = 6"), "cabinets.rack-back.pin", "already used by cabinets.cab-a.pin"),
+        (('mode = "fail_secure"', 'mode = "open"'), "doors.main.mode", "must be one of"),
+        (("debounce_ms = 20", "debounce_ms = 20\nbounce = 3"), "gpio.bounce", "unknown key"),
+        (
+            ('entry_reader = "entry"', 'entry_reader = "lobby"'),
+            "doors.main.entry_reader",
+            "no reader 'lobby'",
+        ),
+        (
+            ('area = "handling"\nentry', 'area = "nowhere"\nentry'),
+            "doors.main.area",
+            "no area 'nowhere'",
+        ),
+        (('site = "tokyo-hq"', ""), "site", "required key is missing"),
+        (("pull_up = true", "pull_up = 1"), "gpio.pull_up", "expected true or false"),
+        (("[readers.exit]", '[readers."Exit!"]'), "readers.Exit!", "names are"),
+    ],
+)
+def test_errors_name_file_key_and_reason(tmp_path, edit, where, reason):
+    """Invariant 5: a bad config names the file, the key path and the reason."""
+    text = EXAMPLE.read_text()
+    assert edit[0] in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}: {where}: ") and reason in msg, msg
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "x.toml"
+    bad.write_text("site = [unclosed")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_config_check_command(tmp_path):
+    ok = subprocess.run([EDGED, "config", "check", str(EXAMPLE)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "OK: site tokyo-hq" in ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace("relay_pin = 17", "relay_pin = -1"))
+    p = subprocess.run([EDGED, "config", "check", str(bad)], capture_output=True, text=True)
+    assert p.returncode == 2 and "doors.main.relay_pin" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_backends_by_name_with_clear_errors():
+    assert "pcsc" in backend_names("card_reader")
+    assert load_backend("card_reader", "pcsc").__name__ == "PcscCardReader"
+    with pytest.raises(DriverInitError, match=r"unknown backend 'nfc'.*\['pcsc'\]"):
+        load_backend("card_reader", "nfc")
+    with pytest.raises(DriverInitError, match="keypad: need 4 rows"):
+        make_device("keypad", "matrix", rows=(1, 2), cols=(3,))
+    with pytest.raises(DriverInitError, match="keypad backend 'matrix' failed to start"):
+        make_device("keypad", "matrix", rows=(1, 2, 3, 4), cols=(5, 6, 7), colour="red")
+
+
+def test_evdev_keypad_without_device_is_a_clear_error():
+    from edged.drivers.evdev_keypad import key_symbol
+
+    with pytest.raises(DriverInitError, match="keypad"):
+        make_device("keypad", "evdev", device="/dev/input/does-not-exist")
+    assert key_symbol("KEY_KP5") == "5" and key_symbol(["KEY_ENTER", "KEY_X"]) == "#"
+    assert key_symbol("KEY_ESC") == "*" and key_symbol("KEY_A") is None

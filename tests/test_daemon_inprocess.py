@@ -1,0 +1,82 @@
+"""The daemon in this process, so the relay pin itself can be watched (Invariant 2, R14)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from edged.config import load_config
+from edged.daemon import Daemon
+from edged.events import ExitButton
+from edged.keys import init_keys
+from tests.conftest import require_pcscd
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
+
+
+@pytest.fixture
+def running(tmp_path):
+    require_pcscd()
+    cfg = load_config(EXAMPLE, state_dir=tmp_path / "state")
+    init_keys(cfg.state_dir)
+    d = Daemon(cfg, simulate=True, control_socket=False)
+    seen: list[tuple[bool, str | None]] = []
+    t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
+    t.start()
+    assert d.running.wait(30)
+    yield d, seen, t
+    d.request_stop()
+    t.join(30)
+
+
+def last_type(db: Path) -> str | None:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT type FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def test_relay_moves_only_after_its_record_is_committed(running):
+    """Invariant 2: at the instant the relay is energised, the reason is already on disk."""
+    d, seen, t = running
+    gpio = d.rig.gpio
+    assert gpio.relay_levels("main") == []  # start-up never touched the relay (R14)
+    db = d.state_dir / "journal.db"
+    gpio.watch_relay("main", lambda level: seen.append((level, last_type(db))))
+    before = d.processed_count
+    gpio.press_exit("main")
+    assert d.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
+    assert seen == [(True, "door.exit_request")]
+    gpio.set_door("main", closed=False)
+    gpio.set_door("main", closed=True)
+    assert d.wait_processed(
+        lambda p: any(r["type"] == "door.closed" for r in p.records), after=before
+    )
+    assert seen[-1] == (False, "door.closed")
+    d.request_stop()
+    t.join(30)
+    # Stopping released nothing: the only energised level is the one for the exit.
+    assert gpio.relay_levels("main") == [True, False]
+
+
+def test_journal_failure_never_blocks_exit(running):
+    """Invariant 4: with the journal unwritable, the exit button still opens the door."""
+    d, _seen, _t = running
+    blocker = sqlite3.connect(d.state_dir / "journal.db", timeout=0)
+    d.call(lambda: d.journal.conn.execute("PRAGMA busy_timeout=0"))
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: appends fail
+    try:
+        before = d.processed_count
+        d.rig.gpio.press_exit("main")
+        assert d.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
+        assert d.rig.gpio.relay_levels("main") == [True]
+        st = d.call(d.snapshot)
+        assert st["hardware"]["indicators"]["red"] is True  # the failure is signalled
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
