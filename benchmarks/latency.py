@@ -1,0 +1,154 @@
+"""Input latency: card insertion -> core event, GPIO edge -> core event (drivers issue).
+
+Each figure is printed next to a floor measured in the same run:
+- card: a bare pyscard loop (SCardGetStatusChange, then GET DATA) on the same pcscd;
+  edged's figure is split into pcscd's part (insert -> pcscd reports the card: its
+  polling of the vpcd driver) and edged's own part (report -> event at the core);
+- GPIO: a bare gpiozero DigitalInputDevice callback on the same MockFactory.
+
+Needs pcscd and vsmartcard-vpcd; starts its own pcscd (stop any other first).
+Usage: python -m benchmarks.latency [--taps N] [--edges N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gpiozero import DigitalInputDevice
+from gpiozero.pins.mock import MockFactory
+from smartcard import scard
+
+from edged.config import GpioConfig, load_config
+from edged.drivers.gpio import GpioDoors
+from edged.drivers.pcsc import GET_UID, PcscCardReader
+from edged.events import CardPresented, CardRemoved, DoorContact
+from edged.privacy import CardFingerprinter
+from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name
+from edged.simulators.vcard import VirtualCard
+
+UID = bytes.fromhex("012E4CD9A1B2C3D4")
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def fmt(xs: list[float]) -> str:
+    return f"p50 {statistics.median(xs):8.2f} ms  p99 {pct(xs, 99):8.2f} ms"
+
+
+def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
+    """Insert -> card reported and its UID read, with nothing of edged in the way."""
+    _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    out = []
+    try:
+        _, st = scard.SCardGetStatusChange(ctx, 0, [(name, scard.SCARD_STATE_UNAWARE)])
+        for _ in range(taps):
+            card = VirtualCard(UID, port=port)
+            t0 = time.monotonic_ns()
+            card.insert()
+            while True:
+                rv, st = scard.SCardGetStatusChange(
+                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st])
+                if rv == 0 and st[0][1] & scard.SCARD_STATE_PRESENT:
+                    break
+            _, h, proto = scard.SCardConnect(ctx, name, scard.SCARD_SHARE_SHARED,
+                                             scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+            scard.SCardTransmit(h, proto, GET_UID)
+            scard.SCardDisconnect(h, scard.SCARD_LEAVE_CARD)
+            out.append((time.monotonic_ns() - t0) / 1e6)
+            card.remove()
+            while True:
+                rv, st = scard.SCardGetStatusChange(
+                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st])
+                if rv == 0 and st[0][1] & scard.SCARD_STATE_EMPTY:
+                    break
+    finally:
+        scard.SCardReleaseContext(ctx)
+    return out
+
+
+def edged_cards(port: int, name: str, taps: int) -> tuple[list[float], list[float], list[float]]:
+    q: queue.Queue = queue.Queue()
+    fp = CardFingerprinter(b"b" * 32)
+    total, polling, own = [], [], []
+    with PcscCardReader({"entry": name}, fp.fingerprint) as r:
+        r.start(q.put)
+        r.ready.wait(10)
+        for _ in range(taps):
+            card = VirtualCard(UID, port=port)
+            t0 = time.monotonic_ns()
+            card.insert()
+            while not isinstance(ev := q.get(timeout=10), CardPresented):
+                pass
+            t1 = time.monotonic_ns()
+            total.append((t1 - t0) / 1e6)
+            polling.append((ev.mono_ns - t0) / 1e6)
+            own.append((t1 - ev.mono_ns) / 1e6)
+            card.remove()
+            while not isinstance(q.get(timeout=10), CardRemoved):
+                pass
+    return total, polling, own
+
+
+def gpio(edges: int) -> tuple[list[float], list[float]]:
+    f = MockFactory()
+    got: queue.Queue = queue.Queue()
+    raw_dev = DigitalInputDevice(4, pull_up=True, pin_factory=f)
+    raw_dev.when_activated = lambda _d: got.put(time.monotonic_ns())
+    raw_dev.when_deactivated = lambda _d: got.put(time.monotonic_ns())
+    cfg = load_config(Path(__file__).parent.parent / "config" / "edged.toml")
+    doors = GpioDoors(cfg.doors, GpioConfig(debounce_ms=0), pin_factory=f)
+    q: queue.Queue = queue.Queue()
+    doors.start(q.put)
+    raw, ours = [], []
+    for i in range(edges):
+        for pin, sink, out in ((f.pin(4), got, raw), (f.pin(27), q, ours)):
+            t0 = time.monotonic_ns()
+            pin.drive_low() if i % 2 == 0 else pin.drive_high()
+            item = sink.get(timeout=5)
+            t1 = item if isinstance(item, int) else time.monotonic_ns()
+            assert isinstance(item, int | DoorContact)
+            out.append((t1 - t0) / 1e6)
+    doors.close()
+    raw_dev.close()
+    return raw, ours
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--taps", type=int, default=20)
+    ap.add_argument("--edges", type=int, default=2000)
+    a = ap.parse_args()
+    with PcscdHarness(Path(tempfile.mkdtemp())) as h:
+        name, port = pcsc_reader_name("entry"), h.port("entry")
+        raw = raw_pyscard(port, name, a.taps)
+        total, polling, own = edged_cards(port, name, a.taps)
+    graw, gours = gpio(a.edges)
+    print(f"card insert -> event ({a.taps} taps, real pcscd + vpcd)")
+    print(f"  edged total            {fmt(total)}")
+    print(f"    pcscd's part         {fmt(polling)}   (insert -> pcscd reports the card)")
+    print(f"    edged's own part     {fmt(own)}   (report -> event at the core)")
+    print(f"  floor: bare pyscard    {fmt(raw)}")
+    print(f"  ratio edged/floor p50 = {statistics.median(total) / statistics.median(raw):.2f}"
+          f"  p99 = {pct(total, 99) / pct(raw, 99):.2f}")
+    share = statistics.median(polling) / statistics.median(total)
+    print(f"  pcscd polling is {share:.0%} of the median latency")
+    print(f"GPIO edge -> event ({a.edges} edges, MockFactory)")
+    print(f"  edged                  p50 {statistics.median(gours) * 1000:7.1f} us  p99 "
+          f"{pct(gours, 99) * 1000:7.1f} us")
+    print(f"  floor: bare gpiozero   p50 {statistics.median(graw) * 1000:7.1f} us  p99 "
+          f"{pct(graw, 99) * 1000:7.1f} us")
+    print(f"  ratio p50 = {statistics.median(gours) / statistics.median(graw):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
