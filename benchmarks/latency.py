@@ -20,17 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from edged.drivers.gpio import GpioDoors
+from edged.drivers.pcsc import GET_UID, PcscCardReader
+from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name
+from edged.simulators.vcard import VirtualCard
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 from smartcard import scard
 
 from edged.config import GpioConfig, load_config
-from edged.drivers.gpio import GpioDoors
-from edged.drivers.pcsc import GET_UID, PcscCardReader
 from edged.events import CardPresented, CardRemoved, DoorContact
 from edged.privacy import CardFingerprinter
-from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name
-from edged.simulators.vcard import VirtualCard
 
 UID = bytes.fromhex("012E4CD9A1B2C3D4")
 
@@ -56,18 +56,24 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
             card.insert()
             while True:
                 rv, st = scard.SCardGetStatusChange(
-                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st])
+                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
+                )
                 if rv == 0 and st[0][1] & scard.SCARD_STATE_PRESENT:
                     break
-            _, h, proto = scard.SCardConnect(ctx, name, scard.SCARD_SHARE_SHARED,
-                                             scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+            _, h, proto = scard.SCardConnect(
+                ctx,
+                name,
+                scard.SCARD_SHARE_SHARED,
+                scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+            )
             scard.SCardTransmit(h, proto, GET_UID)
             scard.SCardDisconnect(h, scard.SCARD_LEAVE_CARD)
             out.append((time.monotonic_ns() - t0) / 1e6)
             card.remove()
             while True:
                 rv, st = scard.SCardGetStatusChange(
-                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st])
+                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
+                )
                 if rv == 0 and st[0][1] & scard.SCARD_STATE_EMPTY:
                     break
     finally:
@@ -137,15 +143,21 @@ def main() -> int:
     print(f"    pcscd's part         {fmt(polling)}   (insert -> pcscd reports the card)")
     print(f"    edged's own part     {fmt(own)}   (report -> event at the core)")
     print(f"  floor: bare pyscard    {fmt(raw)}")
-    print(f"  ratio edged/floor p50 = {statistics.median(total) / statistics.median(raw):.2f}"
-          f"  p99 = {pct(total, 99) / pct(raw, 99):.2f}")
+    print(
+        f"  ratio edged/floor p50 = {statistics.median(total) / statistics.median(raw):.2f}"
+        f"  p99 = {pct(total, 99) / pct(raw, 99):.2f}"
+    )
     share = statistics.median(polling) / statistics.median(total)
     print(f"  pcscd polling is {share:.0%} of the median latency")
     print(f"GPIO edge -> event ({a.edges} edges, MockFactory)")
-    print(f"  edged                  p50 {statistics.median(gours) * 1000:7.1f} us  p99 "
-          f"{pct(gours, 99) * 1000:7.1f} us")
-    print(f"  floor: bare gpiozero   p50 {statistics.median(graw) * 1000:7.1f} us  p99 "
-          f"{pct(graw, 99) * 1000:7.1f} us")
+    print(
+        f"  edged                  p50 {statistics.median(gours) * 1000:7.1f} us  p99 "
+        f"{pct(gours, 99) * 1000:7.1f} us"
+    )
+    print(
+        f"  floor: bare gpiozero   p50 {statistics.median(graw) * 1000:7.1f} us  p99 "
+        f"{pct(graw, 99) * 1000:7.1f} us"
+    )
     print(f"  ratio p50 = {statistics.median(gours) / statistics.median(graw):.2f}")
     return 0
 

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edged.errors import EdgedError
 from edged.events import (
     CabinetChanged,
     CardPresented,
@@ -207,8 +208,8 @@ class SimController:
         keys = _str(req, "keys", maxlen=32)
         before = self.d.processed_count
         try:
-            self.rig.gpio.press_keys(keys)
-        except ValueError as e:
+            self.rig.press_keys(keys)
+        except (ValueError, EdgedError) as e:
             raise ControlError(str(e)) from None
         n = len(keys)
         self._await(

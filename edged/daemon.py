@@ -110,7 +110,7 @@ class Daemon:
             self.rig.start()
             g = self.rig.gpio
             self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
-            keypad = g.keypad
+            keypad = self.rig.keypad
             bindings = self.rig.reader_bindings
         else:
             from edged.drivers.gpio import (
@@ -245,7 +245,7 @@ class Daemon:
                     actions += self.core.handle(item, now)
                 actions += self.core.tick(now)
             except Exception as e:  # a core bug must not take the door down
-                log.error("core_failed", event=type(item).__name__, error=repr(e))
+                log.error("core_failed", event_type=type(item).__name__, error=repr(e))
                 actions = [
                     Record("alarm.internal_error", {"where": "core", "error": repr(e)[:200]})
                 ]

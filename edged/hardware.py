@@ -75,7 +75,10 @@ class Device(ABC):
             sink(event)
         except Exception as e:
             log.error(
-                "event_sink_failed", device=self.name, event=type(event).__name__, error=repr(e)
+                "event_sink_failed",
+                device=self.name,
+                event_type=type(event).__name__,
+                error=repr(e),
             )
 
     @abstractmethod

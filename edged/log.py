@@ -16,10 +16,12 @@ import structlog
 def configure_logging(
     stream: TextIO | None = None, *, json: bool | None = None, level: int = logging.INFO
 ) -> None:
-    """Configure structlog once for the process; ``json`` defaults to "not a TTY"."""
-    stream = stream or sys.stdout
+    """Configure structlog for the process; ``json`` defaults to "not a TTY".
+
+    Without ``stream``, each line goes to whatever ``sys.stdout`` is when it is written.
+    """
     if json is None:
-        json = not stream.isatty()
+        json = not (stream or sys.stdout).isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if json

@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edged.simulators.gpio import SimGpio
+from edged.simulators.keypad import SimKeypad
 from edged.simulators.pcscd import FIRST_PORT, PcscdHarness, pcsc_reader_name
 from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 
 from edged.clock import Clock
 from edged.config import Config
+from edged.hardware import Keypad
 
 KIND_BY_LENGTH = {8: CardKind.FELICA, 4: CardKind.MIFARE_CLASSIC, 7: CardKind.MIFARE_ULTRALIGHT}
 
@@ -35,6 +37,11 @@ class SimRig:
     def __init__(self, config: Config, workdir: Path, *, clock: Clock | None = None) -> None:
         self.config = config
         self.gpio = SimGpio(config, clock=clock)
+        # A matrix keypad is simulated at the pin level (its real driver runs); any other
+        # keypad backend becomes a keypad that takes typed keys.
+        self.keypad: Keypad | None = self.gpio.keypad
+        if self.keypad is None and config.keypad.backend != "none":
+            self.keypad = SimKeypad(clock=clock)
         ports = {name: FIRST_PORT + 2 * i for i, name in enumerate(sorted(config.readers))}
         self.pcscd = PcscdHarness(Path(workdir) / "pcscd", ports)
         self.reader_bindings = {name: pcsc_reader_name(name) for name in config.readers}
@@ -60,12 +67,21 @@ class SimRig:
         self._cards.append(card)
         return card
 
+    def press_keys(self, keys: str) -> None:
+        """Type keys on whichever keypad the config has."""
+        if isinstance(self.keypad, SimKeypad):
+            self.keypad.press(keys)
+        else:
+            self.gpio.press_keys(keys)
+
     def close(self) -> None:
         """Remove cards, stop pcscd, release pins; idempotent."""
         for c in self._cards:
             c.remove()
         self._cards.clear()
         self.pcscd.stop()
+        if self.keypad is not None:
+            self.keypad.close()
         self.gpio.close()
 
     def __enter__(self) -> SimRig:

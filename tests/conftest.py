@@ -101,3 +101,38 @@ def pcscd(tmp_path_factory):
     h.start()
     yield h
     h.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real Mosquitto on a free loopback port; fails loudly when not installed."""
+    from edged.simulators.mosquitto import MosquittoHarness
+
+    missing = MosquittoHarness.available()
+    if missing:
+        pytest.fail(f"MQTT test broker missing: {missing}; run scripts/bootstrap.sh as root")
+    with MosquittoHarness(tmp_path / "mosquitto") as m:
+        yield m
+
+
+@pytest.fixture
+def log_lines():
+    """Capture structlog output as parsed JSON lines; restores the previous set-up after."""
+    import io
+    import json
+    import threading
+
+    import structlog
+
+    from edged.log import configure_logging
+
+    saved, hook = structlog.get_config(), threading.excepthook
+    buf = io.StringIO()
+    configure_logging(buf, json=True)
+
+    def read():
+        return [json.loads(x) for x in buf.getvalue().splitlines() if x.strip()]
+
+    yield read
+    structlog.configure(**saved)
+    threading.excepthook = hook

@@ -26,7 +26,10 @@ def running(tmp_path):
     seen: list[tuple[bool, str | None]] = []
     t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
     t.start()
-    assert d.running.wait(30)
+    for _ in range(300):  # until ready, or until it has given up
+        if d.running.wait(0.1) or d.stopped.is_set():
+            break
+    assert d.running.is_set(), "daemon did not start (see its log above)"
     yield d, seen, t
     d.request_stop()
     t.join(30)

@@ -1,0 +1,136 @@
+"""A real Mosquitto broker on a free loopback port, for tests and the demo.
+
+Started in the foreground with its own config file (no persistence unless asked, no
+listener but 127.0.0.1), stopped with SIGTERM. Ready is awaited by connecting, not by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from edged.errors import EdgedError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class MosquittoHarness:
+    """One broker process; ``start()``/``stop()``/``restart()`` keep the same port."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        persistence: bool = False,
+        extra_config: str = "",
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.persistence = persistence
+        self.extra_config = extra_config
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+            return "mosquitto is not installed (apt-get install mosquitto)"
+        return None
+
+    def _config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+        ]
+        conf.write_text("\n".join(lines) + "\n" + self.extra_config)
+        return conf
+
+    def start(self, timeout: float = 10.0) -> None:
+        missing = self.available()
+        if missing:
+            raise EdgedError(f"mosquitto harness: {missing}")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._proc = subprocess.Popen(
+            [exe, "-c", str(self._config())],
+            stdout=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        end = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                log = (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
+                raise EdgedError(f"mosquitto exited at start:\n{log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > end:
+                    self.stop()
+                    raise EdgedError(f"mosquitto did not listen on {self.port}") from None
+                # The broker is coming up: connect attempts are the event we wait for;
+                # back off briefly between them.
+                self._wait_exit(0.05)
+
+    def _wait_exit(self, seconds: float) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(seconds)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    close = stop
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, not a clean stop."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> MosquittoHarness:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
