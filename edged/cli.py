@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from edged.cli_format import format_records
 from edged.errors import EdgedError, JournalCorruptError, KeyFileError
 from edged.keys import (
     PUBLIC_KEY_FILE,
@@ -73,7 +74,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edged.demo import run_demo
 
-    return run_demo(Path(args.state_dir), fast=args.fast)
+    return run_demo(
+        Path(args.state_dir), fast=args.fast, config=Path(args.config) if args.config else None
+    )
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -135,18 +138,6 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         if resp.get("note"):
             print(f"({resp['note']})")
     return 0 if resp.get("ok") else 1
-
-
-_QUIET = {"seq", "type", "ts", "mono_ns", "boot_id", "clock_synced", "prev", "key_id"}
-
-
-def format_records(records: list[dict[str, object]]) -> list[str]:
-    """One readable line per record: seq, type, then its own fields."""
-    out = []
-    for r in records:
-        rest = " ".join(f"{k}={v}" for k, v in sorted(r.items()) if k not in _QUIET)
-        out.append(f"seq {r.get('seq'):>5} {r.get('type')!s:<22} {rest}".rstrip())
-    return out or ["(no record)"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the demonstration on simulated hardware")
     d.add_argument("--state-dir", required=True, help="where keys and journal.db are kept")
     d.add_argument("--fast", action="store_true", help="no pauses")
+    d.add_argument("--config", help="configuration (default: the repository's example)")
     d.set_defaults(handler=_cmd_demo)
     return p
 
