@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpiozero import DigitalInputDevice, OutputDevice
+from gpiozero import DigitalInputDevice, DigitalOutputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
@@ -245,13 +245,16 @@ class GpioIndicators(Indicators):
         name: str = "indicators",
     ) -> None:
         super().__init__(name)
-        self._out: dict[str, OutputDevice] = {}
+        self._out: dict[str, DigitalOutputDevice] = {}
+        self._mode = dict.fromkeys(self.NAMES, "off")
         pins = {"buzzer": cfg.buzzer_pin, "green": cfg.green_pin, "red": cfg.red_pin}
         for what, pin in pins.items():
             if pin is None:
                 continue
             try:
-                self._out[what] = OutputDevice(pin, initial_value=False, pin_factory=pin_factory)
+                self._out[what] = DigitalOutputDevice(
+                    pin, initial_value=False, pin_factory=pin_factory
+                )
             except (GPIOZeroError, OSError, RuntimeError) as e:
                 self._close()
                 raise DriverInitError(f"indicators.{what}_pin (GPIO {pin}): {e}") from None
@@ -259,15 +262,23 @@ class GpioIndicators(Indicators):
     def _start(self) -> None:
         pass  # outputs only
 
-    def set(self, name: str, on: bool) -> None:
+    def set(self, name: str, on: bool, blink: bool = False) -> None:
         if name not in self.NAMES:
             raise DriverOperationError(f"{self.name}: no indicator {name!r}")
+        mode = "blink" if on and blink else ("on" if on else "off")
+        if mode == self._mode[name]:
+            return  # restarting a blink would reset its phase
+        self._mode[name] = mode
         dev = self._out.get(name)
-        if dev is not None:
-            dev.value = on
+        if dev is None:
+            return
+        if mode == "blink":
+            dev.blink(on_time=0.2, off_time=0.3)  # gpiozero's own background thread
+        else:
+            dev.value = mode == "on"
 
-    def states(self) -> dict[str, bool]:
-        return {n: bool(self._out[n].value) if n in self._out else False for n in self.NAMES}
+    def states(self) -> dict[str, str]:
+        return {n: self._mode[n] if n in self._out else "off" for n in self.NAMES}
 
     def _close(self) -> None:
         for dev in self._out.values():

@@ -8,9 +8,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from edged.cli_format import format_records
-from edged.errors import EdgedError, JournalCorruptError, KeyFileError
+from edged.errors import ConfigError, EdgedError, JournalCorruptError, KeyFileError
 from edged.keys import (
     PUBLIC_KEY_FILE,
     init_keys,
@@ -20,6 +21,7 @@ from edged.keys import (
     load_public_key,
     public_key_pem,
 )
+from edged.privacy import CardFingerprinter
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -88,6 +90,81 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         f" {len(cfg.doors)} door(s), {len(cfg.cabinets)} cabinet(s), {len(cfg.readers)}"
         " reader(s)"
     )
+    return 0
+
+
+def _state_and_config(args: argparse.Namespace) -> tuple[Path, Any]:
+    from edged.config import load_config
+
+    cfg = load_config(Path(args.config), state_dir=Path(args.state_dir) if args.state_dir else None)
+    return cfg.state_dir, cfg
+
+
+def _cmd_acl_import(args: argparse.Namespace) -> int:
+    import signal as _signal
+
+    from edged.acl import import_admin_file, load_active, save_active
+
+    state_dir, cfg = _state_and_config(args)
+    keys = load_keys(state_dir)
+    fp = CardFingerprinter(keys.fingerprint_secret)
+    current = load_active(state_dir, set(cfg.areas))
+    version = args.version or ((current.version + 1) if current else 1)
+    if current is not None and version <= current.version:
+        raise ConfigError(
+            f"--version {version}: must be newer than the active list's version {current.version}"
+        )
+    acl = import_admin_file(
+        Path(args.file), fp, site=cfg.site, version=version, areas=set(cfg.areas)
+    )
+    path = save_active(state_dir, acl)
+    print(
+        f"stored access list version {acl.version} ({len(acl.people)} people) in {path};"
+        f" sha256 {acl.sha256[:16]}; card ids and PINs were not stored"
+    )
+    pid_file = state_dir / "edged.pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, _signal.SIGHUP)
+        print(f"asked the running daemon (pid {pid}) to load it")
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        print("no running daemon here; it loads the list when it starts")
+    _warn_expiring(acl, cfg)
+    return 0
+
+
+def _warn_expiring(acl: Any, cfg: Any) -> None:
+    import datetime as _dt
+    import zoneinfo
+
+    today = _dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).date()
+    for p in acl.expiring(today, cfg.policy.expiry_warning_days):
+        print(
+            f"WARNING: rights of {p.id} ({p.name}) end on {p.valid_until} "
+            f"({(p.valid_until - today).days} days)"
+        )
+
+
+def _cmd_acl_show(args: argparse.Namespace) -> int:
+    from edged.acl import load_active
+
+    state_dir, cfg = _state_and_config(args)
+    acl = load_active(state_dir, set(cfg.areas))
+    if acl is None:
+        print(f"no access list in {state_dir} (import one with: edged acl import FILE)")
+        return 1
+    print(
+        f"access list version {acl.version}, site {acl.site}, {len(acl.people)} people,"
+        f" sha256 {acl.sha256[:16]}"
+    )
+    print(f"{'id':<12} {'name':<20} {'role':<8} {'areas':<24} {'valid':<23} escort pin")
+    for p in sorted(acl.people.values(), key=lambda p: p.id):
+        print(
+            f"{p.id:<12} {p.name:<20} {p.role:<8} {','.join(sorted(p.areas)):<24} "
+            f"{p.valid_from}..{p.valid_until} {'yes' if p.escort else 'no ':<6} "
+            f"{'set' if p.pin else '-'}"
+        )
+    _warn_expiring(acl, cfg)
     return 0
 
 
@@ -170,6 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("file")
     cc.set_defaults(handler=_cmd_config_check)
 
+    acl = sub.add_parser("acl", help="import or show the access list")
+    asub = acl.add_subparsers(dest="acl_command", required=True, metavar="ACTION")
+    ai = asub.add_parser(
+        "import",
+        help="store an administrator's TOML/CSV list (raw ids"
+        " and PINs are converted, never stored)",
+    )
+    ai.add_argument("file")
+    ai.add_argument("--config", required=True)
+    ai.add_argument("--state-dir")
+    ai.add_argument("--version", type=int, help="default: active version + 1")
+    ai.set_defaults(handler=_cmd_acl_import)
+    ash = asub.add_parser("show", help="people, areas, expiry; warns of rights ending soon")
+    ash.add_argument("--config", required=True)
+    ash.add_argument("--state-dir")
+    ash.set_defaults(handler=_cmd_acl_show)
+
     r = sub.add_parser("run", help="run the daemon")
     r.add_argument("--config", required=True, help="edged.toml")
     r.add_argument("--state-dir", help="override state_dir from the config")
@@ -198,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("action", choices=["open", "close"])
     ky = ssub.add_parser("keys", help="press keypad keys, e.g. 1234#")
     ky.add_argument("keys")
+    ky.add_argument("--door")
     eb = ssub.add_parser("exit-button", help="press the exit button")
     eb.add_argument("--door")
     tp = ssub.add_parser("tamper", help="open (on) or close (off) the enclosure")

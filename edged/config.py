@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,44 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+CARRY_IN = {"0": "none", "1": "approved_pc", "2": "approved_media"}
+
+
+@dataclass(frozen=True)
+class AreaConfig:
+    """An area and its entry rules."""
+
+    name: str
+    kind: str  # "handling" (取扱区域) | "management" (管理区域)
+    title: str
+    pin_required: bool  # default: management areas
+    purposes: dict[str, str]  # keypad code -> purpose; empty: no purpose asked
+    carry_in: bool  # ask for a carry-in declaration (R4)
+    lockcheck_pin: bool  # last leaver confirms with the PIN instead of "#"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Timing and lock-out rules of the decisions."""
+
+    pin_attempts: int = 5
+    lockout_minutes: float = 15.0
+    escort_seconds: float = 30.0
+    lockcheck_seconds: float = 60.0
+    expiry_warning_days: int = 30
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """Local time zone and what to do while the clock is not synchronised."""
+
+    timezone: str = "Asia/Tokyo"
+    # "deny_windowed": time-window rules deny (validity dates use the clock as it is);
+    # "deny_all": every card is denied; "trust": use the clock as it is.
+    when_unsynced: str = "deny_windowed"
+    assume_synced: bool | None = None  # override the kernel's NTP state (tests, no-NTP sites)
+
+
 @dataclass(frozen=True)
 class ReaderConfig:
     """A logical reader and the PC/SC reader name (exact, or a prefix) it is bound to."""
@@ -154,6 +193,7 @@ class KeypadConfig:
     cols: tuple[int, ...] = ()
     device: str | None = None  # evdev path
     timeout_seconds: float = 15.0
+    door: str = ""  # the door whose prompts it answers (its table name)
 
 
 @dataclass(frozen=True)
@@ -194,11 +234,13 @@ class Config:
     readers: dict[str, ReaderConfig]
     doors: dict[str, DoorConfig]
     cabinets: dict[str, CabinetConfig]
-    keypad: KeypadConfig
+    keypads: dict[str, KeypadConfig]
     indicators: IndicatorConfig
     gpio: GpioConfig
     journal: JournalConfig
-    areas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    areas: dict[str, AreaConfig] = field(default_factory=dict)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -246,11 +288,50 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     )
     j.done()
 
-    areas: dict[str, dict[str, Any]] = {}
+    areas: dict[str, AreaConfig] = {}
     for name, a in top.tables("areas").items():
-        areas[name] = {"kind": a.choice("kind", ("handling", "management"))}
-        areas[name]["title"] = a.get("title", str, name)
+        kind = a.choice("kind", ("handling", "management"))
+        purposes_sec = a.table("purposes")
+        purposes = {}
+        for code in purposes_sec.data:
+            if not (code.isdigit() and 1 <= len(code) <= 3):
+                raise purposes_sec.error(code, "purpose codes are 1-3 digits")
+            purposes[code] = _name(purposes_sec, code)
+        areas[name] = AreaConfig(
+            name=name,
+            kind=kind,
+            title=a.get("title", str, name),
+            pin_required=a.get("pin_required", bool, kind == "management"),
+            purposes=purposes,
+            carry_in=a.get("carry_in", bool, False),
+            lockcheck_pin=a.get("lockcheck_pin", bool, False),
+        )
         a.done()
+
+    p = top.table("policy")
+    PolicyConfig(
+        pin_attempts=int(p.number("pin_attempts", 5, lo=1, hi=20)),
+        lockout_minutes=float(p.number("lockout_minutes", 15, lo=1, hi=24 * 60)),
+        escort_seconds=float(p.number("escort_seconds", 30, lo=5, hi=300)),
+        lockcheck_seconds=float(p.number("lockcheck_seconds", 60, lo=10, hi=600)),
+        expiry_warning_days=int(p.number("expiry_warning_days", 30, lo=1, hi=180)),
+    )
+    p.done()
+
+    ck = top.table("clock")
+    tz = ck.get("timezone", str, "Asia/Tokyo")
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ck.error("timezone", f"unknown time zone {tz!r}") from None
+    ClockConfig(
+        timezone=tz,
+        when_unsynced=ck.choice(
+            "when_unsynced", ("deny_windowed", "deny_all", "trust"), "deny_windowed"
+        ),
+        assume_synced=ck.get("assume_synced", bool, None),
+    )
+    ck.done()
 
     readers: dict[str, ReaderConfig] = {}
     for name, r in top.tables("readers").items():
@@ -298,25 +379,33 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         )
         c.done()
 
-    k = top.table("keypad")
-    backend = k.choice("backend", ("matrix", "evdev", "sim", "none"), "none")
-    rows = tuple(k.get("rows", list, []))
-    cols = tuple(k.get("cols", list, []))
-    for key, pins in (("rows", rows), ("cols", cols)):
-        if any(type(p) is not int or not 0 <= p <= 27 for p in pins):
-            raise k.error(key, "must be a list of GPIO pins 0..27")
-    if backend == "matrix" and (len(rows) not in (4,) or len(cols) not in (3, 4)):
-        raise k.error("rows", "a matrix keypad needs 4 rows and 3 or 4 cols (3x4 or 4x4)")
-    keypad = KeypadConfig(
-        backend=backend,
-        rows=rows,
-        cols=cols,
-        device=k.get("device", str, None),
-        timeout_seconds=float(k.number("timeout_seconds", 15, lo=3, hi=120)),
-    )
-    if backend == "evdev" and not keypad.device:
-        raise k.error("device", 'an evdev keypad needs device = "/dev/input/by-id/..."')
-    k.done()
+    keypads: dict[str, KeypadConfig] = {}
+    for door_name, k in top.tables("keypads").items():
+        if door_name not in doors:
+            raise ConfigError(
+                f"{path}: keypads.{door_name}: no door {door_name!r} is defined"
+                " under [doors] (a keypad is named after the door it serves)"
+            )
+        backend = k.choice("backend", ("matrix", "evdev", "sim"))
+        rows = tuple(k.get("rows", list, []))
+        cols = tuple(k.get("cols", list, []))
+        for key, pins in (("rows", rows), ("cols", cols)):
+            if any(type(p) is not int or not 0 <= p <= 27 for p in pins):
+                raise k.error(key, "must be a list of GPIO pins 0..27")
+        if backend == "matrix" and (len(rows) != 4 or len(cols) not in (3, 4)):
+            raise k.error("rows", "a matrix keypad needs 4 rows and 3 or 4 cols (3x4 or 4x4)")
+        keypad = KeypadConfig(
+            backend=backend,
+            rows=rows,
+            cols=cols,
+            device=k.get("device", str, None),
+            timeout_seconds=float(k.number("timeout_seconds", 15, lo=3, hi=120)),
+            door=door_name,
+        )
+        if backend == "evdev" and not keypad.device:
+            raise k.error("device", 'an evdev keypad needs device = "/dev/input/by-id/..."')
+        keypads[door_name] = keypad
+        k.done()
 
     i = top.table("indicators")
     indicators = IndicatorConfig(
@@ -337,7 +426,9 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             (d.exit_button_pin, f"doors.{d.name}.exit_button_pin"),
         ]
     claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
-    claims += [(p, "keypad.rows") for p in rows] + [(p, "keypad.cols") for p in cols]
+    for kp in keypads.values():
+        claims += [(p, f"keypads.{kp.door}.rows") for p in kp.rows]
+        claims += [(p, f"keypads.{kp.door}.cols") for p in kp.cols]
     claims += [
         (indicators.buzzer_pin, "indicators.buzzer_pin"),
         (indicators.green_pin, "indicators.green_pin"),
@@ -358,7 +449,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         readers=readers,
         doors=doors,
         cabinets=cabinets,
-        keypad=keypad,
+        keypads=keypads,
         indicators=indicators,
         gpio=gpio,
         journal=journal,

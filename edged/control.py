@@ -105,10 +105,11 @@ class SimController:
         return self.d.rig
 
     def _door(self, req: dict[str, Any]) -> str:
-        doors = sorted(self.d.cfg.doors)
-        name = req.get("door") or (doors[0] if len(doors) == 1 else None)
+        """The door named in the request; the first configured door by default."""
+        doors = list(self.d.cfg.doors)
+        name = req.get("door") or doors[0]
         if name not in self.d.cfg.doors:
-            raise ControlError(f"name a door: one of {doors}")
+            raise ControlError(f"no door {name!r}; have {sorted(doors)}")
         return name
 
     def _await(self, before: int, pred: Any, what: str) -> Processed:
@@ -206,9 +207,10 @@ class SimController:
 
     def cmd_keys(self, req: dict[str, Any]) -> dict[str, Any]:
         keys = _str(req, "keys", maxlen=32)
+        door = self._door(req)
         before = self.d.processed_count
         try:
-            self.rig.press_keys(keys)
+            self.rig.press_keys(door, keys)
         except (ValueError, EdgedError) as e:
             raise ControlError(str(e)) from None
         n = len(keys)

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
+from edged.acl import AccessList, load_active
 from edged.clock import Clock, SystemClock
 from edged.config import Config
 from edged.core import Core, Indicate, Record, SetLock
 from edged.core.actions import Action
+from edged.core.machine import Now
 from edged.errors import EdgedError
 from edged.events import Event
 from edged.hardware import CabinetSensors, Device, DoorIO, Indicators
@@ -69,7 +71,7 @@ class Daemon:
     ) -> None:
         self.cfg = config
         self.simulate = simulate
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemClock(assume_synced=config.clock.assume_synced)
         self.state_dir = Path(config.state_dir)
         self.queue: queue.Queue[Any] = queue.Queue()
         self.core = Core(config)
@@ -110,7 +112,7 @@ class Daemon:
             self.rig.start()
             g = self.rig.gpio
             self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
-            keypad = self.rig.keypad
+            keypads = list(self.rig.keypads.values())
             bindings = self.rig.reader_bindings
         else:
             from edged.drivers.gpio import (
@@ -128,18 +130,17 @@ class Daemon:
             )
             self.indicators = GpioIndicators(self.cfg.indicators, pin_factory=pf)
             k = self.cfg.keypad
-            keypad = None
             if k.backend == "matrix":
-                keypad = make_device(
+                make_device(
                     "keypad", "matrix", rows=k.rows, cols=k.cols, pin_factory=pf, clock=self.clock
                 )
             elif k.backend in ("evdev", "sim"):
                 kw: dict[str, Any] = {"clock": self.clock}
                 if k.backend == "evdev":
                     kw["device"] = k.device
-                keypad = make_device("keypad", k.backend, **kw)
+                make_device("keypad", k.backend, **kw)
             bindings = {n: r.pcsc_name for n, r in self.cfg.readers.items()}
-        self.devices = [d for d in (self.doors, self.cabinets, self.indicators, keypad) if d]
+        self.devices = [d for d in (self.doors, self.cabinets, self.indicators, *keypads) if d]
         if bindings:
             self.card_reader = PcscCardReader(
                 bindings, self._fingerprinter.fingerprint, clock=self.clock
@@ -152,17 +153,70 @@ class Daemon:
         from edged.events import CabinetChanged, DoorContact, Tamper
 
         out: list[Action] = []
-        now = self.clock.mono_ns()
+        now = self.now()
         for name in self.cfg.doors:
             if not self.doors.door_closed(name):
-                out += self.core.handle(DoorContact(door=name, closed=False, mono_ns=now), now)
+                out += self.core.handle(DoorContact(door=name, closed=False, mono_ns=now.mono), now)
         for name, locked in self.cabinets.read_all().items():
             self.core.state.cabinets[name] = locked
             if not locked:
                 out += self.core.handle(CabinetChanged(cabinet=name, locked=False), now)
         if self.doors.tamper_active():
-            out += self.core.handle(Tamper(active=True, mono_ns=now), now)
+            out += self.core.handle(Tamper(active=True, mono_ns=now.mono), now)
         return out
+
+    def now(self) -> Now:
+        return Now(self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced())
+
+    # -- access list -----------------------------------------------------------------
+    def _load_acl(self) -> AccessList | None:
+        """The stored list, checked against this device; None (deny all) if unusable."""
+        try:
+            acl = load_active(self.state_dir, set(self.cfg.areas))
+        except EdgedError as e:
+            log.error("acl_invalid", error=str(e))
+            self._execute([Record("alarm.acl_invalid", {"error": str(e)[:300]})], None)
+            return None
+        if acl is not None and acl.card_key != self._fingerprinter.key_id:
+            msg = (
+                f"access list was made for card key {acl.card_key}, this device's is"
+                f" {self._fingerprinter.key_id}"
+            )
+            log.error("acl_invalid", error=msg)
+            self._execute([Record("alarm.acl_invalid", {"error": msg})], None)
+            return None
+        return acl
+
+    def reload_acl(self) -> None:
+        """Re-read acl.json (after ``edged acl import``; SIGHUP); keep the old one if bad."""
+        acl = self._load_acl()
+        if acl is None:
+            log.warning("acl_reload_kept_previous")
+            return
+        if self.core.acl is not None and acl.sha256 == self.core.acl.sha256:
+            return
+        self._execute(self.core.set_acl(acl, "file"), None)
+
+    def _restore_occupancy(self) -> None:
+        """Who is inside, replayed from the journal: the records are the truth (R1)."""
+        assert self.journal is not None
+        occ: dict[str, dict[str, str]] = {a: {} for a in self.cfg.areas}
+        rows = self.journal.conn.execute(
+            "SELECT body FROM records WHERE type IN ('door.granted', 'door.exit',"
+            " 'occupancy.reset') ORDER BY seq"
+        )
+        import json
+
+        for (body,) in rows:
+            r = json.loads(body)
+            area = occ.setdefault(r.get("area") or "", {})
+            if r["type"] == "door.granted" and r.get("person"):
+                area[r["person"]] = r.get("name", "")
+            elif r["type"] == "door.exit" and r.get("person"):
+                area.pop(r["person"], None)
+            elif r["type"] == "occupancy.reset":
+                area.clear()
+        self.core.restore_occupancy(occ)
 
     # -- running ---------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -170,6 +224,7 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGHUP, self._on_signal)
         try:
             self._open_journal()
             assert self.journal is not None
@@ -190,6 +245,24 @@ class Daemon:
                 ],
                 None,
             )
+            acl = self._load_acl()
+            if acl is not None:
+                self.core.acl = acl
+                self._execute(
+                    [
+                        Record(
+                            "acl.loaded",
+                            {
+                                "version": acl.version,
+                                "sha256": acl.sha256,
+                                "people": len(acl.people),
+                            },
+                        )
+                    ],
+                    None,
+                )
+            self._restore_occupancy()
+            self._write_pid()
             self._execute(self._seed_core(), None)
             for dev in self.devices:
                 dev.start(self.queue.put)
@@ -209,6 +282,9 @@ class Daemon:
         except EdgedError as e:
             log.error("daemon_failed", error=str(e))
             return 2
+        except Exception as e:  # a bug: logged with its traceback, doors left locked
+            log.error("daemon_crashed", error=repr(e), exc_info=True)
+            return 1
         finally:
             self._shutdown()
 
@@ -238,7 +314,7 @@ class Daemon:
                     item.error = e
                 item.done.set()
                 continue
-            now = self.clock.mono_ns()
+            now = self.now()
             actions: list[Action] = []
             try:
                 if item is not None:
@@ -287,7 +363,7 @@ class Daemon:
                         continue
                     self.doors.set_unlocked(a.door, a.unlocked)
                 elif isinstance(a, Indicate) and self.indicators is not None:
-                    self.indicators.set(a.name, a.on)
+                    self.indicators.set(a.name, a.on, a.blink)
             except EdgedError as e:
                 log.error("actuator_failed", action=repr(a), error=str(e))
         with self._cond:
@@ -351,10 +427,25 @@ class Daemon:
         # The handler runs on the main thread, which may hold the queue's lock inside get():
         # putting from here could deadlock, so hand the put to a fresh thread.
         log.info("signal_received", signal=signal.Signals(signum).name)
-        threading.Thread(target=self.request_stop, name="stop", daemon=True).start()
+        if signum == signal.SIGHUP:
+            target: Callable[[], None] = lambda: self.queue.put(_Call(self.reload_acl))  # noqa: E731
+        else:
+            target = self.request_stop
+        threading.Thread(target=target, name="signal", daemon=True).start()
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / "edged.pid"
+
+    def _write_pid(self) -> None:
+        import os
+
+        self.pid_path.write_text(f"{os.getpid()}\n")
 
     def _shutdown(self) -> None:
         self.running.clear()
+        if self.pid_path.exists():
+            self.pid_path.unlink()
         if self.control is not None:
             self.control.close()
         # Devices first: relays drop to their unpowered state (R14) before anything else.

@@ -134,12 +134,12 @@ class Indicators(Device):
     """Buzzer and LEDs. Must override :meth:`set`."""
 
     @abstractmethod
-    def set(self, name: str, on: bool) -> None:
-        """Switch ``buzzer``, ``green`` or ``red`` on or off."""
+    def set(self, name: str, on: bool, blink: bool = False) -> None:
+        """Switch ``buzzer``, ``green`` or ``red`` off, on, or blinking."""
 
     @abstractmethod
-    def states(self) -> dict[str, bool]:
-        """Current output of each indicator."""
+    def states(self) -> dict[str, str]:
+        """Current mode of each indicator: ``off``, ``on`` or ``blink``."""
 
 
 class Keypad(Device):

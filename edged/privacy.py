@@ -138,5 +138,10 @@ class CardFingerprinter:
         mac = hmac.new(self._secret, card_uid, hashlib.sha256).hexdigest()
         return self.PREFIX + mac[:32]
 
+    @property
+    def key_id(self) -> str:
+        """Names the secret (not reversible): a list made with another secret is refused."""
+        return hmac.new(self._secret, b"edged card key id", hashlib.sha256).hexdigest()[:16]
+
     def __repr__(self) -> str:
         return "CardFingerprinter(<secret>)"

@@ -99,10 +99,12 @@ class SimGpio:
         self.config = config
         self.factory = MockFactory()
         g = config.gpio
-        self.matrix: KeypadMatrix | None = None
-        if config.keypad.backend == "matrix":
-            # Row pins must exist as _RowPin before the keypad driver claims them.
-            self.matrix = KeypadMatrix(self.factory, config.keypad.rows, config.keypad.cols)
+        # Row pins must exist as _RowPin before the keypad driver claims them.
+        self.matrices = {
+            door: KeypadMatrix(self.factory, k.rows, k.cols)
+            for door, k in config.keypads.items()
+            if k.backend == "matrix"
+        }
         self.relay_pins = {
             name: self.factory.pin(d.relay_pin, pin_class=_TracePin)
             for name, d in config.doors.items()
@@ -110,11 +112,16 @@ class SimGpio:
         self.doors = GpioDoors(config.doors, g, pin_factory=self.factory, clock=clock)
         self.cabinets = GpioCabinets(config.cabinets, g, pin_factory=self.factory, clock=clock)
         self.indicators = GpioIndicators(config.indicators, pin_factory=self.factory)
-        self.keypad: MatrixKeypad | None = None
-        if self.matrix is not None:
-            self.keypad = MatrixKeypad(
-                config.keypad.rows, config.keypad.cols, pin_factory=self.factory, clock=clock
+        self.keypads = {
+            door: MatrixKeypad(
+                config.keypads[door].rows,
+                config.keypads[door].cols,
+                pin_factory=self.factory,
+                clock=clock,
+                name=door,
             )
+            for door in self.matrices
+        }
         # The world at power-on: doors shut, cabinets locked, lid on, buttons up.
         for name in config.doors:
             self.set_door(name, closed=True)
@@ -161,11 +168,12 @@ class SimGpio:
             raise ValueError("no tamper switch configured (gpio.tamper_pin)")
         self._switch(pin, not active)  # normally closed loop
 
-    def press_keys(self, keys: str) -> None:
-        if self.matrix is None:
-            raise ValueError("no matrix keypad configured")
+    def press_keys(self, door: str, keys: str) -> None:
+        matrix = self.matrices.get(door)
+        if matrix is None:
+            raise ValueError(f"no matrix keypad at door {door!r}")
         for k in keys:
-            self.matrix.press(k)
+            matrix.press(k)
 
     def _door(self, door: str) -> Any:
         d = self.config.doors.get(door)
@@ -199,7 +207,6 @@ class SimGpio:
         self.relay_pins[door].watchers.append(fn)
 
     def close(self) -> None:
-        for dev in (self.keypad, self.indicators, self.cabinets, self.doors):
-            if dev is not None:
-                dev.close()
+        for dev in (*self.keypads.values(), self.indicators, self.cabinets, self.doors):
+            dev.close()
         self.factory.reset()

@@ -39,9 +39,10 @@ class SimRig:
         self.gpio = SimGpio(config, clock=clock)
         # A matrix keypad is simulated at the pin level (its real driver runs); any other
         # keypad backend becomes a keypad that takes typed keys.
-        self.keypad: Keypad | None = self.gpio.keypad
-        if self.keypad is None and config.keypad.backend != "none":
-            self.keypad = SimKeypad(clock=clock)
+        self.keypads: dict[str, Keypad] = dict(self.gpio.keypads)
+        for door in config.keypads:
+            if door not in self.keypads:
+                self.keypads[door] = SimKeypad(clock=clock, name=door)
         ports = {name: FIRST_PORT + 2 * i for i, name in enumerate(sorted(config.readers))}
         self.pcscd = PcscdHarness(Path(workdir) / "pcscd", ports)
         self.reader_bindings = {name: pcsc_reader_name(name) for name in config.readers}
@@ -67,12 +68,15 @@ class SimRig:
         self._cards.append(card)
         return card
 
-    def press_keys(self, keys: str) -> None:
-        """Type keys on whichever keypad the config has."""
-        if isinstance(self.keypad, SimKeypad):
-            self.keypad.press(keys)
+    def press_keys(self, door: str, keys: str) -> None:
+        """Type keys on the keypad of ``door``, whatever kind it is."""
+        kp = self.keypads.get(door)
+        if kp is None:
+            raise ValueError(f"no keypad at door {door!r}; have {sorted(self.keypads)}")
+        if isinstance(kp, SimKeypad):
+            kp.press(keys)
         else:
-            self.gpio.press_keys(keys)
+            self.gpio.press_keys(door, keys)
 
     def close(self) -> None:
         """Remove cards, stop pcscd, release pins; idempotent."""
@@ -80,8 +84,8 @@ class SimRig:
             c.remove()
         self._cards.clear()
         self.pcscd.stop()
-        if self.keypad is not None:
-            self.keypad.close()
+        for kp in self.keypads.values():
+            kp.close()
         self.gpio.close()
 
     def __enter__(self) -> SimRig:

@@ -17,10 +17,12 @@ EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 
 def test_example_config_loads():
     cfg = load_config(EXAMPLE)
-    assert cfg.site == "tokyo-hq" and set(cfg.doors) == {"main"}
-    assert set(cfg.cabinets) == {"cab-a", "rack-back"}
+    assert cfg.site == "tokyo-hq" and set(cfg.doors) == {"main", "server"}
+    assert set(cfg.cabinets) == {"cab-a", "cab-b", "rack-back"}
+    assert set(cfg.keypads) == {"main", "server"} and cfg.keypads["main"].backend == "matrix"
     assert cfg.doors["main"].mode == "fail_secure"
-    assert cfg.areas["server-room"]["kind"] == "management"
+    assert cfg.areas["server-room"].kind == "management"
+    assert cfg.areas["server-room"].pin_required and not cfg.areas["handling"].pin_required
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,13 @@ def test_example_config_loads():
         (("relay_pin = 17", "relay_pin = 40"), "doors.main.relay_pin", "0..27"),
         (("relay_pin = 17", 'relay_pin = "17"'), "doors.main.relay_pin", "expected an integer"),
         (("pin = 13", "pin = 6"), "cabinets.rack-back.pin", "already used by cabinets.cab-a.pin"),
+        (("[keypads.server]", "[keypads.lobby]"), "keypads.lobby", "no door 'lobby'"),
+        (
+            ('timezone = "Asia/Tokyo"', 'timezone = "Mars/Base"'),
+            "clock.timezone",
+            "unknown time zone",
+        ),
+        (('1 = "payroll"', 'x1 = "payroll"'), "areas.handling.purposes.x1", "1-3 digits"),
         (('mode = "fail_secure"', 'mode = "open"'), "doors.main.mode", "must be one of"),
         (("debounce_ms = 20", "debounce_ms = 20\nbounce = 3"), "gpio.bounce", "unknown key"),
         (

@@ -79,7 +79,7 @@ def test_journal_failure_never_blocks_exit(running):
         assert d.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
         assert d.rig.gpio.relay_levels("main") == [True]
         st = d.call(d.snapshot)
-        assert st["hardware"]["indicators"]["red"] is True  # the failure is signalled
+        assert st["hardware"]["indicators"]["red"] == "on"  # the failure is signalled
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -26,7 +26,7 @@ def cfg():
 @pytest.fixture
 def sim(cfg, events):
     s = SimGpio(cfg)
-    for dev in (s.doors, s.cabinets, s.indicators, s.keypad):
+    for dev in (s.doors, s.cabinets, s.indicators, *s.keypads.values()):
         dev.start(events)
     yield s
     s.close()
@@ -54,9 +54,9 @@ def test_power_on_state_is_quiet_and_locked(sim, events):
     """R14: at start the relay is not energised, inputs read normal, nothing is reported."""
     st = sim.state()
     assert st["doors"]["main"] == {"relay_energised": False, "unlocked": False, "closed": True}
-    assert st["cabinets"] == {"cab-a": True, "rack-back": True}
+    assert st["cabinets"] == {"cab-a": True, "cab-b": True, "rack-back": True}
     assert st["tamper"] is False
-    assert not any(st["indicators"].values())
+    assert set(st["indicators"].values()) == {"off"}
     assert events.events == []
 
 
@@ -79,7 +79,7 @@ def test_inputs_become_events(sim, events):
         cabinet="rack-back", locked=False, mono_ns=events.of(CabinetChanged)[0].mono_ns
     )
     assert events.of(Tamper)[0].active is True
-    assert sim.cabinets.read_all() == {"cab-a": True, "rack-back": False}
+    assert sim.cabinets.read_all() == {"cab-a": True, "cab-b": True, "rack-back": False}
 
 
 @pytest.mark.parametrize("active_high", [True, False])
@@ -139,7 +139,11 @@ def test_indicators_drive_pins(sim, cfg):
     sim.indicators.set("buzzer", True)
     assert sim.factory.pin(cfg.indicators.red_pin).state is True
     assert sim.factory.pin(cfg.indicators.buzzer_pin).state is True
-    assert sim.indicators.states() == {"buzzer": True, "green": False, "red": True}
+    assert sim.indicators.states() == {"buzzer": "on", "green": "off", "red": "on"}
+    sim.indicators.set("red", True, blink=True)
+    assert sim.indicators.states()["red"] == "blink"
+    sim.indicators.set("red", False)
+    assert sim.factory.pin(cfg.indicators.red_pin).state is False
 
 
 def test_absent_indicators_are_ignored():
@@ -147,7 +151,7 @@ def test_absent_indicators_are_ignored():
 
     ind = GpioIndicators(IndicatorConfig(), pin_factory=MockFactory())
     ind.set("buzzer", True)
-    assert ind.states() == {"buzzer": False, "green": False, "red": False}
+    assert ind.states() == {"buzzer": "off", "green": "off", "red": "off"}
 
 
 @pytest.mark.parametrize("ncols", [3, 4])

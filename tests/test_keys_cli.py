@@ -156,8 +156,14 @@ def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     d = tmp_path / "demo"
     first = edged("demo", "--state-dir", str(d), "--fast")
     assert first.returncode == 0, first.stdout + first.stderr
-    for t in ("door.denied", "door.exit_request", "alarm.door_forced", "alarm.tamper",
-              "alarm.reader_lost", "card.unreadable"):
+    for t in (
+        "door.denied",
+        "door.exit_request",
+        "alarm.door_forced",
+        "alarm.tamper",
+        "alarm.reader_lost",
+        "card.unreadable",
+    ):
         assert t in first.stdout
     assert "OK: " in first.stdout and (d / "journal.db").exists()
     second = edged("demo", "--state-dir", str(d), "--fast")

@@ -38,7 +38,9 @@ class SetLock(Action):
 
 @dataclass(frozen=True)
 class Indicate(Action):
-    """Switch an indicator (``buzzer``, ``green``, ``red``)."""
+    """Switch an indicator (``buzzer``, ``green``, ``red``); ``blink`` for attention
+    patterns (cabinets left open at the lock check)."""
 
     name: str
     on: bool
+    blink: bool = False

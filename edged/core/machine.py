@@ -1,16 +1,23 @@
 """The door state machine: pure, single-threaded, clock handed in (Invariant 1, 3).
 
-``handle(event, now_ns)`` and ``tick(now_ns)`` return actions; the daemon executes them,
+``handle(event, now)`` and ``tick(now)`` return actions; the daemon executes them,
 committing every :class:`Record` before any :class:`SetLock` of the same step.
 ``next_deadline()`` tells the daemon how long it may wait for the next event.
+
+Every card decision is a record with a ``reason`` code (R1); PIN digits never leave the
+keypad buffer (R3); exit is never blocked (Invariant 4).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.config import Config
+from edged.acl import AccessList, Person, verify_pin
+from edged.config import CARRY_IN, Config
 from edged.core.actions import Action, Indicate, Record, SetLock
 from edged.events import (
     CabinetChanged,
@@ -30,6 +37,15 @@ from edged.events import (
 NS = 1_000_000_000
 
 
+@dataclass(frozen=True)
+class Now:
+    """The moment a step happens: monotonic ns, wall-clock ms, and whether to trust the wall."""
+
+    mono: int
+    wall_ms: int
+    synced: bool
+
+
 @dataclass
 class DoorState:
     """What the core knows about one door."""
@@ -43,6 +59,24 @@ class DoorState:
 
 
 @dataclass
+class Prompt:
+    """A keypad dialogue at a door: PIN, purpose, carry-in, admin choice or lock check."""
+
+    door: str
+    area: str
+    person: Person
+    card: str
+    steps: list[str]
+    deadline: int
+    collected: dict[str, Any] = field(default_factory=dict)
+    buffer: str = ""
+
+    @property
+    def step(self) -> str:
+        return self.steps[0]
+
+
+@dataclass
 class CoreState:
     """Everything the core keeps between events."""
 
@@ -50,22 +84,64 @@ class CoreState:
     readers_lost: dict[str, str] = field(default_factory=dict)
     tamper: bool = False
     cabinets: dict[str, bool] = field(default_factory=dict)
+    occupancy: dict[str, dict[str, str]] = field(default_factory=dict)  # area -> id -> name
+    pin_failures: dict[str, int] = field(default_factory=dict)  # card -> wrong PINs in a row
+    locked_out: dict[str, int] = field(default_factory=dict)  # card -> until (mono)
+    prompts: dict[str, Prompt] = field(default_factory=dict)  # door -> open dialogue
+    pending_visitor: dict[str, tuple[Person, str, int]] = field(default_factory=dict)
+    recent_escort: dict[str, tuple[Person, int]] = field(default_factory=dict)
+    lockcheck_open: dict[str, list[str]] = field(default_factory=dict)  # area -> open cabinets
+    expiry_warned_on: str | None = None
 
 
 class Core:
-    """Decisions for doors, readers, tamper and cabinets."""
+    """Decisions for doors, cards, keypad, occupancy, cabinets, readers and tamper."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        acl: AccessList | None = None,
+        *,
+        pin_check: Callable[[str, str], bool] = verify_pin,
+    ) -> None:
         self.cfg = config
-        self.state = CoreState(doors={n: DoorState() for n in config.doors})
-        self._door_of_reader = {}
+        self.acl = acl
+        self._pin_check = pin_check
+        self._tz = zoneinfo.ZoneInfo(config.clock.timezone)
+        self.state = CoreState(
+            doors={n: DoorState() for n in config.doors}, occupancy={a: {} for a in config.areas}
+        )
+        self._door_of_reader: dict[str, tuple[str, str]] = {}
         for d in config.doors.values():
             self._door_of_reader[d.entry_reader] = (d.name, "entry")
             if d.exit_reader:
                 self._door_of_reader[d.exit_reader] = (d.name, "exit")
 
+    # -- access list -----------------------------------------------------------------
+    def set_acl(self, acl: AccessList, source: str) -> list[Action]:
+        """Adopt a new list (already validated and stored) and record it (R5)."""
+        self.acl = acl
+        self.state.expiry_warned_on = None
+        return [
+            Record(
+                "acl.applied",
+                {
+                    "version": acl.version,
+                    "sha256": acl.sha256,
+                    "people": len(acl.people),
+                    "source": source,
+                },
+            )
+        ]
+
+    def restore_occupancy(self, occupancy: dict[str, dict[str, str]]) -> None:
+        """Who was inside, as replayed from the journal after a restart."""
+        for area, people in occupancy.items():
+            if area in self.state.occupancy:
+                self.state.occupancy[area] = dict(people)
+
     # -- events ----------------------------------------------------------------------
-    def handle(self, ev: Event, now: int) -> list[Action]:
+    def handle(self, ev: Event, now: Now) -> list[Action]:
         """Actions for one event, in the order they must happen."""
         match ev:
             case CardPresented():
@@ -80,47 +156,43 @@ class Core:
                 ]
             case CardRemoved():
                 return []
+            case KeypadKey():
+                return self._key(ev, now)
             case ReaderLost():
                 self.state.readers_lost[ev.reader] = ev.reason
                 return [
                     Record("alarm.reader_lost", {"reader": ev.reader, "reason": ev.reason[:200]}),
-                    *self._alarm_outputs(),
+                    *self._outputs(),
                 ]
             case ReaderFound():
                 was_lost = self.state.readers_lost.pop(ev.reader, None)
                 return [
                     Record("reader.found", {"reader": ev.reader, "was_lost": was_lost is not None}),
-                    *self._alarm_outputs(),
+                    *self._outputs(),
                 ]
             case Tamper():
                 if ev.active == self.state.tamper:
                     return []
                 self.state.tamper = ev.active
-                rtype = "alarm.tamper" if ev.active else "tamper.cleared"
-                return [Record(rtype, {}), *self._alarm_outputs()]
+                return [
+                    Record("alarm.tamper" if ev.active else "tamper.cleared", {}),
+                    *self._outputs(),
+                ]
             case DoorContact():
                 return self._contact(ev, now)
             case ExitButton():
                 return self._exit_button(ev, now)
             case CabinetChanged():
-                self.state.cabinets[ev.cabinet] = ev.locked
-                c = self.cfg.cabinets.get(ev.cabinet)
-                return [
-                    Record(
-                        "cabinet.locked" if ev.locked else "cabinet.unlocked",
-                        {"cabinet": ev.cabinet, "area": c.area if c else None},
-                    )
-                ]
-            case KeypadKey():
-                return []  # keys matter only inside a PIN/purpose/confirmation prompt
+                return self._cabinet(ev)
             case DriverFault():
                 return [
                     Record("alarm.driver_fault", {"device": ev.device, "reason": ev.reason[:200]}),
-                    *self._alarm_outputs(),
+                    *self._outputs(),
                 ]
         return [Record("event.unknown", {"event": type(ev).__name__})]
 
-    def _card(self, ev: CardPresented, now: int) -> list[Action]:
+    # -- cards -----------------------------------------------------------------------
+    def _card(self, ev: CardPresented, now: Now) -> list[Action]:
         door, direction = self._door_of_reader.get(ev.reader, (None, None))
         if door is None:
             return [
@@ -129,43 +201,475 @@ class Core:
                     {"reader": ev.reader, "card": ev.card, "reason": "reader_not_bound"},
                 )
             ]
-        # Access decisions come with the access list; until one is loaded, deny.
+        out: list[Action] = []
+        pr = self.state.prompts.get(door)
+        if pr is not None:
+            out += self._end_prompt_cancelled(pr, now)
+        if direction == "exit":
+            return out + self._exit(door, ev.card, now)
+        return out + self._entry(door, ev.card, ev.kind, now)
+
+    def _base(
+        self, door: str, direction: str, card: str, person: Person | None = None
+    ) -> dict[str, Any]:
+        f: dict[str, Any] = {
+            "door": door,
+            "area": self.cfg.doors[door].area,
+            "direction": direction,
+            "card": card,
+        }
+        if person is not None:
+            f.update(person=person.id, name=person.name, role=person.role)
+        return f
+
+    def _deny(
+        self, door: str, card: str, reason: str, person: Person | None = None, **extra: Any
+    ) -> list[Action]:
         return [
             Record(
                 "door.denied",
+                {**self._base(door, "entry", card, person), "reason": reason, **extra},
+            )
+        ]
+
+    def _local(self, now: Now) -> dt.datetime:
+        return dt.datetime.fromtimestamp(now.wall_ms / 1000, tz=self._tz)
+
+    def _check_person(self, p: Person, area: str, now: Now) -> str | None:
+        """Why ``p`` may not enter ``area`` now, or None."""
+        policy = self.cfg.clock.when_unsynced
+        if not now.synced and policy == "deny_all":
+            return "clock_untrusted"
+        local = self._local(now)
+        if local.date() < p.valid_from:
+            return "not_yet_valid"
+        if local.date() > p.valid_until:
+            return "expired"
+        if area not in p.areas:
+            return "area_not_allowed"
+        if p.windows:
+            if not now.synced and policy == "deny_windowed":
+                return "clock_untrusted"
+            if not p.in_window(local.weekday(), local.hour * 60 + local.minute):
+                return "outside_window"
+        return None
+
+    def _entry(self, door: str, card: str, kind: str, now: Now) -> list[Action]:
+        area = self.cfg.doors[door].area
+        if self.acl is None:
+            return self._deny(door, card, "no_access_list", card_kind=kind)
+        p = self.acl.by_card(card)
+        if p is None:
+            return self._deny(door, card, "unknown_card", card_kind=kind)
+        reason = self._check_person(p, area, now)
+        if reason:
+            return self._deny(door, card, reason, p)
+        until = self.state.locked_out.get(card)
+        if until is not None:
+            if now.mono < until:
+                return self._deny(door, card, "pin_locked_out", p)
+            del self.state.locked_out[card]
+        inside = self.state.occupancy.setdefault(area, {})
+
+        if p.role == "visitor":
+            if p.id in inside:
+                return self._deny(door, card, "already_inside", p)
+            esc = self.state.recent_escort.get(door)
+            if esc and now.mono - esc[1] <= self.cfg.policy.escort_seconds * NS:
+                steps = self._steps(area, pin=False)
+                return self._begin(door, area, p, card, steps, now, {"escort": esc[0]})
+            self.state.pending_visitor[door] = (
+                p,
+                card,
+                now.mono + int(self.cfg.policy.escort_seconds * NS),
+            )
+            return [Indicate("green", True, blink=True)]  # waiting for an escort
+
+        pending = self.state.pending_visitor.get(door)
+        if pending and p.escort and now.mono <= pending[2]:
+            # This tap is the escort of a waiting visitor: the escort authenticates
+            # (PIN in management areas), then both go in.
+            del self.state.pending_visitor[door]
+            steps = self._steps(area, pin=self._needs_pin(area))
+            if "pin" in steps and p.pin is None:
+                return self._deny(door, card, "pin_not_enrolled", p)
+            return self._begin(door, area, p, card, steps, now, {"visitor": pending})
+
+        if p.id in inside:
+            return self._deny(door, card, "already_inside", p)  # anti-passback
+        steps = self._steps(area, pin=self._needs_pin(area))
+        if "pin" in steps and p.pin is None:
+            return self._deny(door, card, "pin_not_enrolled", p)
+        if p.role == "admin":
+            steps = ["admin", *steps]
+        return self._begin(door, area, p, card, steps, now, {})
+
+    def _needs_pin(self, area: str) -> bool:
+        a = self.cfg.areas.get(area)
+        return bool(a and a.pin_required)
+
+    def _steps(self, area: str, *, pin: bool) -> list[str]:
+        a = self.cfg.areas.get(area)
+        steps = ["pin"] if pin else []
+        if a and a.purposes:
+            steps.append("purpose")
+        if a and a.carry_in:
+            steps.append("carry_in")
+        return steps
+
+    def _begin(
+        self,
+        door: str,
+        area: str,
+        p: Person,
+        card: str,
+        steps: list[str],
+        now: Now,
+        collected: dict[str, Any],
+    ) -> list[Action]:
+        if not steps:
+            return self._grant(door, area, p, card, now, collected)
+        if door not in self.cfg.keypads:
+            return self._deny(door, card, "no_keypad", p, needs=steps)
+        self.state.prompts[door] = Prompt(
+            door, area, p, card, steps, self._prompt_deadline(now, door, steps), collected
+        )
+        return [Indicate("green", True, blink=True)]
+
+    def _prompt_deadline(self, now: Now, door: str, steps: list[str]) -> int:
+        secs = (
+            self.cfg.policy.lockcheck_seconds
+            if steps[0] == "lockcheck"
+            else self.cfg.keypads[door].timeout_seconds
+        )
+        return now.mono + int(secs * NS)
+
+    def _grant(
+        self, door: str, area: str, p: Person, card: str, now: Now, collected: dict[str, Any]
+    ) -> list[Action]:
+        extra: dict[str, Any] = {}
+        for key in ("purpose", "carry_in"):
+            if key in collected:
+                extra[key] = collected[key]
+        inside = self.state.occupancy.setdefault(area, {})
+        out: list[Action] = []
+        esc: Person | None = collected.get("escort")
+        visitor = collected.get("visitor")
+        if visitor is not None:
+            # p is the escort; the visitor it came for goes in with it.
+            v, vcard, _until = visitor
+            if p.id not in inside:
+                out.append(
+                    Record(
+                        "door.granted",
+                        {
+                            **self._base(door, "entry", card, p),
+                            "reason": "ok",
+                            "escorting": v.id,
+                            **extra,
+                        },
+                    )
+                )
+                inside[p.id] = p.name
+            out.append(
+                Record(
+                    "door.granted",
+                    {
+                        **self._base(door, "entry", vcard, v),
+                        "reason": "escorted",
+                        "escort": p.id,
+                        "escort_name": p.name,
+                        **extra,
+                    },
+                )
+            )
+            inside[v.id] = v.name
+        else:
+            fields = {**self._base(door, "entry", card, p), "reason": "ok", **extra}
+            if esc is not None:
+                fields.update(reason="escorted", escort=esc.id, escort_name=esc.name)
+            out.append(Record("door.granted", fields))
+            inside[p.id] = p.name
+            if p.escort:
+                self.state.recent_escort[door] = (p, now.mono)
+        self.state.pin_failures.pop(card, None)
+        return out + self._unlock(door, now, needs_record=True)
+
+    def _unlock(self, door: str, now: Now, *, needs_record: bool) -> list[Action]:
+        d = self.state.doors[door]
+        d.unlocked_until = now.mono + int(self.cfg.doors[door].unlock_seconds * NS)
+        d.authorised_open = True
+        return [SetLock(door, True, needs_record=needs_record), Indicate("green", True)]
+
+    # -- keypad ----------------------------------------------------------------------
+    def _key(self, ev: KeypadKey, now: Now) -> list[Action]:
+        pr = self.state.prompts.get(ev.keypad)
+        if pr is None:
+            return []
+        if ev.key == "*":
+            pr.buffer = ""
+            return []
+        if ev.key != "#":
+            if len(pr.buffer) < 8:
+                pr.buffer += ev.key
+            return []
+        entered, pr.buffer = pr.buffer, ""
+        step = pr.step
+        if step == "pin":
+            return self._pin_entered(pr, entered, now)
+        if step == "purpose":
+            area = self.cfg.areas[pr.area]
+            if entered not in area.purposes:
+                self.state.prompts.pop(pr.door, None)
+                return self._deny(pr.door, pr.card, "purpose_invalid", pr.person) + self._idle()
+            pr.collected["purpose"] = area.purposes[entered]
+        elif step == "carry_in":
+            if entered not in CARRY_IN:
+                self.state.prompts.pop(pr.door, None)
+                return self._deny(pr.door, pr.card, "carry_in_invalid", pr.person) + self._idle()
+            pr.collected["carry_in"] = CARRY_IN[entered]
+        elif step == "admin":
+            if entered == "0":
+                self.state.prompts.pop(pr.door, None)
+                return self._reset_occupancy(pr) + self._idle()
+            if entered != "":
+                self.state.prompts.pop(pr.door, None)
+                return (
+                    self._deny(pr.door, pr.card, "admin_choice_invalid", pr.person) + self._idle()
+                )
+        elif step == "lockcheck":
+            return self._lockcheck_entered(pr, entered, now)
+        return self._next_step(pr, now)
+
+    def _next_step(self, pr: Prompt, now: Now) -> list[Action]:
+        pr.steps.pop(0)
+        if pr.steps:
+            pr.deadline = self._prompt_deadline(now, pr.door, pr.steps)
+            return []
+        self.state.prompts.pop(pr.door, None)
+        return self._grant(pr.door, pr.area, pr.person, pr.card, now, pr.collected)
+
+    def _pin_ok(self, pr: Prompt, entered: str) -> bool:
+        return (
+            bool(pr.person.pin)
+            and entered.isdigit()
+            and self._pin_check(entered, pr.person.pin or "")
+        )
+
+    def _pin_entered(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
+        if self._pin_ok(pr, entered):
+            self.state.pin_failures.pop(pr.card, None)
+            return self._next_step(pr, now)
+        self.state.prompts.pop(pr.door, None)
+        n = self.state.pin_failures.get(pr.card, 0) + 1
+        self.state.pin_failures[pr.card] = n
+        out = self._deny(pr.door, pr.card, "pin_wrong", pr.person, attempt=n)
+        limit = self.cfg.policy.pin_attempts
+        if n >= limit:
+            minutes = self.cfg.policy.lockout_minutes
+            self.state.locked_out[pr.card] = now.mono + int(minutes * 60 * NS)
+            self.state.pin_failures.pop(pr.card, None)
+            out.append(
+                Record(
+                    "alarm.pin_lockout",
+                    {
+                        **self._base(pr.door, "entry", pr.card, pr.person),
+                        "attempts": n,
+                        "minutes": int(minutes),
+                    },
+                )
+            )
+        return out + self._idle()
+
+    def _end_prompt_cancelled(self, pr: Prompt, now: Now) -> list[Action]:
+        self.state.prompts.pop(pr.door, None)
+        if pr.step == "lockcheck":
+            return [
+                Record(
+                    "lockcheck.cancelled",
+                    {"area": pr.area, "person": pr.person.id, "name": pr.person.name},
+                )
+            ]
+        return self._deny(pr.door, pr.card, "prompt_cancelled", pr.person, step=pr.step)
+
+    def _idle(self) -> list[Action]:
+        """Back to rest: green follows the locks, red/buzzer follow the alarms."""
+        return self._outputs()
+
+    def _reset_occupancy(self, pr: Prompt) -> list[Action]:
+        inside = self.state.occupancy.get(pr.area, {})
+        removed = sorted(inside)
+        self.state.occupancy[pr.area] = {}
+        return [
+            Record(
+                "occupancy.reset",
                 {
-                    "door": door,
-                    "direction": direction,
-                    "reader": ev.reader,
-                    "card": ev.card,
-                    "card_kind": ev.kind,
-                    "reason": "no_access_list",
+                    "area": pr.area,
+                    "by": pr.person.id,
+                    "by_name": pr.person.name,
+                    "removed": removed,
                 },
             )
         ]
 
-    def _unlock(self, door: str, now: int, needs_record: bool) -> list[Action]:
-        d = self.state.doors[door]
-        d.unlocked_until = now + int(self.cfg.doors[door].unlock_seconds * NS)
-        d.authorised_open = True
-        return [SetLock(door, True, needs_record=needs_record)]
+    # -- exit and the last leaver ----------------------------------------------------
+    def _exit(self, door: str, card: str, now: Now) -> list[Action]:
+        area = self.cfg.doors[door].area
+        p = self.acl.by_card(card) if self.acl else None
+        inside = self.state.occupancy.setdefault(area, {})
+        if p is not None and p.id in inside:
+            if len(inside) == 1 and self._area_cabinets(area):
+                return self._lockcheck_start(door, area, p, card, now)
+            del inside[p.id]
+            return [
+                Record("door.exit", {**self._base(door, "exit", card, p), "was_inside": True}),
+                *self._unlock(door, now, needs_record=False),
+            ]
+        # Unknown, or not counted inside (tailgated in): the door still opens (Invariant 4).
+        f = self._base(door, "exit", card, p)
+        f.update(was_inside=False, reason="unknown_card" if p is None else "not_inside")
+        return [Record("door.exit", f), *self._unlock(door, now, needs_record=False)]
 
-    def _exit_button(self, ev: ExitButton, now: int) -> list[Action]:
+    def _area_cabinets(self, area: str) -> list[str]:
+        return sorted(n for n, c in self.cfg.cabinets.items() if c.area == area)
+
+    def _cabinet_states(self, area: str) -> dict[str, str]:
+        return {
+            n: "locked" if self.state.cabinets.get(n, False) else "open"
+            for n in self._area_cabinets(area)
+        }
+
+    def _lockcheck_start(
+        self, door: str, area: str, p: Person, card: str, now: Now
+    ) -> list[Action]:
+        states = self._cabinet_states(area)
+        open_ = [n for n, s in states.items() if s != "locked"]
+        if open_:
+            # R6, R7: every monitored lock counts; the leaver closes them and taps again.
+            self.state.lockcheck_open[area] = open_
+            return [
+                Record(
+                    "lockcheck.open",
+                    {
+                        "area": area,
+                        "door": door,
+                        "person": p.id,
+                        "name": p.name,
+                        "open": open_,
+                        "cabinets": states,
+                    },
+                ),
+                *self._outputs(),
+            ]
+        self.state.lockcheck_open.pop(area, None)
+        steps = ["lockcheck"]
+        if door not in self.cfg.keypads:
+            # No keypad to confirm on: the check itself is recorded, the exit proceeds.
+            return self._lockcheck_done(
+                door, area, p, card, now, "confirmed", states, method="no_keypad"
+            )
+        self.state.prompts[door] = Prompt(
+            door, area, p, card, steps, self._prompt_deadline(now, door, steps)
+        )
+        return [Indicate("green", True, blink=True), *self._outputs()]
+
+    def _lockcheck_entered(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
+        area_cfg = self.cfg.areas.get(pr.area)
+        if area_cfg and area_cfg.lockcheck_pin:
+            if not self._pin_ok(pr, entered):
+                pr.deadline = self._prompt_deadline(now, pr.door, pr.steps)  # try again
+                return [Record("lockcheck.pin_wrong", {"area": pr.area, "person": pr.person.id})]
+            method = "pin"
+        elif entered != "":
+            return []  # only "#" confirms; other keys are ignored
+        else:
+            method = "key"
+        self.state.prompts.pop(pr.door, None)
+        states = self._cabinet_states(pr.area)
+        if any(s != "locked" for s in states.values()):
+            # A cabinet opened while the leaver was confirming: back to the start.
+            return self._lockcheck_start(pr.door, pr.area, pr.person, pr.card, now)
+        return self._lockcheck_done(
+            pr.door, pr.area, pr.person, pr.card, now, "confirmed", states, method=method
+        )
+
+    def _lockcheck_done(
+        self,
+        door: str,
+        area: str,
+        p: Person,
+        card: str,
+        now: Now,
+        outcome: str,
+        states: dict[str, str],
+        *,
+        method: str,
+    ) -> list[Action]:
+        inside = self.state.occupancy.setdefault(area, {})
+        inside.pop(p.id, None)
+        rtype = "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
+        return [
+            Record(
+                rtype,
+                {
+                    "area": area,
+                    "door": door,
+                    "person": p.id,
+                    "name": p.name,
+                    "cabinets": states,
+                    "method": method,
+                },
+            ),
+            Record(
+                "door.exit",
+                {**self._base(door, "exit", card, p), "was_inside": True, "last_leaver": True},
+            ),
+            *self._unlock(door, now, needs_record=False),
+            *self._outputs(),
+        ]
+
+    def _exit_button(self, ev: ExitButton, now: Now) -> list[Action]:
         if ev.door not in self.state.doors:
             return [Record("event.unknown_door", {"door": ev.door})]
         return [
-            Record("door.exit_request", {"door": ev.door, "person": None}),
+            Record(
+                "door.exit_request",
+                {"door": ev.door, "area": self.cfg.doors[ev.door].area, "person": None},
+            ),
             *self._unlock(ev.door, now, needs_record=False),
         ]
 
-    def _contact(self, ev: DoorContact, now: int) -> list[Action]:
+    def _cabinet(self, ev: CabinetChanged) -> list[Action]:
+        self.state.cabinets[ev.cabinet] = ev.locked
+        c = self.cfg.cabinets.get(ev.cabinet)
+        area = c.area if c else None
+        out: list[Action] = [
+            Record(
+                "cabinet.locked" if ev.locked else "cabinet.unlocked",
+                {"cabinet": ev.cabinet, "area": area},
+            )
+        ]
+        if area is not None:
+            open_ = self.state.lockcheck_open.get(area)
+            if open_ is not None and ev.locked and ev.cabinet in open_:
+                open_.remove(ev.cabinet)
+                if not open_:
+                    del self.state.lockcheck_open[area]
+            if not ev.locked and not self.state.occupancy.get(area):
+                out.append(
+                    Record("alarm.cabinet_unattended", {"cabinet": ev.cabinet, "area": area})
+                )
+        return out + self._outputs()
+
+    # -- door contact ----------------------------------------------------------------
+    def _contact(self, ev: DoorContact, now: Now) -> list[Action]:
         d = self.state.doors.get(ev.door)
         if d is None or d.closed == ev.closed:
             return []
         d.closed = ev.closed
         out: list[Action] = []
         if not ev.closed:
-            d.opened_at = now
+            d.opened_at = now.mono
             if d.authorised_open:
                 out.append(Record("door.opened", {"door": ev.door}))
             else:
@@ -174,14 +678,14 @@ class Core:
                     Record(
                         "alarm.door_forced", {"door": ev.door, "area": self.cfg.doors[ev.door].area}
                     ),
-                    *self._alarm_outputs(),
+                    *self._outputs(),
                 ]
             return out
         # Closed: relock at once (the strike need not wait for its timer) and clear.
         out.append(
             Record(
                 "door.closed",
-                {"door": ev.door, "open_ms": (now - (d.opened_at or now)) // 1_000_000},
+                {"door": ev.door, "open_ms": (now.mono - (d.opened_at or now.mono)) // 1_000_000},
             )
         )
         if d.held_alarm or d.forced_alarm:
@@ -197,7 +701,7 @@ class Core:
         if d.unlocked_until is not None:
             d.unlocked_until = None
             out.append(SetLock(ev.door, False))
-        out += self._alarm_outputs()
+        out += self._outputs()
         return out
 
     # -- time ------------------------------------------------------------------------
@@ -209,24 +713,78 @@ class Core:
                 times.append(d.unlocked_until)
             if d.opened_at is not None and not d.held_alarm:
                 times.append(d.opened_at + int(self.cfg.doors[name].held_open_seconds * NS))
+        times += [pr.deadline for pr in self.state.prompts.values()]
+        times += [until for _p, _c, until in self.state.pending_visitor.values()]
+        times += list(self.state.locked_out.values())
         return min(times) if times else None
 
-    def tick(self, now: int) -> list[Action]:
+    def tick(self, now: Now) -> list[Action]:
         out: list[Action] = []
         for name, d in self.state.doors.items():
-            if d.unlocked_until is not None and now >= d.unlocked_until:
+            if d.unlocked_until is not None and now.mono >= d.unlocked_until:
                 d.unlocked_until = None
                 if d.closed:
                     d.authorised_open = False  # never opened: the grant lapses
-                out.append(SetLock(name, False))
+                out += [SetLock(name, False), *self._outputs()]
             limit = self.cfg.doors[name].held_open_seconds
-            if d.opened_at is not None and not d.held_alarm and now - d.opened_at >= limit * NS:
+            if (
+                d.opened_at is not None
+                and not d.held_alarm
+                and now.mono - d.opened_at >= limit * NS
+            ):
                 d.held_alarm = True
                 out += [
                     Record("alarm.door_held_open", {"door": name, "seconds": int(limit)}),
-                    *self._alarm_outputs(),
+                    *self._outputs(),
                 ]
+        for pr in [pr for pr in self.state.prompts.values() if now.mono >= pr.deadline]:
+            self.state.prompts.pop(pr.door, None)
+            if pr.step == "lockcheck":
+                out += self._lockcheck_done(
+                    pr.door,
+                    pr.area,
+                    pr.person,
+                    pr.card,
+                    now,
+                    "missed",
+                    self._cabinet_states(pr.area),
+                    method="timeout",
+                )
+            else:
+                out += self._deny(pr.door, pr.card, "prompt_timeout", pr.person, step=pr.step)
+                out += self._idle()
+        for door, (v, card, until) in list(self.state.pending_visitor.items()):
+            if now.mono >= until:
+                del self.state.pending_visitor[door]
+                out += self._deny(door, card, "escort_needed", v) + self._idle()
+        for card, until in list(self.state.locked_out.items()):
+            if now.mono >= until:
+                del self.state.locked_out[card]
+        out += self._expiry_warning(now)
         return out
+
+    def _expiry_warning(self, now: Now) -> list[Action]:
+        """Once a day, the people whose rights end soon (R5)."""
+        if self.acl is None or not now.synced:
+            return []
+        today = self._local(now).date()
+        if self.state.expiry_warned_on == today.isoformat():
+            return []
+        self.state.expiry_warned_on = today.isoformat()
+        soon = self.acl.expiring(today, self.cfg.policy.expiry_warning_days)
+        if not soon:
+            return []
+        return [
+            Record(
+                "acl.expiring",
+                {
+                    "within_days": self.cfg.policy.expiry_warning_days,
+                    "people": [
+                        {"id": p.id, "valid_until": p.valid_until.isoformat()} for p in soon
+                    ],
+                },
+            )
+        ]
 
     # -- indicators ------------------------------------------------------------------
     def alarm_active(self) -> bool:
@@ -237,12 +795,19 @@ class Core:
             or any(d.held_alarm or d.forced_alarm for d in s.doors.values())
         )
 
-    def _alarm_outputs(self) -> list[Action]:
-        on = self.alarm_active()
-        return [Indicate("red", on), Indicate("buzzer", on)]
+    def _outputs(self) -> list[Action]:
+        alarm = self.alarm_active()
+        attention = bool(self.state.lockcheck_open)
+        unlocked = any(d.unlocked_until is not None for d in self.state.doors.values())
+        waiting = bool(self.state.prompts) or bool(self.state.pending_visitor)
+        return [
+            Indicate("red", alarm or attention, blink=attention and not alarm),
+            Indicate("buzzer", alarm or attention, blink=attention and not alarm),
+            Indicate("green", unlocked or waiting, blink=waiting and not unlocked),
+        ]
 
     def snapshot(self) -> dict[str, Any]:
-        """State for ``edged sim state`` / ``edged status``."""
+        """State for ``edged sim state`` / ``edged status``: no PINs, no key buffers."""
         s = self.state
         return {
             "doors": {
@@ -254,7 +819,13 @@ class Core:
                 }
                 for n, d in s.doors.items()
             },
+            "occupancy": {a: sorted(people) for a, people in s.occupancy.items()},
+            "prompts": {
+                d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
+            },
+            "lockcheck_open": dict(s.lockcheck_open),
             "readers_lost": dict(s.readers_lost),
             "tamper": s.tamper,
             "alarm": self.alarm_active(),
+            "acl_version": self.acl.version if self.acl else None,
         }

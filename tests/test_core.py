@@ -1,0 +1,430 @@
+"""The pure core with an injected clock: every decision and its reason (R1-R8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edged.acl import AccessList, Person
+from edged.config import load_config
+from edged.core import Core, Indicate, Record, SetLock
+from edged.core.machine import NS, Now
+from edged.events import (
+    CabinetChanged,
+    CardPresented,
+    DoorContact,
+    ExitButton,
+    KeypadKey,
+)
+
+CFG = load_config(Path(__file__).parent.parent / "config" / "edged.toml")
+# Tuesday 2026-11-24 10:00 in Tokyo (01:00 UTC).
+TUE_10 = int(dt.datetime(2026, 11, 24, 1, 0, tzinfo=dt.UTC).timestamp() * 1000)
+SAT_10 = TUE_10 + 4 * 86_400_000
+
+
+def person(
+    pid,
+    role="staff",
+    areas=("handling", "server-room"),
+    pin="1234",
+    escort=False,
+    windows=(),
+    vf=dt.date(2026, 4, 1),
+    vu=dt.date(2027, 3, 31),
+):
+    return Person(
+        pid,
+        f"Name {pid}",
+        role,
+        (f"fp1:{pid.lower():0>32}",),
+        frozenset(areas),
+        vf,
+        vu,
+        tuple(windows),
+        escort,
+        f"scrypt$test${pin}" if pin else None,
+    )
+
+
+PEOPLE = [
+    person("S1", escort=True),
+    person("S2", areas=("handling",), pin=None, windows=("mon-fri 09:00-18:00",)),
+    person("V1", role="visitor", areas=("handling", "server-room"), pin=None),
+    person("E1", vf=dt.date(2025, 10, 1), vu=dt.date(2026, 9, 30)),
+    person("F1", vf=dt.date(2026, 12, 1), vu=dt.date(2027, 11, 30)),
+    person("A1", role="admin", escort=True),
+]
+ACL = AccessList(3, "tokyo-hq", "k", {p.id: p for p in PEOPLE})
+CARD = {p.id: p.cards[0] for p in PEOPLE}
+
+
+def fake_pin(pin: str, stored: str) -> bool:
+    return stored == f"scrypt$test${pin}"
+
+
+class Rig:
+    """A core, a clock, and helpers that feed events and collect actions."""
+
+    def __init__(self, cfg=CFG, acl=ACL, wall=TUE_10, synced=True):
+        self.core = Core(cfg, acl, pin_check=fake_pin)
+        self.mono = 10 * NS
+        self.wall = wall
+        self.synced = synced
+        for name in cfg.cabinets:
+            self.core.state.cabinets[name] = True
+        self.log: list = []
+
+    @property
+    def now(self):
+        return Now(self.mono, self.wall, self.synced)
+
+    def advance(self, seconds):
+        self.mono += int(seconds * NS)
+        self.wall += int(seconds * 1000)
+        out = self.core.tick(self.now)
+        self.log += out
+        return out
+
+    def ev(self, e):
+        out = self.core.handle(e, self.now) + self.core.tick(self.now)
+        self.log += out
+        return out
+
+    def tap(self, pid, reader="entry"):
+        return self.ev(
+            CardPresented(reader=reader, card=CARD.get(pid, "fp1:" + "ab" * 16), kind="felica")
+        )
+
+    def keys(self, keys, door="main"):
+        out = []
+        for k in keys:
+            out += self.ev(KeypadKey(keypad=door, key=k))
+        return out
+
+
+def records(actions, rtype=None):
+    return [a for a in actions if isinstance(a, Record) and (rtype is None or a.type == rtype)]
+
+
+def unlocks(actions):
+    return [a for a in actions if isinstance(a, SetLock) and a.unlocked]
+
+
+def only(actions, rtype):
+    [r] = records(actions, rtype)
+    return r.fields
+
+
+def test_staff_entry_asks_purpose_and_carry_in_then_grants():
+    """R1, R4: purpose (入室理由) and carry-in declaration are asked and recorded."""
+    r = Rig()
+    out = r.tap("S2")
+    assert not records(out) and not unlocks(out)
+    assert r.core.snapshot()["prompts"]["main"]["step"] == "purpose"
+    assert r.keys("1#") == []
+    out = r.keys("1#")
+    g = only(out, "door.granted")
+    assert g["person"] == "S2" and g["purpose"] == "payroll" and g["carry_in"] == "approved_pc"
+    assert g["reason"] == "ok" and g["direction"] == "entry" and g["area"] == "handling"
+    # Record first, then act: the grant precedes the unlock in the same step (Invariant 2).
+    kinds = [type(a) for a in out]
+    assert kinds.index(Record) < kinds.index(SetLock)
+    assert unlocks(out)[0].needs_record is True
+    assert r.core.snapshot()["occupancy"]["handling"] == ["S2"]
+
+
+@pytest.mark.parametrize(
+    "pid,reader,wall,synced,reason",
+    [
+        ("ZZ", "entry", TUE_10, True, "unknown_card"),
+        ("E1", "entry", TUE_10, True, "expired"),
+        ("F1", "entry", TUE_10, True, "not_yet_valid"),
+        ("S2", "server-entry", TUE_10, True, "area_not_allowed"),
+        ("S2", "entry", SAT_10, True, "outside_window"),
+        ("S2", "entry", TUE_10, False, "clock_untrusted"),
+    ],
+)
+def test_denials_carry_their_reason(pid, reader, wall, synced, reason):
+    """R1, R5: every denial is recorded with its reason, and nothing unlocks."""
+    r = Rig(wall=wall, synced=synced)
+    out = r.tap(pid, reader)
+    assert only(out, "door.denied")["reason"] == reason
+    assert not unlocks(out)
+
+
+def test_clock_policy_deny_all_and_trust():
+    """Clock: before NTP sync, 'deny_all' refuses everyone; 'trust' uses the clock as is."""
+    deny_all = replace(CFG, clock=replace(CFG.clock, when_unsynced="deny_all"))
+    r = Rig(cfg=deny_all, synced=False)
+    assert only(r.tap("S1"), "door.denied")["reason"] == "clock_untrusted"
+    trust = replace(CFG, clock=replace(CFG.clock, when_unsynced="trust"))
+    r = Rig(cfg=trust, synced=False)
+    r.tap("S2")
+    assert records(r.keys("1#0#"), "door.granted")
+
+
+def test_no_access_list_denies_everything():
+    r = Rig(acl=None)
+    assert only(r.tap("S1"), "door.denied")["reason"] == "no_access_list"
+
+
+def test_management_area_pin_and_lockout():
+    """R3: the server room needs the PIN; 5 wrong PINs lock the card out, recorded."""
+    r = Rig()
+    r.tap("S1", "server-entry")
+    assert r.core.snapshot()["prompts"]["server"]["step"] == "pin"
+    for i in range(1, 6):
+        if i > 1:
+            r.tap("S1", "server-entry")
+        out = r.keys("9999#", door="server")
+        assert only(out, "door.denied")["attempt"] == i
+    lock = only(out, "alarm.pin_lockout")
+    assert lock["attempts"] == 5 and lock["minutes"] == 15
+    assert only(r.tap("S1", "server-entry"), "door.denied")["reason"] == "pin_locked_out"
+    r.advance(15 * 60 + 1)
+    r.tap("S1", "server-entry")
+    out = r.keys("1234#", door="server")
+    assert only(out, "door.granted")["person"] == "S1"
+    assert all("1234" not in str(a) and "9999" not in str(a) for a in r.log)  # R3: never recorded
+
+
+def test_star_clears_and_prompt_times_out():
+    r = Rig()
+    r.tap("S1", "server-entry")
+    r.keys("99*1234#", door="server")  # '*' cleared the wrong digits
+    assert r.core.snapshot()["occupancy"]["server-room"] == ["S1"]
+    r2 = Rig()
+    r2.tap("S1", "server-entry")
+    out = r2.advance(CFG.keypads["server"].timeout_seconds + 0.1)
+    d = only(out, "door.denied")
+    assert d["reason"] == "prompt_timeout" and d["step"] == "pin"
+
+
+def test_visitor_needs_an_escort_tapping_after():
+    """R2: a visitor opens the door only with an escort; both are in the record."""
+    r = Rig()
+    out = r.tap("V1")
+    assert not records(out) and not unlocks(out)
+    r.advance(10)
+    r.tap("S1")  # the escort, within escort_seconds
+    out = r.keys("1#0#")
+    grants = records(out, "door.granted")
+    assert [g.fields["person"] for g in grants] == ["S1", "V1"]
+    assert grants[1].fields["escort"] == "S1" and grants[1].fields["reason"] == "escorted"
+    assert grants[0].fields["escorting"] == "V1"
+    assert sorted(r.core.snapshot()["occupancy"]["handling"]) == ["S1", "V1"]
+
+
+def test_visitor_after_escort_and_visitor_alone():
+    """R2: an escort's tap covers a visitor who follows; alone, the visitor is refused."""
+    r = Rig()
+    r.tap("S1")
+    r.keys("1#0#")
+    r.advance(5)
+    r.tap("V1")
+    out = r.keys("3#0#")
+    v = only(out, "door.granted")
+    assert v["person"] == "V1" and v["escort"] == "S1" and v["purpose"] == "audit"
+    alone = Rig()
+    alone.tap("V1")
+    out = alone.advance(CFG.policy.escort_seconds + 1)
+    assert only(out, "door.denied")["reason"] == "escort_needed"
+
+
+def test_management_area_visitor_needs_escort_pin():
+    """R2, R3: in the server room the escort's PIN authenticates the pair."""
+    r = Rig()
+    r.tap("V1", "server-entry")
+    r.tap("S1", "server-entry")
+    assert r.core.snapshot()["prompts"]["server"]["step"] == "pin"
+    out = r.keys("1234#", door="server")
+    assert [g.fields["person"] for g in records(out, "door.granted")] == ["S1", "V1"]
+
+
+def test_anti_passback_and_exit():
+    """R1: already inside cannot enter again; the exit tap records the exit time."""
+    r = Rig()
+    r.tap("S1")
+    r.keys("1#0#")
+    r.tap("S2")
+    r.keys("1#0#")
+    assert only(r.tap("S1"), "door.denied")["reason"] == "already_inside"
+    out = r.tap("S2", "exit")
+    e = only(out, "door.exit")
+    assert e["person"] == "S2" and e["was_inside"] is True and e["direction"] == "exit"
+    assert unlocks(out) and unlocks(out)[0].needs_record is False  # exit never waits
+
+
+def test_exit_is_never_blocked():
+    """Invariant 4: an unknown card, or one not counted inside, still opens from inside."""
+    r = Rig()
+    out = r.tap("ZZ", "exit")
+    assert only(out, "door.exit")["reason"] == "unknown_card" and unlocks(out)
+    out = r.ev(ExitButton(door="main"))
+    assert only(out, "door.exit_request")["person"] is None and unlocks(out)
+
+
+def enter(r, pid="S1"):
+    r.tap(pid)
+    r.keys("1#0#")
+
+
+def test_last_leaver_finds_an_open_cabinet_then_confirms():
+    """R6: the last leaver is shown the open cabinet, closes it, taps again, confirms."""
+    r = Rig()
+    enter(r)
+    r.ev(CabinetChanged(cabinet="cab-b", locked=False))
+    out = r.tap("S1", "exit")
+    lo = only(out, "lockcheck.open")
+    assert lo["open"] == ["cab-b"] and lo["cabinets"] == {"cab-a": "locked", "cab-b": "open"}
+    assert not unlocks(out)
+    assert Indicate("red", True, blink=True) in out and Indicate("buzzer", True, blink=True) in out
+    r.ev(CabinetChanged(cabinet="cab-b", locked=True))
+    out = r.tap("S1", "exit")
+    assert not records(out) and r.core.snapshot()["prompts"]["main"]["step"] == "lockcheck"
+    r.advance(3)
+    out = r.keys("#")
+    c = only(out, "lockcheck.confirmed")
+    assert c["person"] == "S1" and c["name"] == "Name S1" and c["method"] == "key"
+    assert c["cabinets"] == {"cab-a": "locked", "cab-b": "locked"}
+    assert only(out, "door.exit")["last_leaver"] is True and unlocks(out)
+    assert r.core.snapshot()["occupancy"]["handling"] == []
+
+
+def test_last_leaver_who_does_not_confirm_raises_an_alarm():
+    """R6: no confirmation in time -> lockcheck.missed alarm, and the door still opens."""
+    r = Rig()
+    enter(r)
+    r.tap("S1", "exit")
+    out = r.advance(CFG.policy.lockcheck_seconds + 1)
+    m = only(out, "alarm.lockcheck_missed")
+    assert m["person"] == "S1" and m["method"] == "timeout"
+    assert unlocks(out)
+
+
+def test_rack_back_door_counts_and_pin_confirmation():
+    """R7: the rack's back door is a monitored lock; R6 with a PIN confirmation."""
+    r = Rig()
+    r.tap("S1", "server-entry")
+    r.keys("1234#", door="server")
+    r.ev(CabinetChanged(cabinet="rack-back", locked=False))
+    assert only(r.tap("S1", "server-exit"), "lockcheck.open")["open"] == ["rack-back"]
+    r.ev(CabinetChanged(cabinet="rack-back", locked=True))
+    r.tap("S1", "server-exit")
+    out = r.keys("0000#", door="server")
+    assert records(out, "lockcheck.pin_wrong") and not unlocks(out)
+    out = r.keys("1234#", door="server")
+    assert only(out, "lockcheck.confirmed")["method"] == "pin"
+
+
+def test_cabinet_opened_in_an_empty_area_is_an_alarm():
+    """R6, R8: a cabinet opening while nobody is inside is an alarm."""
+    r = Rig()
+    out = r.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    assert only(out, "alarm.cabinet_unattended")["cabinet"] == "cab-a"
+    enter(r)
+    out = r.ev(CabinetChanged(cabinet="cab-b", locked=False))
+    assert not records(out, "alarm.cabinet_unattended")
+
+
+def test_admin_resets_occupancy():
+    """R1: an admin card can reset occupancy, recorded with who was removed."""
+    r = Rig()
+    enter(r, "S2")
+    r.tap("A1")
+    out = r.keys("0#")
+    reset = only(out, "occupancy.reset")
+    assert reset["removed"] == ["S2"] and reset["by"] == "A1"
+    assert r.core.snapshot()["occupancy"]["handling"] == [] and not unlocks(out)
+
+
+def test_held_open_and_relock_timer():
+    """R8: held open past its limit is an alarm until closed; the strike relocks on time."""
+    r = Rig()
+    enter(r)
+    out = r.ev(DoorContact(door="main", closed=False))
+    assert records(out, "door.opened")
+    out = r.advance(CFG.doors["main"].held_open_seconds + 1)
+    assert only(out, "alarm.door_held_open")["door"] == "main"
+    assert [a for a in out if isinstance(a, SetLock)] == [SetLock("main", False)]
+    out = r.ev(DoorContact(door="main", closed=True))
+    assert only(out, "alarm.cleared")["was"] == "held_open"
+    r2 = Rig()
+    enter(r2)
+    out = r2.advance(CFG.doors["main"].unlock_seconds + 0.01)
+    assert SetLock("main", False) in out  # never opened: relocked after the unlock time
+    assert only(r2.ev(DoorContact(door="main", closed=False)), "alarm.door_forced")
+
+
+def test_expiry_warning_once_a_day():
+    """R5: rights ending within 30 days are warned of, once a day."""
+    soon = person("S9", vu=dt.date(2026, 12, 10), vf=dt.date(2026, 1, 1))
+    r = Rig(acl=AccessList(1, "s", "k", {"S9": soon}))
+    out = r.advance(1)
+    assert only(out, "acl.expiring")["people"] == [{"id": "S9", "valid_until": "2026-12-10"}]
+    assert not records(r.advance(3600), "acl.expiring")
+    assert records(r.advance(86400), "acl.expiring")
+
+
+# -- properties -----------------------------------------------------------------------
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("tap"),
+            st.sampled_from(["S1", "S2", "V1", "E1", "A1", "ZZ"]),
+            st.sampled_from(["entry", "exit", "server-entry", "server-exit"]),
+        ),
+        st.tuples(
+            st.just("keys"),
+            st.sampled_from(["1#", "0#", "#", "1234#", "9999#", "*"]),
+            st.sampled_from(["main", "server"]),
+        ),
+        st.tuples(st.just("door"), st.sampled_from(["main", "server"]), st.booleans()),
+        st.tuples(st.just("cab"), st.sampled_from(["cab-a", "cab-b", "rack-back"]), st.booleans()),
+        st.tuples(st.just("exitbtn"), st.sampled_from(["main", "server"]), st.none()),
+        st.tuples(st.just("wait"), st.sampled_from([0.5, 4, 16, 61, 1000]), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps)
+def test_core_invariants_hold_for_any_sequence(seq):
+    """Invariants 2 and 4, R1, R3, R11 under any sequence of events and waits."""
+    r = Rig()
+    for kind, a, b in seq:
+        if kind == "tap":
+            out = r.tap(a, b)
+        elif kind == "keys":
+            out = r.keys(a, door=b)
+        elif kind == "door":
+            out = r.ev(DoorContact(door=a, closed=b))
+        elif kind == "cab":
+            out = r.ev(CabinetChanged(cabinet=a, locked=b))
+        elif kind == "exitbtn":
+            out = r.ev(ExitButton(door=a))
+        else:
+            out = r.advance(a)
+        recs = records(out)
+        for u in unlocks(out):
+            if u.needs_record:
+                # No unlock for a grant that is not a record of this very step.
+                assert any(x.type == "door.granted" for x in recs)
+        for rec in recs:
+            if rec.type == "door.denied":
+                assert rec.fields.get("reason")
+            text = str(rec.fields)
+            assert "1234" not in text and "9999" not in text  # no PIN digits, ever
+        occ = r.core.snapshot()["occupancy"]
+        for area, ids in occ.items():
+            assert len(ids) == len(set(ids)) and set(ids) <= set(ACL.people)
+            for pid in ids:
+                assert area in ACL.people[pid].areas
+        assert "E1" not in occ["handling"]  # expired never gets in
