@@ -219,11 +219,11 @@ def validate_person(
         "escort",
         "pin",
     }
+    pid = _check_id(src, where, raw.get("id"))
+    where = f"{where}[{pid}]"
     extra = sorted(set(raw) - allowed)
     if extra:
         raise _person_error(src, f"{where}.{extra[0]}", "unknown key")
-    pid = _check_id(src, where, raw.get("id"))
-    where = f"{where}[{pid}]"
     name = raw.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= 64:
         raise _person_error(src, f"{where}.name", "must be a string of 1..64 characters")

@@ -217,6 +217,41 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0 if resp.get("ok") else 1
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from edged.control import request
+
+    sock = Path(args.state_dir) / "control.sock"
+    try:
+        resp = request(sock, {"cmd": "state"})
+    except OSError as e:
+        print(f"edged status: no daemon answers at {sock} ({e.strerror or e})", file=sys.stderr)
+        return 2
+    st = resp.get("state", {})
+    if args.json:
+        print(json.dumps(st, ensure_ascii=False, indent=2))
+        return 0
+    core = st.get("core", {})
+    j = st.get("journal", {})
+    print(f"journal head seq {j.get('head_seq')}  access list version {core.get('acl_version')}")
+    for area, ids in core.get("occupancy", {}).items():
+        print(f"area {area}: {len(ids)} inside {' '.join(ids)}")
+    for door, d in core.get("doors", {}).items():
+        flags = [k for k in ("held_open_alarm", "forced_alarm") if d.get(k)]
+        print(
+            f"door {door}: {'closed' if d.get('closed') else 'OPEN'}, "
+            f"{'unlocked' if d.get('unlocked') else 'locked'} {' '.join(flags)}".rstrip()
+        )
+    alarms = []
+    if core.get("tamper"):
+        alarms.append("tamper")
+    alarms += [f"reader {r} lost" for r in core.get("readers_lost", {})]
+    alarms += [
+        f"cabinets open in {a}: {','.join(c)}" for a, c in core.get("lockcheck_open", {}).items()
+    ]
+    print("alarms: " + ("; ".join(alarms) if alarms else "none"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the docs and tests)."""
     p = argparse.ArgumentParser(
@@ -274,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         " and a control socket for `edged sim`",
     )
     r.set_defaults(handler=_cmd_run)
+
+    stp = sub.add_parser("status", help="occupancy, doors, alarms and journal head")
+    stp.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))
+    stp.add_argument("--json", action="store_true")
+    stp.set_defaults(handler=_cmd_status)
 
     sim = sub.add_parser("sim", help="drive a --simulate daemon's hardware")
     sim.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))

@@ -82,7 +82,9 @@ class Daemon:
         self.indicators: Indicators | None = None
         self.card_reader: Any = None
         self.journal: Journal | None = None
-        self._want_control = simulate if control_socket is None else control_socket
+        # The control socket always answers state queries (edged status); the hardware
+        # commands behind `edged sim` exist only with --simulate.
+        self._want_control = True if control_socket is None else control_socket
         self.control: Any = None
         self._processed: deque[Processed] = deque(maxlen=1000)
         self._count = 0

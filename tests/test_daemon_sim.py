@@ -134,6 +134,28 @@ def test_staff_day_through_real_pcscd(daemon):
     assert out[0]["person"] == "S1001" and out[1]["last_leaver"] is True
 
 
+def test_status_shows_who_is_inside(daemon):
+    """R1: `edged status` shows occupancy, doors and alarms from the running daemon."""
+    daemon.sim(cmd="tap", card=FELICA)
+    daemon.sim(cmd="keys", keys="2#1#")
+    out = subprocess.run(
+        [EDGED, "status", "--state-dir", str(daemon.state_dir)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "area handling: 1 inside S1001" in out.stdout and "alarms: none" in out.stdout
+    assert "door main: closed, unlocked" in out.stdout
+
+
+def test_pin_lockout_end_to_end(daemon):
+    """R3: five wrong PINs lock the card out, recorded as an alarm."""
+    for _ in range(5):
+        daemon.sim(cmd="tap", card=FELICA, reader="server-entry")
+        out = daemon.sim(cmd="keys", keys="1111#", door="server")["records"]
+    assert [r["type"] for r in out] == ["door.denied", "alarm.pin_lockout"]
+    [d] = daemon.sim(cmd="tap", card=FELICA, reader="server-entry")["records"]
+    assert d["reason"] == "pin_locked_out"
+
+
 def test_denials_through_real_pcscd(daemon):
     """R1, R5: unknown and expired cards are denied with their reason."""
     [d] = daemon.sim(cmd="tap", card=UNKNOWN)["records"]
