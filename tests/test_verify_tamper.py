@@ -165,12 +165,25 @@ def test_duplicate_appended_is_inserted(written, keys):
 
 
 def test_tail_cut_below_the_head_marker_is_missing(written, keys):
-    """R9: deleting records 12..N is caught at seq 12 (the file's own head marker)."""
+    """R9: cutting records 12..N away is caught at seq 12 when a checkpoint came after
+    them (the head marker moves with every checkpoint)."""
+    with Journal(written, keys, FakeClock()) as j:
+        j.checkpoint()  # seq N+1
     c = raw(written)
     c.execute("DELETE FROM records WHERE seq >= 12")
     c.close()
     res = check(written, keys, 12, "missing")
     assert "truncated" in res.detail
+
+
+def test_shallow_tail_cut_is_left_to_the_central_copy(written, keys):
+    """R9 (documented limit): records after the last checkpoint can be cut without a local
+    trace; the collector's copy and the signed checkpoints catch that (issue: sync)."""
+    c = raw(written)
+    c.execute(f"DELETE FROM records WHERE seq >= {N - 2}")
+    c.close()
+    res = verify_journal(written, {keys.key_id: keys.public_key})
+    assert res.ok and res.head_seq == N - 3
 
 
 def test_file_truncated_in_the_middle(tmp_path, keys):

@@ -67,8 +67,9 @@ def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> No
         not_null={"type", "ts", "prev", "hash", "sig", "key_id", "body"},
         if_not_exists=True,
     )
+    # One index (type: checkpoints, ledger queries). No ts index: reports scan by seq,
+    # and every index is another page fsynced with each door decision.
     db["records"].create_index(["type"], if_not_exists=True)
-    db["records"].create_index(["ts"], if_not_exists=True)
     for sql in _TRIGGERS:
         conn.execute(sql)
     conn.executemany(
@@ -225,14 +226,15 @@ class Journal:
                 now = self._now()
                 out: list[Record] = []
                 rows = []
+                wrote_cp = False
                 for rtype, fields in items:
                     seq += 1
                     rec, row = self._build(seq, prev, rtype, fields, now)
                     prev = rec.hash
                     out.append(rec)
                     rows.append(row)
-                    cp = self._checkpoint_due(seq)
-                    if cp:
+                    if self._checkpoint_due(seq):
+                        wrote_cp = True
                         seq += 1
                         rec, row = self._build(
                             seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}, now
@@ -242,7 +244,8 @@ class Journal:
                         self._last_cp_seq = seq
                         self._last_cp_mono = now[1]
                 conn.executemany(_INSERT, rows)
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(seq),))
+                if wrote_cp:
+                    self._mark_head(seq)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -256,6 +259,12 @@ class Journal:
             self._resync_checkpoint_state()
             raise
         return out
+
+    def _mark_head(self, seq: int) -> None:
+        # The head marker moves with each checkpoint, not each append: one page less to
+        # write per commit. A tail cut deeper than the last checkpoint is seen locally;
+        # a shallower one by the central copy.
+        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(seq),))
 
     def _resync_checkpoint_state(self) -> None:
         try:
@@ -289,7 +298,7 @@ class Journal:
                     seq + 1, prev, "checkpoint", {"head_seq": seq, "head_hash": prev}, self._now()
                 )
                 conn.execute(_INSERT, row)
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(rec.seq),))
+                self._mark_head(rec.seq)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
