@@ -263,6 +263,22 @@ class SimController:
             raise ControlError("action must be unplug or plug")
         return self._done(before)
 
+    def cmd_wait_for(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Wait until the daemon writes a record of a given type (timers, alarms)."""
+        rtype = _str(req, "type")
+        timeout = req.get("timeout", WAIT)
+        if not isinstance(timeout, int | float) or not 0 < timeout <= 120:
+            raise ControlError("timeout must be 0..120 seconds")
+        before = self.d.processed_count
+        p = self.d.wait_processed(
+            lambda p: any(r["type"] == rtype for r in p.records),
+            after=before,
+            timeout=float(timeout),
+        )
+        if p is None:
+            raise ControlError(f"no {rtype} record within {timeout}s")
+        return self._done(before)
+
     def cmd_state(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"state": self.d.call(self.d.snapshot)}
 

@@ -157,14 +157,20 @@ def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     first = edged("demo", "--state-dir", str(d), "--fast")
     assert first.returncode == 0, first.stdout + first.stderr
     for t in (
+        "door.granted",
         "door.denied",
-        "door.exit_request",
-        "alarm.door_forced",
+        "lockcheck.open",
+        "lockcheck.confirmed",
+        "alarm.door_held_open",
         "alarm.tamper",
-        "alarm.reader_lost",
-        "card.unreadable",
+        "alarm.cabinet_unattended",
+        "escort=A0001",
+        "purpose=payroll",
+        "reason=expired",
     ):
-        assert t in first.stdout
+        assert t in first.stdout, t
+    assert "keypad at main asks for: purpose" in first.stdout
+    assert "expected a" not in first.stdout and "failed:" not in first.stdout
     assert "OK: " in first.stdout and (d / "journal.db").exists()
     second = edged("demo", "--state-dir", str(d), "--fast")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -172,3 +178,4 @@ def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     assert edged("verify", "--db", str(d / "journal.db")).returncode == 0
     text = (first.stdout + second.stdout + (d / "edged.log").read_text()).lower()
     assert "012e4cd9a1b2c3d4" not in text  # the demo card's raw IDm (R11)
+    assert "4821" not in text  # nor the PIN typed in the demo (R3)
