@@ -149,6 +149,25 @@ class ClockConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """The central broker and the keys this device trusts for inbound messages."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    collector_pubkey: Path | None = None  # verifies receipts and commands
+    admin_pubkey: Path | None = None  # verifies access-list envelopes
+    window: int = 100  # records in flight (published, no PUBACK yet)
+    heartbeat_seconds: float = 60.0
+    checkpoint_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class ReaderConfig:
     """A logical reader and the PC/SC reader name (exact, or a prefix) it is bound to."""
 
@@ -241,6 +260,7 @@ class Config:
     areas: dict[str, AreaConfig] = field(default_factory=dict)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    sync: SyncConfig | None = None  # None: offline, everything stays in the journal
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -309,7 +329,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         a.done()
 
     p = top.table("policy")
-    PolicyConfig(
+    policy = PolicyConfig(
         pin_attempts=int(p.number("pin_attempts", 5, lo=1, hi=20)),
         lockout_minutes=float(p.number("lockout_minutes", 15, lo=1, hi=24 * 60)),
         escort_seconds=float(p.number("escort_seconds", 30, lo=5, hi=300)),
@@ -324,7 +344,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ck.error("timezone", f"unknown time zone {tz!r}") from None
-    ClockConfig(
+    clock = ClockConfig(
         timezone=tz,
         when_unsynced=ck.choice(
             "when_unsynced", ("deny_windowed", "deny_all", "trust"), "deny_windowed"
@@ -407,6 +427,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         keypads[door_name] = keypad
         k.done()
 
+    sync = _parse_sync(top.table("sync"), path) if "sync" in data else None
+    if "sync" not in data:
+        top.used.add("sync")
+
     i = top.table("indicators")
     indicators = IndicatorConfig(
         buzzer_pin=i.pin("buzzer_pin", None),
@@ -454,4 +478,55 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         gpio=gpio,
         journal=journal,
         areas=areas,
+        policy=policy,
+        clock=clock,
+        sync=sync,
     )
+
+
+def _parse_sync(s: _Section, path: Path) -> SyncConfig:
+    broker = s.get("broker", str)
+    host, _, port_s = broker.rpartition(":")
+    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise s.error("broker", f"expected HOST:PORT, got {broker!r}")
+
+    def file(key: str, *, secret: bool = False) -> Path | None:
+        v = s.get(key, str, None)
+        if v is None:
+            return None
+        p = Path(v) if Path(v).is_absolute() else path.parent / v
+        if not p.is_file():
+            raise s.error(key, f"file {p} does not exist")
+        if secret and p.stat().st_mode & 0o077:
+            raise s.error(key, f"{p} is readable by other users; fix with: chmod 600 {p}")
+        return p
+
+    tls = s.get("tls", bool, False)
+    cfg = SyncConfig(
+        host=host,
+        port=int(port_s),
+        tls=tls,
+        ca_file=file("ca_file"),
+        cert_file=file("cert_file"),
+        key_file=file("key_file", secret=True),
+        username=s.get("username", str, None),
+        password_file=file("password_file", secret=True),
+        collector_pubkey=file("collector_pubkey"),
+        admin_pubkey=file("admin_pubkey"),
+        window=int(s.number("window", 100, lo=1, hi=10000)),
+        heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
+        checkpoint_seconds=float(s.number("checkpoint_seconds", 300, lo=1, hi=86400)),
+    )
+    if tls and cfg.ca_file is None:
+        raise s.error("ca_file", "tls = true needs the CA certificate of the broker")
+    if (cfg.cert_file is None) != (cfg.key_file is None):
+        raise s.error(
+            "key_file" if cfg.key_file is None else "cert_file",
+            "a client certificate needs both cert_file and key_file",
+        )
+    if cfg.cert_file is not None and not tls:
+        raise s.error("tls", "client certificates need tls = true")
+    if cfg.collector_pubkey is None:
+        raise s.error("collector_pubkey", "needed: only signed receipts may advance acked_seq")
+    s.done()
+    return cfg
