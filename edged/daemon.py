@@ -132,16 +132,14 @@ class Daemon:
                 self.cfg.cabinets, self.cfg.gpio, pin_factory=pf, clock=self.clock
             )
             self.indicators = GpioIndicators(self.cfg.indicators, pin_factory=pf)
-            k = self.cfg.keypad
-            if k.backend == "matrix":
-                make_device(
-                    "keypad", "matrix", rows=k.rows, cols=k.cols, pin_factory=pf, clock=self.clock
-                )
-            elif k.backend in ("evdev", "sim"):
-                kw: dict[str, Any] = {"clock": self.clock}
-                if k.backend == "evdev":
+            keypads = []
+            for door, k in self.cfg.keypads.items():
+                kw: dict[str, Any] = {"clock": self.clock, "name": door}
+                if k.backend == "matrix":
+                    kw.update(rows=k.rows, cols=k.cols, pin_factory=pf)
+                elif k.backend == "evdev":
                     kw["device"] = k.device
-                make_device("keypad", k.backend, **kw)
+                keypads.append(make_device("keypad", k.backend, **kw))
             bindings = {n: r.pcsc_name for n, r in self.cfg.readers.items()}
         self.devices = [d for d in (self.doors, self.cabinets, self.indicators, *keypads) if d]
         if bindings:

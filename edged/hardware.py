@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from typing import Any
 
 from edged.errors import DriverInitError
@@ -177,12 +176,12 @@ def load_backend(interface: str, name: str) -> type[Device]:
         ) from None
 
 
-def make_device(interface: str, name: str, **kwargs: Mapping[str, Any] | Any) -> Device:
+def make_device(interface: str, backend: str, /, **kwargs: Any) -> Device:
     """Build a backend, turning any failure into DriverInitError naming the device."""
-    cls = load_backend(interface, name)
+    cls = load_backend(interface, backend)
     try:
         return cls(**kwargs)
     except DriverInitError:
         raise
     except Exception as e:
-        raise DriverInitError(f"{interface} backend {name!r} failed to start: {e}") from None
+        raise DriverInitError(f"{interface} backend {backend!r} failed to start: {e}") from None

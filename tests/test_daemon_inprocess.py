@@ -83,3 +83,42 @@ def test_journal_failure_never_blocks_exit(running):
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+
+
+def test_hardware_path_builds_every_configured_device(tmp_path):
+    """The non-simulated start-up path: drivers chosen from the config by name (gpiozero's
+    mock pin factory stands in for the Pi's GPIO chip; pcscd is real)."""
+    from dataclasses import replace
+
+    require_pcscd()
+    from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name
+
+    cfg = load_config(EXAMPLE, state_dir=tmp_path / "state")
+    readers = {n: replace(r, pcsc_name=pcsc_reader_name(n)) for n, r in cfg.readers.items()}
+    keypads = {
+        n: replace(k, backend="sim") if k.backend == "evdev" else k for n, k in cfg.keypads.items()
+    }
+    cfg = replace(cfg, gpio=replace(cfg.gpio, backend="mock"), readers=readers, keypads=keypads)
+    init_keys(cfg.state_dir)
+    ports = {n: 35963 + 2 * i for i, n in enumerate(sorted(cfg.readers))}
+    with PcscdHarness(tmp_path / "pcscd", ports):
+        d = Daemon(cfg, control_socket=False)
+        t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
+        t.start()
+        for _ in range(300):
+            if d.running.wait(0.1) or d.stopped.is_set():
+                break
+        assert d.running.is_set()
+        names = sorted(type(x).__name__ for x in d.devices)
+        assert names == [
+            "GpioCabinets",
+            "GpioDoors",
+            "GpioIndicators",
+            "MatrixKeypad",
+            "PcscCardReader",
+            "SimKeypad",
+        ]
+        assert d.rig is None and sorted(d.card_reader.online) == sorted(cfg.readers)
+        d.request_stop()
+        t.join(30)
+    assert d.stopped.is_set()
