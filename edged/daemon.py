@@ -83,6 +83,7 @@ class Daemon:
         self.indicators: Indicators | None = None
         self.card_reader: Any = None
         self.journal: Journal | None = None
+        self.sync: Any = None
         # The control socket always answers state queries (edged status); the hardware
         # commands behind `edged sim` exist only with --simulate.
         self._want_control = True if control_socket is None else control_socket
@@ -198,6 +199,46 @@ class Daemon:
             return
         self._execute(self.core.set_acl(acl, "file"), None)
 
+    def _inbound(self, kind: str, payload: bytes) -> None:
+        """From the sync thread: handled on the core thread, like any other event."""
+        if kind == "acl":
+            self.queue.put(_Call(lambda: self._apply_envelope(payload)))
+
+    def _apply_envelope(self, payload: bytes) -> None:
+        from edged.acl import save_active
+        from edged.keys import load_public_key
+        from edged.sync.envelope import open_envelope
+        from edged.sync.signed import Rejected
+
+        assert self.cfg.sync is not None
+        admin = load_public_key(self.cfg.sync.admin_pubkey) if self.cfg.sync.admin_pubkey else None
+        current = self.core.acl
+        try:
+            acl = open_envelope(
+                payload,
+                admin,
+                site=self.cfg.site,
+                device=self.cfg.device,
+                now_ms=self.clock.wall_ms(),
+                current=current,
+                card_key=self._fingerprinter.key_id,
+                areas=set(self.cfg.areas),
+            )
+        except Rejected as e:
+            if e.reason == "already_applied":
+                log.info("acl_envelope_already_applied", detail=e.detail)
+                return
+            self._execute(
+                [
+                    Record("acl.rejected", {"reason": e.reason, "detail": e.detail[:300]}),
+                    Record("alarm.acl_rejected", {"reason": e.reason}),
+                ],
+                None,
+            )
+            return
+        save_active(self.state_dir, acl)  # atomic; the door keeps the old list until now
+        self._execute(self.core.set_acl(acl, "mqtt"), None)
+
     def _restore_occupancy(self) -> None:
         """Who is inside, replayed from the journal: the records are the truth (R1)."""
         assert self.journal is not None
@@ -264,6 +305,21 @@ class Daemon:
                 )
             self._restore_occupancy()
             self._write_pid()
+            if self.cfg.sync is not None:
+                from edged.clock import read_boot_id
+                from edged.sync.agent import SyncAgent
+
+                self.sync = SyncAgent(
+                    self.cfg.sync,
+                    site=self.cfg.site,
+                    device=self.cfg.device,
+                    journal_path=self.journal.path,
+                    state_dir=self.state_dir,
+                    clock=self.clock,
+                    boot_id=read_boot_id(),
+                    on_inbound=self._inbound,
+                )
+                self.sync.start()
             self._execute(self._seed_core(), None)
             for dev in self.devices:
                 dev.start(self.queue.put)
@@ -345,6 +401,8 @@ class Daemon:
         if records:
             try:
                 done = self.journal.append_many([(r.type, r.fields) for r in records])
+                if self.sync is not None:
+                    self.sync.notify()
             except EdgedError as e:
                 committed = False
                 log.error(
@@ -426,6 +484,8 @@ class Daemon:
             out["hardware"] = self.rig.gpio.state()
         if self.card_reader is not None:
             out["readers_online"] = sorted(self.card_reader.online)
+        if self.sync is not None:
+            out["sync"] = self.sync.status()
         return out
 
     def request_stop(self) -> None:
@@ -462,8 +522,13 @@ class Daemon:
         if self.journal is not None:
             try:
                 self.journal.append("daemon.stopped")
+                if self.sync is not None:
+                    self.sync.notify()
             except EdgedError as e:
                 log.error("journal_write_failed", error=str(e))
+        if self.sync is not None:
+            self.sync.close()
+        if self.journal is not None:
             self.journal.close()
         if self.rig is not None:
             self.rig.close()

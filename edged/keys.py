@@ -188,3 +188,32 @@ def load_keys(state_dir: Path) -> DeviceKeys:
         raise KeyFileError(f"{fp_path}: fingerprint secret shorter than 32 bytes")
     pk = sk.public_key()
     return DeviceKeys(sk, pk, key_id_of(pk), secret)
+
+
+def init_role_key(directory: Path, role: str, *, force: bool = False) -> Ed25519PrivateKey:
+    """An administrator's or collector's signing key: ``{role}_ed25519.key`` (0600) and ``.pub``.
+
+    Devices pin the public halves in their config (``sync.admin_pubkey``,
+    ``sync.collector_pubkey``) and accept inbound messages only with those signatures.
+    """
+    if role not in ("admin", "collector"):
+        raise KeyFileError(f"unknown key role {role!r}")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sk_path, pk_path = directory / f"{role}_ed25519.key", directory / f"{role}_ed25519.pub"
+    if (sk_path.exists() or pk_path.exists()) and not force:
+        raise KeyFileError(f"{sk_path}: exists already; refusing to overwrite (use --force)")
+    for p in (sk_path, pk_path):
+        if p.exists():
+            p.unlink()
+    sk = Ed25519PrivateKey.generate()
+    _write_private(
+        sk_path,
+        sk.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    pk_path.write_text(public_key_pem(sk.public_key()))
+    os.chmod(pk_path, 0o644)
+    return sk

@@ -1,0 +1,368 @@
+"""The device's sync agent: the journal is the outbox (R10, R13, R15).
+
+One thread owns the paho client and drives it from its own ``select`` loop (paho's
+external-loop API), woken by the socket, by a pipe when the daemon commits records, or by
+the heartbeat timer; nothing polls. Records go out in seq order, QoS 1, with a bounded
+window. A PUBACK only advances ``published_seq``: the broker may not have stored the
+message. Only a receipt signed by the pinned collector key advances ``acked_seq``, which
+is kept on disk; after a reconnect or a restart publishing resumes at ``acked_seq + 1``
+(the collector drops the duplicates), so paho's in-memory session is never relied on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edged.clock import Clock, format_ts
+from edged.config import SyncConfig
+from edged.journal.record import Record
+from edged.journal.store import connect
+from edged.keys import load_public_key
+from edged.log import get_logger
+from edged.sync import topics
+from edged.sync.signed import Rejected, parse_signed
+
+log = get_logger("sync")
+
+Inbound = Callable[[str, bytes], None]  # (kind, payload) handed to the daemon thread
+
+
+class SyncAgent:
+    """Publishes the journal and takes signed messages back. ``close()`` is idempotent."""
+
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        *,
+        site: str,
+        device: str,
+        journal_path: Path,
+        state_dir: Path,
+        clock: Clock,
+        boot_id: str,
+        on_inbound: Inbound,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.cfg = cfg
+        self.site, self.device = site, device
+        self._journal_path = Path(journal_path)
+        self._state_path = Path(state_dir) / "sync.db"
+        self._clock = clock
+        self._boot_id = boot_id
+        self._on_inbound = on_inbound
+        self._retry = retry_seconds
+        self._collector = load_public_key(cfg.collector_pubkey) if cfg.collector_pubkey else None
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._connected = False
+        self._inflight: dict[int, int] = {}  # mid -> seq
+        self._done_above: set[int] = set()
+        self._cursor = 1
+        self.acked_seq = 0
+        self.acked_hash = ""
+        self.published_seq = 0
+        self.connected_event = threading.Event()
+        self._lock = threading.Lock()  # guards the counters read by status()
+        self._state = self._open_state()
+
+    # -- durable state ---------------------------------------------------------------
+    def _open_state(self) -> sqlite3.Connection:
+        if not self._state_path.exists():
+            os.close(os.open(self._state_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        conn = sqlite3.connect(self._state_path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
+        rows = dict(conn.execute("SELECT key, value FROM state").fetchall())
+        self.acked_seq = int(rows.get("acked_seq", 0))
+        self.acked_hash = rows.get("acked_hash", "")
+        self.published_seq = self.acked_seq
+        self._cursor = self.acked_seq + 1
+        return conn
+
+    def _save_ack(self, seq: int, h: str) -> None:
+        self._state.executemany(
+            "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+            [("acked_seq", str(seq)), ("acked_hash", h)],
+        )
+        with self._lock:
+            self.acked_seq, self.acked_hash = seq, h
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New records were committed (called by the daemon thread; never blocks)."""
+        # A full pipe means a wake-up is already pending; a closed one, that we stopped.
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self._state.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "connected": self._connected,
+                "acked_seq": self.acked_seq,
+                "published_seq": self.published_seq,
+            }
+
+    # -- the thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        reader = self._reader = connect(self._journal_path, readonly=True)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._session(reader)
+                except Exception as e:  # never let the sync thread die; the daemon runs on
+                    log.error("sync_session_failed", error=repr(e))
+                self._set_connected(False)
+                self._stop.wait(self._retry)
+        finally:
+            reader.close()
+
+    def _set_connected(self, up: bool) -> None:
+        with self._lock:
+            self._connected = up
+        if up:
+            self.connected_event.set()
+        else:
+            self.connected_event.clear()
+
+    def _new_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"edged-{self.device}",
+            clean_session=True,
+            reconnect_on_failure=False,
+        )
+        c.max_inflight_messages_set(self.cfg.window)
+        c.max_queued_messages_set(0)
+        if self.cfg.tls:
+            c.tls_set(
+                ca_certs=str(self.cfg.ca_file),
+                certfile=str(self.cfg.cert_file) if self.cfg.cert_file else None,
+                keyfile=str(self.cfg.key_file) if self.cfg.key_file else None,
+            )
+        if self.cfg.username:
+            pw = self.cfg.password_file.read_text().strip() if self.cfg.password_file else None
+            c.username_pw_set(self.cfg.username, pw)
+        c.will_set(
+            topics.leaf(self.site, self.device, "status"),
+            json.dumps({"state": "offline", "device": self.device, "boot_id": self._boot_id}),
+            qos=1,
+            retain=True,
+        )
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _session(self, reader: sqlite3.Connection) -> None:
+        c = self._client = self._new_client()
+        try:
+            c.connect(self.cfg.host, self.cfg.port, keepalive=30)
+        except (OSError, ValueError) as e:
+            log.warning(
+                "broker_unreachable", broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e)
+            )
+            return
+        next_beat = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                sock = c.socket()
+                if sock is None:
+                    return
+                timeout = max(0.0, min(next_beat - time.monotonic(), 5.0))
+                r, w, _ = select.select(
+                    [sock, self._wake_r], [sock] if c.want_write() else [], [], timeout
+                )
+                if self._wake_r in r:
+                    os.read(self._wake_r, 4096)
+                if sock in r and c.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                if sock in w and c.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                if c.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                if self._connected:
+                    self._pump(c, reader)
+                    if time.monotonic() >= next_beat:
+                        self._heartbeat(c, reader)
+                        next_beat = time.monotonic() + self.cfg.heartbeat_seconds
+        finally:
+            if self._connected and self._stop.is_set():
+                # A clean stop: say so, rather than leaving it to the will after a timeout.
+                c.publish(
+                    topics.leaf(self.site, self.device, "status"),
+                    json.dumps(
+                        {
+                            "state": "offline",
+                            "device": self.device,
+                            "boot_id": self._boot_id,
+                            "reason": "stopped",
+                        }
+                    ),
+                    qos=1,
+                    retain=True,
+                )
+                c.loop_write()
+            c.disconnect()
+            c.loop_write()
+
+    # -- callbacks (run inside loop_read/loop_write on this thread) ------------------
+    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            log.error("broker_refused", reason=str(rc))
+            return
+        base = topics.base(self.site, self.device)
+        c.subscribe([(f"{base}/acl", 1), (f"{base}/cmd", 1), (f"{base}/receipt", 1)])
+        # Resend everything the collector has not receipted (it drops duplicates).
+        self._inflight.clear()
+        self._done_above.clear()
+        with self._lock:
+            self.published_seq = self.acked_seq
+        self._cursor = self.acked_seq + 1
+        self._set_connected(True)
+        log.info(
+            "broker_connected", broker=f"{self.cfg.host}:{self.cfg.port}", resume_from=self._cursor
+        )
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        self._set_connected(False)
+        log.warning("broker_disconnected", reason=str(rc))
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any, _p: Any = None) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is None:
+            return
+        with self._lock:
+            self._done_above.add(seq)
+            while self.published_seq + 1 in self._done_above:
+                self.published_seq += 1
+                self._done_above.discard(self.published_seq)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        kind = msg.topic.rsplit("/", 1)[-1]
+        try:
+            if kind == "receipt":
+                self._receipt(msg.payload)
+            elif kind == "cmd":
+                self._command(msg.payload)
+            elif kind == "acl" and msg.payload:
+                self._on_inbound("acl", bytes(msg.payload))
+        except Rejected as e:
+            log.warning("inbound_ignored", topic=msg.topic, reason=e.reason, detail=e.detail)
+        except Exception as e:
+            log.error("inbound_failed", topic=msg.topic, error=repr(e))
+
+    # -- work ------------------------------------------------------------------------
+    def _head(self, reader: sqlite3.Connection) -> int:
+        return reader.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+
+    def _pump(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
+        room = self.cfg.window - len(self._inflight)
+        if room <= 0:
+            return
+        rows = reader.execute(
+            "SELECT seq, type, body, hash, sig FROM records WHERE seq >= ? ORDER BY seq LIMIT ?",
+            (self._cursor, room),
+        ).fetchall()
+        for seq, rtype, body, h, sig in rows:
+            wire = Record(seq=seq, type=rtype, body=body.encode(), hash=h, sig=sig).wire()
+            info = c.publish(topics.event(self.site, self.device, rtype), wire, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # connection going down; resume from acked_seq + 1 on reconnect
+            self._inflight[info.mid] = seq
+            self._cursor = seq + 1
+            if rtype.startswith("alarm."):
+                c.publish(topics.alarm(self.site, self.device, rtype), wire, qos=1)
+            elif rtype == "checkpoint":
+                c.publish(
+                    topics.leaf(self.site, self.device, "checkpoint"), wire, qos=1, retain=True
+                )
+
+    def _heartbeat(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
+        head = self._head(reader)
+        st = self.status()
+        disk = shutil.disk_usage(self._journal_path.parent)
+        beat = {
+            "device": self.device,
+            "ts": format_ts(self._clock.wall_ms()),
+            "boot_id": self._boot_id,
+            "head_seq": head,
+            "acked_seq": st["acked_seq"],
+            "published_seq": st["published_seq"],
+            "backlog": head - st["acked_seq"],
+            "disk_free_bytes": disk.free,
+            "clock_synced": self._clock.synced(),
+        }
+        c.publish(topics.leaf(self.site, self.device, "heartbeat"), json.dumps(beat), qos=0)
+        c.publish(
+            topics.leaf(self.site, self.device, "status"),
+            json.dumps(
+                {
+                    "state": "online",
+                    "device": self.device,
+                    "boot_id": self._boot_id,
+                    "head_seq": head,
+                    "acked_seq": st["acked_seq"],
+                }
+            ),
+            qos=1,
+            retain=True,
+        )
+
+    def _scoped(self, doc: dict[str, Any]) -> None:
+        if doc.get("site") != self.site or doc.get("device") != self.device:
+            raise Rejected("wrong_scope", f"for {doc.get('site')}/{doc.get('device')}")
+
+    def _receipt(self, payload: bytes) -> None:
+        doc = parse_signed(payload, self._collector, max_bytes=4096)
+        self._scoped(doc)
+        seq, h = doc.get("seq"), doc.get("hash")
+        if type(seq) is not int or not isinstance(h, str):
+            raise Rejected("malformed", "receipt needs seq and hash")
+        if seq <= self.acked_seq:
+            return
+        row = self._reader.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
+        if row is None or row[0] != h:
+            raise Rejected("mismatch", f"receipt for seq {seq} does not match the journal")
+        self._save_ack(seq, h)
+
+    def _command(self, payload: bytes) -> None:
+        doc = parse_signed(payload, self._collector, max_bytes=4096)
+        self._scoped(doc)
+        if doc.get("cmd") != "resend" or type(doc.get("from_seq")) is not int:
+            raise Rejected("malformed", "unknown command")
+        start = max(1, doc["from_seq"])
+        if start < self._cursor:
+            log.info("resend_requested", from_seq=start)
+            self._cursor = start
