@@ -194,6 +194,13 @@ class Collector:
         )
 
     def _record(self, site: str, device: str, payload: bytes) -> None:
+        try:
+            self._record_locked(site, device, payload)
+        finally:
+            with self.changed:  # stored, duplicate or alarm: let waiters look again
+                self.changed.notify_all()
+
+    def _record_locked(self, site: str, device: str, payload: bytes) -> None:
         with self._lock:
             rec = self._verify(device, payload)
             if isinstance(rec, str):
@@ -238,8 +245,6 @@ class Collector:
             due = seq - self._receipted.get((site, device), 0) >= self._receipt_every
         if due:
             self._send_receipt(site, device)
-        with self.changed:
-            self.changed.notify_all()
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
         key = (site, device)
