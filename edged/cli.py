@@ -27,6 +27,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_keys_init(args: argparse.Namespace) -> int:
+    role = "admin" if args.admin else "collector" if args.collector else None
+    if role is not None:
+        from edged.keys import init_role_key
+
+        sk_role = init_role_key(Path(args.state_dir), role, force=args.force)
+        print(f"created {role} signing key {Path(args.state_dir) / f'{role}_ed25519.key'} (0600)")
+        print(f"key id: {key_id_of(sk_role.public_key())}")
+        print(public_key_pem(sk_role.public_key()), end="")
+        return 0
     keys = init_keys(Path(args.state_dir), force=args.force)
     sk, pk, fp = key_paths(Path(args.state_dir))
     print(f"created device signing key {sk} (0600)")
@@ -168,6 +177,79 @@ def _cmd_acl_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_acl_sign(args: argparse.Namespace) -> int:
+    import datetime as _dt
+
+    from edged.acl import import_admin_file
+    from edged.keys import load_private_key
+    from edged.sync.envelope import make_envelope
+
+    state_dir, cfg = _state_and_config(args)
+    secret_dir = Path(args.card_secret_dir) if args.card_secret_dir else state_dir
+    fp = CardFingerprinter(load_keys(secret_dir).fingerprint_secret)
+    acl = import_admin_file(
+        Path(args.file), fp, site=cfg.site, version=args.version, areas=set(cfg.areas)
+    )
+    key = load_private_key(Path(args.key))
+    expires = _dt.datetime.now(_dt.UTC) + _dt.timedelta(days=args.expires_days)
+    env = make_envelope(acl, key, device=args.device or cfg.device, expires=expires)
+    Path(args.out).write_bytes(env)
+    os.chmod(args.out, 0o600)
+    print(
+        f"signed access list version {acl.version} for {cfg.site}/{args.device or cfg.device}"
+        f" ({len(acl.people)} people), expires {expires:%Y-%m-%dT%H:%M:%SZ}: {args.out}"
+    )
+    return 0
+
+
+def _cmd_acl_publish(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+
+    from edged.sync import topics
+
+    payload = Path(args.file).read_bytes()
+    doc = json.loads(payload)
+    host, _, port = args.broker.rpartition(":")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if args.ca_file:
+        c.tls_set(ca_certs=args.ca_file, certfile=args.cert_file, keyfile=args.key_file)
+    c.connect(host, int(port))
+    c.loop_start()
+    try:
+        topic = topics.leaf(doc["site"], doc["device"], "acl")
+        c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    print(f"published (retained) to {topic}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    import signal as _signal
+    import threading
+
+    from edged.collector import Collector
+    from edged.keys import load_private_key
+    from edged.log import configure_logging
+
+    configure_logging()
+    host, _, port = args.broker.rpartition(":")
+    tls = (
+        {"ca": args.ca_file, "cert": args.cert_file, "key": args.key_file} if args.ca_file else None
+    )
+    col = Collector(
+        host, int(port), Path(args.db), Path(args.trust), load_private_key(Path(args.key)), tls=tls
+    )
+    stop = threading.Event()
+    _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
+    _signal.signal(_signal.SIGINT, lambda *_: stop.set())
+    col.start()
+    stop.wait()
+    col.close()
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edged.config import load_config
     from edged.daemon import Daemon
@@ -265,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     ki = ksub.add_parser("init", help="create the device signing key and fingerprint secret")
     ki.add_argument("--state-dir", required=True, help="state directory (created 0700)")
     ki.add_argument("--force", action="store_true", help="replace existing keys")
+    role = ki.add_mutually_exclusive_group()
+    role.add_argument(
+        "--admin",
+        action="store_true",
+        help="an administrator key (signs access lists) instead of a device key",
+    )
+    role.add_argument(
+        "--collector", action="store_true", help="a collector key (signs receipts and commands)"
+    )
     ki.set_defaults(handler=_cmd_keys_init)
     ks = ksub.add_parser("show", help="print the public key and key id")
     ks.add_argument("--state-dir", required=True)
@@ -298,6 +389,38 @@ def build_parser() -> argparse.ArgumentParser:
     ash.add_argument("--config", required=True)
     ash.add_argument("--state-dir")
     ash.set_defaults(handler=_cmd_acl_show)
+
+    asg = asub.add_parser("sign", help="sign an admin list for a device (MQTT distribution)")
+    asg.add_argument("file")
+    asg.add_argument("--key", required=True, help="admin_ed25519.key")
+    asg.add_argument("--config", required=True)
+    asg.add_argument("--state-dir")
+    asg.add_argument(
+        "--card-secret-dir",
+        help="directory with the site's card_fingerprint.key (default: state dir)",
+    )
+    asg.add_argument("--version", type=int, required=True)
+    asg.add_argument("--device", help='device id, or "*" for every device of the site')
+    asg.add_argument("--expires-days", type=int, default=7)
+    asg.add_argument("--out", required=True)
+    asg.set_defaults(handler=_cmd_acl_sign)
+    apb = asub.add_parser("publish", help="publish a signed list (retained) to its device")
+    apb.add_argument("file")
+    apb.add_argument("--broker", required=True, help="HOST:PORT")
+    apb.add_argument("--ca-file")
+    apb.add_argument("--cert-file")
+    apb.add_argument("--key-file")
+    apb.set_defaults(handler=_cmd_acl_publish)
+
+    col = sub.add_parser("collect", help="run the reference collector (central side)")
+    col.add_argument("--broker", required=True, help="HOST:PORT")
+    col.add_argument("--db", required=True, help="central.db")
+    col.add_argument("--trust", required=True, help="directory of DEVICE.pub files")
+    col.add_argument("--key", required=True, help="collector_ed25519.key")
+    col.add_argument("--ca-file")
+    col.add_argument("--cert-file")
+    col.add_argument("--key-file")
+    col.set_defaults(handler=_cmd_collect)
 
     r = sub.add_parser("run", help="run the daemon")
     r.add_argument("--config", required=True, help="edged.toml")

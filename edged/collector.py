@@ -89,6 +89,7 @@ class Collector:
             self._client.tls_set(
                 ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key")
             )
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 

@@ -111,6 +111,11 @@ def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosq
             run.presses(40)  # recorded while the broker is down: kept in the journal
             mosquitto.start()
             run.presses(20)
+            # Both ends reconnect by themselves and the stream catches up mid-run.
+            head = run.head()
+            assert col.wait_for(
+                lambda h=head: len(col.seqs("tokyo-hq", "door-3f-1")) >= h, timeout=60
+            )
         run.stop()
         run = Running(site.cfg())  # a restart resumes from acked_seq + 1
         run.presses(30)
