@@ -80,6 +80,7 @@ class Collector:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.stored = 0
+        self._uncommitted = 0
         self.changed = threading.Condition()
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -122,6 +123,7 @@ class Collector:
         if self._timer:
             self._timer.join(5)
         with self._lock:
+            self._flush_locked()
             self._db.close()
 
     # -- callbacks (paho's thread) ---------------------------------------------------
@@ -229,7 +231,10 @@ class Collector:
                 self._alarm(site, device, "rewrite", f"seq {seq} does not extend the chain")
                 return
             body = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            self._db.execute("BEGIN IMMEDIATE")
+            # Group commit: a burst is stored in one transaction; receipts are sent only
+            # after _flush() has committed what they cover.
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO records VALUES (?,?,?,?,?,?,?)",
                 (site, device, seq, rec.get("type"), rec.get("ts"), rec["hash"], body),
@@ -240,7 +245,9 @@ class Collector:
                 " last_seq=excluded.last_seq, last_hash=excluded.last_hash",
                 (site, device, seq, rec["hash"]),
             )
-            self._db.execute("COMMIT")
+            self._uncommitted += 1
+            if self._uncommitted >= 500:
+                self._flush_locked()
             self.stored += 1
             self._gap_asked.pop((site, device), None)
             due = seq - self._receipted.get((site, device), 0) >= self._receipt_every
@@ -266,10 +273,16 @@ class Collector:
         )
         self._client.publish(topics.leaf(site, device, "cmd"), json.dumps(cmd), qos=1)
 
+    def _flush_locked(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+        self._uncommitted = 0
+
     def _send_receipt(self, site: str, device: str) -> None:
         with self._lock:
             if self._stop.is_set():
                 return
+            self._flush_locked()
             row = self._db.execute(
                 "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", (site, device)
             ).fetchone()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import getpass
 import shutil
 import signal
 import socket
@@ -59,6 +60,9 @@ class MosquittoHarness:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            # Stay the user who started it: a test broker reads certificates from the test's
+            # private temporary directory (as root, mosquitto would switch to "mosquitto").
+            f"user {getpass.getuser()}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "log_dest stdout",
