@@ -157,6 +157,8 @@ class Collector:
                 self._record(site, device, bytes(msg.payload))
             elif rest == "checkpoint" and msg.payload:
                 self._checkpoint(site, device, bytes(msg.payload))
+            elif rest in ("status", "heartbeat") and msg.payload:
+                self._behind(site, device, bytes(msg.payload))
         except Exception as e:  # one bad message never stops the collector
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
@@ -253,6 +255,23 @@ class Collector:
             due = seq - self._receipted.get((site, device), 0) >= self._receipt_every
         if due:
             self._send_receipt(site, device)
+
+    def _behind(self, site: str, device: str, payload: bytes) -> None:
+        """A device's status or heartbeat says it has records we lack (records published
+        before we subscribed, or lost with a broker): ask for them."""
+        try:
+            head = json.loads(payload).get("head_seq")
+        except (ValueError, AttributeError):
+            return
+        if type(head) is not int or self._device_key(device) is None:
+            return
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_seq FROM devices WHERE site=? AND device=?", (site, device)
+            ).fetchone()
+            last = row[0] if row else 0
+            if head > last:
+                self._ask_resend(site, device, last + 1)
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
         key = (site, device)

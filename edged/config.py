@@ -163,6 +163,7 @@ class SyncConfig:
     collector_pubkey: Path | None = None  # verifies receipts and commands
     admin_pubkey: Path | None = None  # verifies access-list envelopes
     window: int = 100  # records in flight (published, no PUBACK yet)
+    max_unreceipted: int = 800  # records published beyond the last receipt
     heartbeat_seconds: float = 60.0
     checkpoint_seconds: float = 300.0
 
@@ -514,6 +515,7 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
         collector_pubkey=file("collector_pubkey"),
         admin_pubkey=file("admin_pubkey"),
         window=int(s.number("window", 100, lo=1, hi=10000)),
+        max_unreceipted=int(s.number("max_unreceipted", 800, lo=1, hi=100000)),
         heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
         checkpoint_seconds=float(s.number("checkpoint_seconds", 300, lo=1, hi=86400)),
     )

@@ -77,6 +77,7 @@ class SyncAgent:
         self.acked_hash = ""
         self.published_seq = 0
         self.connected_event = threading.Event()
+        self._last_progress = time.monotonic()
         self._lock = threading.Lock()  # guards the counters read by status()
         self._state = self._open_state()
 
@@ -195,6 +196,7 @@ class SyncAgent:
             )
             return
         next_beat = time.monotonic()
+        self._last_progress = time.monotonic()
         try:
             while not self._stop.is_set():
                 sock = c.socket()
@@ -213,6 +215,7 @@ class SyncAgent:
                 if c.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
                     return
                 if self._connected:
+                    self._rewind_if_stalled()
                     self._pump(c, reader)
                     if time.monotonic() >= next_beat:
                         self._heartbeat(c, reader)
@@ -288,7 +291,13 @@ class SyncAgent:
         return reader.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
 
     def _pump(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
-        room = self.cfg.window - len(self._inflight)
+        # Flow control on receipts as well as PUBACKs: running further ahead of the
+        # collector than the broker queues for it (Mosquitto: max_queued_messages, 1000 by
+        # default) would only get messages dropped and resent.
+        room = min(
+            self.cfg.window - len(self._inflight),
+            self.acked_seq + self.cfg.max_unreceipted - self._cursor + 1,
+        )
         if room <= 0:
             return
         rows = reader.execute(
@@ -308,6 +317,17 @@ class SyncAgent:
                 c.publish(
                     topics.leaf(self.site, self.device, "checkpoint"), wire, qos=1, retain=True
                 )
+
+    def _rewind_if_stalled(self) -> None:
+        """Everything published but no receipt for a long while: the collector missed the
+        messages (it was not subscribed yet, or a broker dropped them). Send them again."""
+        with self._lock:
+            behind = self.published_seq > self.acked_seq
+        stall = max(10.0, 3 * self.cfg.heartbeat_seconds)
+        if behind and not self._inflight and time.monotonic() - self._last_progress > stall:
+            log.warning("no_receipts_resending", from_seq=self.acked_seq + 1)
+            self._cursor = self.acked_seq + 1
+            self._last_progress = time.monotonic()
 
     def _heartbeat(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
         head = self._head(reader)
@@ -356,6 +376,7 @@ class SyncAgent:
         if row is None or row[0] != h:
             raise Rejected("mismatch", f"receipt for seq {seq} does not match the journal")
         self._save_ack(seq, h)
+        self._last_progress = time.monotonic()
 
     def _command(self, payload: bytes) -> None:
         doc = parse_signed(payload, self._collector, max_bytes=4096)

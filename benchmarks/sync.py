@@ -1,0 +1,167 @@
+"""Drain a journal backlog to the collector through Mosquitto (sync issue).
+
+Prints the drain rate (records stored centrally per second, signatures verified, stored
+once, receipted) next to a floor measured in the same run on the same broker: a bare paho
+client publishing the same number of messages of the same size at QoS 1 with the same
+in-flight window (time until every PUBACK). Target: >= 0.5x. Also the RSS of the device
+side (this process: sync agent + journal reader) while draining; the collector runs as a
+separate `edged collect` process.
+
+Usage: python -m benchmarks.sync [--records N] [--window W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from edged.simulators.mosquitto import MosquittoHarness
+
+from edged.clock import SystemClock
+from edged.config import SyncConfig
+from edged.journal import Journal
+from edged.keys import init_keys, init_role_key, load_keys
+from edged.sync.agent import SyncAgent
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def raw_paho(port: int, n: int, size: int, window: int) -> float:
+    done = threading.Event()
+    acked = [0]
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.max_inflight_messages_set(window)
+    c.max_queued_messages_set(0)
+
+    def on_publish(*_a: object) -> None:
+        acked[0] += 1
+        if acked[0] == n:
+            done.set()
+
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    payload = b"x" * size
+    t0 = time.perf_counter()
+    for i in range(n):
+        c.publish(f"edged/v1/bench/raw/event/{i % 8}", payload, qos=1)
+    done.wait(600)
+    dt = time.perf_counter() - t0
+    c.loop_stop()
+    c.disconnect()
+    return n / dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--window", type=int, default=100)
+    a = ap.parse_args()
+    base = Path(tempfile.mkdtemp())
+    state, central, trust = base / "state", base / "central", base / "trust"
+    init_keys(state)
+    init_role_key(central, "collector")
+    trust.mkdir()
+    shutil.copy(state / "device_ed25519.pub", trust / "bench-1.pub")
+    with Journal(state / "journal.db", load_keys(state), SystemClock()) as j:
+        batch = [
+            (
+                "door.granted",
+                {
+                    "area": "handling",
+                    "door": "main",
+                    "person": "S1001",
+                    "card": "fp1:" + "ab" * 16,
+                    "reason": "ok",
+                },
+            )
+        ] * 1000
+        for _ in range(a.records // 1000):
+            j.append_many(batch)
+        head = j.head()[0]
+        size = len(next(j.records(head, head)).wire())
+    with MosquittoHarness(base / "mq") as mq:
+        raw_rate = raw_paho(mq.port, head, size, a.window)
+        db = base / "central.db"
+        edged = str(Path(sys.executable).with_name("edged"))
+        col = subprocess.Popen(
+            [
+                edged,
+                "collect",
+                "--broker",
+                f"127.0.0.1:{mq.port}",
+                "--db",
+                str(db),
+                "--trust",
+                str(trust),
+                "--key",
+                str(central / "collector_ed25519.key"),
+            ],
+            stdout=open(base / "collector.log", "w"),  # noqa: SIM115 (lives as long as it)
+            stderr=subprocess.STDOUT,
+        )
+        cfg = SyncConfig(
+            host="127.0.0.1",
+            port=mq.port,
+            collector_pubkey=central / "collector_ed25519.pub",
+            window=a.window,
+            heartbeat_seconds=5,
+        )
+        rss0 = rss_kib()
+        peak = [rss0]
+        agent = SyncAgent(
+            cfg,
+            site="bench",
+            device="bench-1",
+            journal_path=state / "journal.db",
+            state_dir=state,
+            clock=SystemClock(),
+            boot_id="bench",
+            on_inbound=lambda *_: None,
+        )
+        t0 = time.perf_counter()
+        agent.start()
+        stop = threading.Event()
+        while not stop.wait(0.2):  # sample RSS while draining
+            peak[0] = max(peak[0], rss_kib())
+            if agent.status()["acked_seq"] >= head:
+                break
+            if time.perf_counter() - t0 > 900:
+                break
+        dt = time.perf_counter() - t0
+        agent.close()
+        col.send_signal(signal.SIGTERM)
+        col.wait(30)
+        with sqlite3.connect(db) as c:
+            stored = c.execute("SELECT count(*) FROM records").fetchone()[0]
+    rate = head / dt
+    print(
+        f"sync drain of {head} records ({size} bytes each, window {a.window}) "
+        f"in {dt:.1f} s, stored {stored}, receipted up to {agent.acked_seq}"
+    )
+    print(
+        f"  edged drain     {rate:9.0f} rec/s (device -> broker -> collector, verified,"
+        " stored, receipted)"
+    )
+    print(f"  floor raw paho  {raw_rate:9.0f} msg/s (QoS 1 publish -> PUBACK, same broker)")
+    print(f"  ratio = {rate / raw_rate:.2f}  (target >= 0.5)")
+    print(f"  device RSS while draining: {rss0 // 1024} MiB before, peak {peak[0] // 1024} MiB")
+    return 0 if stored == head else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
