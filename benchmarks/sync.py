@@ -43,11 +43,15 @@ def rss_kib() -> int:
 def raw_paho(port: int, n: int, size: int, window: int) -> float:
     done = threading.Event()
     acked = [0]
+    # The same flow control the agent uses: at most `window` unacknowledged. (Handing paho
+    # the whole backlog at once is quadratic in its queue handling.)
+    slots = threading.Semaphore(window)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     c.max_inflight_messages_set(window)
     c.max_queued_messages_set(0)
 
     def on_publish(*_a: object) -> None:
+        slots.release()
         acked[0] += 1
         if acked[0] == n:
             done.set()
@@ -58,6 +62,7 @@ def raw_paho(port: int, n: int, size: int, window: int) -> float:
     payload = b"x" * size
     t0 = time.perf_counter()
     for i in range(n):
+        slots.acquire()
         c.publish(f"edged/v1/bench/raw/event/{i % 8}", payload, qos=1)
     done.wait(600)
     dt = time.perf_counter() - t0
