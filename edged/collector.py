@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.canonical import canonical_bytes
+from edged.canonical import dumps_checked
 from edged.clock import format_ts
 from edged.errors import EdgedError
 from edged.journal.record import GENESIS, digest
@@ -167,7 +167,8 @@ class Collector:
         try:
             rec = json.loads(payload)
             h, sig = rec.pop("hash"), rec.pop("sig")
-            body = canonical_bytes(rec)
+            # Parsed JSON holds only JSON types: no need for the full value check.
+            body = dumps_checked(rec)
         except (ValueError, KeyError, TypeError, EdgedError, AttributeError):
             return "malformed record"
         if digest(body) != h:
@@ -232,7 +233,7 @@ class Collector:
             if rec["prev"] != last_hash:
                 self._alarm(site, device, "rewrite", f"seq {seq} does not extend the chain")
                 return
-            body = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            body = payload.decode("utf-8")  # verified above; kept exactly as the device sent it
             # Group commit: a burst is stored in one transaction; receipts are sent only
             # after _flush() has committed what they cover.
             if not self._db.in_transaction:
