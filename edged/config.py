@@ -165,7 +165,6 @@ class SyncConfig:
     window: int = 100  # records in flight (published, no PUBACK yet)
     max_unreceipted: int = 800  # records published beyond the last receipt
     heartbeat_seconds: float = 60.0
-    checkpoint_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -517,7 +516,6 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
         window=int(s.number("window", 100, lo=1, hi=10000)),
         max_unreceipted=int(s.number("max_unreceipted", 800, lo=1, hi=100000)),
         heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
-        checkpoint_seconds=float(s.number("checkpoint_seconds", 300, lo=1, hi=86400)),
     )
     if tls and cfg.ca_file is None:
         raise s.error("ca_file", "tls = true needs the CA certificate of the broker")
