@@ -8,14 +8,14 @@ sleeping.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import getpass
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from edged.simulators.process import ServiceProcess, die_with_parent
 
 from edged.errors import EdgedError
 
@@ -27,11 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class MosquittoHarness:
+class MosquittoHarness(ServiceProcess):
     """One broker process; ``start()``/``stop()``/``restart()`` keep the same port."""
 
     def __init__(
@@ -46,7 +42,7 @@ class MosquittoHarness:
         self.port = port or free_port()
         self.persistence = persistence
         self.extra_config = extra_config
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     @staticmethod
     def available() -> str | None:
@@ -81,7 +77,7 @@ class MosquittoHarness:
             [exe, "-c", str(self._config())],
             stdout=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         end = time.monotonic() + timeout
         while True:
@@ -103,38 +99,3 @@ class MosquittoHarness:
         assert self._proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(seconds)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    close = stop
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, not a clean stop."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> MosquittoHarness:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

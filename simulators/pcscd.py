@@ -12,13 +12,13 @@ vpcd listens on all interfaces: test machines only, never a device.
 
 from __future__ import annotations
 
-import ctypes
 import shutil
-import signal
 import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+
+from edged.simulators.process import ServiceProcess
 
 from edged.errors import DriverInitError
 from edged.log import get_logger
@@ -51,13 +51,7 @@ def _running_pcscd() -> list[int]:
     return out
 
 
-def _die_with_parent() -> None:
-    # pcscd must not outlive a killed daemon or test: the next one could not start.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class PcscdHarness:
+class PcscdHarness(ServiceProcess):
     """A pcscd process with virtual readers; a context manager with idempotent ``close()``.
 
     ``readers`` maps logical names to vpcd ports (slot 0 of each entry listens there;
@@ -68,7 +62,7 @@ class PcscdHarness:
         self.workdir = Path(workdir)
         self.readers = dict(readers or {"entry": FIRST_PORT, "exit": FIRST_PORT + 2})
         self.unplugged: set[str] = set()
-        self._proc: subprocess.Popen[str] | None = None
+        super().__init__()
         self._ready = threading.Event()
         self._log_thread: threading.Thread | None = None
         self.log_lines: list[str] = []
@@ -148,25 +142,9 @@ class PcscdHarness:
             if "daemon ready" in line:
                 self._ready.set()
 
-    def stop(self) -> None:
-        """Stop pcscd (SIGTERM, then SIGKILL); idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def _after_stop(self) -> None:
         if self._log_thread is not None:
             self._log_thread.join(timeout=5)
-
-    close = stop
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def unplug(self, logical: str) -> None:
         """Take a reader away, as pulling its USB cable would."""
@@ -181,14 +159,3 @@ class PcscdHarness:
             raise KeyError(f"no simulated reader {logical!r}; have {sorted(self.readers)}")
         self.unplugged.discard(logical)
         self.restart()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> PcscdHarness:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
