@@ -7,8 +7,10 @@ switches are simulated. Each step prints the records it caused, as committed.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+import zoneinfo
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from edged.journal import verify_journal
 from edged.keys import init_keys, key_paths, load_keys
 from edged.log import configure_logging
 from edged.privacy import CardFingerprinter
+from edged.report import build_ledger, to_csv, to_html
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edged.toml"
 STAFF_CARD = "012E4CD9A1B2C3D4"  # a FeliCa IDm; only its keyed fingerprint is ever stored
@@ -108,6 +111,23 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     result = verify_journal(db, {keys.key_id: keys.public_key})
     _say(f"== edged verify --db {db}", 0)
     print(result.summary())
+    today = dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).date()
+    ledger = build_ledger(db, today, today, cfg.clock.timezone, result)
+    report = state_dir / f"ledger-{today}.html"
+    report.write_text(
+        to_html(
+            ledger,
+            device=f"{cfg.site}/{cfg.device}",
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        ),
+        encoding="utf-8",
+    )
+    (state_dir / f"ledger-{today}.csv").write_text(to_csv(ledger), encoding="utf-8")
+    print(
+        f"== the ledger (入退室管理表) for {today}: {report} (and .csv);"
+        f" {len(ledger.visits)} visits, {len(ledger.lockchecks)} lock checks,"
+        f" {len(ledger.denied)} denials, {len(ledger.alarms)} alarms"
+    )
     return 0 if ok and result.ok else 1
 
 

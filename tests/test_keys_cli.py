@@ -170,6 +170,8 @@ def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     ):
         assert t in first.stdout, t
     assert "keypad at main asks for: purpose" in first.stdout
+    assert "the ledger (入退室管理表)" in first.stdout
+    assert any(p.name.startswith("ledger-") and p.suffix == ".html" for p in d.iterdir())
     assert "expected a" not in first.stdout and "failed:" not in first.stdout
     assert "OK: " in first.stdout and (d / "journal.db").exists()
     second = edged("demo", "--state-dir", str(d), "--fast")

@@ -1,0 +1,178 @@
+"""The entry/exit ledger (入退室管理表): visits, lock checks, denials, alarms, verification
+(R1, R6, R9, R16)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import subprocess
+
+import pytest
+
+from edged.clock import FakeClock
+from edged.journal import Journal
+from tests.conftest import EDGED
+
+# 2026-11-24 09:00 JST = 00:00 UTC
+T0 = 1_763_942_400_000 + 365 * 86_400_000
+
+
+@pytest.fixture
+def day(state_dir):
+    from edged.keys import load_keys
+
+    clock = FakeClock(wall=T0)
+    with Journal(state_dir / "journal.db", load_keys(state_dir), clock) as j:
+
+        def at(minutes, rtype, **f):
+            clock.wall = T0 + minutes * 60_000
+            j.append(rtype, **f)
+
+        at(
+            0,
+            "door.granted",
+            door="main",
+            area="handling",
+            direction="entry",
+            person="S1",
+            name="山田 太郎",
+            role="staff",
+            purpose="payroll",
+            carry_in="none",
+            reason="ok",
+        )
+        at(
+            5,
+            "door.denied",
+            door="main",
+            area="handling",
+            direction="entry",
+            person="S9",
+            name="伊藤",
+            reason="expired",
+        )
+        at(
+            60,
+            "door.granted",
+            door="main",
+            area="handling",
+            direction="entry",
+            person="V1",
+            name="佐藤 (来訪者)",
+            role="visitor",
+            purpose="audit",
+            carry_in="approved_pc",
+            escort="S1",
+            escort_name="山田 太郎",
+            reason="escorted",
+        )
+        at(
+            90,
+            "door.exit",
+            door="main",
+            area="handling",
+            direction="exit",
+            person="V1",
+            name="佐藤 (来訪者)",
+            was_inside=True,
+        )
+        at(100, "alarm.door_held_open", door="main", seconds=30)
+        at(101, "alarm.cleared", door="main", was="held_open")
+        at(
+            540,
+            "lockcheck.confirmed",
+            area="handling",
+            door="main",
+            person="S1",
+            name="山田 太郎",
+            cabinets={"cab-a": "locked"},
+            method="key",
+        )
+        at(
+            540,
+            "door.exit",
+            door="main",
+            area="handling",
+            direction="exit",
+            person="S1",
+            name="山田 太郎",
+            was_inside=True,
+            last_leaver=True,
+        )
+        at(
+            60 * 24 + 1,
+            "door.granted",
+            door="main",
+            area="handling",
+            person="S1",
+            name="山田 太郎",
+            reason="ok",
+        )  # the next day: outside the period
+    return state_dir / "journal.db"
+
+
+def report(db, *extra):
+    return subprocess.run(
+        [EDGED, "report", "--db", str(db), "--from", "2026-11-24", "--to", "2026-11-24", *extra],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_csv_ledger_has_every_part(day):
+    """R1, R16: one row per visit with entry/exit, purpose, carry-in and escort; lock checks,
+    denials and alarms; and the verification line."""
+    p = report(day, "--format", "csv")
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    visits = [r for r in rows if r["section"] == "visit"]
+    assert [(v["id"], v["time"], v["exit"]) for v in visits] == [
+        ("S1", "2026-11-24 09:00:00", "2026-11-24 18:00:00"),
+        ("V1", "2026-11-24 10:00:00", "2026-11-24 10:30:00"),
+    ]
+    assert visits[1]["escort"] == "山田 太郎" and visits[1]["carry_in"] == "approved_pc"
+    assert visits[0]["purpose"] == "payroll"
+    [lc] = [r for r in rows if r["section"] == "lockcheck"]
+    assert lc["name"] == "山田 太郎" and lc["result"] == "confirmed" and "cab-a" in lc["detail"]
+    assert [r["result"] for r in rows if r["section"] == "denied"] == ["expired"]
+    assert [r["result"] for r in rows if r["section"] == "alarm"] == ["door_held_open"]
+    [v] = [r for r in rows if r["section"] == "verify"]
+    assert v["result"] == "ok" and v["detail"].startswith("OK: 9 records, head seq 9 hash ")
+
+
+def test_html_ledger_is_japanese_printable_and_tied_to_the_log(day, tmp_path):
+    """R16: the HTML ledger is in Japanese by default, sized for A4, with the head hash."""
+    out = tmp_path / "ledger.html"
+    p = report(day, "--out", str(out), "--device", "tokyo-hq/door-3f-1")
+    assert p.returncode == 0 and "2 visits" in p.stdout
+    page = out.read_text()
+    for text in (
+        "入退室管理表",
+        "入室日時",
+        "退室日時",
+        "入室理由",
+        "最終退室者による施錠確認",
+        "入室拒否",
+        "警報",
+        "改ざんなし",
+        "size: A4",
+        "山田 太郎",
+        "tokyo-hq/door-3f-1",
+    ):
+        assert text in page, text
+    head = sqlite3.connect(day).execute("SELECT hash FROM records ORDER BY seq DESC").fetchone()
+    assert head[0] in page
+    en = report(day, "--lang", "en")
+    assert "Entry/exit ledger" in en.stdout and "intact" in en.stdout
+
+
+def test_a_tampered_journal_says_so_on_the_report(day):
+    """R9, R16: a filed report of a tampered log shows it, and the command exits 1."""
+    c = sqlite3.connect(day)
+    c.execute("DROP TRIGGER records_no_update")
+    c.execute("UPDATE records SET body = replace(body, 'expired', 'ok') WHERE seq = 2")
+    c.commit()
+    c.close()
+    p = report(day)
+    assert p.returncode == 1 and "異常あり" in p.stdout and "FAIL: seq 2 modified" in p.stdout
