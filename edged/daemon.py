@@ -33,6 +33,7 @@ from edged.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.journal import Journal
 from edged.keys import load_keys
 from edged.log import get_logger
+from edged.notify import sd_notify, watchdog_interval
 from edged.privacy import CardFingerprinter
 
 log = get_logger("daemon")
@@ -92,6 +93,8 @@ class Daemon:
         self._count = 0
         self._cond = threading.Condition()
         self.running = threading.Event()
+        self._watchdog = watchdog_interval()
+        self._next_ping = 0.0
         self.stopped = threading.Event()
 
     # -- set-up ----------------------------------------------------------------------
@@ -166,6 +169,14 @@ class Daemon:
         if self.doors.tamper_active():
             out += self.core.handle(Tamper(active=True, mono_ns=now.mono), now)
         return out
+
+    def _status_line(self) -> str:
+        """One line for `systemctl status`: who is inside, alarms, journal head."""
+        occ = self.core.snapshot()["occupancy"]
+        inside = sum(len(v) for v in occ.values())
+        head = self.journal.head()[0] if self.journal else 0
+        alarm = " ALARM" if self.core.alarm_active() else ""
+        return f"{inside} inside, journal head {head}{alarm}"
 
     def now(self) -> Now:
         return Now(self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced())
@@ -338,6 +349,7 @@ class Daemon:
             gc.freeze()
             log.info("daemon_ready", state_dir=str(self.state_dir), simulate=self.simulate)
             self.running.set()
+            sd_notify("READY=1\nSTATUS=" + self._status_line())
             self._loop()
             return 0
         except EdgedError as e:
@@ -355,9 +367,10 @@ class Daemon:
         while True:
             deadline = self.core.next_deadline()
             now = self.clock.mono_ns()
-            # Wake for the core's next deadline, and at least every 5 s for the journal's
-            # checkpoint period.
-            timeout = 5.0 if deadline is None else max(0.0, min(5.0, (deadline - now) / 1e9))
+            # Wake for the core's next deadline, at least every 5 s for the journal's
+            # checkpoint period, and in time for the systemd watchdog.
+            cap = min(5.0, self._watchdog or 5.0)
+            timeout = cap if deadline is None else max(0.0, min(cap, (deadline - now) / 1e9))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
             except queue.Empty:
@@ -387,6 +400,14 @@ class Daemon:
                     Record("alarm.internal_error", {"where": "core", "error": repr(e)[:200]})
                 ]
             self._execute(actions, item)
+            if (
+                self._watchdog is not None
+                and self.running.is_set()
+                and time.monotonic() >= self._next_ping
+            ):
+                # Pinged from the loop itself: if the core hangs, the pings stop.
+                sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
+                self._next_ping = time.monotonic() + self._watchdog
             try:
                 self.journal.maybe_checkpoint()
             except EdgedError as e:
@@ -512,6 +533,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.running.clear()
+        sd_notify("STOPPING=1")
         if self.pid_path.exists():
             self.pid_path.unlink()
         if self.control is not None:

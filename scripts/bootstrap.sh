@@ -10,7 +10,8 @@ venv="${EDGED_VENV:-$here/.venv}"
 # pcscd + vpcd: the real PC/SC stack and the virtual reader driver the card simulator
 # talks to; mosquitto: the real broker; swig, libpcsclite-dev, gcc, python3-dev: pyscard
 # ships as source and builds here as on a Raspberry Pi.
-apt_packages=(pcscd vsmartcard-vpcd mosquitto swig libpcsclite-dev gcc python3-dev python3-venv pkg-config)
+# systemd: only for systemd-analyze, which the tests use to check the unit's hardening.
+apt_packages=(pcscd vsmartcard-vpcd mosquitto swig libpcsclite-dev gcc python3-dev python3-venv pkg-config systemd)
 
 missing=()
 for p in "${apt_packages[@]}"; do
