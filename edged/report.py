@@ -93,6 +93,41 @@ LABELS = {
 }
 
 
+# Codes as recorded, shown in Japanese on the ja report (the CSV keeps the codes).
+CODES_JA = {
+    "unknown_card": "未登録カード",
+    "expired": "有効期限切れ",
+    "not_yet_valid": "有効期間前",
+    "outside_window": "許可時間外",
+    "area_not_allowed": "区域の権限なし",
+    "already_inside": "入室中(アンチパスバック)",
+    "pin_wrong": "暗証番号誤り",
+    "pin_locked_out": "暗証番号ロック中",
+    "pin_not_enrolled": "暗証番号未登録",
+    "escort_needed": "立会者なし",
+    "purpose_invalid": "入室理由が不正",
+    "carry_in_invalid": "持込申告が不正",
+    "prompt_timeout": "入力時間切れ",
+    "prompt_cancelled": "入力中断",
+    "clock_untrusted": "時刻未同期",
+    "no_access_list": "権限表なし",
+    "no_keypad": "テンキーなし",
+    "none": "持込なし",
+    "approved_pc": "許可PC",
+    "approved_media": "許可媒体",
+    "door_forced": "こじ開け",
+    "door_held_open": "扉の開放放置",
+    "tamper": "筐体開放",
+    "reader_lost": "読取機の取外し",
+    "cabinet_unattended": "無人時の書庫開錠",
+    "lockcheck_missed": "施錠確認なし",
+    "pin_lockout": "暗証番号ロック",
+    "acl_rejected": "権限表の拒否",
+    "acl_invalid": "権限表の異常",
+    "driver_fault": "機器異常",
+}
+
+
 @dataclass
 class Visit:
     """One stay in an area: from a grant to the exit that ended it."""
@@ -280,7 +315,12 @@ def to_csv(led: Ledger) -> str:
 def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str = "") -> str:
     """A printable A4 page (one or more), Japanese labels by default."""
     L = LABELS[lang]
-    e = html.escape
+
+    def code(c: str) -> str:
+        return CODES_JA.get(c, c) if lang == "ja" else c
+
+    def e(s: object) -> str:
+        return html.escape(str(s))
 
     def table(headers: list[str], rows: list[list[str]]) -> str:
         if not rows:
@@ -297,7 +337,7 @@ def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str =
             v.person,
             v.area,
             v.purpose,
-            v.carry_in,
+            code(v.carry_in),
             v.escort,
         ]
         for v in led.visits
@@ -313,9 +353,10 @@ def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str =
         for c in led.lockchecks
     ]
     denied = [
-        [d["time"], d["area"], d["name"] or "-", d["id"] or "-", d["reason"]] for d in led.denied
+        [d["time"], d["area"], d["name"] or "-", d["id"] or "-", code(d["reason"])]
+        for d in led.denied
     ]
-    alarms = [[a["time"], a["type"], a["detail"]] for a in led.alarms]
+    alarms = [[a["time"], code(a["type"]), a["detail"]] for a in led.alarms]
     v = led.verify
     verdict = (
         f'<span class="ok">{e(L["ok"])}</span>'

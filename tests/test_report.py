@@ -163,6 +163,7 @@ def test_html_ledger_is_japanese_printable_and_tied_to_the_log(day, tmp_path):
         assert text in page, text
     head = sqlite3.connect(day).execute("SELECT hash FROM records ORDER BY seq DESC").fetchone()
     assert head[0] in page
+    assert "有効期限切れ" in page and "扉の開放放置" in page and "許可PC" in page
     en = report(day, "--lang", "en")
     assert "Entry/exit ledger" in en.stdout and "intact" in en.stdout
 
