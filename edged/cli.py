@@ -120,6 +120,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edged.doctor import run_doctor
+
+    code, results = run_doctor(Path(args.config), Path(args.state_dir) if args.state_dir else None)
+    for r in results:
+        print(r.line())
+    return code
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edged.demo import run_demo
 
@@ -515,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--pubkey", help="device public key; default: beside the journal")
     rp.add_argument("--out", help="file to write (default: standard output)")
     rp.set_defaults(handler=_cmd_report)
+
+    dr_ = sub.add_parser("doctor", help="check the installation, with a fix for each problem")
+    dr_.add_argument("--config", default="/etc/edged/edged.toml")
+    dr_.add_argument("--state-dir")
+    dr_.set_defaults(handler=_cmd_doctor)
 
     d = sub.add_parser("demo", help="run the demonstration on simulated hardware")
     d.add_argument("--state-dir", required=True, help="where keys and journal.db are kept")
