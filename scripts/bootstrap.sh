@@ -13,6 +13,11 @@ venv="${EDGED_VENV:-$here/.venv}"
 # systemd: only for systemd-analyze, which the tests use to check the unit's hardening.
 apt_packages=(pcscd vsmartcard-vpcd mosquitto swig libpcsclite-dev gcc python3-dev python3-venv pkg-config systemd)
 
+# The test suite also renders the printed ledger in headless Chromium and reads the PDF.
+if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
+    apt_packages+=(chromium fonts-noto-cjk poppler-utils)
+fi
+
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

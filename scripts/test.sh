@@ -2,7 +2,7 @@
 # README command 2: install what is needed, then run lint and the whole test suite.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$here/scripts/bootstrap.sh"
+EDGED_TEST_EXTRAS=1 bash "$here/scripts/bootstrap.sh"
 venv="${EDGED_VENV:-$here/.venv}"
 cd "$here"
 "$venv/bin/ruff" check .

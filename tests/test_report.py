@@ -177,3 +177,55 @@ def test_a_tampered_journal_says_so_on_the_report(day):
     c.close()
     p = report(day)
     assert p.returncode == 1 and "異常あり" in p.stdout and "FAIL: seq 2 modified" in p.stdout
+
+
+def test_printed_ledger_in_headless_chromium(day, tmp_path):
+    """R16: the HTML ledger printed to A4 by a real browser shows what an auditor files:
+    the title, the visits, the lock check with the confirmer, the denial, and the hash."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    pdftotext = shutil.which("pdftotext")
+    if not chromium or not pdftotext:
+        pytest.fail("chromium and poppler-utils are needed (scripts/test.sh installs them)")
+    html_path = tmp_path / "ledger.html"
+    assert report(day, "--out", str(html_path)).returncode == 0
+    pdf = tmp_path / "ledger.pdf"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+    assert "595.92 x 842.88 pts (A4)" in info or "A4" in info, info
+    text = subprocess.run(
+        [pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True
+    ).stdout
+    head = sqlite3.connect(day).execute("SELECT hash FROM records ORDER BY seq DESC").fetchone()
+    for shown in (
+        "入退室管理表",
+        "山田 太郎",
+        "佐藤 (来訪者)",
+        "2026-11-24 09:00:00",
+        "2026-11-24 18:00:00",
+        "確認済",
+        "有効期限切れ",
+        "改ざんなし",
+        head[0][:32],
+    ):
+        assert shown in text.replace("\n", " "), shown
