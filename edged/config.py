@@ -261,6 +261,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
     sync: SyncConfig | None = None  # None: offline, everything stays in the journal
+    metrics_listen: str | None = None  # "127.0.0.1:9108": Prometheus text on loopback
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -427,6 +428,17 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         keypads[door_name] = keypad
         k.done()
 
+    m = top.table("metrics")
+    metrics_listen = m.get("listen", str, None)
+    if metrics_listen is not None:
+        from edged.metrics import parse_listen
+
+        try:
+            parse_listen(metrics_listen)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    m.done()
+
     sync = _parse_sync(top.table("sync"), path) if "sync" in data else None
     if "sync" not in data:
         top.used.add("sync")
@@ -481,6 +493,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         policy=policy,
         clock=clock,
         sync=sync,
+        metrics_listen=metrics_listen,
     )
 
 

@@ -85,6 +85,7 @@ class Daemon:
         self.card_reader: Any = None
         self.journal: Journal | None = None
         self.sync: Any = None
+        self.metrics: Any = None
         # The control socket always answers state queries (edged status); the hardware
         # commands behind `edged sim` exist only with --simulate.
         self._want_control = True if control_socket is None else control_socket
@@ -334,6 +335,11 @@ class Daemon:
             self._execute(self._seed_core(), None)
             for dev in self.devices:
                 dev.start(self.queue.put)
+            if self.cfg.metrics_listen:
+                from edged.metrics import MetricsServer
+
+                self.metrics = MetricsServer(self.cfg.metrics_listen, self)
+                self.metrics.start()
             if self._want_control:
                 from edged.control import ControlServer
 
@@ -538,6 +544,8 @@ class Daemon:
             self.pid_path.unlink()
         if self.control is not None:
             self.control.close()
+        if self.metrics is not None:
+            self.metrics.close()
         # Devices first: relays drop to their unpowered state (R14) before anything else.
         for dev in reversed(self.devices):
             dev.close()

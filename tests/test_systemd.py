@@ -80,3 +80,37 @@ def test_daemon_sends_ready_status_and_watchdog(tmp_path, monkeypatch):
     while "STOPPING=1" not in got:
         got.append(srv.recv(4096).decode())
     srv.close()
+
+
+def test_metrics_on_loopback_only(tmp_path):
+    """Optional metrics: Prometheus text on loopback; other addresses are refused by config."""
+    import urllib.request
+
+    from edged.simulators.mosquitto import free_port
+
+    from edged.errors import ConfigError
+
+    require_pcscd()
+    port = free_port()
+    cfg_path = tmp_path / "edged.toml"
+    cfg_path.write_text(EXAMPLE.read_text() + f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    cfg = load_config(cfg_path, state_dir=tmp_path / "state")
+    init_keys(cfg.state_dir)
+    d = Daemon(cfg, simulate=True, control_socket=False)
+    t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
+    t.start()
+    try:
+        for _ in range(300):
+            if d.running.wait(0.1) or d.stopped.is_set():
+                break
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        text = body.decode()
+        assert 'edged_occupancy{area="handling"} 0' in text
+        assert 'edged_door_unlocked{door="main"} 0' in text and "edged_journal_head_seq" in text
+    finally:
+        d.request_stop()
+        t.join(30)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text() + '\n[metrics]\nlisten = "0.0.0.0:9108"\n')
+    with pytest.raises(ConfigError, match="not a loopback"):
+        load_config(bad)
