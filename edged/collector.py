@@ -14,15 +14,20 @@ Trust directory: one ``DEVICE.pub`` (PEM, the device's ``device_ed25519.pub``) p
 from __future__ import annotations
 
 import json
+import os
+import queue
 import sqlite3
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edged.canonical import dumps_checked
 from edged.clock import format_ts
@@ -46,6 +51,37 @@ SCHEMA = (
 )
 
 
+def verify_record(payload: bytes, raw_pub: bytes | None) -> dict[str, Any] | str:
+    """A wire record checked against the device's raw Ed25519 public key: the record, or
+    why it is refused. Module-level and pure, so worker processes can run it."""
+    try:
+        rec = json.loads(payload)
+        h, sig = rec.pop("hash"), rec.pop("sig")
+        # Parsed JSON holds only JSON types: no need for the full value check.
+        body = dumps_checked(rec)
+    except (ValueError, KeyError, TypeError, EdgedError, AttributeError):
+        return "malformed record"
+    if digest(body) != h:
+        return "hash does not match the record"
+    if raw_pub is None:
+        return "device not in the trust directory"
+    key = Ed25519PublicKey.from_public_bytes(raw_pub)
+    if rec.get("key_id") != key_id_of(key):
+        return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
+    try:
+        key.verify(bytes.fromhex(sig), bytes.fromhex(h))
+    except (InvalidSignature, ValueError):
+        return "bad signature"
+    if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):
+        return "malformed record"
+    rec["hash"], rec["sig"] = h, sig
+    return rec
+
+
+def _verify_chunk(items: list[tuple[bytes, bytes | None]]) -> list[dict[str, Any] | str]:
+    return [verify_record(p, k) for p, k in items]
+
+
 class Collector:
     """Central store and verifier. ``start()`` connects; ``close()`` is idempotent."""
 
@@ -60,6 +96,7 @@ class Collector:
         tls: dict[str, str] | None = None,
         receipt_every: int = 200,
         receipt_seconds: float = 0.5,
+        verify_workers: int | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.db_path = Path(db)
@@ -80,6 +117,12 @@ class Collector:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.stored = 0
+        self._inbox: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue()
+        self._verify_workers = (
+            verify_workers if verify_workers is not None else (os.cpu_count() or 1)
+        )
+        self._pool: ProcessPoolExecutor | None = None
+        self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
         self.changed = threading.Condition()
         self._client = mqtt.Client(
@@ -109,6 +152,7 @@ class Collector:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        self._ingest_thread.start()
         self._client.connect_async(self.host, self.port, keepalive=30)
         self._client.loop_start()
         self._timer = threading.Thread(target=self._receipt_loop, name="receipts", daemon=True)
@@ -120,6 +164,11 @@ class Collector:
         self._stop.set()
         self._client.disconnect()
         self._client.loop_stop()
+        self._inbox.put(None)
+        if self._ingest_thread.is_alive():
+            self._ingest_thread.join(30)
+        if self._pool is not None:
+            self._pool.shutdown()
         if self._timer:
             self._timer.join(5)
         with self._lock:
@@ -154,7 +203,8 @@ class Collector:
         site, device, rest = parsed
         try:
             if rest.startswith("event/"):
-                self._record(site, device, bytes(msg.payload))
+                # Verified and stored by the ingest thread, in arrival order, in batches.
+                self._inbox.put((site, device, bytes(msg.payload)))
             elif rest == "checkpoint" and msg.payload:
                 self._checkpoint(site, device, bytes(msg.payload))
             elif rest in ("status", "heartbeat") and msg.payload:
@@ -163,29 +213,12 @@ class Collector:
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
     # -- records ---------------------------------------------------------------------
-    def _verify(self, device: str, payload: bytes) -> dict[str, Any] | str:
-        try:
-            rec = json.loads(payload)
-            h, sig = rec.pop("hash"), rec.pop("sig")
-            # Parsed JSON holds only JSON types: no need for the full value check.
-            body = dumps_checked(rec)
-        except (ValueError, KeyError, TypeError, EdgedError, AttributeError):
-            return "malformed record"
-        if digest(body) != h:
-            return "hash does not match the record"
+    def _raw_key(self, device: str) -> bytes | None:
         key = self._device_key(device)
-        if key is None:
-            return "device not in the trust directory"
-        if rec.get("key_id") != key_id_of(key):
-            return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
-        try:
-            key.verify(bytes.fromhex(sig), bytes.fromhex(h))
-        except (InvalidSignature, ValueError):
-            return "bad signature"
-        if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):
-            return "malformed record"
-        rec["hash"], rec["sig"] = h, sig
-        return rec
+        return key.public_bytes(Encoding.Raw, PublicFormat.Raw) if key is not None else None
+
+    def _verify(self, device: str, payload: bytes) -> dict[str, Any] | str:
+        return verify_record(payload, self._raw_key(device))
 
     def _alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
@@ -199,16 +232,49 @@ class Collector:
             qos=1,
         )
 
-    def _record(self, site: str, device: str, payload: bytes) -> None:
-        try:
-            self._record_locked(site, device, payload)
-        finally:
+    def _ingest(self) -> None:
+        """Take records as they arrive, verify a burst in parallel, store in order."""
+        while True:
+            batch = [self._inbox.get()]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(b is None for b in batch)
+            items = [b for b in batch if b is not None]
+            try:
+                results = self._verify_batch(items)
+                for (site, device, payload), rec in zip(items, results, strict=True):
+                    self._record_locked(site, device, payload, rec)
+            except Exception as e:  # one bad batch never stops the collector
+                log.error("collector_ingest_failed", error=repr(e))
             with self.changed:  # stored, duplicate or alarm: let waiters look again
                 self.changed.notify_all()
+            if stop:
+                return
 
-    def _record_locked(self, site: str, device: str, payload: bytes) -> None:
+    def _verify_batch(self, items: list[tuple[str, str, bytes]]) -> list[dict[str, Any] | str]:
+        keyed = [(payload, self._raw_key(device)) for _s, device, payload in items]
+        workers = self._verify_workers
+        if workers < 2 or len(keyed) < 64:
+            return _verify_chunk(keyed)
+        if self._pool is None:
+            # spawn, not fork: this process runs threads (paho's), which fork would copy
+            # mid-flight.
+            self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        size = -(-len(keyed) // workers)
+        chunks = [keyed[i : i + size] for i in range(0, len(keyed), size)]
+        return [r for part in self._pool.map(_verify_chunk, chunks) for r in part]
+
+    def _record(self, site: str, device: str, payload: bytes) -> None:
+        """Verify and store one record now (tests, tools)."""
+        self._record_locked(site, device, payload, self._verify(device, payload))
+
+    def _record_locked(
+        self, site: str, device: str, payload: bytes, rec: dict[str, Any] | str
+    ) -> None:
         with self._lock:
-            rec = self._verify(device, payload)
             if isinstance(rec, str):
                 self._alarm(site, device, "bad_record", rec)
                 return

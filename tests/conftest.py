@@ -136,3 +136,10 @@ def log_lines():
     yield read
     structlog.configure(**saved)
     threading.excepthook = hook
+
+
+def has_token(text: str, token: str) -> bool:
+    """``token`` stands alone in ``text``: not as a fragment of a hex hash or base64 string."""
+    import re
+
+    return re.search(rf"(?<![0-9A-Za-z+/]){re.escape(token)}(?![0-9A-Za-z+/])", text) is not None

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from edged.canonical import canonical_bytes
+from edged.canonical import dumps_checked
 
 FORMAT = "edged-journal/1"
 GENESIS = "0" * 64  # `prev` of seq 1
@@ -42,4 +42,5 @@ class Record:
         obj = self.fields
         obj["hash"] = self.hash
         obj["sig"] = self.sig
-        return canonical_bytes(obj)
+        # The body was canonical JSON already: its values need no second type check.
+        return dumps_checked(obj)
