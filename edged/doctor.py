@@ -179,23 +179,13 @@ def _broker(cfg: Config) -> Check:
         )
     import threading
 
-    import paho.mqtt.client as mqtt
-
     s = cfg.sync
     ok = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edged-doctor-{cfg.device}")
-    c.on_connect = lambda *_a: ok.set() if not _a[3].is_failure else None
+    from edged.sync.agent import new_client
+
     try:
-        if s.tls:
-            c.tls_set(
-                ca_certs=str(s.ca_file),
-                certfile=str(s.cert_file) if s.cert_file else None,
-                keyfile=str(s.key_file) if s.key_file else None,
-            )
-        if s.username:
-            c.username_pw_set(
-                s.username, s.password_file.read_text().strip() if s.password_file else None
-            )
+        c = new_client(s, f"edged-doctor-{cfg.device}")
+        c.on_connect = lambda *_a: ok.set() if not _a[3].is_failure else None
         c.connect(s.host, s.port, keepalive=10)
         c.loop_start()
         connected = ok.wait(5)

@@ -88,3 +88,18 @@ def test_problems_are_named_with_their_fix(tmp_path):
     bad.write_text("site = 1\n")
     p = doctor(bad, state)
     assert p.returncode == 1 and "FAIL config" in p.stdout and "site" in p.stdout
+
+
+def test_broker_check_connects_for_real(tmp_path, mosquitto):
+    from edged.keys import init_role_key
+
+    state = tmp_path / "state"
+    init_role_key(tmp_path / "central", "collector")
+    cfg = mock_config(tmp_path)
+    cfg.write_text(cfg.read_text() + f'\n[sync]\nbroker = "127.0.0.1:{mosquitto.port}"\n'
+                   f'collector_pubkey = "{tmp_path}/central/collector_ed25519.pub"\n')
+    p = doctor(cfg, state)
+    assert f"OK   broker: 127.0.0.1:{mosquitto.port}" in p.stdout, p.stdout
+    mosquitto.stop()
+    p = doctor(cfg, state)
+    assert "FAIL broker" in p.stdout and "fix:" in p.stdout

@@ -39,6 +39,27 @@ log = get_logger("sync")
 Inbound = Callable[[str, bytes], None]  # (kind, payload) handed to the daemon thread
 
 
+def new_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
+    """A paho client with the broker credentials of ``cfg`` (TLS files, user, password):
+    the one place they are applied, for the agent and for ``edged doctor``."""
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        reconnect_on_failure=False,
+    )
+    if cfg.tls:
+        c.tls_set(
+            ca_certs=str(cfg.ca_file),
+            certfile=str(cfg.cert_file) if cfg.cert_file else None,
+            keyfile=str(cfg.key_file) if cfg.key_file else None,
+        )
+    if cfg.username:
+        pw = cfg.password_file.read_text().strip() if cfg.password_file else None
+        c.username_pw_set(cfg.username, pw)
+    return c
+
+
 class SyncAgent:
     """Publishes the journal and takes signed messages back. ``close()`` is idempotent."""
 
@@ -157,23 +178,9 @@ class SyncAgent:
             self.connected_event.clear()
 
     def _new_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"edged-{self.device}",
-            clean_session=True,
-            reconnect_on_failure=False,
-        )
+        c = new_client(self.cfg, f"edged-{self.device}")
         c.max_inflight_messages_set(self.cfg.window)
         c.max_queued_messages_set(0)
-        if self.cfg.tls:
-            c.tls_set(
-                ca_certs=str(self.cfg.ca_file),
-                certfile=str(self.cfg.cert_file) if self.cfg.cert_file else None,
-                keyfile=str(self.cfg.key_file) if self.cfg.key_file else None,
-            )
-        if self.cfg.username:
-            pw = self.cfg.password_file.read_text().strip() if self.cfg.password_file else None
-            c.username_pw_set(self.cfg.username, pw)
         c.will_set(
             topics.leaf(self.site, self.device, "status"),
             json.dumps({"state": "offline", "device": self.device, "boot_id": self._boot_id}),
