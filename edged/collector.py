@@ -69,7 +69,10 @@ def verify_record(payload: bytes, raw_pub: bytes | None) -> dict[str, Any] | str
     if rec.get("key_id") != key_id_of(key):
         return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
     try:
-        key.verify(bytes.fromhex(sig), bytes.fromhex(h))
+        raw_sig = bytes.fromhex(sig)
+        key.verify(raw_sig, bytes.fromhex(h))
+        if raw_sig.hex() != sig:
+            return "signature is not in its canonical form"
     except (InvalidSignature, ValueError):
         return "bad signature"
     if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):

@@ -96,8 +96,10 @@ def test_broker_check_connects_for_real(tmp_path, mosquitto):
     state = tmp_path / "state"
     init_role_key(tmp_path / "central", "collector")
     cfg = mock_config(tmp_path)
-    cfg.write_text(cfg.read_text() + f'\n[sync]\nbroker = "127.0.0.1:{mosquitto.port}"\n'
-                   f'collector_pubkey = "{tmp_path}/central/collector_ed25519.pub"\n')
+    cfg.write_text(
+        cfg.read_text() + f'\n[sync]\nbroker = "127.0.0.1:{mosquitto.port}"\n'
+        f'collector_pubkey = "{tmp_path}/central/collector_ed25519.pub"\n'
+    )
     p = doctor(cfg, state)
     assert f"OK   broker: 127.0.0.1:{mosquitto.port}" in p.stdout, p.stdout
     mosquitto.stop()

@@ -66,14 +66,14 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     try:
         conn = connect(path, readonly=True)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
         raise JournalCorruptError(f"{path}: not a readable SQLite database ({e})") from None
     if not {"records", "meta"} <= tables:
         conn.close()
         raise JournalCorruptError(f"{path}: not an edged journal (no records/meta tables)")
     try:
         fmt = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
         conn.close()
         raise JournalCorruptError(f"{path}: journal metadata unreadable ({e})") from None
     if not fmt or fmt[0] != FORMAT:
@@ -91,6 +91,9 @@ def verify_journal(path: Path, trusted: dict[str, Ed25519PublicKey]) -> VerifyRe
     conn = _open_readonly(path)
     try:
         return _walk(conn, trusted)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        # Damage the walk did not expect where it was reading: the file, not a record.
+        raise JournalCorruptError(f"{path}: damaged ({e})") from None
     finally:
         conn.close()
 
@@ -103,17 +106,25 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
     def fail(seq: int, problem: str, detail: str) -> VerifyResult:
         return VerifyResult(False, count, expected - 1, prev, seq, problem, detail)
 
-    cur = conn.execute(
-        "SELECT seq, type, ts, prev, hash, sig, key_id, body FROM records ORDER BY seq"
-    )
+    try:
+        cur = conn.execute(
+            "SELECT seq, type, ts, prev, hash, sig, key_id, body FROM records ORDER BY seq"
+        )
+    except sqlite3.DatabaseError as e:
+        return fail(1, "unreadable", f"SQLite cannot read the records ({e})")
     while True:
         try:
             row = cur.fetchone()
+        except UnicodeDecodeError:
+            return fail(expected, "modified", "record text is not valid UTF-8")
         except sqlite3.DatabaseError as e:
             return fail(expected, "unreadable", f"SQLite cannot read past seq {expected - 1} ({e})")
         if row is None:
             break
         c_seq, c_type, c_ts, c_prev, c_hash, c_sig, c_key, body = row
+        if not all(isinstance(x, str) for x in row[1:]):
+            # A damaged record header can turn a text column into a blob or a number.
+            return fail(expected, "modified", "a stored column has the wrong type")
         try:
             obj = json.loads(body)
             b_seq = obj["seq"]
@@ -124,11 +135,14 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
 
         if b_seq != expected:
             if b_seq > expected:
-                later = conn.execute(
-                    "SELECT 1 FROM records WHERE json_valid(body)"
-                    " AND json_extract(body, '$.seq') = ? LIMIT 1",
-                    (expected,),
-                ).fetchone()
+                try:
+                    later = conn.execute(
+                        "SELECT 1 FROM records WHERE json_valid(body)"
+                        " AND json_extract(body, '$.seq') = ? LIMIT 1",
+                        (expected,),
+                    ).fetchone()
+                except (sqlite3.DatabaseError, UnicodeDecodeError):
+                    later = None  # the file is damaged further on: report the gap itself
                 if later:
                     return fail(
                         expected, "reordered", f"seq {b_seq} stands where seq {expected} belongs"
@@ -148,9 +162,14 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         if pub is None:
             return fail(expected, "unknown key", f"signed by untrusted key id {key_id!r}")
         try:
-            pub.verify(bytes.fromhex(c_sig), bytes.fromhex(h))
+            sig = bytes.fromhex(c_sig)
+            pub.verify(sig, bytes.fromhex(h))
         except (InvalidSignature, ValueError, TypeError):
             return fail(expected, "bad signature", f"signature does not verify under key {key_id}")
+        if sig.hex() != c_sig:
+            # Same signature bytes, other spelling (upper case, spaces): still a change to the
+            # stored record, and one form only is ever written.
+            return fail(expected, "modified", "signature is not in its canonical form")
         if obj.get("prev") != prev:
             return fail(
                 expected,

@@ -56,7 +56,10 @@ def parse_signed(
         raise Rejected("unknown_key", f"signed by key {doc['key_id'][:16]!r}")
     sig = doc.pop("sig")
     try:
-        pubkey.verify(bytes.fromhex(sig), canonical_bytes(doc))
+        raw_sig = bytes.fromhex(sig)
+        pubkey.verify(raw_sig, canonical_bytes(doc))
+        if raw_sig.hex() != sig:
+            raise ValueError("signature is not in its canonical form")
     except (InvalidSignature, ValueError, EdgedError):
         raise Rejected("bad_signature") from None
     return doc
