@@ -70,6 +70,7 @@ class Daemon:
         simulate: bool = False,
         clock: Clock | None = None,
         control_socket: bool | None = None,
+        sim_pcscd: bool = True,
     ) -> None:
         self.cfg = config
         self.simulate = simulate
@@ -78,6 +79,7 @@ class Daemon:
         self.queue: queue.Queue[Any] = queue.Queue()
         self.core = Core(config)
         self.rig: Any = None
+        self._sim_pcscd = sim_pcscd
         self.devices: list[Device] = []
         self.doors: DoorIO | None = None
         self.cabinets: CabinetSensors | None = None
@@ -117,7 +119,7 @@ class Daemon:
             from edged.simulators.rig import SimRig
 
             self.rig = SimRig(self.cfg, self.state_dir / "sim", clock=self.clock)
-            self.rig.start()
+            self.rig.start(pcscd=self._sim_pcscd)
             g = self.rig.gpio
             self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
             keypads = list(self.rig.keypads.values())

@@ -35,6 +35,24 @@ def pcsc_reader_name(logical: str) -> str:
     return f"edged-sim {logical} 00 00"
 
 
+def _wait_exit(pids: list[int], timeout: float) -> None:
+    """Block until the processes ``pids`` have exited or ``timeout`` passed."""
+    import os
+    import select
+    import time
+
+    end = time.monotonic() + timeout
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue  # already gone
+        try:
+            select.select([fd], [], [], max(0.0, end - time.monotonic()))
+        finally:
+            os.close(fd)
+
+
 def _running_pcscd() -> list[int]:
     """Live pcscd processes (zombies waiting to be reaped do not count)."""
     out = []
@@ -106,6 +124,11 @@ class PcscdHarness(ServiceProcess):
         if missing:
             raise DriverInitError(f"pcscd harness: {missing}")
         others = _running_pcscd()
+        if others:
+            # Often the pcscd of a daemon that was just killed, still shutting down (it
+            # got SIGTERM from PR_SET_PDEATHSIG): wait for it to exit, on its pidfd.
+            _wait_exit(others, timeout)
+            others = _running_pcscd()
         if others:
             raise DriverInitError(
                 f"pcscd harness: another pcscd is running (pid {others}); only one can run"

@@ -48,8 +48,11 @@ class SimRig:
         self.reader_bindings = {name: pcsc_reader_name(name) for name in config.readers}
         self._cards: list[VirtualCard] = []
 
-    def start(self) -> None:
-        self.pcscd.start()
+    def start(self, *, pcscd: bool = True) -> None:
+        """Bring up pcscd, unless one with the same readers is already run by the caller
+        (crash tests keep one pcscd across many killed daemons)."""
+        if pcscd:
+            self.pcscd.start()
 
     def card(
         self,
