@@ -437,6 +437,10 @@ class Daemon:
                 log.error(
                     "journal_write_failed", error=str(e), lost_types=[r.type for r in records]
                 )
+                # What could not be recorded did not happen: no unlock, and the core forgets
+                # the grant (else it would count the person inside and take a later push
+                # on the still-locked door for an authorised opening).
+                self.core.revert_unrecorded(actions)
                 actions = [*actions, Indicate("red", True), Indicate("buzzer", True)]
         for a in actions:
             try:

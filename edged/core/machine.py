@@ -786,6 +786,17 @@ class Core:
             )
         ]
 
+    def revert_unrecorded(self, actions: list[Action]) -> None:
+        """The journal refused the records of a step: undo the grants among them."""
+        for a in actions:
+            if isinstance(a, Record) and a.type == "door.granted" and a.fields.get("person"):
+                self.state.occupancy.get(a.fields.get("area", ""), {}).pop(a.fields["person"], None)
+            elif isinstance(a, SetLock) and a.unlocked and a.needs_record:
+                d = self.state.doors[a.door]
+                d.unlocked_until = None
+                if d.closed:
+                    d.authorised_open = False
+
     # -- indicators ------------------------------------------------------------------
     def alarm_active(self) -> bool:
         s = self.state
