@@ -210,6 +210,8 @@ class Collector:
                 self._inbox.put((site, device, bytes(msg.payload)))
             elif rest == "checkpoint" and msg.payload:
                 self._checkpoint(site, device, bytes(msg.payload))
+                with self.changed:
+                    self.changed.notify_all()
             elif rest in ("status", "heartbeat") and msg.payload:
                 self._behind(site, device, bytes(msg.payload))
         except Exception as e:  # one bad message never stops the collector

@@ -282,3 +282,27 @@ def test_collector_flags_a_rewritten_record(site, mosquitto):
     finally:
         run.stop()
         col.close()
+
+
+def test_collector_flags_a_rolled_back_checkpoint(site, mosquitto):
+    """R9: a device restored from an old copy publishes an older checkpoint: rollback alarm."""
+    col = site.collector()
+    run = Running(site.cfg())
+    try:
+        assert run.d.sync.connected_event.wait(10)
+        run.presses(2)
+        old = run.d.call(lambda: run.d.journal.checkpoint())
+        run.presses(2)
+        new = run.d.call(lambda: run.d.journal.checkpoint())
+        run.d.sync.notify()
+        head = run.head()
+        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert new.seq > old.seq
+        # What the old copy of the journal would announce: its (older) signed checkpoint.
+        publish(site.port, topics.leaf("tokyo-hq", "door-3f-1", "checkpoint"), old.wire())
+        with col.changed:
+            col.changed.wait_for(lambda: any(a[0] == "rollback" for a in col.alarms()), 10)
+        assert any(a[0] == "rollback" and f"seq {old.seq}" in a[1] for a in col.alarms())
+    finally:
+        run.stop()
+        col.close()
