@@ -129,3 +129,40 @@ def test_card_answers(resp):
 
 def test_edged_errors_are_one_tree():
     assert issubclass(Rejected, EdgedError) and issubclass(ConfigError, EdgedError)
+
+
+EXAMPLE_DOC = __import__("tomllib").loads(
+    (Path(__file__).parent.parent / "config" / "edged.toml").read_text()
+)
+
+
+def _paths(doc, prefix=()):
+    for k, v in doc.items():
+        yield (*prefix, k)
+        if isinstance(v, dict):
+            yield from _paths(v, (*prefix, k))
+
+
+PATHS = list(_paths(EXAMPLE_DOC))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3))
+def test_mutated_example_config(mutations):
+    """The example with a few values replaced by anything: accepted, or refused with the file
+    named, never a crash."""
+    import copy
+
+    doc = copy.deepcopy(EXAMPLE_DOC)
+    for path, value in mutations:
+        node = doc
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    try:
+        parse_config(doc, Path("fuzz.toml"))
+    except ConfigError as e:
+        assert str(e).startswith("fuzz.toml: ")
