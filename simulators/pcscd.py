@@ -30,6 +30,12 @@ PCSCD = "pcscd"
 FIRST_PORT = 35963
 
 
+def reader_ports(names: object) -> dict[str, int]:
+    """vpcd ports for logical reader names: two apart (vpcd also opens port+1), in name
+    order, so a daemon's rig and a test's own pcscd agree on them."""
+    return {n: FIRST_PORT + 2 * i for i, n in enumerate(sorted(names))}  # type: ignore[arg-type]
+
+
 def pcsc_reader_name(logical: str) -> str:
     """The PC/SC name pcscd gives the card slot of a simulated reader."""
     return f"edged-sim {logical} 00 00"

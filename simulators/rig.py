@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edged.simulators.gpio import SimGpio
 from edged.simulators.keypad import SimKeypad
-from edged.simulators.pcscd import FIRST_PORT, PcscdHarness, pcsc_reader_name
+from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name, reader_ports
 from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 
 from edged.clock import Clock
@@ -43,8 +43,7 @@ class SimRig:
         for door in config.keypads:
             if door not in self.keypads:
                 self.keypads[door] = SimKeypad(clock=clock, name=door)
-        ports = {name: FIRST_PORT + 2 * i for i, name in enumerate(sorted(config.readers))}
-        self.pcscd = PcscdHarness(Path(workdir) / "pcscd", ports)
+        self.pcscd = PcscdHarness(Path(workdir) / "pcscd", reader_ports(config.readers))
         self.reader_bindings = {name: pcsc_reader_name(name) for name in config.readers}
         self._cards: list[VirtualCard] = []
 

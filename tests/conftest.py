@@ -14,6 +14,8 @@ from edged.keys import DeviceKeys, init_keys
 
 # Console script of the installed package, next to the interpreter running the tests.
 EDGED = str(Path(sys.executable).with_name("edged"))
+EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "edged.toml"
+EXAMPLE_ACL = Path(__file__).parent.parent / "config" / "acl-example.toml"
 LONG = os.environ.get("EDGED_LONG", "") not in ("", "0")
 
 
@@ -143,3 +145,22 @@ def has_token(text: str, token: str) -> bool:
     import re
 
     return re.search(rf"(?<![0-9A-Za-z+/]){re.escape(token)}(?![0-9A-Za-z+/])", text) is not None
+
+
+def import_acl(state: Path, acl: Path = EXAMPLE_ACL, config: Path = EXAMPLE_CONFIG):
+    """`edged acl import` as an administrator runs it; the completed process."""
+    import subprocess
+
+    return subprocess.run(
+        [EDGED, "acl", "import", str(acl), "--config", str(config), "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def enrol(state: Path, config: Path = EXAMPLE_CONFIG) -> None:
+    """Device keys (if none yet) and the example access list in ``state``."""
+    if not (state / "device_ed25519.key").exists():
+        init_keys(state)
+    p = import_acl(state, config=config)
+    assert p.returncode == 0, p.stderr

@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edged.simulators.pcscd import FIRST_PORT, PcscdHarness
+from edged.simulators.pcscd import PcscdHarness, reader_ports
 
+from edged.config import load_config
 from edged.journal import verify_journal
-from edged.keys import init_keys, load_keys
-from tests.conftest import EDGED, LONG, require_pcscd
+from edged.keys import load_keys
+from tests.conftest import LONG, enrol, require_pcscd
 
 ROOT = Path(__file__).parent.parent
 KILLS = 1000 if LONG else 200
@@ -26,28 +27,11 @@ def test_sigkill_never_leaves_an_unrecorded_unlock(tmp_path):
     never touches the relay."""
     require_pcscd()
     state = tmp_path / "state"
-    init_keys(state)
     cfg = ROOT / "config" / "edged.toml"
-    subprocess.run(
-        [
-            EDGED,
-            "acl",
-            "import",
-            str(ROOT / "config" / "acl-example.toml"),
-            "--config",
-            str(cfg),
-            "--state-dir",
-            str(state),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    enrol(state, cfg)
     keys = load_keys(state)
     rnd = random.Random(1125)
-    readers = sorted(["entry", "exit", "server-entry", "server-exit"])
-    harness = PcscdHarness(
-        tmp_path / "pcscd", {n: FIRST_PORT + 2 * i for i, n in enumerate(readers)}
-    )
+    harness = PcscdHarness(tmp_path / "pcscd", reader_ports(load_config(cfg).readers))
     harness.start()
     try:
         run_kills(state, cfg, keys, rnd)

@@ -91,7 +91,7 @@ def test_hardware_path_builds_every_configured_device(tmp_path):
     from dataclasses import replace
 
     require_pcscd()
-    from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name
+    from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name, reader_ports
 
     cfg = load_config(EXAMPLE, state_dir=tmp_path / "state")
     readers = {n: replace(r, pcsc_name=pcsc_reader_name(n)) for n, r in cfg.readers.items()}
@@ -100,8 +100,7 @@ def test_hardware_path_builds_every_configured_device(tmp_path):
     }
     cfg = replace(cfg, gpio=replace(cfg.gpio, backend="mock"), readers=readers, keypads=keypads)
     init_keys(cfg.state_dir)
-    ports = {n: 35963 + 2 * i for i, n in enumerate(sorted(cfg.readers))}
-    with PcscdHarness(tmp_path / "pcscd", ports):
+    with PcscdHarness(tmp_path / "pcscd", reader_ports(cfg.readers)):
         d = Daemon(cfg, control_socket=False)
         t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
         t.start()

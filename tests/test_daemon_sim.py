@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edged.control import request
-from tests.conftest import EDGED, has_token, require_pcscd
+from tests.conftest import EDGED, enrol, has_token, import_acl, require_pcscd
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 ACL_EXAMPLE = Path(__file__).parent.parent / "config" / "acl-example.toml"
@@ -89,22 +89,11 @@ class DaemonProc:
         return "\n".join(self.lines)
 
 
-def import_acl(state_dir: Path, acl: Path = ACL_EXAMPLE) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [EDGED, "acl", "import", str(acl), "--config", str(EXAMPLE), "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-    )
-
-
 @pytest.fixture
 def daemon(tmp_path):
     require_pcscd()
     state = tmp_path / "state"
-    subprocess.run(
-        [EDGED, "keys", "init", "--state-dir", str(state)], check=True, capture_output=True
-    )
-    assert import_acl(state).returncode == 0
+    enrol(state)
     d = DaemonProc(state)
     yield d
     d.stop()
@@ -341,14 +330,7 @@ def quick_daemon(tmp_path):
             "timeout_seconds = 3     # time for each prompt",
         )
     )
-    subprocess.run(
-        [EDGED, "keys", "init", "--state-dir", str(state)], check=True, capture_output=True
-    )
-    subprocess.run(
-        [EDGED, "acl", "import", str(ACL_EXAMPLE), "--config", str(cfg), "--state-dir", str(state)],
-        check=True,
-        capture_output=True,
-    )
+    enrol(state, cfg)
     d = DaemonProc(state, cfg)
     yield d
     d.stop()

@@ -6,9 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from edged.simulators.pcscd import FIRST_PORT, PcscdHarness
+from edged.simulators.pcscd import PcscdHarness, reader_ports
 
-from tests.conftest import EDGED, require_pcscd
+from tests.conftest import EDGED, enrol, require_pcscd
 
 ROOT = Path(__file__).parent.parent
 
@@ -36,25 +36,8 @@ def test_healthy_installation_passes(tmp_path):
     require_pcscd()
     state = tmp_path / "state"
     cfg = mock_config(tmp_path)
-    subprocess.run(
-        [EDGED, "keys", "init", "--state-dir", str(state)], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            EDGED,
-            "acl",
-            "import",
-            str(ROOT / "config" / "acl-example.toml"),
-            "--config",
-            str(cfg),
-            "--state-dir",
-            str(state),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    readers = ["entry", "exit", "server-entry", "server-exit"]
-    ports = {n: FIRST_PORT + 2 * i for i, n in enumerate(sorted(readers))}
+    enrol(state, cfg)
+    ports = reader_ports(["entry", "exit", "server-entry", "server-exit"])
     with PcscdHarness(tmp_path / "pcscd", ports):
         p = doctor(cfg, state)
     assert p.returncode == 0, p.stdout

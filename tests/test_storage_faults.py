@@ -14,9 +14,9 @@ from edged.config import load_config
 from edged.daemon import Daemon
 from edged.events import CardPresented, ExitButton, KeypadKey
 from edged.journal import verify_journal
-from edged.keys import init_keys, load_keys
+from edged.keys import load_keys
 from edged.privacy import CardFingerprinter
-from tests.conftest import EDGED, require_pcscd
+from tests.conftest import enrol, require_pcscd
 
 ROOT = Path(__file__).parent.parent
 
@@ -52,21 +52,7 @@ def test_disk_full_denies_keeps_exit_and_recovers(small_disk):
     require_pcscd()
     state = small_disk / "state"
     cfg = load_config(ROOT / "config" / "edged.toml", state_dir=state)
-    init_keys(state)
-    subprocess.run(
-        [
-            EDGED,
-            "acl",
-            "import",
-            str(ROOT / "config" / "acl-example.toml"),
-            "--config",
-            str(ROOT / "config" / "edged.toml"),
-            "--state-dir",
-            str(state),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    enrol(state)
     d = Daemon(cfg, simulate=True, control_socket=False)
     t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
     t.start()
