@@ -292,7 +292,6 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         Path(args.trust),
         load_private_key(Path(args.key)),
         tls=tls,
-        verify_workers=args.verify_workers,
     )
     stop = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
@@ -470,12 +469,6 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--db", required=True, help="central.db")
     col.add_argument("--trust", required=True, help="directory of DEVICE.pub files")
     col.add_argument("--key", required=True, help="collector_ed25519.key")
-    col.add_argument(
-        "--verify-workers",
-        type=int,
-        default=None,
-        help="processes verifying signatures in parallel (default: one per CPU)",
-    )
     col.add_argument("--ca-file")
     col.add_argument("--cert-file")
     col.add_argument("--key-file")

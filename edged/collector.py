@@ -14,20 +14,16 @@ Trust directory: one ``DEVICE.pub`` (PEM, the device's ``device_ed25519.pub``) p
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edged.canonical import dumps_checked
 from edged.clock import format_ts
@@ -45,15 +41,22 @@ SCHEMA = (
        last_hash TEXT NOT NULL, best_checkpoint INTEGER NOT NULL DEFAULT 0,
        PRIMARY KEY (site, device))""",
     """CREATE TABLE IF NOT EXISTS records (site TEXT, device TEXT, seq INTEGER, type TEXT,
-       ts TEXT, hash TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (site, device, seq))""",
+       ts TEXT, hash TEXT NOT NULL, body TEXT NOT NULL, sig_checked INTEGER NOT NULL,
+       PRIMARY KEY (site, device, seq))""",
+    # Records whose own signature is still to be checked (see audit_signatures).
+    """CREATE INDEX IF NOT EXISTS records_unchecked ON records (site, device, seq)
+       WHERE sig_checked = 0""",
     """CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, ts TEXT, site TEXT,
        device TEXT, type TEXT, detail TEXT)""",
 )
 
 
-def verify_record(payload: bytes, raw_pub: bytes | None) -> dict[str, Any] | str:
-    """A wire record checked against the device's raw Ed25519 public key: the record, or
-    why it is refused. Module-level and pure, so worker processes can run it."""
+def check_record(
+    payload: bytes, key: Ed25519PublicKey | None, key_id: str = ""
+) -> dict[str, Any] | str:
+    """Everything about a wire record but its signature: it parses, is canonical, its hash
+    matches, it names the device's key (``key_id``, computed from ``key`` if not given).
+    The record, or why it is refused."""
     try:
         rec = json.loads(payload)
         h, sig = rec.pop("hash"), rec.pop("sig")
@@ -63,26 +66,38 @@ def verify_record(payload: bytes, raw_pub: bytes | None) -> dict[str, Any] | str
         return "malformed record"
     if digest(body) != h:
         return "hash does not match the record"
-    if raw_pub is None:
+    if key is None:
         return "device not in the trust directory"
-    key = Ed25519PublicKey.from_public_bytes(raw_pub)
-    if rec.get("key_id") != key_id_of(key):
+    if rec.get("key_id") != (key_id or key_id_of(key)):
         return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
-    try:
-        raw_sig = bytes.fromhex(sig)
-        key.verify(raw_sig, bytes.fromhex(h))
-        if raw_sig.hex() != sig:
-            return "signature is not in its canonical form"
-    except (InvalidSignature, ValueError):
-        return "bad signature"
     if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):
         return "malformed record"
+    if not isinstance(sig, str):
+        return "bad signature"
     rec["hash"], rec["sig"] = h, sig
     return rec
 
 
-def _verify_chunk(items: list[tuple[bytes, bytes | None]]) -> list[dict[str, Any] | str]:
-    return [verify_record(p, k) for p, k in items]
+def signature_problem(rec: dict[str, Any], key: Ed25519PublicKey) -> str | None:
+    """Why the signature of a checked record does not hold, or None."""
+    try:
+        raw_sig = bytes.fromhex(rec["sig"])
+        key.verify(raw_sig, bytes.fromhex(rec["hash"]))
+    except (InvalidSignature, ValueError):
+        return "bad signature"
+    if raw_sig.hex() != rec["sig"]:
+        return "signature is not in its canonical form"
+    return None
+
+
+def verify_record(payload: bytes, key: Ed25519PublicKey | None) -> dict[str, Any] | str:
+    """A wire record checked in full against the device's public key: the record, or why
+    it is refused."""
+    rec = check_record(payload, key)
+    if isinstance(rec, str):
+        return rec
+    assert key is not None  # check_record refuses records of unknown devices
+    return signature_problem(rec, key) or rec
 
 
 class Collector:
@@ -97,9 +112,8 @@ class Collector:
         key: Ed25519PrivateKey,
         *,
         tls: dict[str, str] | None = None,
-        receipt_every: int = 200,
+        receipt_every: int = 1000,
         receipt_seconds: float = 0.5,
-        verify_workers: int | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.db_path = Path(db)
@@ -111,20 +125,30 @@ class Collector:
         self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        for sql in SCHEMA:
+        self._db.execute(SCHEMA[0])
+        self._db.execute(SCHEMA[1])
+        cols = [r[1] for r in self._db.execute("PRAGMA table_info(records)")]
+        if "sig_checked" not in cols:  # a database from before the audit: all were checked
+            self._db.execute(
+                "ALTER TABLE records ADD COLUMN sig_checked INTEGER NOT NULL DEFAULT 1"
+            )
+        for sql in SCHEMA[2:]:
             self._db.execute(sql)
+        self._audit_due = (
+            self._db.execute("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone()
+            is not None
+        )
+        self._tails: set[int] = set()  # batch indices whose own signature proved their run
         self._lock = threading.Lock()
-        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._keys: dict[str, tuple[Ed25519PublicKey, str]] = {}  # device -> key, key id
         self._receipted: dict[tuple[str, str], int] = {}
         self._gap_asked: dict[tuple[str, str], tuple[int, float]] = {}
+        # Devices whose status says they hold records we lack, and since when.
+        self._lagging: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.stored = 0
         self._inbox: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue()
-        self._verify_workers = (
-            verify_workers if verify_workers is not None else (os.cpu_count() or 1)
-        )
-        self._pool: ProcessPoolExecutor | None = None
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
         self.changed = threading.Condition()
@@ -141,16 +165,18 @@ class Collector:
         self._client.on_message = self._on_message
 
     # -- trust -----------------------------------------------------------------------
-    def _device_key(self, device: str) -> Ed25519PublicKey | None:
+    def _trusted(self, device: str) -> tuple[Ed25519PublicKey | None, str]:
+        """The device's public key and key id from the trust directory, or (None, "")."""
         if device not in self._keys:
             path = self.trust_dir / f"{device}.pub"
             if not path.exists():
-                return None
+                return None, ""
             try:
-                self._keys[device] = load_public_key(path)
+                key = load_public_key(path)
             except EdgedError as e:
                 log.error("trust_key_invalid", device=device, error=str(e))
-                return None
+                return None, ""
+            self._keys[device] = (key, key_id_of(key))
         return self._keys[device]
 
     # -- lifecycle -------------------------------------------------------------------
@@ -170,8 +196,6 @@ class Collector:
         self._inbox.put(None)
         if self._ingest_thread.is_alive():
             self._ingest_thread.join(30)
-        if self._pool is not None:
-            self._pool.shutdown()
         if self._timer:
             self._timer.join(5)
         with self._lock:
@@ -218,12 +242,8 @@ class Collector:
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
     # -- records ---------------------------------------------------------------------
-    def _raw_key(self, device: str) -> bytes | None:
-        key = self._device_key(device)
-        return key.public_bytes(Encoding.Raw, PublicFormat.Raw) if key is not None else None
-
     def _verify(self, device: str, payload: bytes) -> dict[str, Any] | str:
-        return verify_record(payload, self._raw_key(device))
+        return verify_record(payload, self._trusted(device)[0])
 
     def _alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
@@ -238,9 +258,17 @@ class Collector:
         )
 
     def _ingest(self) -> None:
-        """Take records as they arrive, verify a burst in parallel, store in order."""
+        """Take records as they arrive, check a burst, store in order; audit signatures
+        once nothing has arrived for a moment (after a backlog has drained, not between
+        its bursts)."""
         while True:
-            batch = [self._inbox.get()]
+            try:
+                first = self._inbox.get(timeout=0.1 if self._audit_due else None)
+            except queue.Empty:
+                while self._audit_due and self._inbox.empty():
+                    self.audit_signatures()
+                continue
+            batch = [first]
             while len(batch) < 512:
                 try:
                     batch.append(self._inbox.get_nowait())
@@ -249,9 +277,7 @@ class Collector:
             stop = any(b is None for b in batch)
             items = [b for b in batch if b is not None]
             try:
-                results = self._verify_batch(items)
-                for (site, device, payload), rec in zip(items, results, strict=True):
-                    self._record_locked(site, device, payload, rec)
+                self.ingest_batch(items)
             except Exception as e:  # one bad batch never stops the collector
                 log.error("collector_ingest_failed", error=repr(e))
             with self.changed:  # stored, duplicate or alarm: let waiters look again
@@ -259,30 +285,128 @@ class Collector:
             if stop:
                 return
 
-    def _verify_batch(self, items: list[tuple[str, str, bytes]]) -> list[dict[str, Any] | str]:
-        keyed = [(payload, self._raw_key(device)) for _s, device, payload in items]
-        workers = self._verify_workers
-        if workers < 2 or len(keyed) < 64:
-            return _verify_chunk(keyed)
-        if self._pool is None:
-            # spawn, not fork: this process runs threads (paho's), which fork would copy
-            # mid-flight.
-            self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-        size = -(-len(keyed) // workers)
-        chunks = [keyed[i : i + size] for i in range(0, len(keyed), size)]
-        return [r for part in self._pool.map(_verify_chunk, chunks) for r in part]
+    def ingest_batch(self, items: list[tuple[str, str, bytes]]) -> None:
+        """Check and store a burst of (site, device, wire record) in arrival order."""
+        for site, device, _p in items:
+            self._lagging.pop((site, device), None)  # its records are coming
+        checked = [check_record(p, *self._trusted(device)) for _s, device, p in items]
+        signed = self._authenticate_runs(items, checked)
+        for i, ((site, device, payload), rec) in enumerate(zip(items, checked, strict=True)):
+            self._record_locked(
+                site, device, payload, rec, authentic=i in signed, checked=i in self._tails
+            )
+
+    def _authenticate_runs(
+        self, items: list[tuple[str, str, bytes]], checked: list[dict[str, Any] | str]
+    ) -> set[int]:
+        """Which records of a burst are proven signed, with one signature per device.
+
+        The records that extend a device's stored chain form a run, each one's ``prev``
+        the hash of the one before. The run's last record is signed, and its hash commits
+        to every record before it, so a forged record anywhere in the run would take a
+        SHA-256 collision: verifying that one signature authenticates the whole run (the
+        way a signed tree head covers a transparency log). A run whose last signature
+        fails is left out and checked record by record in :meth:`_record_locked`, which
+        also checks every record that is not part of a run.
+        """
+        with self._lock:
+            heads = {
+                key: self._db.execute(
+                    "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", key
+                ).fetchone()
+                or (0, GENESIS)
+                for key in {(s, d) for s, d, _p in items}
+            }
+        runs: dict[tuple[str, str], list[int]] = {}
+        self._tails.clear()
+        for i, ((site, device, _p), rec) in enumerate(zip(items, checked, strict=True)):
+            if isinstance(rec, str):
+                continue
+            last, last_hash = heads[(site, device)]
+            if rec["seq"] == last + 1 and rec["prev"] == last_hash:
+                runs.setdefault((site, device), []).append(i)
+                heads[(site, device)] = (rec["seq"], rec["hash"])
+        proven: set[int] = set()
+        for (_site, device), run in runs.items():
+            key = self._trusted(device)[0]
+            tail = checked[run[-1]]
+            assert key is not None and not isinstance(tail, str)  # checked above
+            if signature_problem(tail, key) is None:
+                proven.update(run)
+                self._tails.add(run[-1])
+        return proven
+
+    def audit_signatures(self, limit: int = 64) -> None:
+        """Check the own signature of a few records stored on their run's proof.
+
+        Their content is authentic already (a later signed record commits to it), but a
+        signature altered on the way, or one the device got wrong, would otherwise sit in
+        the central copy unnoticed. Done in small steps while the inbox is empty, so a
+        backlog drains first; ``sig_checked`` becomes 1, or -1 with a ``bad_signature``
+        alarm.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?",
+                (limit,),
+            ).fetchall()
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN IMMEDIATE")
+            for site, device, seq, body in rows:
+                why = verify_record(body.encode(), self._trusted(device)[0])
+                bad = isinstance(why, str)
+                if bad:
+                    self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
+                self._db.execute(
+                    "UPDATE records SET sig_checked = ? WHERE site=? AND device=? AND seq=?",
+                    (-1 if bad else 1, site, device, seq),
+                )
+            self._flush_locked()
+            self._audit_due = len(rows) == limit
+        with self.changed:
+            self.changed.notify_all()
+
+    def unchecked(self) -> int:
+        """How many stored records still wait for their own signature check."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT count(*) FROM records WHERE sig_checked = 0"
+            ).fetchone()[0]
 
     def _record(self, site: str, device: str, payload: bytes) -> None:
-        """Verify and store one record now (tests, tools)."""
-        self._record_locked(site, device, payload, self._verify(device, payload))
+        """Check and store one record now (tests, tools)."""
+        key, key_id = self._trusted(device)
+        self._record_locked(site, device, payload, check_record(payload, key, key_id))
 
     def _record_locked(
-        self, site: str, device: str, payload: bytes, rec: dict[str, Any] | str
+        self,
+        site: str,
+        device: str,
+        payload: bytes,
+        rec: dict[str, Any] | str,
+        *,
+        authentic: bool = False,
+        checked: bool = False,
     ) -> None:
+        """Store ``rec`` if it extends the device's chain. ``authentic``: it is proven
+        signed (by its run); ``checked``: its own signature was verified too. A record that
+        is neither is verified here before any use."""
         with self._lock:
             if isinstance(rec, str):
                 self._alarm(site, device, "bad_record", rec)
                 return
+
+            def forged() -> bool:
+                nonlocal checked
+                if authentic or checked:
+                    return False
+                checked = True
+                key = self._trusted(device)[0]
+                why = signature_problem(rec, key) if key is not None else "unknown device"
+                if why is not None:
+                    self._alarm(site, device, "bad_record", why)
+                return why is not None
+
             row = self._db.execute(
                 "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", (site, device)
             ).fetchone()
@@ -293,12 +417,16 @@ class Collector:
                     "SELECT hash FROM records WHERE site=? AND device=? AND seq=?",
                     (site, device, seq),
                 ).fetchone()
-                if stored and stored[0] != rec["hash"]:
+                # The same hash is the same record: a duplicate, whatever its signature.
+                if stored and stored[0] != rec["hash"] and not forged():
                     self._alarm(
                         site, device, "rewrite", f"seq {seq} differs from the stored record"
                     )
                 return  # a duplicate: already stored, once
+            if forged():
+                return
             if seq > last + 1:
+                log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
                 self._ask_resend(site, device, last + 1)
                 return
             if rec["prev"] != last_hash:
@@ -310,9 +438,10 @@ class Collector:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT INTO records VALUES (?,?,?,?,?,?,?)",
-                (site, device, seq, rec.get("type"), rec.get("ts"), rec["hash"], body),
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
+                (site, device, seq, rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
             )
+            self._audit_due |= not checked
             self._db.execute(
                 "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
                 " (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
@@ -320,7 +449,7 @@ class Collector:
                 (site, device, seq, rec["hash"]),
             )
             self._uncommitted += 1
-            if self._uncommitted >= 500:
+            if self._uncommitted >= 1000:
                 self._flush_locked()
             self.stored += 1
             self._gap_asked.pop((site, device), None)
@@ -330,20 +459,21 @@ class Collector:
 
     def _behind(self, site: str, device: str, payload: bytes) -> None:
         """A device's status or heartbeat says it has records we lack (records published
-        before we subscribed, or lost with a broker): ask for them."""
+        before we subscribed, or lost with a broker): ask for them if none has arrived a
+        second later. (During a drain the status always says "more", and a resend would
+        only repeat what is on its way.)"""
         try:
             head = json.loads(payload).get("head_seq")
         except (ValueError, AttributeError):
             return
-        if type(head) is not int or self._device_key(device) is None:
+        if type(head) is not int or self._trusted(device)[0] is None:
             return
         with self._lock:
             row = self._db.execute(
                 "SELECT last_seq FROM devices WHERE site=? AND device=?", (site, device)
             ).fetchone()
-            last = row[0] if row else 0
-            if head > last:
-                self._ask_resend(site, device, last + 1)
+            if head > (row[0] if row else 0):
+                self._lagging.setdefault((site, device), time.monotonic())
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
         key = (site, device)
@@ -363,6 +493,11 @@ class Collector:
             self._key,
         )
         self._client.publish(topics.leaf(site, device, "cmd"), json.dumps(cmd), qos=1)
+
+    def flush(self) -> None:
+        """Commit what is stored so far (otherwise committed at the next receipt)."""
+        with self._lock:
+            self._flush_locked()
 
     def _flush_locked(self) -> None:
         if self._db.in_transaction:
@@ -393,7 +528,8 @@ class Collector:
         self._client.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
 
     def _receipt_loop(self) -> None:
-        """Receipts for whatever was committed since the last one, twice a second."""
+        """Receipts for whatever was committed since the last one, twice a second; resend
+        requests to devices that said they have more and then sent nothing."""
         while not self._stop.wait(self._receipt_seconds):
             with self._lock:
                 if self._stop.is_set():
@@ -401,6 +537,15 @@ class Collector:
                 devices = self._db.execute("SELECT site, device FROM devices").fetchall()
             for site, device in devices:
                 self._send_receipt(site, device)
+            now = time.monotonic()
+            for (site, device), since in list(self._lagging.items()):
+                if now - since >= 1.0 and self._lagging.pop((site, device), None) is not None:
+                    with self._lock:
+                        row = self._db.execute(
+                            "SELECT last_seq FROM devices WHERE site=? AND device=?",
+                            (site, device),
+                        ).fetchone()
+                        self._ask_resend(site, device, (row[0] if row else 0) + 1)
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, site: str, device: str, payload: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
 import shutil
 import threading
 from pathlib import Path
@@ -306,3 +307,50 @@ def test_collector_flags_a_rolled_back_checkpoint(site, mosquitto):
     finally:
         run.stop()
         col.close()
+
+
+def test_a_resend_does_not_look_like_a_rollback(site, mosquitto):
+    """R9, R13: a resend from seq 1 repeats old checkpoints on the event topic, but the
+    retained checkpoint only ever carries the newest one, so the collector raises no
+    rollback alarm (it did before: every resend looked like a restored journal)."""
+    base = topics.base("tokyo-hq", "door-3f-1")
+    seen: queue.Queue[tuple[str, int]] = queue.Queue()
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, m: seen.put((m.topic, json.loads(m.payload)["seq"]))
+    watcher.connect("127.0.0.1", site.port)
+    watcher.subscribe([(f"{base}/event/#", 1), (f"{base}/checkpoint", 1)])
+    watcher.loop_start()
+    col = site.collector()
+    run = Running(site.cfg())
+    try:
+        assert run.d.sync.connected_event.wait(10)
+        run.presses(2)
+        old = run.d.call(lambda: run.d.journal.checkpoint())
+        run.presses(2)
+        new = run.d.call(lambda: run.d.journal.checkpoint())
+        run.d.sync.notify()
+        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= new.seq, 30)
+        while seen.get(timeout=15) != (f"{base}/checkpoint", new.seq):
+            pass  # the first time through
+        cmd = sign_doc(
+            {"cmd": "resend", "from_seq": 1, "site": "tokyo-hq", "device": "door-3f-1"},
+            site.collector_key,
+        )
+        publish(site.port, f"{base}/cmd", json.dumps(cmd).encode())
+        # Everything again, up to the newest checkpoint on both topics.
+        resent: list[tuple[str, int]] = []
+        while (f"{base}/checkpoint", new.seq) not in resent or not any(
+            t.startswith(f"{base}/event/") and s == new.seq for t, s in resent
+        ):
+            resent.append(seen.get(timeout=15))
+        assert any(s == old.seq and "/event/" in t for t, s in resent), "no resend happened"
+        assert [s for t, s in resent if t == f"{base}/checkpoint"] == [new.seq]
+        run.presses(1)  # the collector has seen the resend once this one is stored
+        head = run.head()
+        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert col.alarms() == []
+    finally:
+        run.stop()
+        col.close()
+        watcher.loop_stop()
+        watcher.disconnect()

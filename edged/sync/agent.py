@@ -320,10 +320,16 @@ class SyncAgent:
             self._cursor = seq + 1
             if rtype.startswith("alarm."):
                 c.publish(topics.alarm(self.site, self.device, rtype), wire, qos=1)
-            elif rtype == "checkpoint":
+            elif rtype == "checkpoint" and self._is_newest_checkpoint(reader, seq):
+                # Only the newest: the retained checkpoint must never go backwards, or a
+                # resend would look like a rolled-back journal to the collector.
                 c.publish(
                     topics.leaf(self.site, self.device, "checkpoint"), wire, qos=1, retain=True
                 )
+
+    def _is_newest_checkpoint(self, reader: sqlite3.Connection, seq: int) -> bool:
+        row = reader.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
+        return bool(row[0] == seq)
 
     def _rewind_if_stalled(self) -> None:
         """Everything published but no receipt for a long while: the collector missed the
