@@ -33,7 +33,7 @@ from edged.journal.record import GENESIS, digest
 from edged.keys import key_id_of, load_public_key
 from edged.log import get_logger
 from edged.sync import topics
-from edged.sync.signed import sign_doc
+from edged.sync.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
 
@@ -219,6 +219,7 @@ class Collector:
                 (f"{p}/+/+/checkpoint", 1),
                 (f"{p}/+/+/status", 1),
                 (f"{p}/+/+/heartbeat", 0),
+                (f"{p}/+/+/alarm/journal.unavailable", 1),
             ]
         )
         log.info("collector_connected", broker=f"{self.host}:{self.port}")
@@ -244,6 +245,8 @@ class Collector:
                     self.changed.notify_all()
             elif rest in ("status", "heartbeat") and msg.payload:
                 self._behind(site, device, bytes(msg.payload))
+            elif rest == "alarm/journal.unavailable" and msg.payload:
+                self._journal_unavailable(site, device, bytes(msg.payload))
         except Exception as e:  # one bad message never stops the collector
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
@@ -464,6 +467,26 @@ class Collector:
         with self._lock:
             if head > self._head_locked((site, device))[0]:
                 self._lagging.setdefault((site, device), time.monotonic())
+
+    def _journal_unavailable(self, site: str, device: str, payload: bytes) -> None:
+        """A device says, signed, that its journal cannot record: a central alarm, since
+        the device's own alarm record can only follow once its storage works again."""
+        try:
+            doc = parse_signed(payload, self._trusted(device)[0], max_bytes=4096)
+        except Rejected as e:
+            log.warning("device_alarm_ignored", site=site, device=device, reason=e.reason)
+            return
+        if doc.get("site") != site or doc.get("device") != device:
+            log.warning("device_alarm_ignored", site=site, device=device, reason="wrong_scope")
+            return
+        with self._lock:
+            self._alarm(
+                site,
+                device,
+                "journal_unavailable",
+                f"since {doc.get('since')}: {doc.get('unrecorded')} unrecorded;"
+                f" {str(doc.get('error'))[:200]}",
+            )
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
         key = (site, device)

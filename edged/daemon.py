@@ -22,7 +22,7 @@ from typing import Any
 
 from edged import __version__
 from edged.acl import AccessList, load_active
-from edged.clock import Clock, SystemClock
+from edged.clock import Clock, SystemClock, format_ts
 from edged.config import Config
 from edged.core import Core, Indicate, Record, SetLock
 from edged.core.actions import Action
@@ -86,6 +86,9 @@ class Daemon:
         self.indicators: Indicators | None = None
         self.card_reader: Any = None
         self.journal: Journal | None = None
+        # While the journal cannot record: since when, why, how many records were lost.
+        self.journal_fault: dict[str, Any] | None = None
+        self._journal_retry_at = 0.0
         self.sync: Any = None
         self.metrics: Any = None
         # The control socket always answers state queries (edged status); the hardware
@@ -102,7 +105,7 @@ class Daemon:
 
     # -- set-up ----------------------------------------------------------------------
     def _open_journal(self) -> None:
-        keys = load_keys(self.state_dir)
+        keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
         self.journal = Journal(
             self.state_dir / "journal.db",
@@ -332,6 +335,7 @@ class Daemon:
                     clock=self.clock,
                     boot_id=read_boot_id(),
                     on_inbound=self._inbound,
+                    device_key=self._keys.signing_key,
                 )
                 self.sync.start()
             self._execute(self._seed_core(), None)
@@ -416,10 +420,56 @@ class Daemon:
                 # Pinged from the loop itself: if the core hangs, the pings stop.
                 sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
                 self._next_ping = time.monotonic() + self._watchdog
+            if self.journal_fault is not None and time.monotonic() >= self._journal_retry_at:
+                self._retry_journal()
             try:
                 self.journal.maybe_checkpoint()
             except EdgedError as e:
                 log.error("checkpoint_failed", error=str(e))
+
+    # -- a journal that cannot record ------------------------------------------------
+    def _fault_record(self) -> Record:
+        """What the journal writes first when it works again: the gap, accounted for."""
+        f = self.journal_fault
+        assert f is not None
+        return Record(
+            "alarm.journal_unavailable",
+            {"since": f["since"], "unrecorded": f["unrecorded"], "error": f["error"]},
+        )
+
+    def _journal_failed(self, e: EdgedError, lost: int) -> None:
+        f = self.journal_fault
+        if f is None:
+            f = self.journal_fault = {
+                "since": format_ts(self.clock.wall_ms()),
+                "unrecorded": 0,
+                "error": "",
+            }
+        f["unrecorded"] += lost
+        f["error"] = str(e)[:300]
+        self._journal_retry_at = time.monotonic() + 5.0
+        if self.sync is not None:  # the channel that does not need the journal
+            self.sync.journal_fault(dict(f))
+
+    def _journal_recovered(self) -> None:
+        log.warning("journal_recovered", **(self.journal_fault or {}))
+        self.journal_fault = None
+        if self.sync is not None:
+            self.sync.journal_fault(None)
+            self.sync.notify()
+
+    def _retry_journal(self) -> None:
+        """Every few seconds while the journal is down, even with no event to record."""
+        assert self.journal is not None
+        rec = self._fault_record()
+        try:
+            [done] = self.journal.append_many([(rec.type, rec.fields)])
+        except EdgedError as e:
+            self._journal_retry_at = time.monotonic() + 5.0
+            log.error("journal_still_unavailable", error=str(e))
+            return
+        self._journal_recovered()
+        log.warning("record", seq=done.seq, type=done.type, **rec.fields)
 
     def _execute(self, actions: list[Action], event: Event | None) -> None:
         """Record first, then act (Invariant 2)."""
@@ -428,8 +478,12 @@ class Daemon:
         committed = True
         done: list[Any] = []
         if records:
+            # After a fault, the first thing written says what could not be.
+            batch = [self._fault_record(), *records] if self.journal_fault else records
             try:
-                done = self.journal.append_many([(r.type, r.fields) for r in records])
+                done = self.journal.append_many([(r.type, r.fields) for r in batch])
+                if self.journal_fault is not None:
+                    self._journal_recovered()
                 if self.sync is not None:
                     self.sync.notify()
             except EdgedError as e:
@@ -437,6 +491,7 @@ class Daemon:
                 log.error(
                     "journal_write_failed", error=str(e), lost_types=[r.type for r in records]
                 )
+                self._journal_failed(e, len(records))
                 # What could not be recorded did not happen: no unlock, and the core forgets
                 # the grant (else it would count the person inside and take a later push
                 # on the still-locked door for an authorised opening).
@@ -508,11 +563,14 @@ class Daemon:
     def snapshot(self) -> dict[str, Any]:
         """Core state, outputs and journal head (call on the core thread)."""
         assert self.journal is not None
-        seq, h = self.journal.head()
-        out: dict[str, Any] = {
-            "core": self.core.snapshot(),
-            "journal": {"head_seq": seq, "head_hash": h},
-        }
+        journal: dict[str, Any] = {"ok": self.journal_fault is None}
+        try:
+            journal["head_seq"], journal["head_hash"] = self.journal.head()
+        except EdgedError as e:  # status must answer most of all when storage fails
+            journal.update(ok=False, error=str(e))
+        if self.journal_fault is not None:
+            journal["fault"] = dict(self.journal_fault)
+        out: dict[str, Any] = {"core": self.core.snapshot(), "journal": journal}
         if self.rig is not None:
             out["hardware"] = self.rig.gpio.state()
         if self.card_reader is not None:

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from edged.simulators.process import ServiceProcess, die_with_parent
+from edged.simulators.process import ServiceProcess, spawn
 
 from edged.errors import EdgedError
 
@@ -73,11 +73,10 @@ class MosquittoHarness(ServiceProcess):
         if missing:
             raise EdgedError(f"mosquitto harness: {missing}")
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [exe, "-c", str(self._config())],
             stdout=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
         )
         end = time.monotonic() + timeout
         while True:

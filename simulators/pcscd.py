@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from edged.simulators.process import ServiceProcess
+from edged.simulators.process import ServiceProcess, spawn
 
 from edged.errors import DriverInitError
 from edged.log import get_logger
@@ -144,7 +144,7 @@ class PcscdHarness(ServiceProcess):
         self._ready.clear()
         exe = shutil.which(PCSCD) or "/usr/sbin/pcscd"
         # -i: info level, so that "daemon ready" is printed and can be awaited.
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [exe, "--foreground", "-i", "--config", str(conf)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -6,13 +6,30 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
+
+# Looked up before any fork: the child only calls it.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
     """``preexec_fn``: the service gets SIGTERM when its parent dies (PR_SET_PDEATHSIG), so a
     killed daemon or test never leaves a pcscd or broker behind that blocks the next one."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process: a service
+# started from a short-lived thread (a control-socket handler restarting pcscd to
+# "unplug" a reader) would be killed with that thread. So every service is forked from
+# this one thread, which lives as long as the process.
+_launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="service-launcher")
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` from the launcher thread, dying with this process."""
+    return _launcher.submit(subprocess.Popen, args, preexec_fn=die_with_parent, **kwargs).result()
 
 
 class ServiceProcess:

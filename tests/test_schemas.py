@@ -32,6 +32,8 @@ def validators() -> dict[str, Draft202012Validator]:
 
 
 def schema_for(rest: str) -> str | None:
+    if rest == "alarm/journal.unavailable":
+        return "device-alarm"
     head = rest.split("/", 1)[0]
     return {
         "event": "record",

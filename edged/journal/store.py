@@ -8,6 +8,7 @@ chain and signatures are what make tampering detectable (see :mod:`edged.journal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,10 @@ from edged.errors import JournalCorruptError, JournalError, PrivacyError
 from edged.journal.record import ENVELOPE_FIELDS, FORMAT, GENESIS, Record, digest
 from edged.keys import DeviceKeys
 from edged.privacy import check_fields
+
+# SQLite primary result codes that mean the storage failed under the open connection:
+# IOERR, READONLY, CANTOPEN, CORRUPT, NOTADB. (FULL is not one: the file is fine.)
+_STORAGE_FAULTS = frozenset({10, 8, 14, 11, 26})
 
 _INSERT = (
     "INSERT INTO records (seq, type, ts, prev, hash, sig, key_id, body)"
@@ -106,11 +111,16 @@ class Journal:
         self._cp_every = checkpoint_every
         self._cp_ns = int(checkpoint_seconds * 1_000_000_000)
         self._conn: sqlite3.Connection | None = None
+        self._stale = False  # a storage fault: open the file again before the next use
         self._open()
 
     # -- opening ---------------------------------------------------------------------
-    def _open(self) -> None:
+    def _open(self, *, create: bool = True) -> None:
         if not self.path.exists():
+            if not create:
+                # Never start a new journal behind the back of a missing one (an unmounted
+                # file system shows the empty directory under it).
+                raise JournalError(f"{self.path}: journal file is missing")
             # Created 0600 up front: SQLite gives -wal and -shm the same mode.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
@@ -151,9 +161,26 @@ class Journal:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        if self._stale:
+            self._reopen()
         if self._conn is None:
             raise JournalError(f"{self.path}: journal is closed")
         return self._conn
+
+    def _failed(self, e: sqlite3.Error) -> None:
+        """Note a storage fault (I/O error, read-only or vanished file): the connection may
+        be bound to a file system that is gone, so the next use opens the file again."""
+        if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _STORAGE_FAULTS:
+            self._stale = True
+
+    def _reopen(self) -> None:
+        """Open the file again after a storage fault; JournalError while it persists."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        self._open(create=False)
+        self._stale = False
 
     # -- state -----------------------------------------------------------------------
     def _head_in_tx(self) -> tuple[int, str]:
@@ -164,7 +191,11 @@ class Journal:
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last committed record; (0, GENESIS) when empty."""
-        return self._head_in_tx()
+        try:
+            return self._head_in_tx()
+        except sqlite3.Error as e:
+            self._failed(e)
+            raise JournalError(f"{self.path}: cannot read the head ({e})") from None
 
     @property
     def key_id(self) -> str:
@@ -252,6 +283,7 @@ class Journal:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
+            self._failed(e)
             # Re-read checkpoint state: a rolled-back checkpoint never happened.
             self._resync_checkpoint_state()
             raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
@@ -305,6 +337,7 @@ class Journal:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
+            self._failed(e)
             raise JournalError(f"{self.path}: checkpoint failed ({e})") from None
         self._last_cp_seq = rec.seq
         self._last_cp_mono = self._clock.mono_ns()

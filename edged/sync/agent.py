@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.clock import Clock, format_ts
 from edged.config import SyncConfig
@@ -32,7 +33,7 @@ from edged.journal.store import connect
 from edged.keys import load_public_key
 from edged.log import get_logger
 from edged.sync import topics
-from edged.sync.signed import Rejected, parse_signed
+from edged.sync.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("sync")
 
@@ -75,6 +76,7 @@ class SyncAgent:
         boot_id: str,
         on_inbound: Inbound,
         retry_seconds: float = 1.0,
+        device_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.cfg = cfg
         self.site, self.device = site, device
@@ -85,6 +87,11 @@ class SyncAgent:
         self._on_inbound = on_inbound
         self._retry = retry_seconds
         self._collector = load_public_key(cfg.collector_pubkey) if cfg.collector_pubkey else None
+        self._device_key = device_key  # signs alarms sent while the journal cannot record
+        self._fault: dict[str, Any] | None = None
+        self._fault_alarm_due = False
+        self._beat_now = False
+        self._reader_stale = False
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -106,9 +113,7 @@ class SyncAgent:
     def _open_state(self) -> sqlite3.Connection:
         if not self._state_path.exists():
             os.close(os.open(self._state_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = sqlite3.connect(self._state_path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn = self._connect_state()
         conn.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
         rows = dict(conn.execute("SELECT key, value FROM state").fetchall())
         self.acked_seq = int(rows.get("acked_seq", 0))
@@ -117,11 +122,24 @@ class SyncAgent:
         self._cursor = self.acked_seq + 1
         return conn
 
+    def _connect_state(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._state_path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
     def _save_ack(self, seq: int, h: str) -> None:
-        self._state.executemany(
-            "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-            [("acked_seq", str(seq)), ("acked_hash", h)],
-        )
+        rows = [("acked_seq", str(seq)), ("acked_hash", h)]
+        sql = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
+        try:
+            self._state.executemany(sql, rows)
+        except sqlite3.Error:
+            # A storage fault may have left this connection on a file system that is
+            # gone; try once through a fresh one (raises while the fault lasts).
+            with contextlib.suppress(sqlite3.Error):
+                self._state.close()
+            self._state = self._connect_state()
+            self._state.executemany(sql, rows)
         with self._lock:
             self.acked_seq, self.acked_hash = seq, h
 
@@ -147,6 +165,21 @@ class SyncAgent:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def journal_fault(self, fault: dict[str, Any] | None) -> None:
+        """The journal cannot record (``fault``: since, error, unrecorded) or works again
+        (None). Sent at once, on the one channel that does not need the journal: a signed
+        alarm on ``alarm/journal.unavailable`` and the heartbeat's ``journal_ok``."""
+        with self._lock:
+            if fault is not None and self._fault is None:
+                self._fault_alarm_due = True  # once a fault; heartbeats carry the count
+            if fault is None and self._fault is not None:
+                # The journal may be a new file system's now (storage repaired and mounted
+                # again): an old connection would go on reading the old one's cache.
+                self._reader_stale = True
+            self._fault = fault
+            self._beat_now = True
+        self.notify()
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -157,17 +190,36 @@ class SyncAgent:
 
     # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
-        reader = self._reader = connect(self._journal_path, readonly=True)
+        self._reader: sqlite3.Connection | None = connect(self._journal_path, readonly=True)
+        self._read_failing = False
         try:
             while not self._stop.is_set():
                 try:
-                    self._session(reader)
+                    self._session()
                 except Exception as e:  # never let the sync thread die; the daemon runs on
                     log.error("sync_session_failed", error=repr(e))
                 self._set_connected(False)
                 self._stop.wait(self._retry)
         finally:
-            reader.close()
+            if self._reader is not None:
+                self._reader.close()
+
+    def _read_failed(self, e: sqlite3.Error) -> None:
+        """The journal cannot be read (a storage fault): keep the session, so heartbeats
+        and alarms still go out, and read through a fresh connection next time."""
+        if not self._read_failing:
+            log.error("journal_unreadable", error=str(e))
+        self._read_failing = True
+        self._reopen_reader()
+
+    def _reopen_reader(self) -> None:
+        """A fresh read connection, or None while the file cannot be opened."""
+        if self._reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader.close()
+        self._reader = None
+        with contextlib.suppress(sqlite3.Error):
+            self._reader = connect(self._journal_path, readonly=True)
 
     def _set_connected(self, up: bool) -> None:
         with self._lock:
@@ -193,7 +245,7 @@ class SyncAgent:
         c.on_message = self._on_message
         return c
 
-    def _session(self, reader: sqlite3.Connection) -> None:
+    def _session(self) -> None:
         c = self._client = self._new_client()
         try:
             c.connect(self.cfg.host, self.cfg.port, keepalive=30)
@@ -223,10 +275,22 @@ class SyncAgent:
                     return
                 if self._connected:
                     self._rewind_if_stalled()
-                    self._pump(c, reader)
-                    if time.monotonic() >= next_beat:
-                        self._heartbeat(c, reader)
+                    if self._reader_stale or self._reader is None:
+                        self._reader_stale = False
+                        self._reopen_reader()
+                    if self._reader is not None:
+                        try:
+                            self._pump(c, self._reader)
+                            self._read_failing = False
+                        except sqlite3.Error as e:
+                            self._read_failed(e)
+                    with self._lock:
+                        beat_now, self._beat_now = self._beat_now, False
+                    if beat_now or time.monotonic() >= next_beat:
+                        self._heartbeat(c, self._reader)
                         next_beat = time.monotonic() + self.cfg.heartbeat_seconds
+                    if self._fault_alarm_due:
+                        self._fault_alarm(c)
         finally:
             if self._connected and self._stop.is_set():
                 # A clean stop: say so, rather than leaving it to the will after a timeout.
@@ -342,10 +406,44 @@ class SyncAgent:
             self._cursor = self.acked_seq + 1
             self._last_progress = time.monotonic()
 
-    def _heartbeat(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
-        head = self._head(reader)
+    def _fault_alarm(self, c: mqtt.Client) -> None:
+        with self._lock:
+            fault = self._fault
+        if fault is None:
+            self._fault_alarm_due = False
+            return
+        doc: dict[str, Any] = {
+            "type": "journal.unavailable",
+            "site": self.site,
+            "device": self.device,
+            "boot_id": self._boot_id,
+            "ts": format_ts(self._clock.wall_ms()),
+            **fault,
+        }
+        if self._device_key is not None:
+            doc = sign_doc(doc, self._device_key)
+        info = c.publish(
+            topics.alarm(self.site, self.device, "journal.unavailable"), json.dumps(doc), qos=1
+        )
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._fault_alarm_due = False
+            log.error("journal_fault_reported", **fault)
+
+    def _heartbeat(self, c: mqtt.Client, reader: sqlite3.Connection | None) -> None:
         st = self.status()
-        disk = shutil.disk_usage(self._journal_path.parent)
+        with self._lock:
+            fault = self._fault
+        # Read what can be read: the heartbeat matters most when storage is failing.
+        try:
+            if reader is None:
+                raise sqlite3.OperationalError("journal not open")
+            head = self._head(reader)
+        except sqlite3.Error:
+            head = max(st["acked_seq"], st["published_seq"])
+        try:
+            free = shutil.disk_usage(self._journal_path.parent).free
+        except OSError:
+            free = 0
         beat = {
             "device": self.device,
             "ts": format_ts(self._clock.wall_ms()),
@@ -353,10 +451,14 @@ class SyncAgent:
             "head_seq": head,
             "acked_seq": st["acked_seq"],
             "published_seq": st["published_seq"],
-            "backlog": head - st["acked_seq"],
-            "disk_free_bytes": disk.free,
+            "backlog": max(0, head - st["acked_seq"]),
+            "disk_free_bytes": free,
             "clock_synced": self._clock.synced(),
+            "journal_ok": fault is None,
         }
+        if fault is not None:
+            beat["journal_error"] = fault["error"]
+            beat["unrecorded"] = fault["unrecorded"]
         c.publish(topics.leaf(self.site, self.device, "heartbeat"), json.dumps(beat), qos=0)
         c.publish(
             topics.leaf(self.site, self.device, "status"),
@@ -385,6 +487,8 @@ class SyncAgent:
             raise Rejected("malformed", "receipt needs seq and hash")
         if seq <= self.acked_seq:
             return
+        if self._reader is None:
+            return  # the journal cannot be read now; the collector receipts again later
         row = self._reader.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
         if row is None or row[0] != h:
             raise Rejected("mismatch", f"receipt for seq {seq} does not match the journal")
