@@ -165,6 +165,7 @@ class SyncConfig:
     window: int = 100  # records in flight (published, no PUBACK yet)
     max_unreceipted: int = 800  # records published beyond the last receipt
     heartbeat_seconds: float = 60.0
+    keepalive_seconds: float = 30.0  # MQTT keepalive: a dead link is found within ~2x
 
 
 @dataclass(frozen=True)
@@ -529,6 +530,7 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
         window=int(s.number("window", 100, lo=1, hi=10000)),
         max_unreceipted=int(s.number("max_unreceipted", 800, lo=1, hi=100000)),
         heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
+        keepalive_seconds=float(s.number("keepalive_seconds", 30, lo=2, hi=3600)),
     )
     if tls and cfg.ca_file is None:
         raise s.error("ca_file", "tls = true needs the CA certificate of the broker")

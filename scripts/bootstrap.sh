@@ -13,9 +13,11 @@ venv="${EDGED_VENV:-$here/.venv}"
 # systemd: only for systemd-analyze, which the tests use to check the unit's hardening.
 apt_packages=(pcscd vsmartcard-vpcd mosquitto swig libpcsclite-dev gcc python3-dev python3-venv pkg-config systemd)
 
-# The test suite also renders the printed ledger in headless Chromium and reads the PDF.
+# The test suite also renders the printed ledger in headless Chromium and reads the PDF,
+# breaks storage on a loop-mounted ext4 image (e2fsprogs, util-linux's losetup and
+# findmnt) and cuts the broker's network in a namespace (iproute2's ip and tc).
 if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
-    apt_packages+=(chromium fonts-noto-cjk poppler-utils)
+    apt_packages+=(chromium fonts-noto-cjk poppler-utils e2fsprogs util-linux iproute2)
 fi
 
 missing=()

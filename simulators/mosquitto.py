@@ -37,11 +37,17 @@ class MosquittoHarness(ServiceProcess):
         port: int | None = None,
         persistence: bool = False,
         extra_config: str = "",
+        bind: str = "127.0.0.1",
+        netns: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        """``netns``: run inside that network namespace (``ip netns exec``), listening on
+        ``bind``; ``host`` is the address this process reaches it at."""
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.persistence = persistence
         self.extra_config = extra_config
+        self.bind, self.netns, self.host = bind, netns, host
         super().__init__()
 
     @staticmethod
@@ -54,7 +60,7 @@ class MosquittoHarness(ServiceProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         lines = [
-            f"listener {self.port} 127.0.0.1",
+            f"listener {self.port} {self.bind}",
             "allow_anonymous true",
             # Stay the user who started it: a test broker reads certificates from the test's
             # private temporary directory (as root, mosquitto would switch to "mosquitto").
@@ -73,8 +79,9 @@ class MosquittoHarness(ServiceProcess):
         if missing:
             raise EdgedError(f"mosquitto harness: {missing}")
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self._proc = spawn(
-            [exe, "-c", str(self._config())],
+            [*prefix, exe, "-c", str(self._config())],
             stdout=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
@@ -84,7 +91,7 @@ class MosquittoHarness(ServiceProcess):
                 log = (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
                 raise EdgedError(f"mosquitto exited at start:\n{log}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return
             except OSError:
                 if time.monotonic() > end:

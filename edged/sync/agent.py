@@ -107,6 +107,7 @@ class SyncAgent:
         self.connected_event = threading.Event()
         self._last_progress = time.monotonic()
         self._lock = threading.Lock()  # guards the counters read by status()
+        self._changed = threading.Condition(self._lock)  # connected or acked_seq moved
         self._state = self._open_state()
 
     # -- durable state ---------------------------------------------------------------
@@ -142,6 +143,7 @@ class SyncAgent:
             self._state.executemany(sql, rows)
         with self._lock:
             self.acked_seq, self.acked_hash = seq, h
+            self._changed.notify_all()
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -182,11 +184,20 @@ class SyncAgent:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                "connected": self._connected,
-                "acked_seq": self.acked_seq,
-                "published_seq": self.published_seq,
-            }
+            return self._status_locked()
+
+    def _status_locked(self) -> dict[str, Any]:
+        return {
+            "connected": self._connected,
+            "acked_seq": self.acked_seq,
+            "published_seq": self.published_seq,
+        }
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> bool:
+        """Wait until ``pred(status())`` holds; checked when the connection comes or goes
+        and when a receipt moves acked_seq."""
+        with self._changed:
+            return self._changed.wait_for(lambda: pred(self._status_locked()), timeout)
 
     # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -224,6 +235,7 @@ class SyncAgent:
     def _set_connected(self, up: bool) -> None:
         with self._lock:
             self._connected = up
+            self._changed.notify_all()
         if up:
             self.connected_event.set()
         else:
@@ -248,7 +260,7 @@ class SyncAgent:
     def _session(self) -> None:
         c = self._client = self._new_client()
         try:
-            c.connect(self.cfg.host, self.cfg.port, keepalive=30)
+            c.connect(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive_seconds))
         except (OSError, ValueError) as e:
             log.warning(
                 "broker_unreachable", broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e)
@@ -261,7 +273,10 @@ class SyncAgent:
                 sock = c.socket()
                 if sock is None:
                     return
-                timeout = max(0.0, min(next_beat - time.monotonic(), 5.0))
+                # Wake in time for paho's keepalive check (loop_misc), which is what finds
+                # a half-open connection.
+                cap = min(5.0, self.cfg.keepalive_seconds / 2)
+                timeout = max(0.0, min(next_beat - time.monotonic(), cap))
                 r, w, _ = select.select(
                     [sock, self._wake_r], [sock] if c.want_write() else [], [], timeout
                 )
