@@ -135,6 +135,13 @@ def format_ts(wall_ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{wall_ms % 1000:03d}Z"
 
 
+def parse_ts(ts: str) -> int:
+    """Milliseconds since the epoch of a record's ``ts`` (the inverse of format_ts)."""
+    whole, _, frac = ts.rstrip("Z").partition(".")
+    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1000 + int((frac or "0")[:3].ljust(3, "0"))
+
+
 def read_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
     """The kernel's id for this boot; records of one boot share it."""
     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from edged import __version__
 from edged.acl import AccessList, load_active
-from edged.clock import Clock, SystemClock, format_ts
+from edged.clock import Clock, SystemClock, format_ts, parse_ts
 from edged.config import Config
 from edged.core import Core, Indicate, Record, SetLock
 from edged.core.actions import Action
@@ -89,6 +89,8 @@ class Daemon:
         # While the journal cannot record: since when, why, how many records were lost.
         self.journal_fault: dict[str, Any] | None = None
         self._journal_retry_at = 0.0
+        self._wall_floor = 0  # ms; see now()
+        self._clock_seen: tuple[int, bool] | None = None  # (wall - mono offset, synced)
         self.sync: Any = None
         self.metrics: Any = None
         # The control socket always answers state queries (edged status); the hardware
@@ -185,7 +187,44 @@ class Daemon:
         return f"{inside} inside, journal head {head}{alarm}"
 
     def now(self) -> Now:
-        return Now(self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced())
+        """The moment for decisions. While the clock is not synchronised it may be far
+        behind (a Pi without RTC starts in 1970, or at fake-hwclock's last save), so it
+        is never taken as earlier than the newest time a synchronised clock showed
+        (``_wall_floor``): valid_from dates then still hold, and records keep the raw
+        clock with clock_synced = false."""
+        mono, wall, synced = self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
+        if synced:
+            self._wall_floor = max(self._wall_floor, wall)
+        elif wall < self._wall_floor:
+            wall = self._wall_floor
+        return Now(mono, wall, synced)
+
+    def _clock_changes(self) -> list[Action]:
+        """A record when the wall clock steps (NTP, an administrator, a battery) or its
+        synchronisation comes or goes: the ts of the records around it read with it."""
+        mono, wall, synced = self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
+        offset = wall - mono // 1_000_000
+        last = self._clock_seen
+        self._clock_seen = (offset, synced)
+        if last is None:
+            return []
+        stepped = offset - last[0]
+        if abs(stepped) < 2000 and synced == last[1]:
+            return []  # drift and slewing stay below this
+        return [Record("clock.changed", {"stepped_ms": stepped, "synced": synced})]
+
+    def _init_wall_floor(self) -> None:
+        """The newest ts recorded under a synchronised clock (the last few thousand
+        records are enough: a device that was ever synchronised records often)."""
+        assert self.journal is not None
+        head = self.journal.head()[0]
+        row = self.journal.conn.execute(
+            "SELECT ts FROM records WHERE seq > ? AND json_extract(body, '$.clock_synced')"
+            " ORDER BY seq DESC LIMIT 1",
+            (head - 5000,),
+        ).fetchone()
+        if row:
+            self._wall_floor = parse_ts(row[0])
 
     # -- access list -----------------------------------------------------------------
     def _load_acl(self) -> AccessList | None:
@@ -321,6 +360,7 @@ class Daemon:
                     None,
                 )
             self._restore_occupancy()
+            self._init_wall_floor()
             self._write_pid()
             if self.cfg.sync is not None:
                 from edged.clock import read_boot_id
@@ -400,8 +440,8 @@ class Daemon:
                     item.error = e
                 item.done.set()
                 continue
+            actions: list[Action] = self._clock_changes()  # before what is decided with it
             now = self.now()
-            actions: list[Action] = []
             try:
                 if item is not None:
                     actions += self.core.handle(item, now)
