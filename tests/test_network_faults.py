@@ -13,18 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
-from edged.collector import Collector
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.events import ExitButton
-from edged.keys import PUBLIC_KEY_FILE, init_role_key
 from tests.conftest import enrol, require_pcscd
+from tests.test_sync import Running, Site
 
 ROOT = Path(__file__).parent.parent
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
@@ -104,34 +99,16 @@ def test_half_open_links_and_a_broker_restart_lose_nothing(net, broker, tmp_path
     require_pcscd()
     state = tmp_path / "state"
     enrol(state)
-    central = tmp_path / "central"
-    key = init_role_key(central, "collector")
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    config = tmp_path / "edged.toml"
-    config.write_text(
-        (ROOT / "config" / "edged.toml").read_text()
-        + f'\n[sync]\nbroker = "{net.broker_addr("device")}:{PORT}"\n'
-        f'collector_pubkey = "{central}/collector_ed25519.pub"\n'
-        "heartbeat_seconds = 1\nkeepalive_seconds = 2\n"
+    site = Site(
+        tmp_path,
+        PORT,
+        state=state,
+        host=net.broker_addr("device"),
+        extra="keepalive_seconds = 2\n",
     )
-    col = Collector(net.broker_addr("central"), PORT, tmp_path / "central.db", trust, key)
-    col.start()
-    d = Daemon(load_config(config, state_dir=state), simulate=True, control_socket=False)
-    t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
-    t.start()
-    while not (d.running.wait(0.1) or d.stopped.is_set()):
-        pass
-    assert d.running.is_set()
-
-    def presses(n: int) -> None:
-        for _ in range(n):
-            d.queue.put(ExitButton(door="main"))
-        d.call(lambda: None)  # all handled
-
-    def head() -> int:
-        return d.call(lambda: d.journal.head()[0])
+    col = site.collector(host=net.broker_addr("central"))
+    run = Running(site.cfg())
+    d, presses, head = run.d, run.presses, run.head
 
     def collected() -> int:
         return len(col.seqs(SITE, DEVICE))
@@ -157,6 +134,5 @@ def test_half_open_links_and_a_broker_restart_lose_nothing(net, broker, tmp_path
         assert sync.wait_for(lambda s: s["acked_seq"] == h, timeout=30)
         assert col.alarms() == []
     finally:
-        d.request_stop()
-        t.join(30)
+        run.stop()
         col.close()

@@ -25,21 +25,18 @@ import queue
 import shutil
 import struct
 import subprocess
-import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from edged.collector import Collector
-from edged.config import load_config
-from edged.daemon import Daemon
 from edged.events import CardPresented, ExitButton, KeypadKey
 from edged.journal import verify_journal
-from edged.keys import PUBLIC_KEY_FILE, init_role_key, load_keys
+from edged.keys import load_keys
 from edged.privacy import CardFingerprinter
 from edged.sync import topics
 from tests.conftest import enrol, require_pcscd
+from tests.test_sync import Running, Site
 
 ROOT = Path(__file__).parent.parent
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
@@ -156,26 +153,11 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(fault, disk, tmp_pa
     require_pcscd()
     state = disk.mnt / "state"
     enrol(state)
-    central = tmp_path / "central"
-    collector_key = init_role_key(central, "collector")
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    config = tmp_path / "edged.toml"
-    config.write_text(
-        (ROOT / "config" / "edged.toml").read_text()
-        + f'\n[sync]\nbroker = "127.0.0.1:{mosquitto.port}"\n'
-        f'collector_pubkey = "{central}/collector_ed25519.pub"\nheartbeat_seconds = 1\n'
-    )
-    col = Collector("127.0.0.1", mosquitto.port, tmp_path / "central.db", trust, collector_key)
-    col.start()
+    site = Site(tmp_path, mosquitto.port, state=state)
+    col = site.collector()
     beats = Heartbeats(mosquitto.port)
-    d = Daemon(load_config(config, state_dir=state), simulate=True, control_socket=False)
-    t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
-    t.start()
-    while not (d.running.wait(0.1) or d.stopped.is_set()):
-        pass
-    assert d.running.is_set()
+    run = Running(site.cfg())
+    d = run.d
     card = CardFingerprinter(load_keys(state).fingerprint_secret).fingerprint(
         bytes.fromhex("012E4CD9A1B2C3D4")
     )
@@ -238,11 +220,10 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(fault, disk, tmp_pa
         head = d.call(lambda: d.journal.head()[0])
         assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == list(range(1, head + 1)))
     finally:
-        d.request_stop()
-        t.join(30)
+        run.stop()
         beats.close()
         col.close()
-    assert not t.is_alive()
+    assert not run.t.is_alive()
     keys = load_keys(state)
     res = verify_journal(state / "journal.db", {keys.key_id: keys.public_key})
     assert res.ok, res.summary()

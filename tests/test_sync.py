@@ -31,12 +31,25 @@ ACL_EXAMPLE = ROOT / "config" / "acl-example.toml"
 
 
 class Site:
-    """A device state dir, admin and collector keys, a trust dir, a config with [sync]."""
+    """A device state dir, admin and collector keys, a trust dir, a config with [sync].
 
-    def __init__(self, tmp: Path, port: int) -> None:
+    ``state``: where the device keeps its state (default ``tmp/state``); ``host``: the
+    broker address the device is given; ``extra``: more lines for its [sync] table.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        port: int,
+        *,
+        state: Path | None = None,
+        host: str = "127.0.0.1",
+        extra: str = "",
+    ) -> None:
         self.tmp = tmp
-        self.state = tmp / "state"
-        init_keys(self.state)
+        self.state = state or tmp / "state"
+        if not (self.state / "device_ed25519.key").exists():
+            init_keys(self.state)
         central = tmp / "central"
         self.collector_key = init_role_key(central, "collector")
         self.admin_key = init_role_key(central, "admin")
@@ -44,9 +57,9 @@ class Site:
         self.trust.mkdir()
         shutil.copy(self.state / PUBLIC_KEY_FILE, self.trust / "door-3f-1.pub")
         text = EXAMPLE.read_text() + (
-            f'\n[sync]\nbroker = "127.0.0.1:{port}"\n'
+            f'\n[sync]\nbroker = "{host}:{port}"\n'
             f'collector_pubkey = "{central}/collector_ed25519.pub"\n'
-            f'admin_pubkey = "{central}/admin_ed25519.pub"\nheartbeat_seconds = 1\n'
+            f'admin_pubkey = "{central}/admin_ed25519.pub"\nheartbeat_seconds = 1\n{extra}'
         )
         self.config = tmp / "edged.toml"
         self.config.write_text(text)
@@ -55,9 +68,9 @@ class Site:
     def cfg(self):
         return load_config(self.config, state_dir=self.state)
 
-    def collector(self) -> Collector:
+    def collector(self, host: str = "127.0.0.1") -> Collector:
         c = Collector(
-            "127.0.0.1",
+            host,
             self.port,
             self.tmp / "central.db",
             self.trust,
