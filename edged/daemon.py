@@ -182,8 +182,17 @@ class Daemon:
         """One line for `systemctl status`: who is inside, alarms, journal head."""
         occ = self.core.snapshot()["occupancy"]
         inside = sum(len(v) for v in occ.values())
-        head = self.journal.head()[0] if self.journal else 0
         alarm = " ALARM" if self.core.alarm_active() else ""
+        f = self.journal_fault
+        if f is not None:  # the watchdog ping must go on: the loop is alive
+            return (
+                f"{inside} inside, JOURNAL DOWN since {f['since']}"
+                f" ({f['unrecorded']} records refused){alarm}"
+            )
+        try:
+            head = self.journal.head()[0] if self.journal else 0
+        except EdgedError:
+            head = "?"
         return f"{inside} inside, journal head {head}{alarm}"
 
     def now(self) -> Now:

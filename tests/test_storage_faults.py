@@ -23,6 +23,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -146,11 +147,20 @@ class Heartbeats:
 
 
 @pytest.mark.parametrize("fault", ["full", "eio", "read-only"])
-def test_storage_fault_denies_alarms_everywhere_and_recovers(fault, disk, tmp_path, mosquitto):
+def test_storage_fault_denies_alarms_everywhere_and_recovers(
+    fault, disk, tmp_path, mosquitto, monkeypatch
+):
     """R9, R10, R14, R15: the entry that cannot be recorded is refused, the exit opens, the
-    alarm reaches the LED, the buzzer, the collector and the heartbeat; after the repair
-    the gap is recorded with its count and the same card is let in, with no seq gap."""
+    alarm reaches the LED, the buzzer, the collector, the heartbeat and systemd's status
+    line (with the watchdog still fed); after the repair the gap is recorded with its
+    count and the same card is let in, with no seq gap."""
     require_pcscd()
+    # systemd's side of Type=notify with WatchdogSec: a datagram socket of our own.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(20)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping every 0.1 s
     state = disk.mnt / "state"
     enrol(state)
     site = Site(tmp_path, mosquitto.port, state=state)
@@ -193,6 +203,10 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(fault, disk, tmp_pa
         assert st["journal"]["ok"] is False
         assert st["journal"]["fault"]["unrecorded"] >= 1
         # The channels that do not need the journal.
+        while True:  # the watchdog is still fed, and the status line says why
+            msg = notify.recv(4096).decode()
+            if "WATCHDOG=1" in msg and "JOURNAL DOWN" in msg:
+                break
         beat = beats.until(lambda b: not b["journal_ok"])
         assert beat["unrecorded"] >= 1 and beat["journal_error"]
         assert col.wait_for(lambda: any(a[0] == "journal_unavailable" for a in col.alarms()))
@@ -223,6 +237,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(fault, disk, tmp_pa
         run.stop()
         beats.close()
         col.close()
+        notify.close()
     assert not run.t.is_alive()
     keys = load_keys(state)
     res = verify_journal(state / "journal.db", {keys.key_id: keys.public_key})
