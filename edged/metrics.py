@@ -36,10 +36,17 @@ def parse_listen(text: str) -> tuple[str, int]:
 def render(snap: dict[str, Any]) -> str:
     """Prometheus exposition text for a daemon snapshot."""
     core = snap.get("core", {})
+    journal = snap.get("journal", {})
     lines = [
         "# HELP edged_journal_head_seq Last committed record.",
         "# TYPE edged_journal_head_seq gauge",
-        f"edged_journal_head_seq {snap.get('journal', {}).get('head_seq', 0)}",
+        f"edged_journal_head_seq {journal.get('head_seq', 0)}",
+        "# HELP edged_journal_ok 0 while the journal cannot record (entries are refused).",
+        "# TYPE edged_journal_ok gauge",
+        f"edged_journal_ok {int(bool(journal.get('ok', True)))}",
+        "# HELP edged_journal_unrecorded Records refused since the journal failed.",
+        "# TYPE edged_journal_unrecorded gauge",
+        f"edged_journal_unrecorded {journal.get('fault', {}).get('unrecorded', 0)}",
         "# HELP edged_alarm_active 1 while any alarm condition holds.",
         "# TYPE edged_alarm_active gauge",
         f"edged_alarm_active {int(bool(core.get('alarm')))}",

@@ -107,6 +107,7 @@ def test_metrics_on_loopback_only(tmp_path):
         text = body.decode()
         assert 'edged_occupancy{area="handling"} 0' in text
         assert 'edged_door_unlocked{door="main"} 0' in text and "edged_journal_head_seq" in text
+        assert "edged_journal_ok 1" in text
     finally:
         d.request_stop()
         t.join(30)
@@ -114,3 +115,12 @@ def test_metrics_on_loopback_only(tmp_path):
     bad.write_text(EXAMPLE.read_text() + '\n[metrics]\nlisten = "0.0.0.0:9108"\n')
     with pytest.raises(ConfigError, match="not a loopback"):
         load_config(bad)
+
+
+def test_metrics_show_a_journal_that_cannot_record():
+    """R10: a storage fault shows in the metrics too (scraped without the journal)."""
+    from edged.metrics import render
+
+    text = render({"journal": {"ok": False, "error": "disk I/O error", "fault": {"unrecorded": 3}}})
+    assert "edged_journal_ok 0" in text and "edged_journal_unrecorded 3" in text
+    assert "edged_journal_head_seq 0" in text
