@@ -190,3 +190,68 @@ def test_random_keypad_sequences_after_random_cards(tmp_path, mosquitto):
         assert replayed["occupancy"] == live
     finally:
         run.stop()
+
+
+def test_collector_topics_take_any_garbage(tmp_path, mosquitto):
+    """R9, R13, Invariant 5: the collector's own inbound topics (event, checkpoint, status,
+    heartbeat, the device alarm) through Mosquitto, with random bytes, random JSON and
+    byte-flipped copies of genuine records: nothing false is stored, bad events are
+    alarms, and the genuine records that follow are stored in order."""
+    from edged.clock import SystemClock
+    from edged.journal import Journal
+
+    site = Site(tmp_path, mosquitto.port)
+    with Journal(site.state / "journal.db", load_keys(site.state), SystemClock()) as j:
+        j.append_many(("door.exit_request", {"door": "main", "n": i}) for i in range(3))
+        wires = [r.wire() for r in j.records(1, 3)]
+    col = site.collector()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", site.port)
+    pub.loop_start()
+    leaves = [
+        "event/door.granted",
+        "checkpoint",
+        "status",
+        "heartbeat",
+        "alarm/journal.unavailable",
+    ]
+    base = topics.base(SITE, DEVICE)
+    counts = {"sent": 0}
+
+    def send(leaf: str, payload: bytes) -> None:
+        pub.publish(f"{base}/{leaf}", payload, qos=1).wait_for_publish(10)
+
+    try:
+        assert col.subscribed.wait(15)
+        send("event/door.exit_request", wires[0])
+        assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == [1])
+
+        @EXAMPLES
+        @given(
+            leaf=st.sampled_from(leaves),
+            payload=st.one_of(
+                st.binary(min_size=1, max_size=600),
+                json_values.map(lambda v: json.dumps(v).encode()),
+                st.tuples(st.integers(0, len(wires[1]) - 1), st.integers(1, 255)).map(
+                    lambda t: (
+                        wires[1][: t[0]] + bytes([wires[1][t[0]] ^ t[1]]) + wires[1][t[0] + 1 :]
+                    )
+                ),
+            ),
+        )
+        def one(leaf: str, payload: bytes) -> None:
+            send(leaf, payload)
+            counts["sent"] += 1
+
+        one()
+        # The genuine records still go in, in order, after all of it.
+        send("event/door.exit_request", wires[1])
+        send("event/door.exit_request", wires[2])
+        assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == [1, 2, 3], timeout=30)
+        kinds = {a[0] for a in col.alarms()}
+        assert kinds <= {"bad_record", "bad_checkpoint", "rewrite"}, kinds
+        assert "bad_record" in kinds and counts["sent"] >= 100
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        col.close()
