@@ -141,7 +141,6 @@ class Collector:
             self._db.execute("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone()
             is not None
         )
-        self._tails: set[int] = set()  # batch indices whose own signature proved their run
         # Each device's (last_seq, last_hash), kept here and written to `devices` with each
         # commit: two statements less per record.
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
@@ -303,16 +302,17 @@ class Collector:
         for site, device, _p in items:
             self._lagging.pop((site, device), None)  # its records are coming
         checked = [check_record(p, *self._trusted(device)) for _s, device, p in items]
-        signed = self._authenticate_runs(items, checked)
+        proven, tails = self._authenticate_runs(items, checked)
         for i, ((site, device, payload), rec) in enumerate(zip(items, checked, strict=True)):
             self._record_locked(
-                site, device, payload, rec, authentic=i in signed, checked=i in self._tails
+                site, device, payload, rec, authentic=i in proven, checked=i in tails
             )
 
     def _authenticate_runs(
         self, items: list[tuple[str, str, bytes]], checked: list[dict[str, Any] | str]
-    ) -> set[int]:
-        """Which records of a burst are proven signed, with one signature per device.
+    ) -> tuple[set[int], set[int]]:
+        """Which records of a burst are proven signed, with one signature per device; and
+        which of them had that signature checked (each run's last).
 
         The records that extend a device's stored chain form a run, each one's ``prev``
         the hash of the one before. The run's last record is signed, and its hash commits
@@ -325,7 +325,6 @@ class Collector:
         with self._lock:
             heads = {key: self._head_locked(key) for key in {(s, d) for s, d, _p in items}}
         runs: dict[tuple[str, str], list[int]] = {}
-        self._tails.clear()
         for i, ((site, device, _p), rec) in enumerate(zip(items, checked, strict=True)):
             if isinstance(rec, str):
                 continue
@@ -334,14 +333,15 @@ class Collector:
                 runs.setdefault((site, device), []).append(i)
                 heads[(site, device)] = (rec["seq"], rec["hash"])
         proven: set[int] = set()
+        tails: set[int] = set()
         for (_site, device), run in runs.items():
             key = self._trusted(device)[0]
             tail = checked[run[-1]]
             assert key is not None and not isinstance(tail, str)  # checked above
             if signature_problem(tail, key) is None:
                 proven.update(run)
-                self._tails.add(run[-1])
-        return proven
+                tails.add(run[-1])
+        return proven, tails
 
     def audit_signatures(self, limit: int = 64) -> None:
         """Check the own signature of a few records stored on their run's proof.
