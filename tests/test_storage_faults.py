@@ -37,6 +37,7 @@ from edged.keys import load_keys
 from edged.privacy import CardFingerprinter
 from edged.sync import topics
 from tests.conftest import enrol, require_pcscd
+from tests.test_schemas import validators
 from tests.test_sync import Running, Site
 
 ROOT = Path(__file__).parent.parent
@@ -124,22 +125,39 @@ def disk(tmp_path):
     d.close()
 
 
-class Heartbeats:
-    """Every heartbeat of the device, as it arrives."""
+WATCHED = {"heartbeat": "heartbeat", "alarm/journal.unavailable": "device-alarm"}  # -> schema
+
+
+class Watch:
+    """The device's heartbeats and its out-of-band alarms, as they arrive, each checked
+    against its JSON Schema in docs/schemas."""
 
     def __init__(self, port: int) -> None:
-        self.q: queue.Queue[dict] = queue.Queue()
+        self.schemas = validators()
+        self.seen: dict[str, list[dict]] = {leaf: [] for leaf in WATCHED}
+        self.q: queue.Queue[tuple[str, dict]] = queue.Queue()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.c.on_message = lambda _c, _u, m: self.q.put(json.loads(m.payload))
+        self.c.on_message = lambda _c, _u, m: self.q.put(
+            (topics.parse(m.topic)[2], json.loads(m.payload))
+        )
         self.c.connect("127.0.0.1", port)
-        self.c.subscribe(topics.leaf(SITE, DEVICE, "heartbeat"), qos=0)
+        self.c.subscribe([(topics.leaf(SITE, DEVICE, leaf), 1) for leaf in WATCHED])
         self.c.loop_start()
 
-    def until(self, pred) -> dict:
+    def until(self, leaf: str, pred) -> dict:
+        """The next message on ``leaf`` that satisfies ``pred`` (those on ``leaf`` before it
+        are passed over), waiting for it if need be; every message read is checked
+        against its schema."""
+        mine = self.seen[leaf]
         while True:
-            beat = self.q.get(timeout=20)
-            if pred(beat):
-                return beat
+            while mine:
+                doc = mine.pop(0)
+                if pred(doc):
+                    return doc
+            got, doc = self.q.get(timeout=20)
+            errors = list(self.schemas[WATCHED[got]].iter_errors(doc))
+            assert not errors, f"{got}: {errors[0].message}"
+            self.seen[got].append(doc)
 
     def close(self) -> None:
         self.c.loop_stop()
@@ -165,7 +183,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
     enrol(state)
     site = Site(tmp_path, mosquitto.port, state=state)
     col = site.collector()
-    beats = Heartbeats(mosquitto.port)
+    beats = Watch(mosquitto.port)
     run = Running(site.cfg())
     d = run.d
     card = CardFingerprinter(load_keys(state).fingerprint_secret).fingerprint(
@@ -185,7 +203,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
     ]
     try:
         assert d.sync.connected_event.wait(10)
-        beats.until(lambda b: b["journal_ok"])
+        beats.until("heartbeat", lambda b: b["journal_ok"])
         filler = None
         if fault == "full":
             filler = disk.fill()
@@ -207,7 +225,9 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
             msg = notify.recv(4096).decode()
             if "WATCHDOG=1" in msg and "JOURNAL DOWN" in msg:
                 break
-        beat = beats.until(lambda b: not b["journal_ok"])
+        beat = beats.until("heartbeat", lambda b: not b["journal_ok"])
+        alarm = beats.until("alarm/journal.unavailable", lambda a: True)
+        assert alarm["unrecorded"] >= 1 and alarm["site"] == SITE
         assert beat["unrecorded"] >= 1 and beat["journal_error"]
         assert col.wait_for(lambda: any(a[0] == "journal_unavailable" for a in col.alarms()))
         step(ExitButton(door="main"))
@@ -230,7 +250,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
         assert gpio.relay_levels("main")[before:] == [True]
         assert d.call(d.snapshot)["core"]["occupancy"]["handling"] == ["S1001"]
         assert d.call(d.snapshot)["journal"]["ok"] is True
-        beats.until(lambda b: b["journal_ok"])
+        beats.until("heartbeat", lambda b: b["journal_ok"])
         head = d.call(lambda: d.journal.head()[0])
         assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == list(range(1, head + 1)))
     finally:
