@@ -107,6 +107,17 @@ class Running:
         self.t.join(30)
 
 
+def two_checkpoints(run: Running):
+    """Once connected: two presses and a checkpoint, twice; both are published."""
+    assert run.d.sync.connected_event.wait(10)
+    run.presses(2)
+    old = run.d.call(lambda: run.d.journal.checkpoint())
+    run.presses(2)
+    new = run.d.call(lambda: run.d.journal.checkpoint())
+    run.d.sync.notify()
+    return old, new
+
+
 @pytest.fixture
 def site(tmp_path, mosquitto):
     require_pcscd()
@@ -303,12 +314,7 @@ def test_collector_flags_a_rolled_back_checkpoint(site, mosquitto):
     col = site.collector()
     run = Running(site.cfg())
     try:
-        assert run.d.sync.connected_event.wait(10)
-        run.presses(2)
-        old = run.d.call(lambda: run.d.journal.checkpoint())
-        run.presses(2)
-        new = run.d.call(lambda: run.d.journal.checkpoint())
-        run.d.sync.notify()
+        old, new = two_checkpoints(run)
         head = run.head()
         assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
         assert new.seq > old.seq
@@ -336,12 +342,7 @@ def test_a_resend_does_not_look_like_a_rollback(site, mosquitto):
     col = site.collector()
     run = Running(site.cfg())
     try:
-        assert run.d.sync.connected_event.wait(10)
-        run.presses(2)
-        old = run.d.call(lambda: run.d.journal.checkpoint())
-        run.presses(2)
-        new = run.d.call(lambda: run.d.journal.checkpoint())
-        run.d.sync.notify()
+        old, new = two_checkpoints(run)
         assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= new.seq, 30)
         while seen.get(timeout=15) != (f"{base}/checkpoint", new.seq):
             pass  # the first time through
