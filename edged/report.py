@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.clock import format_ts, parse_ts
 from edged.journal.store import connect
 from edged.journal.verify import VerifyResult
 
@@ -55,6 +56,8 @@ LABELS = {
         "missed": "未確認(警報)",
         "generated": "作成日時",
         "signature": "確認印",
+        "legend": "≈: 時刻同期前の記録。同じ起動中の単調時計から算出した時刻。"
+        " ?: 時刻未同期の記録。装置の時計のままの時刻。",
     },
     "en": {
         "title": "Entry/exit ledger",
@@ -89,6 +92,9 @@ LABELS = {
         "missed": "MISSED (alarm)",
         "generated": "Generated",
         "signature": "Reviewed by",
+        "legend": "≈: recorded before the clock was synchronised; the time is placed by"
+        " the monotonic clock of the same boot. ?: clock not synchronised; the device's"
+        " time as it was.",
     },
 }
 
@@ -160,6 +166,39 @@ def _local(ts: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).astimezone(tz)
 
 
+# Marks after a time that did not come from a synchronised clock (legend in the report).
+RECONSTRUCTED, UNSYNCED = " ≈", " ?"
+
+
+def _anchors(conn: Any) -> dict[str, tuple[int, int]]:
+    """Per boot, the first record made under a synchronised clock: (mono_ns, wall ms).
+
+    A record of the same boot made before synchronisation (a Pi without RTC, before NTP)
+    is placed from it by the monotonic clock, which does not jump:
+    wall = anchor_wall - (anchor_mono - mono).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    rows = conn.execute(
+        "SELECT json_extract(body, '$.boot_id'), json_extract(body, '$.mono_ns'), ts"
+        " FROM records WHERE json_extract(body, '$.clock_synced') ORDER BY seq"
+    )
+    for boot, mono, ts in rows:
+        if boot not in out and isinstance(mono, int):
+            out[boot] = (mono, parse_ts(ts))
+    return out
+
+
+def _when(r: dict[str, Any], anchors: dict[str, tuple[int, int]]) -> tuple[str, str]:
+    """The record's time as ts, and the mark to show after it."""
+    if r.get("clock_synced", True):
+        return r["ts"], ""
+    anchor = anchors.get(r.get("boot_id", ""))
+    mono = r.get("mono_ns")
+    if anchor is None or not isinstance(mono, int) or mono > anchor[0]:
+        return r["ts"], UNSYNCED  # nothing to place it by: the raw clock, marked
+    return format_ts(anchor[1] - (anchor[0] - mono) // 1_000_000), RECONSTRUCTED
+
+
 def build_ledger(
     db: Path, start: dt.date, end: dt.date, tz_name: str, verify: VerifyResult | None
 ) -> Ledger:
@@ -169,10 +208,12 @@ def build_ledger(
     open_visits: dict[tuple[str, str], Visit] = {}
     conn = connect(db, readonly=True)
     try:
+        anchors = _anchors(conn)
         for (body,) in conn.execute("SELECT body FROM records ORDER BY seq"):
             r = json.loads(body)
-            t = _local(r["ts"], tz)
-            when = t.strftime("%Y-%m-%d %H:%M:%S")
+            ts, mark = _when(r, anchors)
+            t = _local(ts, tz)
+            when = t.strftime("%Y-%m-%d %H:%M:%S") + mark
             in_period = start <= t.date() <= end
             rtype = r["type"]
             if rtype == "door.granted" and r.get("person"):
@@ -357,6 +398,9 @@ def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str =
         for d in led.denied
     ]
     alarms = [[a["time"], code(a["type"]), a["detail"]] for a in led.alarms]
+    times = [r[0] for r in (*visits, *checks, *denied, *alarms)] + [r[1] for r in visits]
+    marked = any(t.endswith((RECONSTRUCTED, UNSYNCED)) for t in times)
+    legend = f'<p class="none">{e(L["legend"])}</p>' if marked else ""
     v = led.verify
     verdict = (
         f'<span class="ok">{e(L["ok"])}</span>'
@@ -404,6 +448,7 @@ th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
 {table([L["time"], L["area"], L["person"], L["id"], L["reason"]], denied)}
 <h2>{e(L["alarms"])}</h2>
 {table([L["time"], L["type"], L["detail"]], alarms)}
+{legend}
 <h2>{e(L["verify"])}</h2>
 <p>{verdict}</p><p class="hash">{vline}</p>
 <div class="sign">{e(L["signature"])}</div>

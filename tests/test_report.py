@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import sqlite3
 import subprocess
@@ -229,3 +230,36 @@ def test_printed_ledger_in_headless_chromium(day, tmp_path):
         head[0][:32],
     ):
         assert shown in text.replace("\n", " "), shown
+
+
+def test_times_recorded_before_ntp_are_placed_by_the_monotonic_clock(state_dir):
+    """R1, R9: a Pi without RTC records an entry in "1970" before NTP; the ledger places
+    it by the monotonic clock from the boot's first synchronised record (marked ≈), and a
+    boot that never synchronised keeps its raw time, marked ?."""
+    from edged.keys import load_keys
+    from edged.report import build_ledger, to_html
+
+    keys = load_keys(state_dir)
+    clock = FakeClock(wall=42_000, mono=10_000_000_000, is_synced=False)
+    visit = {"door": "main", "area": "handling", "direction": "entry", "person": "S1"}
+    with Journal(state_dir / "journal.db", keys, clock, boot_id="boot-1") as j:
+        j.append("door.granted", **visit, name="山田 太郎", reason="ok")
+        clock.mono += 90 * 1_000_000_000  # 90 s later NTP sets the clock to T0 (09:00 JST)
+        clock.wall, clock.is_synced = T0, True
+        j.append("clock.changed", stepped_ms=T0 - 42_000 - 90_000, synced=True)
+        j.append("door.exit", **{**visit, "direction": "exit"}, reason="ok")
+    clock.is_synced, clock.wall = False, 7_000  # the next boot never synchronises
+    with Journal(state_dir / "journal.db", keys, clock, boot_id="boot-2") as j:
+        j.append("door.denied", **visit, name="山田 太郎", reason="expired")
+
+    day = build_ledger(
+        state_dir / "journal.db", dt.date(2026, 11, 24), dt.date(2026, 11, 24), "Asia/Tokyo", None
+    )
+    [v] = day.visits
+    assert (v.entry, v.exit) == ("2026-11-24 08:58:30 ≈", "2026-11-24 09:00:00")
+    assert "時刻同期前の記録" in to_html(day)
+    old = build_ledger(
+        state_dir / "journal.db", dt.date(1970, 1, 1), dt.date(1970, 1, 1), "Asia/Tokyo", None
+    )
+    assert [d["time"] for d in old.denied] == ["1970-01-01 09:00:07 ?"]
+    assert old.visits == []  # the entry is on the day it really happened
