@@ -19,12 +19,13 @@ import tempfile
 import threading
 import time
 import tomllib
+from functools import partial
 from pathlib import Path
 
 from benchmarks.journal import pct
 from edged.acl import AccessList, Person, save_active
 from edged.config import parse_config
-from edged.daemon import Daemon
+from edged.daemon import Daemon, Processed
 from edged.events import CardPresented, DoorContact
 from edged.journal.store import connect
 from edged.keys import init_keys, load_keys
@@ -47,6 +48,11 @@ exit_reader = "exit"
 relay_pin = 17
 contact_pin = 27
 """
+
+
+def reached(p: Processed, n: int) -> bool:
+    """The daemon has handled its n-th event."""
+    return p.n >= n
 
 
 def main() -> int:
@@ -97,7 +103,12 @@ def main() -> int:
     while not (d.running.wait(0.1) or d.stopped.is_set()):
         pass
     energised: queue.Queue[int] = queue.Queue()
-    d.rig.gpio.watch_relay("main", lambda level: level and energised.put(time.perf_counter_ns()))
+
+    def on_relay(level: bool) -> None:
+        if level:
+            energised.put(time.perf_counter_ns())
+
+    d.rig.gpio.watch_relay("main", on_relay)
     lat = []
     try:
         for i in range(a.taps):
@@ -116,7 +127,7 @@ def main() -> int:
                 DoorContact(door="main", closed=True),
             ):
                 d.queue.put(ev)
-            while d.wait_processed(lambda p, b=before: p.n >= b + 5, after=before) is None:
+            while d.wait_processed(partial(reached, n=before + 5), after=before) is None:
                 pass
             while not energised.empty():
                 energised.get()

@@ -114,7 +114,8 @@ def gpio(edges: int) -> tuple[list[float], list[float]]:
     doors = GpioDoors(cfg.doors, GpioConfig(debounce_ms=0), pin_factory=f)
     q: queue.Queue = queue.Queue()
     doors.start(q.put)
-    raw, ours = [], []
+    raw: list[float] = []
+    ours: list[float] = []
     for i in range(edges):
         for pin, sink, out in ((f.pin(4), got, raw), (f.pin(27), q, ours)):
             t0 = time.monotonic_ns()

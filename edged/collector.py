@@ -169,8 +169,8 @@ class Collector:
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *_a: self.subscribed.set()
         self.subscribed = threading.Event()  # set once the broker has taken the subscriptions
+        self._client.on_subscribe = lambda *_a: self.subscribed.set()
 
     # -- trust -----------------------------------------------------------------------
     def _trusted(self, device: str) -> tuple[Ed25519PublicKey | None, str]:

@@ -63,6 +63,11 @@ class _Section:
             raise self.error(key, f"GPIO pin must be 0..27 (BCM numbering), got {v}")
         return v
 
+    def required_pin(self, key: str) -> int:
+        v = self.pin(key)
+        assert v is not None  # no default: pin() raised if it was missing
+        return v
+
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
         v = self.get(key, str, default)
         if v not in choices:
@@ -367,17 +372,17 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             raise d.error("area", f"no area {area!r} is defined under [areas]")
         entry = _name(d, "entry_reader")
         exit_r = _name(d, "exit_reader", None)
-        for k, r in (("entry_reader", entry), ("exit_reader", exit_r)):
-            if r is not None and r not in readers:
-                raise d.error(k, f"no reader {r!r} is defined under [readers]")
+        for key, rname in (("entry_reader", entry), ("exit_reader", exit_r)):
+            if rname is not None and rname not in readers:
+                raise d.error(key, f"no reader {rname!r} is defined under [readers]")
         doors[name] = DoorConfig(
             name=name,
             area=area,
             entry_reader=entry,
             exit_reader=exit_r,
-            relay_pin=d.pin("relay_pin"),
+            relay_pin=d.required_pin("relay_pin"),
             relay_active_high=d.get("relay_active_high", bool, True),
-            contact_pin=d.pin("contact_pin"),
+            contact_pin=d.required_pin("contact_pin"),
             contact_closed_when=d.choice(
                 "contact_closed_when", ("switch_closed", "switch_open"), "switch_closed"
             ),
@@ -396,7 +401,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         cabinets[name] = CabinetConfig(
             name=name,
             area=area,
-            pin=c.pin("pin"),
+            pin=c.required_pin("pin"),
             locked_when=c.choice("locked_when", ("switch_closed", "switch_open"), "switch_closed"),
         )
         c.done()
@@ -456,11 +461,11 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     # One pin, one job: a shared pin would make a reed switch read as a door contact.
     owners: dict[int, str] = {}
     claims: list[tuple[int | None, str]] = [(gpio.tamper_pin, "gpio.tamper_pin")]
-    for d in doors.values():
+    for door in doors.values():
         claims += [
-            (d.relay_pin, f"doors.{d.name}.relay_pin"),
-            (d.contact_pin, f"doors.{d.name}.contact_pin"),
-            (d.exit_button_pin, f"doors.{d.name}.exit_button_pin"),
+            (door.relay_pin, f"doors.{door.name}.relay_pin"),
+            (door.contact_pin, f"doors.{door.name}.contact_pin"),
+            (door.exit_button_pin, f"doors.{door.name}.exit_button_pin"),
         ]
     claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
     for kp in keypads.values():

@@ -189,6 +189,7 @@ class Daemon:
                 f"{inside} inside, JOURNAL DOWN since {f['since']}"
                 f" ({f['unrecorded']} records refused){alarm}"
             )
+        head: int | str
         try:
             head = self.journal.head()[0] if self.journal else 0
         except EdgedError:
@@ -427,11 +428,11 @@ class Daemon:
         assert self.journal is not None
         while True:
             deadline = self.core.next_deadline()
-            now = self.clock.mono_ns()
+            mono = self.clock.mono_ns()
             # Wake for the core's next deadline, at least every 5 s for the journal's
             # checkpoint period, and in time for the systemd watchdog.
             cap = min(5.0, self._watchdog or 5.0)
-            timeout = cap if deadline is None else max(0.0, min(cap, (deadline - now) / 1e9))
+            timeout = cap if deadline is None else max(0.0, min(cap, (deadline - mono) / 1e9))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
             except queue.Empty:

@@ -230,9 +230,9 @@ def build_ledger(
                 if in_period:
                     led.visits.append(v)
             elif rtype == "door.exit" and r.get("person"):
-                v = open_visits.pop((r["person"], r.get("area", "")), None)
-                if v is not None:
-                    v.exit = when
+                left = open_visits.pop((r["person"], r.get("area", "")), None)
+                if left is not None:
+                    left.exit = when
             elif rtype == "occupancy.reset":
                 for key in [k for k in open_visits if k[1] == r.get("area")]:
                     open_visits.pop(key).exit = f"{when} (reset)"
@@ -334,7 +334,7 @@ def to_csv(led: Ledger) -> str:
         )
     for a in led.alarms:
         w.writerow(["alarm", a["time"], "", "", "", "", "", "", "", a["type"], a["detail"]])
-    v = led.verify
+    res = led.verify
     w.writerow(
         [
             "verify",
@@ -346,8 +346,8 @@ def to_csv(led: Ledger) -> str:
             "",
             "",
             "",
-            "ok" if v and v.ok else "FAILED",
-            v.summary() if v else "not verified",
+            "ok" if res and res.ok else "FAILED",
+            res.summary() if res else "not verified",
         ]
     )
     return out.getvalue()

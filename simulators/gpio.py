@@ -125,8 +125,9 @@ class SimGpio:
         # The world at power-on: doors shut, cabinets locked, lid on, buttons up.
         for name in config.doors:
             self.set_door(name, closed=True)
-            if config.doors[name].exit_button_pin is not None:
-                self._pin(config.doors[name].exit_button_pin).drive_high()
+            button = config.doors[name].exit_button_pin
+            if button is not None:
+                self._pin(button).drive_high()
         for name in config.cabinets:
             self.set_cabinet(name, locked=True)
         if g.tamper_pin is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from edged.simulators.process import ServiceProcess, spawn
@@ -30,10 +30,10 @@ PCSCD = "pcscd"
 FIRST_PORT = 35963
 
 
-def reader_ports(names: object) -> dict[str, int]:
+def reader_ports(names: Iterable[str]) -> dict[str, int]:
     """vpcd ports for logical reader names: two apart (vpcd also opens port+1), in name
     order, so a daemon's rig and a test's own pcscd agree on them."""
-    return {n: FIRST_PORT + 2 * i for i, n in enumerate(sorted(names))}  # type: ignore[arg-type]
+    return {n: FIRST_PORT + 2 * i for i, n in enumerate(sorted(names))}
 
 
 def pcsc_reader_name(logical: str) -> str:

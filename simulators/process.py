@@ -29,7 +29,11 @@ _launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="service-launch
 
 def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """``subprocess.Popen`` from the launcher thread, dying with this process."""
-    return _launcher.submit(subprocess.Popen, args, preexec_fn=die_with_parent, **kwargs).result()
+
+    def start() -> subprocess.Popen[Any]:
+        return subprocess.Popen(args, preexec_fn=die_with_parent, **kwargs)
+
+    return _launcher.submit(start).result()
 
 
 class ServiceProcess:

@@ -56,8 +56,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> None:
     db = sqlite_utils.Database(conn)
-    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db["records"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    records = db.table("records")
+    records.create(
         {
             "seq": int,
             "type": str,
@@ -74,7 +75,7 @@ def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> No
     )
     # One index (type: checkpoints, ledger queries). No ts index: reports scan by seq,
     # and every index is another page fsynced with each door decision.
-    db["records"].create_index(["type"], if_not_exists=True)
+    records.create_index(["type"], if_not_exists=True)
     for sql in _TRIGGERS:
         conn.execute(sql)
     conn.executemany(

@@ -277,9 +277,8 @@ class SyncAgent:
                 # a half-open connection.
                 cap = min(5.0, self.cfg.keepalive_seconds / 2)
                 timeout = max(0.0, min(next_beat - time.monotonic(), cap))
-                r, w, _ = select.select(
-                    [sock, self._wake_r], [sock] if c.want_write() else [], [], timeout
-                )
+                readable: list[Any] = [sock, self._wake_r]
+                r, w, _ = select.select(readable, [sock] if c.want_write() else [], [], timeout)
                 if self._wake_r in r:
                     os.read(self._wake_r, 4096)
                 if sock in r and c.loop_read() != mqtt.MQTT_ERR_SUCCESS:
@@ -362,9 +361,9 @@ class SyncAgent:
         kind = msg.topic.rsplit("/", 1)[-1]
         try:
             if kind == "receipt":
-                self._receipt(msg.payload)
+                self._receipt(bytes(msg.payload))
             elif kind == "cmd":
-                self._command(msg.payload)
+                self._command(bytes(msg.payload))
             elif kind == "acl" and msg.payload:
                 self._on_inbound("acl", bytes(msg.payload))
         except Rejected as e:
