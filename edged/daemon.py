@@ -196,23 +196,26 @@ class Daemon:
             head = "?"
         return f"{inside} inside, journal head {head}{alarm}"
 
-    def now(self) -> Now:
+    def _read_clock(self) -> tuple[int, int, bool]:
+        return self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
+
+    def now(self, reading: tuple[int, int, bool] | None = None) -> Now:
         """The moment for decisions. While the clock is not synchronised it may be far
         behind (a Pi without RTC starts in 1970, or at fake-hwclock's last save), so it
         is never taken as earlier than the newest time a synchronised clock showed
         (``_wall_floor``): valid_from dates then still hold, and records keep the raw
-        clock with clock_synced = false."""
-        mono, wall, synced = self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
+        clock with clock_synced = false. ``reading``: one taken already this step."""
+        mono, wall, synced = reading or self._read_clock()
         if synced:
             self._wall_floor = max(self._wall_floor, wall)
         elif wall < self._wall_floor:
             wall = self._wall_floor
         return Now(mono, wall, synced)
 
-    def _clock_changes(self) -> list[Action]:
+    def _clock_changes(self, reading: tuple[int, int, bool]) -> list[Action]:
         """A record when the wall clock steps (NTP, an administrator, a battery) or its
         synchronisation comes or goes: the ts of the records around it read with it."""
-        mono, wall, synced = self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
+        mono, wall, synced = reading
         offset = wall - mono // 1_000_000
         last = self._clock_seen
         self._clock_seen = (offset, synced)
@@ -450,8 +453,9 @@ class Daemon:
                     item.error = e
                 item.done.set()
                 continue
-            actions: list[Action] = self._clock_changes()  # before what is decided with it
-            now = self.now()
+            reading = self._read_clock()
+            actions: list[Action] = self._clock_changes(reading)  # before what it decides
+            now = self.now(reading)
             try:
                 if item is not None:
                     actions += self.core.handle(item, now)
