@@ -160,8 +160,11 @@ class Drain:
             boot_id="bench",
             on_inbound=lambda *_: None,
         )
-        cpu0 = {"device": device_cpu(), "broker": cpu_seconds(a.mq_pid), "collector": 0.0}
-        cpu0["collector"] = cpu_seconds(col.pid)
+        cpu0 = {
+            "device": device_cpu(),
+            "broker": cpu_seconds(a.mq_pid),
+            "collector": cpu_seconds(col.pid),
+        }
         t0 = time.perf_counter()
         agent.start()
         tick = threading.Event()
