@@ -209,9 +209,11 @@ def main() -> int:
     template, central, trust = base / "template", base / "central", base / "trust"
     init_keys(template)
     init_role_key(central, "collector")
-    trust.mkdir()
-    shutil.copy(template / "device_ed25519.pub", trust / "bench-1.pub")
-    with Journal(template / "journal.db", load_keys(template), SystemClock()) as j:
+    (trust / "bench").mkdir(parents=True)
+    shutil.copy(template / "device_ed25519.pub", trust / "bench" / "bench-1.pub")
+    with Journal(
+        template / "journal.db", load_keys(template), SystemClock(), site="bench", device="bench-1"
+    ) as j:
         batch = [
             (
                 "door.granted",

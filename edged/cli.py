@@ -79,7 +79,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), ensure_ascii=False, sort_keys=True))
     else:
         print(result.summary())
-    return 0 if result.ok else 1
+    if not result.ok:
+        return 1
+    return 3 if result.discontinuities else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

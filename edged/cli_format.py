@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-_QUIET = {"seq", "type", "ts", "mono_ns", "boot_id", "clock_synced", "prev", "key_id"}
+_QUIET = {
+    "seq",
+    "type",
+    "ts",
+    "mono_us",
+    "mono_ns",
+    "boot_id",
+    "site",
+    "device",
+    "clock_synced",
+    "prev",
+    "key_id",
+}
 
 
 def format_records(records: list[dict[str, object]]) -> list[str]:

@@ -9,13 +9,22 @@ device consider records safe. Retained checkpoints are compared with what it hol
 older checkpoint than one seen before is a rollback, a checkpoint or record that does not
 match the stored chain is a rewrite; both are alarms.
 
-Trust directory: one ``DEVICE.pub`` (PEM, the device's ``device_ed25519.pub``) per device.
+Trust directory: ``SITE/DEVICE.pub`` (PEM, the device's ``device_ed25519.pub``) per device.
+Each key is pinned to exactly one (site, device): a key found under two names is trusted
+under neither, and every record names its site and device inside what it signs, so a
+record republished under another site or device is refused with an alarm.
+
+A device whose journal went back to an older copy is not frozen out: its signed
+``alarm.journal_rollback`` record continues the chain past the seqs it lost, genuine
+records that diverge from the stored chain are kept apart as a fork, and the collector
+tells the device (signed ``central_head``) what it holds (docs/rollback.md).
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -29,13 +38,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edged.canonical import dumps_checked
 from edged.clock import format_ts
 from edged.errors import EdgedError
-from edged.journal.record import GENESIS, digest
+from edged.journal.record import GENESIS, ROLLBACK, digest
 from edged.keys import key_id_of, load_public_key
 from edged.log import get_logger
 from edged.sync import topics
+from edged.sync.backoff import jitter_paho
 from edged.sync.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
+
+WRONG_ORIGIN = "record of another site or device"
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS devices (site TEXT, device TEXT, last_seq INTEGER NOT NULL,
@@ -49,15 +61,35 @@ SCHEMA = (
        WHERE sig_checked = 0""",
     """CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, ts TEXT, site TEXT,
        device TEXT, type TEXT, detail TEXT)""",
+    # Genuine records of a device that do not lie on its stored chain (its journal went
+    # back and grew again): kept, verified, apart.
+    """CREATE TABLE IF NOT EXISTS forks (site TEXT, device TEXT, seq INTEGER, hash TEXT,
+       prev TEXT NOT NULL, type TEXT, ts TEXT, body TEXT NOT NULL,
+       PRIMARY KEY (site, device, seq, hash))""",
+    # Where a device's chain skips seqs: its journal went back from known_seq to found_seq
+    # and continued at seq; central_seq is what this store held then.
+    """CREATE TABLE IF NOT EXISTS discontinuities (site TEXT, device TEXT, seq INTEGER,
+       found_seq INTEGER NOT NULL, known_seq INTEGER NOT NULL, central_seq INTEGER NOT NULL,
+       source TEXT, ts TEXT, PRIMARY KEY (site, device, seq))""",
 )
+
+# The same alarm for the same device at most once a minute; the rest are counted and
+# the count is written with the next one (nothing from the network writes unbounded rows).
+ALARM_INTERVAL = 60.0
+# Resend requests after a (re)connect go out at this many per receipt tick.
+RESENDS_PER_TICK = 50
 
 
 def check_record(
-    payload: bytes, key: Ed25519PublicKey | None, key_id: str = ""
+    payload: bytes,
+    key: Ed25519PublicKey | None,
+    key_id: str = "",
+    origin: tuple[str, str] | None = None,
 ) -> dict[str, Any] | str:
     """Everything about a wire record but its signature: it parses, is canonical, its hash
-    matches, it names the device's key (``key_id``, computed from ``key`` if not given).
-    The record, or why it is refused."""
+    matches, it names the device's key (``key_id``, computed from ``key`` if not given)
+    and, given ``origin``, the (site, device) it arrived under. The record, or why it is
+    refused."""
     try:
         rec = json.loads(payload)
         h, sig = rec.pop("hash"), rec.pop("sig")
@@ -73,6 +105,11 @@ def check_record(
         return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
     if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):
         return "malformed record"
+    if origin is not None and (rec.get("site"), rec.get("device")) != origin:
+        return (
+            f"{WRONG_ORIGIN}: signed for {str(rec.get('site'))[:32]}/"
+            f"{str(rec.get('device'))[:32]}, arrived as {origin[0]}/{origin[1]}"
+        )
     if not isinstance(sig, str):
         return "bad signature"
     rec["hash"], rec["sig"] = h, sig
@@ -91,10 +128,12 @@ def signature_problem(rec: dict[str, Any], key: Ed25519PublicKey) -> str | None:
     return None
 
 
-def verify_record(payload: bytes, key: Ed25519PublicKey | None) -> dict[str, Any] | str:
+def verify_record(
+    payload: bytes, key: Ed25519PublicKey | None, origin: tuple[str, str] | None = None
+) -> dict[str, Any] | str:
     """A wire record checked in full against the device's public key: the record, or why
     it is refused."""
-    rec = check_record(payload, key)
+    rec = check_record(payload, key, origin=origin)
     if isinstance(rec, str):
         return rec
     assert key is not None  # check_record refuses records of unknown devices
@@ -146,7 +185,15 @@ class Collector:
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._keys: dict[str, tuple[Ed25519PublicKey, str]] = {}  # device -> key, key id
+        # (site, device) -> key, key id; rebuilt from the trust directory (_load_trust)
+        self._keys: dict[tuple[str, str], tuple[Ed25519PublicKey, str]] = {}
+        self._trust_loaded = float("-inf")
+        # Alarm rate limit: (site, device, type) -> (last written, suppressed since)
+        self._alarm_seen: dict[tuple[str, str, str], tuple[float, int]] = {}
+        # Devices told what this store holds for them (central_head), and when.
+        self._told_head: dict[tuple[str, str], float] = {}
+        self._went_back_alarmed: dict[tuple[str, str], int] = {}
+        self._resend_queue: list[tuple[str, str, int]] = []
         self._receipted: dict[tuple[str, str], int] = {}
         self._gap_asked: dict[tuple[str, str], tuple[int, float]] = {}
         # Devices whose status says they hold records we lack, and since when.
@@ -166,26 +213,53 @@ class Collector:
             self._client.tls_set(
                 ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key")
             )
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        jitter_paho(self._client, 1.0, 30.0)
+        self._client.on_disconnect = lambda c, *_a: jitter_paho(c, 1.0, 30.0)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self.subscribed = threading.Event()  # set once the broker has taken the subscriptions
         self._client.on_subscribe = lambda *_a: self.subscribed.set()
 
     # -- trust -----------------------------------------------------------------------
-    def _trusted(self, device: str) -> tuple[Ed25519PublicKey | None, str]:
-        """The device's public key and key id from the trust directory, or (None, "")."""
-        if device not in self._keys:
-            path = self.trust_dir / f"{device}.pub"
-            if not path.exists():
-                return None, ""
+    def _load_trust(self) -> None:
+        """Read ``TRUST_DIR/SITE/DEVICE.pub``. A key listed under two names is trusted under
+        neither: a key is one device at one site, so its records cannot pass as another's."""
+        found: dict[tuple[str, str], tuple[Ed25519PublicKey, str]] = {}
+        for path in sorted(self.trust_dir.glob("*.pub")):
+            log.error(
+                "trust_key_ignored",
+                path=str(path),
+                reason="keys are pinned to a site: move it to SITE/DEVICE.pub",
+            )
+        for path in sorted(self.trust_dir.glob("*/*.pub")):
             try:
                 key = load_public_key(path)
             except EdgedError as e:
-                log.error("trust_key_invalid", device=device, error=str(e))
-                return None, ""
-            self._keys[device] = (key, key_id_of(key))
-        return self._keys[device]
+                log.error("trust_key_invalid", path=str(path), error=str(e))
+                continue
+            found[(path.parent.name, path.stem)] = (key, key_id_of(key))
+        names: dict[str, list[tuple[str, str]]] = {}
+        for name, (_k, kid) in found.items():
+            names.setdefault(kid, []).append(name)
+        for kid, where in names.items():
+            if len(where) > 1:
+                log.error(
+                    "trust_key_reused",
+                    key_id=kid,
+                    names=[f"{s}/{d}" for s, d in where],
+                    action="trusted under none of them",
+                )
+                for name in where:
+                    del found[name]
+        self._keys = found
+        self._trust_loaded = time.monotonic()
+
+    def _trusted(self, site: str, device: str) -> tuple[Ed25519PublicKey | None, str]:
+        """The device's public key and key id from the trust directory, or (None, "").
+        An unknown name reads the directory again, at most every 5 seconds."""
+        if (site, device) not in self._keys and time.monotonic() - self._trust_loaded > 5.0:
+            self._load_trust()
+        return self._keys.get((site, device), (None, ""))
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -226,12 +300,14 @@ class Collector:
             ]
         )
         log.info("collector_connected", broker=f"{self.host}:{self.port}")
-        # After a restart, tell every known device where we are: it resends the rest.
+        # After a restart, tell every known device where we are: it resends the rest. A
+        # thousand requests at once would make a thousand devices resend at once: they go
+        # out in random order, RESENDS_PER_TICK at each receipt tick.
         with self._lock:
             self._flush_locked()
             devices = self._db.execute("SELECT site, device, last_seq FROM devices").fetchall()
-        for site, device, last in devices:
-            self._ask_resend(site, device, last + 1, force=True)
+            random.shuffle(devices)
+            self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         parsed = topics.parse(msg.topic)
@@ -246,18 +322,37 @@ class Collector:
                 self._checkpoint(site, device, bytes(msg.payload))
                 with self.changed:
                     self.changed.notify_all()
-            elif rest in ("status", "heartbeat") and msg.payload:
-                self._behind(site, device, bytes(msg.payload))
+            elif rest in ("status", "heartbeat") and msg.payload and not msg.retain:
+                # A retained status is as old as the device's last heartbeat: it says
+                # nothing about where its journal is now.
+                self._head_report(site, device, bytes(msg.payload))
             elif rest == "alarm/journal.unavailable" and msg.payload:
                 self._journal_unavailable(site, device, bytes(msg.payload))
         except Exception as e:  # one bad message never stops the collector
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
     # -- records ---------------------------------------------------------------------
-    def _verify(self, device: str, payload: bytes) -> dict[str, Any] | str:
-        return verify_record(payload, self._trusted(device)[0])
+    def _verify(self, site: str, device: str, payload: bytes) -> dict[str, Any] | str:
+        return verify_record(payload, self._trusted(site, device)[0], (site, device))
 
     def _alarm(self, site: str, device: str, atype: str, detail: str) -> None:
+        """Store and announce an alarm, at most once a minute per (device, type): the
+        rest are counted into the next one. Names no device knows share one counter, so
+        garbage under random topics cannot write unbounded rows."""
+        if self._trusted(site, device)[0] is None:
+            site, device = "?", "?"
+        key = (site, device, atype)
+        now = time.monotonic()
+        last, suppressed = self._alarm_seen.get(key, (float("-inf"), 0))
+        if now - last < ALARM_INTERVAL:
+            self._alarm_seen[key] = (last, suppressed + 1)
+            return
+        self._alarm_seen[key] = (now, 0)
+        if suppressed:
+            detail = f"{detail} (and {suppressed} more like it before this)"
+        self._write_alarm(site, device, atype, detail)
+
+    def _write_alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
         self._db.execute(
             "INSERT INTO alarms (ts, site, device, type, detail) VALUES (?,?,?,?,?)",
@@ -268,6 +363,16 @@ class Collector:
             json.dumps({"type": atype, "detail": detail}),
             qos=1,
         )
+
+    def _flush_suppressed_locked(self) -> None:
+        """Counts of alarms held back, written once their minute is over."""
+        now = time.monotonic()
+        for key, (last, suppressed) in list(self._alarm_seen.items()):
+            if now - last >= ALARM_INTERVAL:
+                del self._alarm_seen[key]
+                if suppressed:
+                    site, device, atype = key
+                    self._write_alarm(site, device, atype, f"{suppressed} more in the last minute")
 
     def _ingest(self) -> None:
         """Take records as they arrive, check a burst, store in order; audit signatures
@@ -301,7 +406,10 @@ class Collector:
         """Check and store a burst of (site, device, wire record) in arrival order."""
         for site, device, _p in items:
             self._lagging.pop((site, device), None)  # its records are coming
-        checked = [check_record(p, *self._trusted(device)) for _s, device, p in items]
+        checked = [
+            check_record(p, *self._trusted(site, device), origin=(site, device))
+            for site, device, p in items
+        ]
         proven, tails = self._authenticate_runs(items, checked)
         for i, ((site, device, payload), rec) in enumerate(zip(items, checked, strict=True)):
             self._record_locked(
@@ -334,8 +442,8 @@ class Collector:
                 heads[(site, device)] = (rec["seq"], rec["hash"])
         proven: set[int] = set()
         tails: set[int] = set()
-        for (_site, device), run in runs.items():
-            key = self._trusted(device)[0]
+        for (site, device), run in runs.items():
+            key = self._trusted(site, device)[0]
             tail = checked[run[-1]]
             assert key is not None and not isinstance(tail, str)  # checked above
             if signature_problem(tail, key) is None:
@@ -362,7 +470,7 @@ class Collector:
             for site, device, seq, body in rows:
                 # Parsed, hashed and matched to the device's key when it was stored: only
                 # the signature is left to check.
-                key = self._trusted(device)[0]
+                key = self._trusted(site, device)[0]
                 why = signature_problem(json.loads(body), key) if key else "unknown device"
                 bad = why is not None
                 if bad:
@@ -383,11 +491,6 @@ class Collector:
                 "SELECT count(*) FROM records WHERE sig_checked = 0"
             ).fetchone()[0]
 
-    def _record(self, site: str, device: str, payload: bytes) -> None:
-        """Check and store one record now (tests, tools)."""
-        key, key_id = self._trusted(device)
-        self._record_locked(site, device, payload, check_record(payload, key, key_id))
-
     def _record_locked(
         self,
         site: str,
@@ -398,12 +501,14 @@ class Collector:
         authentic: bool = False,
         checked: bool = False,
     ) -> None:
-        """Store ``rec`` if it extends the device's chain. ``authentic``: it is proven
-        signed (by its run); ``checked``: its own signature was verified too. A record that
-        is neither is verified here before any use."""
+        """Store ``rec`` if it extends the device's chain, or keep it apart if it is a
+        genuine record off the chain. ``authentic``: it is proven signed (by its run);
+        ``checked``: its own signature was verified too. A record that is neither is
+        verified here before any use."""
         with self._lock:
             if isinstance(rec, str):
-                self._alarm(site, device, "bad_record", rec)
+                kind = "wrong_origin" if rec.startswith(WRONG_ORIGIN) else "bad_record"
+                self._alarm(site, device, kind, rec)
                 return
 
             def forged() -> bool:
@@ -411,26 +516,32 @@ class Collector:
                 if authentic or checked:
                     return False
                 checked = True
-                key = self._trusted(device)[0]
+                key = self._trusted(site, device)[0]
                 why = signature_problem(rec, key) if key is not None else "unknown device"
                 if why is not None:
                     self._alarm(site, device, "bad_record", why)
                 return why is not None
 
-            last, last_hash = self._head_locked((site, device))
+            dev = (site, device)
+            last, last_hash = self._head_locked(dev)
             seq = rec["seq"]
+            if rec.get("type") == ROLLBACK:
+                self._rollback_record_locked(dev, payload, rec, forged, checked)
+                return
             if seq <= last:
-                stored = self._db.execute(
-                    "SELECT hash FROM records WHERE site=? AND device=? AND seq=?",
-                    (site, device, seq),
-                ).fetchone()
+                stored = self._stored_hash(dev, seq)
                 # The same hash is the same record: a duplicate, whatever its signature.
-                if stored and stored[0] != rec["hash"] and not forged():
-                    self._alarm(
-                        site, device, "rewrite", f"seq {seq} differs from the stored record"
-                    )
-                return  # a duplicate: already stored, once
+                if stored == rec["hash"] or forged():
+                    return
+                if self._holds(dev, seq - 1, rec["prev"]):
+                    self._keep_fork_locked(dev, payload, rec)
+                    return
+                self._alarm(site, device, "rewrite", f"seq {seq} differs from the stored record")
+                return
             if forged():
+                return
+            if self._in_fork(dev, seq - 1, rec["prev"]):
+                self._keep_fork_locked(dev, payload, rec)
                 return
             if seq > last + 1:
                 log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
@@ -439,47 +550,193 @@ class Collector:
             if rec["prev"] != last_hash:
                 self._alarm(site, device, "rewrite", f"seq {seq} does not extend the chain")
                 return
-            body = payload.decode("utf-8")  # verified above; kept exactly as the device sent it
-            # Group commit: a burst is stored in one transaction; receipts are sent only
-            # after _flush() has committed what they cover.
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
-                (site, device, seq, rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
-            )
-            self._audit_due |= not checked
-            self._heads[(site, device)] = (seq, rec["hash"])
-            self._dirty.add((site, device))
-            self._uncommitted += 1
-            if self._uncommitted >= 1000:
-                self._flush_locked()
-            self.stored += 1
-            self._gap_asked.pop((site, device), None)
-            due = seq - self._receipted.get((site, device), 0) >= self._receipt_every
-        if due:
-            self._send_receipt(site, device)
+            self._store_locked(dev, payload, rec, checked)
+        if due := self._receipt_due(dev):
+            self._send_receipt(*due)
 
-    def _behind(self, site: str, device: str, payload: bytes) -> None:
-        """A device's status or heartbeat says it has records we lack (records published
-        before we subscribed, or lost with a broker): ask for them if none has arrived a
-        second later. (During a drain the status always says "more", and a resend would
-        only repeat what is on its way.)"""
+    def _receipt_due(self, dev: tuple[str, str]) -> tuple[str, str] | None:
+        with self._lock:
+            seq = self._heads.get(dev, (0, ""))[0]
+            return dev if seq - self._receipted.get(dev, 0) >= self._receipt_every else None
+
+    def _store_locked(
+        self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
+    ) -> None:
+        """Append ``rec`` to the device's stored chain (verified by the caller)."""
+        body = payload.decode("utf-8")  # verified: kept exactly as the device sent it
+        # Group commit: a burst is stored in one transaction; receipts are sent only
+        # after _flush() has committed what they cover.
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
+            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
+        )
+        self._audit_due |= not checked
+        self._heads[dev] = (rec["seq"], rec["hash"])
+        self._dirty.add(dev)
+        self._uncommitted += 1
+        if self._uncommitted >= 1000:
+            self._flush_locked()
+        self.stored += 1
+        self._gap_asked.pop(dev, None)
+        self._went_back_alarmed.pop(dev, None)
+
+    # -- a journal that went back ----------------------------------------------------
+    def _stored_hash(self, dev: tuple[str, str], seq: int) -> str | None:
+        row = self._db.execute(
+            "SELECT hash FROM records WHERE site=? AND device=? AND seq=?", (*dev, seq)
+        ).fetchone()
+        return row[0] if row else None
+
+    def _in_fork(self, dev: tuple[str, str], seq: int, h: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM forks WHERE site=? AND device=? AND seq=? AND hash=?", (*dev, seq, h)
+            ).fetchone()
+            is not None
+        )
+
+    def _holds(self, dev: tuple[str, str], seq: int, h: str) -> bool:
+        """Is (seq, hash) a record this store holds, on the chain or in a fork?"""
+        if seq == 0:
+            return h == GENESIS
+        return self._stored_hash(dev, seq) == h or self._in_fork(dev, seq, h)
+
+    def _keep_fork_locked(self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any]) -> None:
+        """A genuine record that is not on the stored chain: the device's journal went
+        back and grew again. Nothing it signed is dropped: kept apart, one alarm where the
+        fork leaves the chain, and the device is told what this store holds."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?,?,?,?)",
+            (
+                *dev,
+                rec["seq"],
+                rec["hash"],
+                rec["prev"],
+                rec.get("type"),
+                rec.get("ts"),
+                payload.decode("utf-8"),
+            ),
+        )
+        if cur.rowcount and not self._in_fork(dev, rec["seq"] - 1, rec["prev"]):
+            self._alarm(
+                *dev,
+                "rewrite",
+                f"seq {rec['seq']} differs from the stored record: the device's journal"
+                f" forks from the stored chain after seq {rec['seq'] - 1}; kept apart",
+            )
+        self._tell_head_locked(dev)
+
+    def _rollback_record_locked(
+        self,
+        dev: tuple[str, str],
+        payload: bytes,
+        rec: dict[str, Any],
+        forged: Any,
+        checked: bool,
+    ) -> None:
+        """The device says, signed, that its journal went back from ``known_seq`` to
+        ``found_seq``, and continues its chain from there at a seq past both. Accepted
+        onto the stored chain when it links to a record this store holds; the seqs in
+        between stay as they are (kept here if synced) and the discontinuity is a row."""
+        last, _h = self._head_locked(dev)
+        seq, found, known = rec["seq"], rec.get("found_seq"), rec.get("known_seq")
+        if self._stored_hash(dev, seq) == rec["hash"] or forged():
+            return  # a duplicate, or already alarmed as forged
+        if (
+            type(found) is not int
+            or type(known) is not int
+            or rec.get("found_hash") != rec["prev"]
+            or seq != max(found, known) + 1
+        ):
+            self._alarm(*dev, "bad_record", f"seq {seq}: malformed rollback record")
+            return
+        if not self._holds(dev, found, rec["prev"]):
+            if found > last:
+                self._ask_resend(*dev, last + 1)  # we lack what it continues from
+            else:
+                self._alarm(*dev, "rewrite", f"seq {seq}: rollback record links to nothing held")
+            return
+        if seq <= last:
+            # It could not know how far this store is: keep it apart; told our head, the
+            # device records again past it.
+            self._keep_fork_locked(dev, payload, rec)
+            return
+        self._store_locked(dev, payload, rec, checked)
+        self._db.execute(
+            "INSERT OR IGNORE INTO discontinuities VALUES (?,?,?,?,?,?,?,?)",
+            (*dev, seq, found, known, last, str(rec.get("source")), rec.get("ts")),
+        )
+        lost = f"; seqs {last + 1}..{seq - 1} never reached this store" if seq > last + 1 else ""
+        self._alarm(
+            *dev,
+            "rollback",
+            f"the device's journal went back from seq {known} to seq {found}; seqs"
+            f" {found + 1}..{min(last, seq - 1)} are kept here only{lost}; the chain goes on"
+            f" at seq {seq}",
+        )
+
+    def _tell_head_locked(self, dev: tuple[str, str]) -> None:
+        """Send the device, signed, the head this store holds for it (at most every 2 s):
+        a device whose journal lacks it records the rollback and continues past it."""
+        now = time.monotonic()
+        if now - self._told_head.get(dev, float("-inf")) < 2.0:
+            return
+        self._told_head[dev] = now
+        seq, h = self._head_locked(dev)
+        cmd = sign_doc(
+            {
+                "cmd": "central_head",
+                "seq": seq,
+                "hash": h,
+                "site": dev[0],
+                "device": dev[1],
+                "ts": format_ts(int(time.time() * 1000)),
+            },
+            self._key,
+        )
+        self._client.publish(topics.leaf(*dev, "cmd"), json.dumps(cmd), qos=1)
+
+    def _head_report(self, site: str, device: str, payload: bytes) -> None:
+        """A device's live status or heartbeat says where its journal's head is.
+
+        Ahead of us: it holds records we lack (published before we subscribed, or lost
+        with a broker): ask for them if none has arrived a second later (during a drain
+        the status always says "more", and a resend would only repeat what is on its
+        way). Behind us: its journal went back; an alarm now, and the device is told
+        what we hold."""
         try:
-            head = json.loads(payload).get("head_seq")
+            doc = json.loads(payload)
+            head, known = doc.get("head_seq"), doc.get("head_known", True)
         except (ValueError, AttributeError):
             return
-        if type(head) is not int or self._trusted(device)[0] is None:
+        if type(head) is not int or known is not True or self._trusted(site, device)[0] is None:
             return
+        dev = (site, device)
         with self._lock:
-            if head > self._head_locked((site, device))[0]:
-                self._lagging.setdefault((site, device), time.monotonic())
+            last = self._head_locked(dev)[0]
+            if head > last:
+                self._lagging.setdefault(dev, time.monotonic())
+            elif head < last:
+                if self._went_back_alarmed.get(dev) != head:
+                    self._went_back_alarmed[dev] = head
+                    self._alarm(
+                        site,
+                        device,
+                        "rollback",
+                        f"the device reports its journal's head at seq {head}, below seq"
+                        f" {last} held here: its journal went back",
+                    )
+                self._tell_head_locked(dev)
 
     def _journal_unavailable(self, site: str, device: str, payload: bytes) -> None:
         """A device says, signed, that its journal cannot record: a central alarm, since
         the device's own alarm record can only follow once its storage works again."""
         try:
-            doc = parse_signed(payload, self._trusted(device)[0], max_bytes=4096)
+            doc = parse_signed(payload, self._trusted(site, device)[0], max_bytes=4096)
         except Rejected as e:
             log.warning("device_alarm_ignored", site=site, device=device, reason=e.reason)
             return
@@ -572,8 +829,15 @@ class Collector:
             with self._lock:
                 if self._stop.is_set():
                     return
+                self._flush_suppressed_locked()
                 self._flush_locked()
                 devices = self._db.execute("SELECT site, device FROM devices").fetchall()
+                ask, self._resend_queue = (
+                    self._resend_queue[:RESENDS_PER_TICK],
+                    self._resend_queue[RESENDS_PER_TICK:],
+                )
+            for site, device, from_seq in ask:
+                self._ask_resend(site, device, from_seq, force=True)
             for site, device in devices:
                 self._send_receipt(site, device)
             now = time.monotonic()
@@ -585,7 +849,7 @@ class Collector:
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, site: str, device: str, payload: bytes) -> None:
         with self._lock:
-            rec = self._verify(device, payload)
+            rec = self._verify(site, device, payload)
             if isinstance(rec, str):
                 self._alarm(site, device, "bad_checkpoint", rec)
                 return
@@ -601,12 +865,14 @@ class Collector:
                     "rollback",
                     f"checkpoint at seq {seq} is older than seq {best} seen before",
                 )
+                self._tell_head_locked((site, device))
                 return
             stored = self._db.execute(
                 "SELECT hash FROM records WHERE site=? AND device=? AND seq=?", (site, device, seq)
             ).fetchone()
             if stored and stored[0] != rec["hash"]:
                 self._alarm(site, device, "rewrite", f"checkpoint at seq {seq} differs")
+                self._tell_head_locked((site, device))
                 return
             self._db.execute(
                 "INSERT INTO devices (site, device, last_seq, last_hash, best_checkpoint)"
@@ -622,6 +888,25 @@ class Collector:
                 r[0]
                 for r in self._db.execute(
                     "SELECT seq FROM records WHERE site=? AND device=? ORDER BY seq", (site, device)
+                )
+            ]
+
+    def discontinuities(self, site: str, device: str) -> list[tuple[int, int, int, int]]:
+        """Where the device's chain skips: (seq, found_seq, known_seq, central_seq)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT seq, found_seq, known_seq, central_seq FROM discontinuities"
+                " WHERE site=? AND device=? ORDER BY seq",
+                (site, device),
+            ).fetchall()
+
+    def forked(self, site: str, device: str) -> list[int]:
+        """The seqs of the device's records kept apart from its chain."""
+        with self._lock:
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT seq FROM forks WHERE site=? AND device=? ORDER BY seq", (site, device)
                 )
             ]
 

@@ -246,6 +246,9 @@ class JournalConfig:
 
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 3600.0
+    # Where the head witness lives: outside the state directory, so that restoring an old
+    # copy of that directory does not also restore the witness (default: STATE_DIR-witness).
+    witness_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,16 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     journal = JournalConfig(
         checkpoint_every=int(j.number("checkpoint_every", 1000, lo=1, hi=10**6)),
         checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
+        witness_dir=Path(j.get("witness_dir", str, str(sd.with_name(sd.name + "-witness")))),
     )
+    wd = journal.witness_dir
+    assert wd is not None
+    if wd.resolve() == sd.resolve() or sd.resolve() in wd.resolve().parents:
+        raise j.error(
+            "witness_dir",
+            "must lie outside the state directory (a restored copy"
+            " of it would restore the witness too)",
+        )
     j.done()
 
     areas: dict[str, AreaConfig] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import queue
 import signal
 import threading
@@ -27,10 +28,13 @@ from edged.config import Config
 from edged.core import Core, Indicate, Record, SetLock
 from edged.core.actions import Action
 from edged.core.machine import Now
+from edged.core.replay import REPLAYED
 from edged.errors import EdgedError
 from edged.events import Event
 from edged.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.journal import Journal
+from edged.journal.record import ENVELOPE_FIELDS, ROLLBACK
+from edged.journal.witness import Head, HeadWitness
 from edged.keys import load_keys
 from edged.log import get_logger
 from edged.notify import sd_notify, watchdog_interval
@@ -109,13 +113,62 @@ class Daemon:
     def _open_journal(self) -> None:
         keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
+        witness_dir = self.cfg.journal.witness_dir
         self.journal = Journal(
             self.state_dir / "journal.db",
             keys,
             self.clock,
             checkpoint_every=self.cfg.journal.checkpoint_every,
             checkpoint_seconds=self.cfg.journal.checkpoint_seconds,
+            site=self.cfg.site,
+            device=self.cfg.device,
+            witness=HeadWitness(witness_dir, keys.key_id) if witness_dir else None,
         )
+
+    def _check_rollback(self) -> None:
+        """Before any door decision: does anything remember a later head than the journal
+        has? Then the file was put back to an older copy (R9, R10): say so, signed, in a
+        record that also carries the seqs past it (docs/rollback.md)."""
+        assert self.journal is not None
+        from edged.sync.agent import receipted_head
+
+        remembered = [h for h in (receipted_head(self.state_dir),) if h is not None]
+        witness = self.journal.witness
+        if witness is not None:
+            seen = witness.read()
+            if seen is None and witness.path.exists():
+                log.error("head_witness_unreadable", path=str(witness.path))
+            if seen is not None:
+                remembered.append(seen)
+        self._record_rollback(self.journal.find_rollback(remembered))
+
+    def _record_rollback(self, known: Head | None) -> None:
+        if known is None or self.journal is None:
+            return
+        found = self.journal.head()
+        try:
+            rec = self.journal.append_rollback(known)
+        except EdgedError as e:
+            log.error("journal_write_failed", error=str(e), lost_types=[ROLLBACK])
+            return
+        log.error(
+            "journal_rolled_back",
+            found_seq=found[0],
+            known_seq=known.seq,
+            source=known.source,
+            seq=rec.seq,
+        )
+        if self.sync is not None:
+            self.sync.notify()
+
+    def _central_head(self, seq: int, h: str) -> None:
+        """The collector holds (seq, hash) of this device: if the journal does not contain
+        it, the journal went back (or forked) behind the daemon's back."""
+        assert self.journal is not None
+        try:
+            self._record_rollback(self.journal.find_rollback([Head(seq, h, "collector")]))
+        except EdgedError as e:
+            log.error("rollback_check_failed", error=str(e))
 
     def _build_devices(self) -> None:
         from edged.drivers.pcsc import PcscCardReader
@@ -272,6 +325,9 @@ class Daemon:
         """From the sync thread: handled on the core thread, like any other event."""
         if kind == "acl":
             self.queue.put(_Call(lambda: self._apply_envelope(payload)))
+        elif kind == "central_head":
+            doc = json.loads(payload)
+            self.queue.put(_Call(lambda: self._central_head(doc["seq"], doc["hash"])))
 
     def _apply_envelope(self, payload: bytes) -> None:
         from edged.acl import save_active
@@ -308,26 +364,11 @@ class Daemon:
         save_active(self.state_dir, acl)  # atomic; the door keeps the old list until now
         self._execute(self.core.set_acl(acl, "mqtt"), None)
 
-    def _restore_occupancy(self) -> None:
-        """Who is inside, replayed from the journal: the records are the truth (R1)."""
+    def _restore_state(self) -> None:
+        """Who is inside, escorts, wrong PINs and lock-outs, replayed from the journal:
+        the records are the truth (R1, R2, R3); a restart forgives nothing."""
         assert self.journal is not None
-        occ: dict[str, dict[str, str]] = {a: {} for a in self.cfg.areas}
-        rows = self.journal.conn.execute(
-            "SELECT body FROM records WHERE type IN ('door.granted', 'door.exit',"
-            " 'occupancy.reset') ORDER BY seq"
-        )
-        import json
-
-        for (body,) in rows:
-            r = json.loads(body)
-            area = occ.setdefault(r.get("area") or "", {})
-            if r["type"] == "door.granted" and r.get("person"):
-                area[r["person"]] = r.get("name", "")
-            elif r["type"] == "door.exit" and r.get("person"):
-                area.pop(r["person"], None)
-            elif r["type"] == "occupancy.reset":
-                area.clear()
-        self.core.restore_occupancy(occ)
+        self.core.restore(self.journal.bodies(REPLAYED), self.now(), self.journal.boot_id)
 
     # -- running ---------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -339,6 +380,7 @@ class Daemon:
         try:
             self._open_journal()
             assert self.journal is not None
+            self._check_rollback()
             self._build_devices()
             cfg_hash = hashlib.sha256(self.cfg.file.read_bytes()).hexdigest()[:16]
             self._execute(
@@ -372,7 +414,7 @@ class Daemon:
                     ],
                     None,
                 )
-            self._restore_occupancy()
+            self._restore_state()
             self._init_wall_floor()
             self._write_pid()
             if self.cfg.sync is not None:
@@ -686,4 +728,4 @@ class Daemon:
         log.info("daemon_stopped")
 
 
-_ENVELOPE = {"seq", "ts", "mono_ns", "boot_id", "clock_synced", "prev", "key_id", "type"}
+_ENVELOPE = ENVELOPE_FIELDS - {"hash", "sig"}

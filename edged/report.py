@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.clock import format_ts, parse_ts
+from edged.core.replay import mono_of
 from edged.journal.store import connect
 from edged.journal.verify import VerifyResult
 
@@ -179,7 +180,8 @@ def _anchors(conn: Any) -> dict[str, tuple[int, int]]:
     """
     out: dict[str, tuple[int, int]] = {}
     rows = conn.execute(
-        "SELECT json_extract(body, '$.boot_id'), json_extract(body, '$.mono_ns'), ts"
+        "SELECT json_extract(body, '$.boot_id'),"
+        " coalesce(json_extract(body, '$.mono_us') * 1000, json_extract(body, '$.mono_ns')), ts"
         " FROM records WHERE json_extract(body, '$.clock_synced') ORDER BY seq"
     )
     for boot, mono, ts in rows:
@@ -193,7 +195,7 @@ def _when(r: dict[str, Any], anchors: dict[str, tuple[int, int]]) -> tuple[str, 
     if r.get("clock_synced", True):
         return r["ts"], ""
     anchor = anchors.get(r.get("boot_id", ""))
-    mono = r.get("mono_ns")
+    mono = mono_of(r)
     if anchor is None or not isinstance(mono, int) or mono > anchor[0]:
         return r["ts"], UNSYNCED  # nothing to place it by: the raw clock, marked
     return format_ts(anchor[1] - (anchor[0] - mono) // 1_000_000), RECONSTRUCTED

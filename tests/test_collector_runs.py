@@ -33,9 +33,11 @@ def wires(tmp_path: Path) -> list[bytes]:
     state = tmp_path / "state"
     init_keys(state)
     trust = tmp_path / "trust"
-    trust.mkdir()
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    with Journal(state / "journal.db", load_keys(state), SystemClock()) as j:
+    (trust / SITE).mkdir(parents=True)
+    shutil.copy(state / PUBLIC_KEY_FILE, trust / SITE / f"{DEVICE}.pub")
+    with Journal(
+        state / "journal.db", load_keys(state), SystemClock(), site=SITE, device=DEVICE
+    ) as j:
         j.append_many(
             ("door.granted", {"door": "main", "person": f"S{i:04}", "reason": "ok"})
             for i in range(40)

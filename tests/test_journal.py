@@ -23,7 +23,7 @@ def trusted(keys: DeviceKeys):
 
 
 def test_records_carry_the_envelope_and_chain(journal, keys, clock):
-    """R9: every record has seq, ts, mono_ns, boot_id, clock_synced, prev, hash, sig, key_id."""
+    """R9: every record has seq, ts, mono_us, boot_id, clock_synced, prev, hash, sig, key_id."""
     r1 = journal.append("door.granted", area="handling", person="P0001")
     clock.advance(1.5)
     clock.is_synced = False
@@ -32,7 +32,7 @@ def test_records_carry_the_envelope_and_chain(journal, keys, clock):
     assert (f1["seq"], f2["seq"]) == (1, 2)
     assert f1["prev"] == GENESIS and f2["prev"] == r1.hash
     assert f1["ts"] == "2026-01-01T00:00:00.000Z" and f2["ts"] == "2026-01-01T00:00:01.500Z"
-    assert f2["mono_ns"] - f1["mono_ns"] == 1_500_000_000
+    assert f2["mono_us"] - f1["mono_us"] == 1_500_000
     assert f1["clock_synced"] is True and f2["clock_synced"] is False
     assert f1["boot_id"] == "test-boot" and f1["key_id"] == keys.key_id
     assert r1.hash == digest(r1.body)

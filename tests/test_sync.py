@@ -54,8 +54,8 @@ class Site:
         self.collector_key = init_role_key(central, "collector")
         self.admin_key = init_role_key(central, "admin")
         self.trust = tmp / "trust"
-        self.trust.mkdir()
-        shutil.copy(self.state / PUBLIC_KEY_FILE, self.trust / "door-3f-1.pub")
+        (self.trust / "tokyo-hq").mkdir(parents=True)
+        shutil.copy(self.state / PUBLIC_KEY_FILE, self.trust / "tokyo-hq" / "door-3f-1.pub")
         text = EXAMPLE.read_text() + (
             f'\n[sync]\nbroker = "{host}:{port}"\n'
             f'collector_pubkey = "{central}/collector_ed25519.pub"\n'

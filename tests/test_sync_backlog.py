@@ -29,9 +29,11 @@ def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto):
     init_keys(state)
     key = init_role_key(tmp_path / "central", "collector")
     trust = tmp_path / "trust"
-    trust.mkdir()
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    with Journal(state / "journal.db", load_keys(state), SystemClock()) as j:
+    (trust / SITE).mkdir(parents=True)
+    shutil.copy(state / PUBLIC_KEY_FILE, trust / SITE / f"{DEVICE}.pub")
+    with Journal(
+        state / "journal.db", load_keys(state), SystemClock(), site=SITE, device=DEVICE
+    ) as j:
         for start in range(0, RECORDS, 1000):
             j.append_many(
                 ("door.granted", {"door": "main", "person": f"S{i:06}", "reason": "ok"})

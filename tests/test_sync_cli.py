@@ -27,8 +27,8 @@ def test_keys_sign_publish_collect_end_to_end(tmp_path, mosquitto):
     assert admin.returncode == 0 and "key id:" in admin.stdout
     assert run("keys", "init", "--collector", "--state-dir", str(central)).returncode == 0
     assert run("keys", "init", "--admin", "--state-dir", str(central)).returncode == 2
-    trust.mkdir()
-    (trust / "door-3f-1.pub").write_text((state / "device_ed25519.pub").read_text())
+    (trust / "tokyo-hq").mkdir(parents=True)
+    (trust / "tokyo-hq" / "door-3f-1.pub").write_text((state / "device_ed25519.pub").read_text())
     config = tmp_path / "edged.toml"
     config.write_text(
         (ROOT / "config" / "edged.toml").read_text()

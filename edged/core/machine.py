@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +91,16 @@ class CoreState:
     pending_visitor: dict[str, tuple[Person, str, int]] = field(default_factory=dict)
     recent_escort: dict[str, tuple[Person, int]] = field(default_factory=dict)
     lockcheck_open: dict[str, list[str]] = field(default_factory=dict)  # area -> open cabinets
+    # area -> visitor id -> the escort who brought them in (R2)
+    escorts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # area -> visitors inside whose escort left with nobody to take over (an alarm state)
+    unescorted: dict[str, set[str]] = field(default_factory=dict)
     expiry_warned_on: str | None = None
+
+
+# Who may confirm the last leaver's lock check: a visitor is never the one who vouches
+# that the cabinets are locked (R2, R6).
+CONFIRM_ROLES = frozenset({"staff", "admin"})
 
 
 class Core:
@@ -134,11 +143,13 @@ class Core:
             )
         ]
 
-    def restore_occupancy(self, occupancy: dict[str, dict[str, str]]) -> None:
-        """Who was inside, as replayed from the journal after a restart."""
-        for area, people in occupancy.items():
-            if area in self.state.occupancy:
-                self.state.occupancy[area] = dict(people)
+    def restore(self, records: Iterable[dict[str, Any]], now: Now, boot_id: str) -> None:
+        """State that must survive a restart or a power cut, replayed from the journal's
+        records (:data:`edged.core.replay.REPLAYED`): who is inside and with which
+        escort, wrong-PIN counts and lock-outs with their remaining time (R1, R2, R3)."""
+        from edged.core.replay import replay
+
+        replay(self.state, records, now, boot_id, set(self.cfg.areas))
 
     # -- events ----------------------------------------------------------------------
     def handle(self, ev: Event, now: Now) -> list[Action]:
@@ -384,10 +395,12 @@ class Core:
                 )
             )
             inside[v.id] = v.name
+            self.state.escorts.setdefault(area, {})[v.id] = p.id
         else:
             fields = {**self._base(door, "entry", card, p), "reason": "ok", **extra}
             if esc is not None:
                 fields.update(reason="escorted", escort=esc.id, escort_name=esc.name)
+                self.state.escorts.setdefault(area, {})[p.id] = esc.id
             out.append(Record("door.granted", fields))
             inside[p.id] = p.name
             if p.escort:
@@ -500,6 +513,8 @@ class Core:
         inside = self.state.occupancy.get(pr.area, {})
         removed = sorted(inside)
         self.state.occupancy[pr.area] = {}
+        self.state.escorts.pop(pr.area, None)
+        self.state.unescorted.pop(pr.area, None)
         return [
             Record(
                 "occupancy.reset",
@@ -519,16 +534,68 @@ class Core:
         inside = self.state.occupancy.setdefault(area, {})
         if p is not None and p.id in inside:
             if len(inside) == 1 and self._area_cabinets(area):
+                if p.role not in CONFIRM_ROLES:
+                    # Out they go (never trapped), but nobody vouched for the cabinets.
+                    return self._lockcheck_done(
+                        door,
+                        area,
+                        p,
+                        card,
+                        now,
+                        "missed",
+                        self._cabinet_states(area),
+                        method="role_cannot_confirm",
+                    )
                 return self._lockcheck_start(door, area, p, card, now)
             del inside[p.id]
             return [
                 Record("door.exit", {**self._base(door, "exit", card, p), "was_inside": True}),
+                *self._left(area, p, door),
                 *self._unlock(door, now, needs_record=False),
             ]
         # Unknown, or not counted inside (tailgated in): the door still opens (Invariant 4).
         f = self._base(door, "exit", card, p)
         f.update(was_inside=False, reason="unknown_card" if p is None else "not_inside")
         return [Record("door.exit", f), *self._unlock(door, now, needs_record=False)]
+
+    def _left(self, area: str, p: Person, door: str) -> list[Action]:
+        """Escort bookkeeping when ``p`` has left ``area`` (R2): a visitor's own exit ends
+        their escort; an escort leaving their visitors behind hands them to another
+        escort inside, or, with none, raises ``alarm.visitor_unescorted``."""
+        escorts = self.state.escorts.get(area, {})
+        escorts.pop(p.id, None)
+        self.state.unescorted.get(area, set()).discard(p.id)
+        left = sorted(v for v, e in escorts.items() if e == p.id)
+        if not left:
+            return []
+        inside = self.state.occupancy.get(area, {})
+        takers = sorted(
+            pid
+            for pid in inside
+            if self.acl is not None
+            and (q := self.acl.people.get(pid)) is not None
+            and q.escort
+            and pid not in escorts
+        )
+        if takers:
+            for v in left:
+                escorts[v] = takers[0]
+            return [
+                Record(
+                    "visitor.escort_changed",
+                    {"area": area, "door": door, "from": p.id, "to": takers[0], "visitors": left},
+                )
+            ]
+        for v in left:
+            del escorts[v]
+        self.state.unescorted.setdefault(area, set()).update(left)
+        return [
+            Record(
+                "alarm.visitor_unescorted",
+                {"area": area, "door": door, "escort": p.id, "name": p.name, "visitors": left},
+            ),
+            *self._outputs(),
+        ]
 
     def _area_cabinets(self, area: str) -> list[str]:
         return sorted(n for n, c in self.cfg.cabinets.items() if c.area == area)
@@ -607,6 +674,7 @@ class Core:
     ) -> list[Action]:
         inside = self.state.occupancy.setdefault(area, {})
         inside.pop(p.id, None)
+        self._left(area, p, door)  # the last one out: nobody is left behind to alarm for
         rtype = "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
         return [
             Record(
@@ -790,7 +858,9 @@ class Core:
         """The journal refused the records of a step: undo the grants among them."""
         for a in actions:
             if isinstance(a, Record) and a.type == "door.granted" and a.fields.get("person"):
-                self.state.occupancy.get(a.fields.get("area", ""), {}).pop(a.fields["person"], None)
+                area = a.fields.get("area", "")
+                self.state.occupancy.get(area, {}).pop(a.fields["person"], None)
+                self.state.escorts.get(area, {}).pop(a.fields["person"], None)
             elif isinstance(a, SetLock) and a.unlocked and a.needs_record:
                 d = self.state.doors[a.door]
                 d.unlocked_until = None
@@ -804,6 +874,7 @@ class Core:
             s.tamper
             or bool(s.readers_lost)
             or any(d.held_alarm or d.forced_alarm for d in s.doors.values())
+            or any(s.unescorted.values())
         )
 
     def _outputs(self) -> list[Action]:
@@ -835,6 +906,8 @@ class Core:
                 d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
             },
             "lockcheck_open": dict(s.lockcheck_open),
+            "unescorted": {a: sorted(v) for a, v in s.unescorted.items() if v},
+            "locked_out_cards": len(s.locked_out),
             "readers_lost": dict(s.readers_lost),
             "tamper": s.tamper,
             "alarm": self.alarm_active(),

@@ -11,10 +11,27 @@ from edged.canonical import dumps_checked
 
 FORMAT = "edged-journal/1"
 GENESIS = "0" * 64  # `prev` of seq 1
+# The one record that may skip seqs: it says the journal went back to an older copy and
+# which seqs lie in between (docs/rollback.md).
+ROLLBACK = "alarm.journal_rollback"
 
 # Fields the journal fills in; a caller may not supply them.
 ENVELOPE_FIELDS = frozenset(
-    {"seq", "ts", "mono_ns", "boot_id", "clock_synced", "type", "prev", "hash", "sig", "key_id"}
+    {
+        "seq",
+        "ts",
+        "mono_us",
+        "mono_ns",  # older records; new ones carry mono_us (stays below 2^53 for 285 years)
+        "boot_id",
+        "clock_synced",
+        "type",
+        "prev",
+        "hash",
+        "sig",
+        "key_id",
+        "site",
+        "device",
+    }
 )
 
 

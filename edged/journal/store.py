@@ -9,6 +9,7 @@ chain and signatures are what make tampering detectable (see :mod:`edged.journal
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,15 @@ import sqlite_utils
 from edged.canonical import dumps_checked
 from edged.clock import Clock, format_ts, read_boot_id
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.journal.record import ENVELOPE_FIELDS, FORMAT, GENESIS, Record, digest
+from edged.journal.record import (
+    ENVELOPE_FIELDS,
+    FORMAT,
+    GENESIS,
+    ROLLBACK,
+    Record,
+    digest,
+)
+from edged.journal.witness import Head, HeadWitness
 from edged.keys import DeviceKeys
 from edged.privacy import check_fields
 
@@ -102,6 +111,9 @@ class Journal:
         boot_id: str | None = None,
         checkpoint_every: int = 1000,
         checkpoint_seconds: float = 3600.0,
+        site: str = "",
+        device: str = "",
+        witness: HeadWitness | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise ValueError("checkpoint_every must be >= 1 and checkpoint_seconds > 0")
@@ -111,6 +123,10 @@ class Journal:
         self._boot_id = boot_id or read_boot_id()
         self._cp_every = checkpoint_every
         self._cp_ns = int(checkpoint_seconds * 1_000_000_000)
+        # Every record names its site and device inside what is signed, so a record can
+        # never be passed off as another site's (R9, R13).
+        self._origin = {"site": site, "device": device} if site or device else {}
+        self._witness = witness
         self._conn: sqlite3.Connection | None = None
         self._stale = False  # a storage fault: open the file again before the next use
         self._open()
@@ -149,6 +165,19 @@ class Journal:
             raise JournalCorruptError(
                 f"{self.path}: unsupported journal format {meta.get('format')!r}"
             )
+        if not self._origin and meta.get("site") is not None:
+            # Opened by a tool that did not say: the journal's own origin holds.
+            self._origin = {"site": meta["site"], "device": meta.get("device", "")}
+        for name, want in self._origin.items():
+            got = meta.get(name)
+            if got is None:  # a journal from before records named their origin
+                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, want))
+            elif got != want:
+                conn.close()
+                raise JournalError(
+                    f"{self.path}: journal belongs to {name} {got!r}, but the config says"
+                    f" {want!r}; a device's history cannot move to another {name}"
+                )
         if meta.get("key_id") != self._keys.key_id:
             conn.close()
             raise JournalError(
@@ -202,6 +231,14 @@ class Journal:
     def key_id(self) -> str:
         return self._keys.key_id
 
+    @property
+    def boot_id(self) -> str:
+        return self._boot_id
+
+    @property
+    def witness(self) -> HeadWitness | None:
+        return self._witness
+
     # -- writing ---------------------------------------------------------------------
     def _now(self) -> tuple[str, int, bool]:
         # Read once per transaction: records committed together share their moment.
@@ -213,10 +250,11 @@ class Journal:
         """The signed record and its table row."""
         ts, mono, synced = now
         obj = dict(fields)
+        obj.update(self._origin)
         obj.update(
             seq=seq,
             ts=ts,
-            mono_ns=mono,
+            mono_us=mono // 1000,
             boot_id=self._boot_id,
             clock_synced=synced,
             type=rtype,
@@ -291,7 +329,13 @@ class Journal:
         except (PrivacyError, JournalError):
             self._resync_checkpoint_state()
             raise
+        self._witnessed(seq, prev)
         return out
+
+    def _witnessed(self, seq: int, h: str) -> None:
+        # After the commit returned: the witness may lag the journal, never lead it.
+        if self._witness is not None:
+            self._witness.update(seq, h)
 
     def _mark_head(self, seq: int) -> None:
         # The head marker moves with each checkpoint, not each append: one page less to
@@ -342,7 +386,83 @@ class Journal:
             raise JournalError(f"{self.path}: checkpoint failed ({e})") from None
         self._last_cp_seq = rec.seq
         self._last_cp_mono = self._clock.mono_ns()
+        self._witnessed(rec.seq, rec.hash)
         return rec
+
+    # -- rollback --------------------------------------------------------------------
+    def find_rollback(self, remembered: Iterable[Head]) -> Head | None:
+        """The furthest remembered head this journal does not contain, or None.
+
+        A head is contained when the record at its seq has its hash, or when its seq lies
+        in a gap that an earlier ``alarm.journal_rollback`` already accounted for. A head
+        beyond ours, or a record of another hash at its seq (a fork), means the file went
+        back to an older copy (R9, R10).
+        """
+        worst: Head | None = None
+        for h in remembered:
+            if h.seq <= 0 or self._contains(h):
+                continue
+            if worst is None or h.seq > worst.seq:
+                worst = h
+        return worst
+
+    def _contains(self, h: Head) -> bool:
+        try:
+            row = self.conn.execute("SELECT hash FROM records WHERE seq = ?", (h.seq,)).fetchone()
+            if row is not None:
+                return bool(row[0] == h.hash)
+            # Absent: inside a gap that a later rollback record declared?
+            gap = self.conn.execute(
+                "SELECT 1 FROM records WHERE type = ? AND seq > ?"
+                " AND json_extract(body, '$.found_seq') < ? LIMIT 1",
+                (ROLLBACK, h.seq, h.seq),
+            ).fetchone()
+        except sqlite3.Error as e:
+            self._failed(e)
+            raise JournalError(f"{self.path}: cannot read ({e})") from None
+        return gap is not None
+
+    def append_rollback(self, known: Head, **fields: Any) -> Record:
+        """Record that the journal went back: a signed ``alarm.journal_rollback`` that
+        continues this file's chain from its head (``found_*``) but takes its seq past
+        every seq the remembered head (``known_*``) may have used, so no seq is ever
+        signed twice with two meanings. The records in between are the discontinuity:
+        kept centrally if they were synced, lost if not (docs/rollback.md)."""
+        check_fields(fields)
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seq, prev = self._head_in_tx()
+                body = {
+                    **fields,
+                    "found_seq": seq,
+                    "found_hash": prev,
+                    "known_seq": known.seq,
+                    "known_hash": known.hash,
+                    "source": known.source,
+                }
+                rec, row = self._build(max(seq, known.seq) + 1, prev, ROLLBACK, body, self._now())
+                conn.execute(_INSERT, row)
+                self._mark_head(rec.seq)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._failed(e)
+            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
+        self._witnessed(rec.seq, rec.hash)
+        return rec
+
+    def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """The records of the given types, parsed, in seq order (start-up replay)."""
+        types = list(types)
+        marks = ",".join("?" * len(types))
+        sql = f"SELECT body FROM records WHERE type IN ({marks}) ORDER BY seq"  # noqa: S608
+        for (body,) in self.conn.execute(sql, types):
+            yield json.loads(body)
 
     # -- reading ---------------------------------------------------------------------
     def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:
@@ -358,6 +478,8 @@ class Journal:
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
         """Close the file; safe to call more than once."""
+        if self._witness is not None:
+            self._witness.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -12,6 +12,12 @@ The walk stops at the first bad record and names its seq and what is wrong:
   record whose ``prev`` does not link to its predecessor);
 - ``unreadable``: SQLite cannot read further (the file was cut or damaged).
 
+A signed ``alarm.journal_rollback`` record may skip seqs: it links to the record before
+it and says the journal had gone back to an older copy (docs/rollback.md). The walk
+accepts it and lists it in ``discontinuities``; the result is still ``ok`` (every record
+in the file is genuine and linked) but the summary says what went missing, and
+``edged verify`` exits 3 so that no script takes it for a clean journal.
+
 Tail truncation together with a forged head marker cannot be seen in the file alone;
 the central copy catches it through signed checkpoints.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.errors import JournalCorruptError
-from edged.journal.record import FORMAT, GENESIS, digest
+from edged.journal.record import FORMAT, GENESIS, ROLLBACK, digest
 from edged.journal.store import connect
 
 
@@ -43,10 +49,20 @@ class VerifyResult:
     first_bad_seq: int | None = None
     problem: str | None = None
     detail: str | None = None
+    # Each accepted rollback record: {seq, found_seq, known_seq, source, ts}
+    discontinuities: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.ok:
-            return f"OK: {self.records} records, head seq {self.head_seq} hash {self.head_hash}"
+            text = f"OK: {self.records} records, head seq {self.head_seq} hash {self.head_hash}"
+            for d in self.discontinuities:
+                text += (
+                    f"\nROLLBACK at seq {d['seq']} ({d['ts']}): the journal went back to seq"
+                    f" {d['found_seq']} after the {d['source']} had seen seq {d['known_seq']};"
+                    f" seqs {d['found_seq'] + 1}..{d['seq'] - 1} are not in this file"
+                    " (kept centrally where they were synced)"
+                )
+            return text
         return (
             f"FAIL: seq {self.first_bad_seq} {self.problem}: {self.detail}"
             f" ({self.records} records verified before it)"
@@ -102,9 +118,10 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
     expected = 1
     prev = GENESIS
     count = 0
+    jumps: list[dict[str, Any]] = []
 
     def fail(seq: int, problem: str, detail: str) -> VerifyResult:
-        return VerifyResult(False, count, expected - 1, prev, seq, problem, detail)
+        return VerifyResult(False, count, expected - 1, prev, seq, problem, detail, jumps)
 
     try:
         cur = conn.execute(
@@ -133,6 +150,26 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         except (ValueError, TypeError, KeyError) as e:
             return fail(expected, "modified", f"record body is not a valid record ({e})")
 
+        jump = (
+            b_seq > expected
+            and obj.get("type") == ROLLBACK
+            and obj.get("found_seq") == expected - 1
+            and obj.get("found_hash") == prev
+            and type(obj.get("known_seq")) is int
+            and b_seq == max(expected - 1, obj["known_seq"]) + 1
+        )
+        if jump:
+            # Checked below like any record (hash, signature, link to its predecessor).
+            jumps.append(
+                {
+                    "seq": b_seq,
+                    "found_seq": expected - 1,
+                    "known_seq": obj["known_seq"],
+                    "source": str(obj.get("source")),
+                    "ts": str(obj.get("ts")),
+                }
+            )
+            expected = b_seq
         if b_seq != expected:
             if b_seq > expected:
                 try:
@@ -194,11 +231,13 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         head_marker = int(marker[0]) if marker else 0
     except (sqlite3.DatabaseError, ValueError):
         head_marker = 0
-    if head_marker > expected - 1:
+    if head_marker > expected - 1 and not any(
+        d["found_seq"] < head_marker < d["seq"] for d in jumps
+    ):
         return fail(
             expected,
             "missing",
             f"the journal's head marker says seq {head_marker}; records {expected}.."
             f"{head_marker} are missing (truncated)",
         )
-    return VerifyResult(True, count, expected - 1, prev)
+    return VerifyResult(True, count, expected - 1, prev, discontinuities=jumps)

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.clock import Clock, format_ts
 from edged.config import SyncConfig
-from edged.journal.record import Record
+from edged.journal.record import GENESIS, Record
 from edged.journal.store import connect
+from edged.journal.witness import Head
 from edged.keys import load_public_key
 from edged.log import get_logger
 from edged.sync import topics
+from edged.sync.backoff import Backoff
 from edged.sync.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("sync")
@@ -61,6 +64,28 @@ def new_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
     return c
 
 
+SYNC_STATE_FILE = "sync.db"
+
+
+def receipted_head(state_dir: Path) -> Head | None:
+    """The last receipted (seq, hash) in the sync state, read without changing anything:
+    a memory of the journal's head that lives outside the journal file (R9)."""
+    path = Path(state_dir) / SYNC_STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = dict(conn.execute("SELECT key, value FROM state").fetchall())
+        finally:
+            conn.close()
+        seq, h = int(rows.get("acked_seq", 0)), str(rows.get("acked_hash", ""))
+    except (sqlite3.Error, ValueError):
+        log.error("sync_state_unreadable", path=str(path))
+        return None
+    return Head(seq, h, "sync") if seq > 0 and h else None
+
+
 class SyncAgent:
     """Publishes the journal and takes signed messages back. ``close()`` is idempotent."""
 
@@ -76,16 +101,18 @@ class SyncAgent:
         boot_id: str,
         on_inbound: Inbound,
         retry_seconds: float = 1.0,
+        retry_cap_seconds: float = 60.0,
         device_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.cfg = cfg
         self.site, self.device = site, device
         self._journal_path = Path(journal_path)
-        self._state_path = Path(state_dir) / "sync.db"
+        self._state_path = Path(state_dir) / SYNC_STATE_FILE
         self._clock = clock
         self._boot_id = boot_id
         self._on_inbound = on_inbound
-        self._retry = retry_seconds
+        self._backoff = Backoff(retry_seconds, max(retry_seconds, retry_cap_seconds))
+        self._up_since: float | None = None
         self._collector = load_public_key(cfg.collector_pubkey) if cfg.collector_pubkey else None
         self._device_key = device_key  # signs alarms sent while the journal cannot record
         self._fault: dict[str, Any] | None = None
@@ -99,7 +126,9 @@ class SyncAgent:
         self._client: mqtt.Client | None = None
         self._connected = False
         self._inflight: dict[int, int] = {}  # mid -> seq
-        self._done_above: set[int] = set()
+        # Seqs published since the last receipt, oldest first: flow control counts records,
+        # not seq distance, because a rollback record may skip many seqs.
+        self._unreceipted: deque[int] = deque()
         self._cursor = 1
         self.acked_seq = 0
         self.acked_hash = ""
@@ -210,7 +239,9 @@ class SyncAgent:
                 except Exception as e:  # never let the sync thread die; the daemon runs on
                     log.error("sync_session_failed", error=repr(e))
                 self._set_connected(False)
-                self._stop.wait(self._retry)
+                lasted = 0.0 if self._up_since is None else time.monotonic() - self._up_since
+                self._up_since = None
+                self._stop.wait(self._backoff.ended(lasted))
         finally:
             if self._reader is not None:
                 self._reader.close()
@@ -333,8 +364,9 @@ class SyncAgent:
         base = topics.base(self.site, self.device)
         c.subscribe([(f"{base}/acl", 1), (f"{base}/cmd", 1), (f"{base}/receipt", 1)])
         # Resend everything the collector has not receipted (it drops duplicates).
+        self._up_since = time.monotonic()
         self._inflight.clear()
-        self._done_above.clear()
+        self._unreceipted.clear()
         with self._lock:
             self.published_seq = self.acked_seq
         self._cursor = self.acked_seq + 1
@@ -352,10 +384,9 @@ class SyncAgent:
         if seq is None:
             return
         with self._lock:
-            self._done_above.add(seq)
-            while self.published_seq + 1 in self._done_above:
-                self.published_seq += 1
-                self._done_above.discard(self.published_seq)
+            # Everything below the oldest message still in flight has been PUBACKed.
+            low = min(self._inflight.values(), default=self._cursor) - 1
+            self.published_seq = max(self.published_seq, low)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         kind = msg.topic.rsplit("/", 1)[-1]
@@ -372,8 +403,9 @@ class SyncAgent:
             log.error("inbound_failed", topic=msg.topic, error=repr(e))
 
     # -- work ------------------------------------------------------------------------
-    def _head(self, reader: sqlite3.Connection) -> int:
-        return reader.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0]
+    def _head(self, reader: sqlite3.Connection) -> tuple[int, str]:
+        row = reader.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
 
     def _pump(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
         # Flow control on receipts as well as PUBACKs: running further ahead of the
@@ -381,7 +413,7 @@ class SyncAgent:
         # default) would only get messages dropped and resent.
         room = min(
             self.cfg.window - len(self._inflight),
-            self.acked_seq + self.cfg.max_unreceipted - self._cursor + 1,
+            self.cfg.max_unreceipted - len(self._unreceipted),
         )
         if room <= 0:
             return
@@ -395,6 +427,7 @@ class SyncAgent:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # connection going down; resume from acked_seq + 1 on reconnect
             self._inflight[info.mid] = seq
+            self._unreceipted.append(seq)
             self._cursor = seq + 1
             if rtype.startswith("alarm."):
                 c.publish(topics.alarm(self.site, self.device, rtype), wire, qos=1)
@@ -418,6 +451,7 @@ class SyncAgent:
         if behind and not self._inflight and time.monotonic() - self._last_progress > stall:
             log.warning("no_receipts_resending", from_seq=self.acked_seq + 1)
             self._cursor = self.acked_seq + 1
+            self._unreceipted.clear()
             self._last_progress = time.monotonic()
 
     def _fault_alarm(self, c: mqtt.Client) -> None:
@@ -451,9 +485,11 @@ class SyncAgent:
         try:
             if reader is None:
                 raise sqlite3.OperationalError("journal not open")
-            head = self._head(reader)
+            head, head_hash = self._head(reader)
+            known = True
         except sqlite3.Error:
-            head = max(st["acked_seq"], st["published_seq"])
+            # A guess, marked so: the collector must not take it for a rolled-back journal.
+            head, head_hash, known = max(st["acked_seq"], st["published_seq"]), "", False
         try:
             free = shutil.disk_usage(self._journal_path.parent).free
         except OSError:
@@ -463,6 +499,8 @@ class SyncAgent:
             "ts": format_ts(self._clock.wall_ms()),
             "boot_id": self._boot_id,
             "head_seq": head,
+            "head_hash": head_hash,
+            "head_known": known,
             "acked_seq": st["acked_seq"],
             "published_seq": st["published_seq"],
             "backlog": max(0, head - st["acked_seq"]),
@@ -482,6 +520,8 @@ class SyncAgent:
                     "device": self.device,
                     "boot_id": self._boot_id,
                     "head_seq": head,
+                    "head_hash": head_hash,
+                    "head_known": known,
                     "acked_seq": st["acked_seq"],
                 }
             ),
@@ -505,16 +545,32 @@ class SyncAgent:
             return  # the journal cannot be read now; the collector receipts again later
         row = self._reader.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
         if row is None or row[0] != h:
+            # The collector, signed, holds a record this journal lacks: the daemon checks
+            # whether the journal went back (docs/rollback.md).
+            self._central_head(seq, h)
             raise Rejected("mismatch", f"receipt for seq {seq} does not match the journal")
         self._save_ack(seq, h)
+        while self._unreceipted and self._unreceipted[0] <= seq:
+            self._unreceipted.popleft()
         self._last_progress = time.monotonic()
 
     def _command(self, payload: bytes) -> None:
         doc = parse_signed(payload, self._collector, max_bytes=4096)
         self._scoped(doc)
+        if doc.get("cmd") == "central_head":
+            seq, h = doc.get("seq"), doc.get("hash")
+            if type(seq) is not int or not isinstance(h, str) or len(h) != 64:
+                raise Rejected("malformed", "central_head needs seq and hash")
+            self._central_head(seq, h)
+            return
         if doc.get("cmd") != "resend" or type(doc.get("from_seq")) is not int:
             raise Rejected("malformed", "unknown command")
         start = max(1, doc["from_seq"])
         if start < self._cursor:
             log.info("resend_requested", from_seq=start)
             self._cursor = start
+            while self._unreceipted and self._unreceipted[-1] >= start:
+                self._unreceipted.pop()
+
+    def _central_head(self, seq: int, h: str) -> None:
+        self._on_inbound("central_head", json.dumps({"seq": seq, "hash": h}).encode())
