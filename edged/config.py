@@ -171,6 +171,9 @@ class SyncConfig:
     max_unreceipted: int = 800  # records published beyond the last receipt
     heartbeat_seconds: float = 60.0
     keepalive_seconds: float = 30.0  # MQTT keepalive: a dead link is found within ~2x
+    # Refused inbound messages (anyone on the broker can send them) are recorded at most
+    # once per interval, with the count refused since: a flood cannot fill the journal.
+    refusal_interval_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -548,6 +551,7 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
         max_unreceipted=int(s.number("max_unreceipted", 800, lo=1, hi=100000)),
         heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
         keepalive_seconds=float(s.number("keepalive_seconds", 30, lo=2, hi=3600)),
+        refusal_interval_seconds=float(s.number("refusal_interval_seconds", 60, lo=1, hi=86400)),
     )
     if tls and cfg.ca_file is None:
         raise s.error("ca_file", "tls = true needs the CA certificate of the broker")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
-from edged.acl import AccessList, load_active
+from edged.acl import AccessList, load_active, pin_checker
 from edged.clock import Clock, SystemClock, format_ts, parse_ts
 from edged.config import Config
 from edged.core import Core, Indicate, Record, SetLock
@@ -108,11 +108,20 @@ class Daemon:
         self._watchdog = watchdog_interval()
         self._next_ping = 0.0
         self.stopped = threading.Event()
+        # Refused inbound lists: an interval open until (monotonic), counts since then.
+        self._refusals: dict[str, Any] = {
+            "open_until": None,
+            "count": 0,
+            "reasons": {},
+            "total": 0,
+        }
 
     # -- set-up ----------------------------------------------------------------------
     def _open_journal(self) -> None:
         keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
+        # PINs are checked under this device's pepper: the core gets it only now.
+        self.core = Core(self.cfg, pin_check=pin_checker(keys.fingerprint_secret))
         witness_dir = self.cfg.journal.witness_dir
         self.journal = Journal(
             self.state_dir / "journal.db",
@@ -353,16 +362,60 @@ class Daemon:
             if e.reason == "already_applied":
                 log.info("acl_envelope_already_applied", detail=e.detail)
                 return
-            self._execute(
-                [
-                    Record("acl.rejected", {"reason": e.reason, "detail": e.detail[:300]}),
-                    Record("alarm.acl_rejected", {"reason": e.reason}),
-                ],
-                None,
-            )
+            self._refused(e.reason, e.detail)
             return
         save_active(self.state_dir, acl)  # atomic; the door keeps the old list until now
         self._execute(self.core.set_acl(acl, "mqtt"), None)
+
+    def _refused(self, reason: str, detail: str) -> None:
+        """A refused access list. The first of an interval is recorded with its detail
+        and an alarm; the rest are counted, and the count is one alarm when the interval
+        is over (_flush_refusals): however many arrive, a few records per interval."""
+        r = self._refusals
+        r["reasons"][reason] = r["reasons"].get(reason, 0) + 1
+        with self._cond:
+            r["total"] += 1
+            self._cond.notify_all()
+        if r["open_until"] is not None:
+            r["count"] += 1
+            log.warning("acl_rejected", reason=reason, detail=detail[:200], recorded=False)
+            return
+        assert self.cfg.sync is not None
+        r.update(
+            open_until=time.monotonic() + self.cfg.sync.refusal_interval_seconds,
+            count=0,
+            reasons={},
+            since=format_ts(self.clock.wall_ms()),
+        )
+        self._execute(
+            [
+                Record("acl.rejected", {"reason": reason, "detail": detail[:300]}),
+                Record("alarm.acl_rejected", {"reason": reason, "refused": 1}),
+            ],
+            None,
+        )
+
+    def _flush_refusals(self) -> None:
+        r = self._refusals
+        if r["open_until"] is None or time.monotonic() < r["open_until"]:
+            return
+        if r["count"] == 0:
+            r["open_until"] = None  # quiet: the next refusal is recorded in full
+            return
+        fields = {
+            "reason": max(r["reasons"], key=r["reasons"].get),
+            "refused": r["count"],
+            "reasons": dict(sorted(r["reasons"].items())),
+            "since": r["since"],
+        }
+        assert self.cfg.sync is not None
+        r.update(
+            open_until=time.monotonic() + self.cfg.sync.refusal_interval_seconds,
+            count=0,
+            reasons={},
+            since=format_ts(self.clock.wall_ms()),
+        )
+        self._execute([Record("alarm.acl_rejected", fields)], None)
 
     def _restore_state(self) -> None:
         """Who is inside, escorts, wrong PINs and lock-outs, replayed from the journal:
@@ -389,8 +442,6 @@ class Daemon:
                         "daemon.started",
                         {
                             "version": __version__,
-                            "site": self.cfg.site,
-                            "device": self.cfg.device,
                             "mode": "simulate" if self.simulate else "hardware",
                             "config_sha256": cfg_hash,
                         },
@@ -477,6 +528,8 @@ class Daemon:
             # Wake for the core's next deadline, at least every 5 s for the journal's
             # checkpoint period, and in time for the systemd watchdog.
             cap = min(5.0, self._watchdog or 5.0)
+            if self._refusals["open_until"] is not None:  # the refusal count is due then
+                cap = max(0.0, min(cap, self._refusals["open_until"] - time.monotonic()))
             timeout = cap if deadline is None else max(0.0, min(cap, (deadline - mono) / 1e9))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
@@ -518,6 +571,7 @@ class Daemon:
                 self._next_ping = time.monotonic() + self._watchdog
             if self.journal_fault is not None and time.monotonic() >= self._journal_retry_at:
                 self._retry_journal()
+            self._flush_refusals()
             try:
                 self.journal.maybe_checkpoint()
             except EdgedError as e:
@@ -641,6 +695,16 @@ class Daemon:
                 if left <= 0 or self.stopped.is_set():
                     return None
                 self._cond.wait(left)
+
+    def wait_refused(self, total: int, timeout: float = 10.0) -> bool:
+        """Wait until ``total`` inbound lists have been refused since start (tests)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._refusals["total"] >= total, timeout)
+
+    @property
+    def refused_total(self) -> int:
+        with self._cond:
+            return int(self._refusals["total"])
 
     def records_since(self, after: int) -> list[dict[str, Any]]:
         with self._cond:

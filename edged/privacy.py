@@ -12,6 +12,7 @@ import hmac
 import re
 from typing import Any
 
+from edged.canonical import MAX_SAFE_INT
 from edged.errors import JournalError, PrivacyError
 
 # Twelve digits, optionally grouped 4-4-4 by a space or hyphen, not glued to other
@@ -85,6 +86,10 @@ def _check(value: Any, path: tuple[str | int, ...]) -> None:
                 f"field {_where(path)!r}: value looks like an Individual Number (個人番号); refused"
             )
     elif t is int:
+        if abs(value) > MAX_SAFE_INT:
+            raise JournalError(
+                f"field {_where(path)!r}: integer beyond ±(2^53-1) has no portable JSON form"
+            )
         if abs(value) >= 10**11 and is_individual_number(str(abs(value)).zfill(12)):
             raise PrivacyError(
                 f"field {_where(path)!r}: value looks like an Individual Number (個人番号); refused"
@@ -130,6 +135,11 @@ class CardFingerprinter:
         if len(secret) < 32:
             raise ValueError("fingerprint secret must be at least 32 bytes")
         self._secret = secret
+
+    @property
+    def secret(self) -> bytes:
+        """The card secret itself (for deriving the PIN pepper; never logged)."""
+        return self._secret
 
     def fingerprint(self, card_uid: bytes) -> str:
         """128-bit truncated HMAC-SHA256: plenty to tell cards apart, short in records."""

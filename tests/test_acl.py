@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from edged.acl import (
     hash_pin,
@@ -17,6 +19,7 @@ from edged.acl import (
     load_active,
     parse_stored,
     parse_window,
+    pin_pepper,
     save_active,
     verify_pin,
 )
@@ -29,6 +32,7 @@ EXAMPLE_ACL = ROOT / "config" / "acl-example.toml"
 CONFIG = ROOT / "config" / "edged.toml"
 AREAS = {"handling", "server-room"}
 FP = CardFingerprinter(b"f" * 32)
+PEPPER = pin_pepper(b"f" * 32)
 RAW_IDS = ["012E4CD9A1B2C3D4", "04A1B2C3", "04C5D6E7F80912", "0123456789ABCDEF", "04112233"]
 PINS = ["4821", "7350"]
 
@@ -45,8 +49,8 @@ def test_import_stores_fingerprints_and_pin_hashes_only(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     s1 = acl.people["S1001"]
     assert s1.cards == (FP.fingerprint(bytes.fromhex("012E4CD9A1B2C3D4")),)
-    assert s1.pin.startswith("scrypt$32768$8$1$") and verify_pin("4821", s1.pin)
-    assert not verify_pin("4822", s1.pin)
+    assert s1.pin.startswith("scrypt+hmac$32768$8$1$") and verify_pin("4821", s1.pin, PEPPER)
+    assert not verify_pin("4822", s1.pin, PEPPER)
     assert acl.by_card(s1.cards[0]) is s1
     assert acl.card_key == FP.key_id
 
@@ -150,7 +154,7 @@ def test_csv_import(tmp_path):
     s1 = acl.people["S1"]
     assert len(s1.cards) == 2 and s1.escort and s1.areas == {"handling", "server-room"}
     assert s1.windows == ("mon-fri 08:00-18:00", "sat 09:00-12:00")
-    assert verify_pin("123456", s1.pin) and acl.people["V1"].pin is None
+    assert verify_pin("123456", s1.pin, PEPPER) and acl.people["V1"].pin is None
     bad = write(tmp_path, "id,name\nS1,A\n", "bad.csv")
     with pytest.raises(ConfigError, match="missing column"):
         import_admin_file(bad, FP, site="s", version=1, areas=AREAS)
@@ -190,10 +194,33 @@ def test_stored_list_refuses_raw_values(tmp_path):
 
 
 def test_pin_hash_is_salted_and_malformed_hashes_fail_closed():
-    a, b = hash_pin("4821"), hash_pin("4821")
-    assert a != b and verify_pin("4821", a) and verify_pin("4821", b)
-    for bad in ("", "scrypt$1$2", "md5$x$y$z$a$b", "scrypt$99999999$8$1$AA==$AA=="):
-        assert verify_pin("4821", bad) is False
+    a, b = hash_pin("4821", PEPPER), hash_pin("4821", PEPPER)
+    assert a != b and verify_pin("4821", a, PEPPER) and verify_pin("4821", b, PEPPER)
+    for bad in ("", "scrypt$1$2", "md5$x$y$z$a$b", "scrypt+hmac$99999999$8$1$AA==$AA=="):
+        assert verify_pin("4821", bad, PEPPER) is False
+
+
+def test_a_pin_hash_without_the_card_secret_confirms_nothing():
+    """R3, R19: what crosses the network (a signed list's PIN hash) cannot be guessed: the
+    same scrypt without the device's pepper does not confirm even the right PIN, so no
+    offline search over the 10,000 4-digit PINs can succeed; with the pepper it does."""
+    stored = hash_pin("4821", PEPPER)
+    _scheme, n, r, p, salt, key = stored.split("$")
+    unpeppered = Scrypt(
+        salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p)
+    ).derive(b"4821")
+    assert unpeppered != base64.b64decode(key)
+    assert not verify_pin("4821", stored, pin_pepper(b"g" * 32))  # another site's secret
+    assert verify_pin("4821", stored, PEPPER)
+
+
+def test_an_unpeppered_stored_hash_is_refused_with_its_reason(tmp_path):
+    """R3, R19: a list from before the pepper is refused, saying how to fix it."""
+    acl = import_admin_file(EXAMPLE_ACL, FP, site="tokyo-hq", version=1, areas=AREAS)
+    doc = acl.to_json()
+    doc["people"][0]["pin"] = "scrypt$32768$8$1$AAAA$BBBB"
+    with pytest.raises(ConfigError, match="unpeppered PIN hash"):
+        parse_stored(json.dumps(doc).encode(), "acl.json", AREAS)
 
 
 def test_expiring_lists_people_within_30_days():

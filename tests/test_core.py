@@ -428,3 +428,77 @@ def test_core_invariants_hold_for_any_sequence(seq):
             for pid in ids:
                 assert area in ACL.people[pid].areas
         assert "E1" not in occ["handling"]  # expired never gets in
+
+
+def replayable(actions, mono_ns, boot="boot-1", synced=True, ts="2026-11-24T01:00:00.000Z"):
+    """Core records as the journal would give them back at start."""
+    return [
+        {
+            **a.fields,
+            "type": a.type,
+            "mono_us": mono_ns // 1000,
+            "boot_id": boot,
+            "clock_synced": synced,
+            "ts": ts,
+        }
+        for a in records(actions)
+    ]
+
+
+def test_wrong_pins_and_lockouts_survive_a_restart():
+    """R3: replayed from the records, a restart keeps the count of wrong PINs and the
+    lock-out's remaining time: on the same boot by the monotonic clock, after a power cut
+    by the synchronised wall clock, and for its full length when time is unknown."""
+    r = Rig()
+    for _ in range(4):
+        r.tap("S1", "server-entry")
+        r.keys("9999#", door="server")
+    again = Rig()
+    again.core.restore(replayable(r.log, r.mono), again.now, "boot-1")
+    again.tap("S1", "server-entry")
+    out = again.keys("9999#", door="server")
+    assert only(out, "door.denied")["attempt"] == 5 and records(out, "alarm.pin_lockout")
+    locked = replayable(again.log, again.mono)
+    # Same boot, 10 minutes later: 5 of the 15 minutes are left.
+    same = Rig()
+    same.mono = again.mono + 600 * NS
+    same.core.restore(locked, same.now, "boot-1")
+    assert only(same.tap("S1", "server-entry"), "door.denied")["reason"] == "pin_locked_out"
+    same.advance(5 * 60 + 1)
+    same.tap("S1", "server-entry")
+    assert same.core.snapshot()["prompts"]["server"]["step"] == "pin"
+    # Another boot (the monotonic clock restarted), wall clock synchronised: 14 min later.
+    cut = Rig(wall=TUE_10 + 14 * 60_000)
+    cut.mono = 1 * NS
+    cut.core.restore(locked, cut.now, "boot-2")
+    assert cut.core.next_deadline() == cut.mono + 60 * NS
+    # Another boot and no trusted time: the full 15 minutes again (fail secure).
+    blind = Rig(synced=False)
+    blind.mono = 1 * NS
+    blind.core.restore(locked, blind.now, "boot-2")
+    assert blind.core.next_deadline() == blind.mono + 15 * 60 * NS
+
+
+def test_escort_hands_over_or_raises_the_unescorted_alarm():
+    """R2: an escort leaving their visitor inside hands them over to another escort who is
+    inside, recorded; with nobody to take over, alarm.visitor_unescorted and the red LED
+    until the visitor has left."""
+    r = Rig()
+    r.tap("V1")
+    r.tap("S1")
+    r.keys("1#0#")
+    r.tap("A1")
+    r.keys("#1#0#")  # the admin's menu first: '#' goes on to the entry
+    assert sorted(r.core.snapshot()["occupancy"]["handling"]) == ["A1", "S1", "V1"]
+    out = r.tap("S1", "exit")
+    h = only(out, "visitor.escort_changed")
+    assert (h["from"], h["to"], h["visitors"]) == ("S1", "A1", ["V1"])
+    assert not records(out, "alarm.visitor_unescorted")
+    out = r.tap("A1", "exit")
+    a = only(out, "alarm.visitor_unescorted")
+    assert a["escort"] == "A1" and a["visitors"] == ["V1"]
+    assert Indicate("red", True) in out and r.core.alarm_active()
+    out = r.tap("V1", "exit")
+    missed = only(out, "alarm.lockcheck_missed")
+    assert missed["method"] == "role_cannot_confirm"
+    assert not r.core.alarm_active() and r.core.snapshot()["unescorted"] == {}

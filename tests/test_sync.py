@@ -121,7 +121,7 @@ def two_checkpoints(run: Running):
 @pytest.fixture
 def site(tmp_path, mosquitto):
     require_pcscd()
-    return Site(tmp_path, mosquitto.port)
+    return Site(tmp_path, mosquitto.port, extra="refusal_interval_seconds = 2\n")
 
 
 def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosquitto):
@@ -192,7 +192,8 @@ def next_acl_records(run: Running, send) -> list[dict]:
 
 def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
     """R5, R9, R12: only the pinned administrator's signed, scoped, newer, unexpired list is
-    applied; every other one is rejected, recorded with an alarm, and changes nothing."""
+    applied; every other one is rejected, recorded (in full or counted) with an alarm, and
+    changes nothing."""
     run = Running(site.cfg())
     topic = topics.leaf("tokyo-hq", "door-3f-1", "acl")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
@@ -234,12 +235,29 @@ def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
             "malformed": b"{not json",
             "oversize": json.dumps(big).encode(),
         }
-        for reason, payload in cases.items():
-            recs = next_acl_records(run, lambda p=payload: publish(site.port, topic, p))
-            assert [r["type"] for r in recs] == ["acl.rejected", "alarm.acl_rejected"], reason
-            assert recs[0]["reason"] == reason
-            assert load_active(site.state).sha256 == sha  # the door keeps its list
-            assert run.d.call(lambda: run.d.core.acl.version) == 5
+        # The first refusal is recorded in full; the rest of the interval's are counted,
+        # by reason, into one alarm when it ends (a flood cannot fill the journal).
+        n0, before = run.d.refused_total, run.d.processed_count
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.connect("127.0.0.1", site.port)
+        c.loop_start()
+        for payload in cases.values():
+            c.publish(topic, payload, qos=1).wait_for_publish(10)
+        c.loop_stop()
+        c.disconnect()
+        assert run.d.wait_refused(n0 + len(cases), timeout=30)
+        summary = run.d.wait_processed(
+            lambda p: any(r.get("refused", 0) > 1 for r in p.records), after=before, timeout=15
+        )
+        assert summary is not None, "no count of the refused lists was recorded"
+        recs = run.d.records_since(before)
+        first = [r for r in recs if r["type"] == "acl.rejected"]
+        assert [r["reason"] for r in first] == ["unknown_key"]
+        [counted] = [r for r in recs if r.get("refused", 0) > 1]
+        assert counted["type"] == "alarm.acl_rejected"
+        assert counted["reasons"] == {reason: 1 for reason in list(cases)[1:]}
+        assert load_active(site.state).sha256 == sha  # the door keeps its list
+        assert run.d.call(lambda: run.d.core.acl.version) == 5
         # A replay of the very list in force (as the retained message after a reconnect)
         # is recognised and not recorded as an attack.
         before = run.d.processed_count
@@ -368,3 +386,38 @@ def test_a_resend_does_not_look_like_a_rollback(site, mosquitto):
         col.close()
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_a_flood_of_refused_lists_writes_a_bounded_number_of_records(site, mosquitto):
+    """R9, R10: 400 refused envelopes from anyone on the broker grow the journal by at most
+    three records per refusal interval (was: two records each, without limit): the first
+    in full, then one alarm with the count."""
+    run = Running(site.cfg())
+    topic = topics.leaf("tokyo-hq", "door-3f-1", "acl")
+    stranger = init_role_key(site.tmp / "stranger", "admin")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+    bad = make_envelope(acl_for(site, 6), stranger, device="door-3f-1", expires=later)
+    flood = 400
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", site.port)
+    c.loop_start()
+    try:
+        assert run.d.sync.connected_event.wait(10)
+        head0, n0, before = run.head(), run.d.refused_total, run.d.processed_count
+        for i in range(flood):
+            payload = bad if i % 2 else b"garbage %d" % i
+            c.publish(topic, payload, qos=1).wait_for_publish(10)
+        assert run.d.wait_refused(n0 + flood, timeout=60)
+        counted = run.d.wait_processed(
+            lambda p: any(r.get("refused", 0) > 1 for r in p.records), after=before, timeout=15
+        )
+        assert counted is not None
+        grown = run.head() - head0
+        assert grown <= 3, f"the journal grew by {grown} records for {flood} refused lists"
+        recs = run.d.records_since(before)
+        total = sum(r.get("refused", 0) for r in recs if r["type"] == "alarm.acl_rejected")
+        assert total == flood  # every refusal counted, none lost
+    finally:
+        run.stop()
+        c.loop_stop()
+        c.disconnect()
