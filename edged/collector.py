@@ -533,6 +533,9 @@ class Collector:
                 # The same hash is the same record: a duplicate, whatever its signature.
                 if stored == rec["hash"] or forged():
                     return
+                if stored is None and self._fills_gap(dev, seq, rec["prev"]):
+                    self._insert_locked(dev, payload, rec, checked)  # late, on the old chain
+                    return
                 if self._holds(dev, seq - 1, rec["prev"]):
                     self._keep_fork_locked(dev, payload, rec)
                     return
@@ -559,10 +562,9 @@ class Collector:
             seq = self._heads.get(dev, (0, ""))[0]
             return dev if seq - self._receipted.get(dev, 0) >= self._receipt_every else None
 
-    def _store_locked(
+    def _insert_locked(
         self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
     ) -> None:
-        """Append ``rec`` to the device's stored chain (verified by the caller)."""
         body = payload.decode("utf-8")  # verified: kept exactly as the device sent it
         # Group commit: a burst is stored in one transaction; receipts are sent only
         # after _flush() has committed what they cover.
@@ -573,6 +575,26 @@ class Collector:
             (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
         )
         self._audit_due |= not checked
+
+    def _fills_gap(self, dev: tuple[str, str], seq: int, prev: str) -> bool:
+        """A record of the chain before a rollback, arriving after the rollback record
+        (it was still on its way): it links to the stored record before it and its seq
+        lies in a declared discontinuity."""
+        return (
+            self._stored_hash(dev, seq - 1) == prev
+            and self._db.execute(
+                "SELECT 1 FROM discontinuities WHERE site=? AND device=? AND central_seq < ?"
+                " AND seq > ?",
+                (*dev, seq, seq),
+            ).fetchone()
+            is not None
+        )
+
+    def _store_locked(
+        self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
+    ) -> None:
+        """Append ``rec`` to the device's stored chain (verified by the caller)."""
+        self._insert_locked(dev, payload, rec, checked)
         self._heads[dev] = (rec["seq"], rec["hash"])
         self._dirty.add(dev)
         self._uncommitted += 1

@@ -169,6 +169,7 @@ class Daemon:
         )
         if self.sync is not None:
             self.sync.notify()
+        self._observed(None, [rec.fields])
 
     def _central_head(self, seq: int, h: str) -> None:
         """The collector holds (seq, hash) of this device: if the journal does not contain
@@ -670,6 +671,9 @@ class Daemon:
                 type=rec.type,
                 **{k: v for k, v in f.items() if k not in _ENVELOPE},
             )
+        self._observed(event, written)
+
+    def _observed(self, event: Event | None, written: list[dict[str, Any]]) -> None:
         with self._cond:
             self._count += 1
             self._processed.append(Processed(self._count, event, tuple(written)))
