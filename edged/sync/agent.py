@@ -1,6 +1,6 @@
 """The device's sync agent: the journal is the outbox (R10, R13, R15).
 
-One thread owns the paho client and drives it from its own ``select`` loop (paho's
+One thread owns the paho client and drives it from its own ``poll`` loop (paho's
 external-loop API), woken by the socket, by a pipe when the daemon commits records, or by
 the heartbeat timer; nothing polls. Records go out in seq order, QoS 1, with a bounded
 window. A PUBACK only advances ``published_seq``: the broker may not have stored the
@@ -103,6 +103,7 @@ class SyncAgent:
         retry_seconds: float = 1.0,
         retry_cap_seconds: float = 60.0,
         device_key: Ed25519PrivateKey | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
         self.site, self.device = site, device
@@ -111,7 +112,7 @@ class SyncAgent:
         self._clock = clock
         self._boot_id = boot_id
         self._on_inbound = on_inbound
-        self._backoff = Backoff(retry_seconds, max(retry_seconds, retry_cap_seconds))
+        self._backoff = backoff or Backoff(retry_seconds, max(retry_seconds, retry_cap_seconds))
         self._up_since: float | None = None
         self._collector = load_public_key(cfg.collector_pubkey) if cfg.collector_pubkey else None
         self._device_key = device_key  # signs alarms sent while the journal cannot record
@@ -308,13 +309,21 @@ class SyncAgent:
                 # a half-open connection.
                 cap = min(5.0, self.cfg.keepalive_seconds / 2)
                 timeout = max(0.0, min(next_beat - time.monotonic(), cap))
-                readable: list[Any] = [sock, self._wake_r]
-                r, w, _ = select.select(readable, [sock] if c.want_write() else [], [], timeout)
-                if self._wake_r in r:
+                # poll, not select: select() fails on descriptors above 1024, which a
+                # process with many connections (a gateway, the tests) reaches.
+                fd = sock.fileno()
+                poller = select.poll()
+                poller.register(self._wake_r, select.POLLIN)
+                poller.register(fd, select.POLLIN | (select.POLLOUT if c.want_write() else 0))
+                ready = dict(poller.poll(timeout * 1000))
+                if ready.get(self._wake_r, 0) & select.POLLIN:
                     os.read(self._wake_r, 4096)
-                if sock in r and c.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                ev = ready.get(fd, 0)
+                if ev & (select.POLLIN | select.POLLERR | select.POLLHUP) and (
+                    c.loop_read() != mqtt.MQTT_ERR_SUCCESS
+                ):
                     return
-                if sock in w and c.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                if ev & select.POLLOUT and c.loop_write() != mqtt.MQTT_ERR_SUCCESS:
                     return
                 if c.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
                     return

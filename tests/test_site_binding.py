@@ -1,0 +1,121 @@
+"""Records are bound to their (site, device): a genuine record republished under another
+site or device is refused with an alarm, and devices of one name live at two sites
+(R9, R13)."""
+
+from __future__ import annotations
+
+import shutil
+
+import paho.mqtt.client as mqtt
+
+from edged.clock import SystemClock
+from edged.collector import Collector
+from edged.journal import Journal
+from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.sync import topics
+
+
+def journal_wires(state, site: str, device: str, n: int = 3) -> list[bytes]:
+    init_keys(state)
+    with Journal(
+        state / "journal.db", load_keys(state), SystemClock(), site=site, device=device
+    ) as j:
+        j.append_many(("door.exit_request", {"door": "main", "n": i}) for i in range(n))
+        return [r.wire() for r in j.records(1, n)]
+
+
+def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto):
+    """R9, R13: door-1 exists at two sites with its own key each. Site A's genuine records
+    republished under site B (same device name) and under another device of site A are
+    refused and alarmed (before: stored as the other site's, silently); each site's own
+    records are stored under its own name."""
+    a = journal_wires(tmp_path / "a", "site-a", "door-1")
+    b = journal_wires(tmp_path / "b", "site-b", "door-1")
+    trust = tmp_path / "trust"
+    for site, src in (("site-a", "a"), ("site-b", "b")):
+        (trust / site).mkdir(parents=True)
+        shutil.copy(tmp_path / src / PUBLIC_KEY_FILE, trust / site / "door-1.pub")
+    init_keys(tmp_path / "a2")  # site A's second door, with a key of its own
+    shutil.copy(tmp_path / "a2" / PUBLIC_KEY_FILE, trust / "site-a" / "door-2.pub")
+    key = init_role_key(tmp_path / "central", "collector")
+    col = Collector("127.0.0.1", mosquitto.port, tmp_path / "central.db", trust, key)
+    col.start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+
+    def send(site: str, device: str, wire: bytes) -> None:
+        pub.publish(topics.event(site, device, "door.exit_request"), wire, qos=1).wait_for_publish(
+            10
+        )
+
+    try:
+        assert col.subscribed.wait(15)
+        for w in a:
+            send("site-b", "door-1", w)  # A's records under B's name
+            send("site-a", "door-2", w)  # and under another door of A
+        for w in a:
+            send("site-a", "door-1", w)
+        for w in b:
+            send("site-b", "door-1", w)
+        assert col.wait_for(
+            lambda: (
+                col.seqs("site-a", "door-1") == [1, 2, 3]
+                and col.seqs("site-b", "door-1") == [1, 2, 3]
+            )
+        )
+        with col.changed:
+            col.changed.wait_for(lambda: len(col.alarms()) >= 2, 10)
+        assert col.seqs("site-a", "door-2") == []
+        stored_b = col._db.execute(
+            "SELECT hash FROM records WHERE site='site-b' ORDER BY seq"
+        ).fetchall()
+        assert [h for (h,) in stored_b] != []
+        assert not {h for (h,) in stored_b} & {
+            h for (h,) in col._db.execute("SELECT hash FROM records WHERE site='site-a'").fetchall()
+        }
+        kinds = [t for t, _d in col.alarms()]
+        # Under either other name, A's record fails that name's pinned key (one
+        # rate-limited alarm per name).
+        assert set(kinds) == {"bad_record"}, col.alarms()
+        assert {(s, d) for s, d, *_ in col._db.execute("SELECT site, device FROM alarms")} == {
+            ("site-b", "door-1"),
+            ("site-a", "door-2"),
+        }
+        assert len(col.alarms()) <= 4  # six forged messages, bounded alarms
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        col.close()
+
+
+def test_a_record_signed_for_another_site_is_refused_by_its_binding(tmp_path, mosquitto):
+    """R9, R13: even where the key lookup would let it through (the same key pinned at the
+    other name), the site and device inside the signed record must match the topic."""
+    from edged.collector import WRONG_ORIGIN, check_record
+
+    wires = journal_wires(tmp_path / "a", "site-a", "door-1", 1)
+    keys = load_keys(tmp_path / "a")
+    assert isinstance(check_record(wires[0], keys.public_key, origin=("site-a", "door-1")), dict)
+    why = check_record(wires[0], keys.public_key, origin=("site-b", "door-1"))
+    assert isinstance(why, str) and why.startswith(WRONG_ORIGIN)
+
+
+def test_a_key_listed_under_two_names_is_trusted_under_neither(tmp_path):
+    """R9, R13: a key is one device at one site; copied to a second name by mistake (or
+    on purpose), it would let one device's records pass as the other's."""
+    init_keys(tmp_path / "a")
+    trust = tmp_path / "trust"
+    for site, dev in (("site-a", "door-1"), ("site-b", "door-1")):
+        (trust / site).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "a" / PUBLIC_KEY_FILE, trust / site / f"{dev}.pub")
+    key = init_role_key(tmp_path / "central", "collector")
+    col = Collector("127.0.0.1", 1, tmp_path / "central.db", trust, key)
+    try:
+        assert col._trusted("site-a", "door-1") == (None, "")
+        assert col._trusted("site-b", "door-1") == (None, "")
+        (trust / "site-b" / "door-1.pub").unlink()
+        col._load_trust()
+        assert col._trusted("site-a", "door-1")[0] is not None
+    finally:
+        col.close()
