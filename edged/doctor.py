@@ -205,7 +205,17 @@ def _broker(cfg: Config) -> Check:
             f"{s.host}:{s.port} did not accept the connection",
             "check credentials and certificates",
         )
-    return Check("broker", "OK", f"{s.host}:{s.port}{' over TLS' if s.tls else ''}")
+    if not s.tls:
+        # Receipts and lists are signed either way, but the records (who entered when)
+        # and the access lists cross the network readable by anyone on the path (R12).
+        return Check(
+            "broker",
+            "WARN",
+            f"{s.host}:{s.port} reached in plaintext: records and access lists are readable"
+            " on the network",
+            "set tls = true and ca_file in [sync] (R12)",
+        )
+    return Check("broker", "OK", f"{s.host}:{s.port} over TLS")
 
 
 def _clock(cfg: Config) -> Check:

@@ -84,7 +84,9 @@ def test_broker_check_connects_for_real(tmp_path, mosquitto):
         f'collector_pubkey = "{tmp_path}/central/collector_ed25519.pub"\n'
     )
     p = doctor(cfg, state)
-    assert f"OK   broker: 127.0.0.1:{mosquitto.port}" in p.stdout, p.stdout
+    # R12: reached, but in plaintext: a warning that says how to fix it.
+    assert f"WARN broker: 127.0.0.1:{mosquitto.port} reached in plaintext" in p.stdout, p.stdout
+    assert "tls = true" in p.stdout
     mosquitto.stop()
     p = doctor(cfg, state)
     assert "FAIL broker" in p.stdout and "fix:" in p.stdout
