@@ -381,13 +381,7 @@ class Daemon:
             r["count"] += 1
             log.warning("acl_rejected", reason=reason, detail=detail[:200], recorded=False)
             return
-        assert self.cfg.sync is not None
-        r.update(
-            open_until=time.monotonic() + self.cfg.sync.refusal_interval_seconds,
-            count=0,
-            reasons={},
-            since=format_ts(self.clock.wall_ms()),
-        )
+        self._open_refusal_interval()
         self._execute(
             [
                 Record("acl.rejected", {"reason": reason, "detail": detail[:300]}),
@@ -409,14 +403,17 @@ class Daemon:
             "reasons": dict(sorted(r["reasons"].items())),
             "since": r["since"],
         }
+        self._open_refusal_interval()
+        self._execute([Record("alarm.acl_rejected", fields)], None)
+
+    def _open_refusal_interval(self) -> None:
         assert self.cfg.sync is not None
-        r.update(
+        self._refusals.update(
             open_until=time.monotonic() + self.cfg.sync.refusal_interval_seconds,
             count=0,
             reasons={},
             since=format_ts(self.clock.wall_ms()),
         )
-        self._execute([Record("alarm.acl_rejected", fields)], None)
 
     def _restore_state(self) -> None:
         """Who is inside, escorts, wrong PINs and lock-outs, replayed from the journal:

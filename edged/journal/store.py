@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -366,14 +366,28 @@ class Journal:
 
     def checkpoint(self) -> Record:
         """Append a checkpoint now, whatever the period."""
+        rec = self._append_one(
+            lambda seq, prev: (
+                seq + 1,
+                "checkpoint",
+                {"head_seq": seq, "head_hash": prev},
+            )
+        )
+        self._last_cp_seq = rec.seq
+        self._last_cp_mono = self._clock.mono_ns()
+        return rec
+
+    def _append_one(self, make: Callable[[int, str], tuple[int, str, dict[str, Any]]]) -> Record:
+        """One record whose seq and fields depend on the head, written in one transaction
+        that also moves the head marker: ``make(head_seq, head_hash)`` gives (seq, type,
+        fields)."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq, prev = self._head_in_tx()
-                rec, row = self._build(
-                    seq + 1, prev, "checkpoint", {"head_seq": seq, "head_hash": prev}, self._now()
-                )
+                at, rtype, fields = make(seq, prev)
+                rec, row = self._build(at, prev, rtype, fields, self._now())
                 conn.execute(_INSERT, row)
                 self._mark_head(rec.seq)
                 conn.execute("COMMIT")
@@ -383,9 +397,7 @@ class Journal:
                 raise
         except sqlite3.Error as e:
             self._failed(e)
-            raise JournalError(f"{self.path}: checkpoint failed ({e})") from None
-        self._last_cp_seq = rec.seq
-        self._last_cp_mono = self._clock.mono_ns()
+            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
         self._witnessed(rec.seq, rec.hash)
         return rec
 
@@ -429,32 +441,20 @@ class Journal:
         signed twice with two meanings. The records in between are the discontinuity:
         kept centrally if they were synced, lost if not (docs/rollback.md)."""
         check_fields(fields)
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq, prev = self._head_in_tx()
-                body = {
+        return self._append_one(
+            lambda seq, prev: (
+                max(seq, known.seq) + 1,
+                ROLLBACK,
+                {
                     **fields,
                     "found_seq": seq,
                     "found_hash": prev,
                     "known_seq": known.seq,
                     "known_hash": known.hash,
                     "source": known.source,
-                }
-                rec, row = self._build(max(seq, known.seq) + 1, prev, ROLLBACK, body, self._now())
-                conn.execute(_INSERT, row)
-                self._mark_head(rec.seq)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            self._failed(e)
-            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
-        self._witnessed(rec.seq, rec.hash)
-        return rec
+                },
+            )
+        )
 
     def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
         """The records of the given types, parsed, in seq order (start-up replay)."""
