@@ -58,7 +58,10 @@ def reached(p: Processed, n: int) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--taps", type=int, default=500)
+    ap.add_argument("--quick", action="store_true", help="a few samples: proves it runs (CI)")
     a = ap.parse_args()
+    if a.quick:
+        a.taps = 20
     base = Path(tempfile.mkdtemp())
     state = base / "state"
     cfg_path = base / "edged.toml"

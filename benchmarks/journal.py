@@ -68,7 +68,10 @@ def main() -> int:
     ap.add_argument("--singles", type=int, default=2000)
     ap.add_argument("--burst", type=int, default=20000)
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    ap.add_argument("--quick", action="store_true", help="a few samples: proves it runs (CI)")
     a = ap.parse_args()
+    if a.quick:
+        a.singles, a.burst = 100, 1000
     base = Path(tempfile.mkdtemp(dir=a.dir))
     keys = DeviceKeys.generate()
     clock = SystemClock()

@@ -204,7 +204,10 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--unreceipted", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=2, help="floor and drain, alternately")
+    ap.add_argument("--quick", action="store_true", help="a few samples: proves it runs (CI)")
     a = ap.parse_args()
+    if a.quick:
+        a.records, a.rounds = 2000, 1
     base = Path(tempfile.mkdtemp())
     template, central, trust = base / "template", base / "central", base / "trust"
     init_keys(template)

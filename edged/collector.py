@@ -733,6 +733,7 @@ class Collector:
         try:
             doc = json.loads(payload)
             head, known = doc.get("head_seq"), doc.get("head_known", True)
+            acked = doc.get("acked_seq")
         except (ValueError, AttributeError):
             return
         if type(head) is not int or known is not True or self._trusted(site, device)[0] is None:
@@ -740,6 +741,10 @@ class Collector:
         dev = (site, device)
         with self._lock:
             last = self._head_locked(dev)[0]
+            if type(acked) is int and acked < min(last, self._receipted.get(dev, 0)):
+                # Our receipt was lost (a broker dies between taking and delivering it):
+                # the device waits for one. The receipt loop sends it again.
+                self._receipted[dev] = acked
             if head > last:
                 self._lagging.setdefault(dev, time.monotonic())
             elif head < last:

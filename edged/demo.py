@@ -12,6 +12,7 @@ import threading
 import time
 import zoneinfo
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ from edged.log import configure_logging
 from edged.privacy import CardFingerprinter
 from edged.report import build_ledger, to_csv, to_html
 
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "edged.toml"
+
+def example_config() -> Path:
+    """The example configuration shipped in the package (``config/`` in the repository)."""
+    return Path(str(resources.files("edged.examples").joinpath("edged.toml")))
+
+
 STAFF_CARD = "012E4CD9A1B2C3D4"  # a FeliCa IDm; only its keyed fingerprint is ever stored
 
 
@@ -41,7 +47,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     """Run the scenario; returns 0 when every step behaved and the journal verifies."""
     pause = 0.0 if fast else 1.2
     state_dir = state_dir.resolve()
-    cfg_path = config or REPO_CONFIG
+    cfg_path = config or example_config()
     if not cfg_path.exists():
         print(f"edged demo: no configuration at {cfg_path}; pass --config FILE")
         return 2

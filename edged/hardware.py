@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Self
 
 from edged.errors import DriverInitError
 from edged.events import Event, EventSink
@@ -89,7 +89,7 @@ class Device(ABC):
     def _describe(self) -> dict[str, Any]:
         return {}
 
-    def __enter__(self) -> Device:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,5 +6,5 @@ EDGED_TEST_EXTRAS=1 bash "$here/scripts/bootstrap.sh"
 venv="${EDGED_VENV:-$here/.venv}"
 cd "$here"
 "$venv/bin/ruff" check .
-"$venv/bin/mypy"
+bash "$here/scripts/typecheck.sh"
 exec "$venv/bin/python" -m pytest "$@"

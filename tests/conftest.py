@@ -164,3 +164,18 @@ def enrol(state: Path, config: Path = EXAMPLE_CONFIG) -> None:
         init_keys(state)
     p = import_acl(state, config=config)
     assert p.returncode == 0, p.stderr
+
+
+TIERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test sits in exactly one tier (module-level ``pytestmark``), so that
+    ``pytest -m unit`` on a laptop runs what needs no services, and nothing is missed."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if sum(1 for t in TIERS if item.get_closest_marker(t) is not None) != 1
+    ]
+    if wrong:
+        raise pytest.UsageError(f"tests without exactly one tier marker {TIERS}: {wrong[:5]}")

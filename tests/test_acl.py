@@ -27,6 +27,8 @@ from edged.errors import ConfigError
 from edged.privacy import CardFingerprinter
 from tests.conftest import EDGED, has_token
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).parent.parent
 EXAMPLE_ACL = ROOT / "config" / "acl-example.toml"
 CONFIG = ROOT / "config" / "edged.toml"

@@ -9,10 +9,14 @@ from __future__ import annotations
 import random
 import sqlite3
 
+import pytest
+
 from edged.clock import FakeClock
 from edged.errors import JournalCorruptError
 from edged.journal import Journal, verify_journal
 from tests.conftest import LONG
+
+pytestmark = pytest.mark.integration
 
 SAMPLE = int(__import__("os").environ.get("EDGED_BITFLIP_SAMPLE", "1500"))
 

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from edged.canonical import canonical_bytes
 from edged.errors import JournalError
 
+pytestmark = pytest.mark.unit
+
 SAFE = 2**53 - 1
 # Keys and strings from all of Unicode, non-BMP included (emoji, extension-B kanji), where
 # code-point order and RFC 8785's UTF-16 order differ.

@@ -13,6 +13,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from edged.clock import FakeClock, parse_ts
 from edged.config import load_config
 from edged.daemon import Daemon
@@ -21,6 +23,8 @@ from edged.journal import verify_journal
 from edged.keys import load_keys
 from edged.privacy import CardFingerprinter
 from tests.conftest import enrol, require_pcscd
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 YAMADA, SUZUKI = "012E4CD9A1B2C3D4", "04A1B2C3"  # no time window; mon-fri 07:00-22:00

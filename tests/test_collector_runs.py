@@ -24,6 +24,8 @@ from edged.journal import Journal
 from edged.journal.record import digest
 from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
 
+pytestmark = pytest.mark.unit
+
 SITE, DEVICE = "hq", "door-1"
 
 

@@ -12,6 +12,8 @@ from edged.errors import ConfigError, DriverInitError
 from edged.hardware import backend_names, load_backend, make_device
 from tests.conftest import EDGED
 
+pytestmark = pytest.mark.integration
+
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 
 

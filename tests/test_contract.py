@@ -22,6 +22,8 @@ from edged.errors import DriverInitError
 from edged.events import KeypadKey
 from edged.privacy import CardFingerprinter
 
+pytestmark = pytest.mark.integration
+
 CFG = load_config(Path(__file__).parent.parent / "config" / "edged.toml")
 ROWS, COLS = (23, 24, 25, 8), (7, 12, 16)
 

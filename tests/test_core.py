@@ -22,6 +22,8 @@ from edged.events import (
     KeypadKey,
 )
 
+pytestmark = pytest.mark.unit
+
 CFG = load_config(Path(__file__).parent.parent / "config" / "edged.toml")
 # Tuesday 2026-11-24 10:00 in Tokyo (01:00 UTC).
 TUE_10 = int(dt.datetime(2026, 11, 24, 1, 0, tzinfo=dt.UTC).timestamp() * 1000)

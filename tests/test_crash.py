@@ -7,9 +7,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from edged.journal import verify_journal
 from edged.keys import load_keys
 from tests.conftest import LONG
+
+pytestmark = pytest.mark.integration
 
 KILLS = 200 if LONG else 40
 

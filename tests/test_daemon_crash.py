@@ -10,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from edged.simulators.pcscd import PcscdHarness, reader_ports
 
 from edged.config import load_config
 from edged.journal import verify_journal
 from edged.keys import load_keys
 from tests.conftest import LONG, enrol, require_pcscd
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 KILLS = 1000 if LONG else 200

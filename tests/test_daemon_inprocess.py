@@ -14,6 +14,8 @@ from edged.events import ExitButton
 from edged.keys import init_keys
 from tests.conftest import require_pcscd
 
+pytestmark = pytest.mark.integration
+
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 
 

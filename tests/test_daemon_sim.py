@@ -17,6 +17,8 @@ import pytest
 from edged.control import request
 from tests.conftest import EDGED, enrol, has_token, import_acl, require_pcscd
 
+pytestmark = pytest.mark.integration
+
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 ACL_EXAMPLE = Path(__file__).parent.parent / "config" / "acl-example.toml"
 FELICA = "012E4CD9A1B2C3D4"  # S1001, staff with escort rights, PIN 4821

@@ -6,9 +6,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from edged.simulators.pcscd import PcscdHarness, reader_ports
 
 from tests.conftest import EDGED, enrol, require_pcscd
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 

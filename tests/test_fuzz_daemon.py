@@ -16,6 +16,7 @@ import datetime as dt
 import json
 
 import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,8 @@ from edged.sync.envelope import make_envelope
 from edged.sync.signed import sign_doc
 from tests.conftest import LONG, enrol, require_pcscd
 from tests.test_sync import Running, Site, acl_for
+
+pytestmark = pytest.mark.integration
 
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
 EXAMPLES = settings(

@@ -7,6 +7,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import pytest
 from edged.drivers.pcsc import card_kind, parse_uid_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,8 @@ from edged.keys import DeviceKeys
 from edged.privacy import CardFingerprinter
 from edged.sync.envelope import open_envelope
 from edged.sync.signed import Rejected, parse_signed
+
+pytestmark = pytest.mark.unit
 
 FP = CardFingerprinter(b"z" * 32)
 ADMIN = DeviceKeys.generate().public_key

@@ -15,6 +15,8 @@ from edged.config import DoorConfig, GpioConfig, load_config
 from edged.errors import DriverInitError, DriverOperationError
 from edged.events import CabinetChanged, DoorContact, ExitButton, KeypadKey, Tamper
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 
 

@@ -17,6 +17,8 @@ from edged.journal import GENESIS, Journal, verify_journal
 from edged.journal.record import digest
 from edged.keys import DeviceKeys
 
+pytestmark = pytest.mark.unit
+
 
 def trusted(keys: DeviceKeys):
     return {keys.key_id: keys.public_key}

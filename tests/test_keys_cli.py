@@ -16,6 +16,8 @@ from edged.journal import Journal
 from edged.keys import PUBLIC_KEY_FILE, init_keys, key_paths, load_keys
 from tests.conftest import EDGED
 
+pytestmark = pytest.mark.integration
+
 
 def edged(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run([EDGED, *args], capture_output=True, text=True, timeout=60, check=check)

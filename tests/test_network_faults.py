@@ -21,6 +21,8 @@ from edged.simulators.mosquitto import MosquittoHarness
 from tests.conftest import enrol, require_pcscd
 from tests.test_sync import Running, Site
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).parent.parent
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
 PORT = 1883  # the namespace is ours alone

@@ -10,6 +10,8 @@ from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 from edged.events import CardPresented, CardRemoved, CardUnreadable, ReaderFound, ReaderLost
 from edged.privacy import CardFingerprinter
 
+pytestmark = pytest.mark.integration
+
 FP = CardFingerprinter(b"s" * 32)
 FELICA = bytes.fromhex("012E4CD9A1B2C3D4")
 

@@ -15,6 +15,8 @@ from edged.privacy import (
     my_number_check_digit,
 )
 
+pytestmark = pytest.mark.unit
+
 eleven = st.text(alphabet="0123456789", min_size=11, max_size=11)
 
 

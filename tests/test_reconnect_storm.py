@@ -6,12 +6,16 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from edged.clock import SystemClock
 from edged.config import SyncConfig
 from edged.journal import Journal
 from edged.keys import init_keys, load_keys
 from edged.sync.agent import SyncAgent
 from edged.sync.backoff import Backoff
+
+pytestmark = pytest.mark.integration
 
 DEVICES = 200
 

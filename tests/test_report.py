@@ -15,6 +15,8 @@ from edged.clock import FakeClock
 from edged.journal import Journal
 from tests.conftest import EDGED
 
+pytestmark = pytest.mark.system
+
 # 2026-11-24 09:00 JST = 00:00 UTC
 T0 = 1_763_942_400_000 + 365 * 86_400_000
 

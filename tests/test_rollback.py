@@ -14,6 +14,8 @@ from edged.journal.record import ROLLBACK
 from tests.conftest import EDGED, require_pcscd
 from tests.test_sync import Running, Site
 
+pytestmark = pytest.mark.integration
+
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
 
 

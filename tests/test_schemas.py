@@ -17,6 +17,8 @@ from edged.sync import topics
 from edged.sync.envelope import make_envelope
 from tests.test_sync import Running, Site, acl_for, publish
 
+pytestmark = pytest.mark.integration
+
 SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 import shutil
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from edged.clock import SystemClock
 from edged.collector import Collector
 from edged.journal import Journal
 from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
 from edged.sync import topics
+
+pytestmark = pytest.mark.integration
 
 
 def journal_wires(state, site: str, device: str, n: int = 3) -> list[bytes]:

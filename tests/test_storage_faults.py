@@ -40,6 +40,8 @@ from tests.conftest import enrol, require_pcscd
 from tests.test_schemas import validators
 from tests.test_sync import Running, Site
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).parent.parent
 SITE, DEVICE = "tokyo-hq", "door-3f-1"
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)

@@ -25,6 +25,8 @@ from edged.sync.envelope import make_envelope
 from edged.sync.signed import sign_doc
 from tests.conftest import require_pcscd
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config" / "edged.toml"
 ACL_EXAMPLE = ROOT / "config" / "acl-example.toml"

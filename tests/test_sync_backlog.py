@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from edged.clock import SystemClock
 from edged.collector import Collector
 from edged.config import SyncConfig
@@ -17,6 +19,8 @@ from edged.journal import Journal
 from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
 from edged.sync.agent import SyncAgent
 from tests.conftest import LONG
+
+pytestmark = pytest.mark.integration
 
 SITE, DEVICE = "hq", "door-1"
 RECORDS = 100_000 if LONG else 20_000
@@ -67,7 +71,9 @@ def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto):
     try:
         for i, share in enumerate((0.15, 0.3, 0.5, 0.7, 0.85)):
             assert col.wait_for(lambda s=share: col.stored >= s * head, timeout=120), (
-                f"stalled at {col.stored} of {head}"
+                f"stalled at {col.stored} of {head}: agent {a.status()} cursor {a._cursor}"
+                f" unreceipted {len(a._unreceipted)} {list(a._unreceipted)[:3]}"
+                f" inflight {len(a._inflight)} connected {a.connected_event.is_set()}"
             )
             if i == 2:
                 a.close()  # the device restarts: it resumes from acked_seq + 1
@@ -77,7 +83,9 @@ def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto):
                 mosquitto.start()
         # Stored only in order and only once, so the count says all of 1..head are there.
         assert col.wait_for(lambda: col.stored >= head, timeout=300), (
-            f"stalled at {col.stored} of {head}"
+            f"stalled at {col.stored} of {head}: agent {a.status()} cursor {a._cursor}"
+            f" unreceipted {len(a._unreceipted)} {list(a._unreceipted)[:3]}"
+            f" inflight {len(a._inflight)} connected {a.connected_event.is_set()}"
         )
         assert col.seqs(SITE, DEVICE) == list(range(1, head + 1))
         assert col.alarms() == []

@@ -9,8 +9,12 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EDGED, has_token, require_pcscd
 from tests.test_daemon_sim import ACL_EXAMPLE, DaemonProc
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
 from edged.collector import Collector
 from tests.helpers.certs import make_pki
 from tests.test_sync import Running, Site
+
+pytestmark = pytest.mark.integration
 
 
 def test_records_flow_over_mutual_tls(tmp_path):

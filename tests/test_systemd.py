@@ -16,6 +16,8 @@ from edged.daemon import Daemon
 from edged.keys import init_keys
 from tests.conftest import require_pcscd
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config" / "edged.toml"
 

@@ -14,6 +14,8 @@ from edged.journal import Journal, verify_journal
 from edged.journal.record import digest
 from edged.keys import DeviceKeys
 
+pytestmark = pytest.mark.unit
+
 N = 20
 
 

@@ -420,6 +420,8 @@ class SyncAgent:
         # Flow control on receipts as well as PUBACKs: running further ahead of the
         # collector than the broker queues for it (Mosquitto: max_queued_messages, 1000 by
         # default) would only get messages dropped and resent.
+        while self._unreceipted and self._unreceipted[0] <= self.acked_seq:
+            self._unreceipted.popleft()  # receipted meanwhile (also when republished)
         room = min(
             self.cfg.window - len(self._inflight),
             self.cfg.max_unreceipted - len(self._unreceipted),
@@ -574,7 +576,9 @@ class SyncAgent:
             return
         if doc.get("cmd") != "resend" or type(doc.get("from_seq")) is not int:
             raise Rejected("malformed", "unknown command")
-        start = max(1, doc["from_seq"])
+        # Records up to acked_seq are committed centrally (the receipt says so): a late or
+        # stale request never sends the device back below them.
+        start = max(1, doc["from_seq"], self.acked_seq + 1)
         if start < self._cursor:
             log.info("resend_requested", from_seq=start)
             self._cursor = start
