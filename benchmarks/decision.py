@@ -23,14 +23,14 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.journal import pct
-from edged.acl import AccessList, Person, save_active
-from edged.config import parse_config
-from edged.daemon import Daemon, Processed
-from edged.events import CardPresented, DoorContact
-from edged.journal.store import connect
-from edged.keys import init_keys, load_keys
+from edged.core.events import CardPresented, DoorContact
+from edged.device.acl import AccessList, Person, save_active
+from edged.device.config import parse_config
+from edged.device.daemon import Daemon, Processed
+from edged.device.journal.store import connect
 from edged.log import configure_logging
-from edged.privacy import CardFingerprinter
+from edged.protocol.keys import init_keys, load_keys
+from edged.protocol.privacy import CardFingerprinter
 
 CONFIG = """
 site = "bench"

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from edged.clock import SystemClock
-from edged.journal import Journal, verify_journal
-from edged.journal.store import connect
-from edged.keys import DeviceKeys
+from edged.device.journal import Journal, verify_journal
+from edged.device.journal.store import connect
+from edged.protocol.keys import DeviceKeys
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -29,9 +29,9 @@ from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory
 from smartcard import scard
 
-from edged.config import GpioConfig, load_config
-from edged.events import CardPresented, CardRemoved, DoorContact
-from edged.privacy import CardFingerprinter
+from edged.core.events import CardPresented, CardRemoved, DoorContact
+from edged.device.config import GpioConfig, load_config
+from edged.protocol.privacy import CardFingerprinter
 
 UID = bytes.fromhex("012E4CD9A1B2C3D4")
 

@@ -31,10 +31,10 @@ import paho.mqtt.client as mqtt
 from edged.simulators.mosquitto import MosquittoHarness
 
 from edged.clock import SystemClock
-from edged.config import SyncConfig
-from edged.journal import Journal
-from edged.keys import init_keys, init_role_key, load_keys
-from edged.sync.agent import SyncAgent
+from edged.device.config import SyncConfig
+from edged.device.journal import Journal
+from edged.device.sync.agent import SyncAgent
+from edged.protocol.keys import init_keys, init_role_key, load_keys
 
 
 def rss_kib() -> int:

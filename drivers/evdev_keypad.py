@@ -13,9 +13,9 @@ import select
 import threading
 
 from edged.clock import Clock, SystemClock
+from edged.core.events import DriverFault, KeypadKey
+from edged.device.hardware import Keypad
 from edged.errors import DriverInitError
-from edged.events import DriverFault, KeypadKey
-from edged.hardware import Keypad
 from edged.log import get_logger
 
 log = get_logger("drivers.evdev_keypad")

@@ -21,10 +21,10 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
-from edged.config import CabinetConfig, DoorConfig, GpioConfig, IndicatorConfig
+from edged.core.events import CabinetChanged, DoorContact, ExitButton, Tamper
+from edged.device.config import CabinetConfig, DoorConfig, GpioConfig, IndicatorConfig
+from edged.device.hardware import CabinetSensors, DoorIO, Indicators
 from edged.errors import DriverInitError, DriverOperationError
-from edged.events import CabinetChanged, DoorContact, ExitButton, Tamper
-from edged.hardware import CabinetSensors, DoorIO, Indicators
 
 Factory = Any  # gpiozero.Factory; typed loosely because gpiozero ships no type hints
 

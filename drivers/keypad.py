@@ -14,9 +14,9 @@ from gpiozero import DigitalInputDevice, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
+from edged.core.events import KeypadKey
+from edged.device.hardware import Keypad
 from edged.errors import DriverInitError
-from edged.events import KeypadKey
-from edged.hardware import Keypad
 
 LAYOUTS = {
     3: ("123", "456", "789", "*0#"),

@@ -19,8 +19,7 @@ from collections.abc import Callable, Mapping
 from smartcard import scard
 
 from edged.clock import Clock, SystemClock
-from edged.errors import DriverInitError
-from edged.events import (
+from edged.core.events import (
     CardPresented,
     CardRemoved,
     CardUnreadable,
@@ -28,7 +27,8 @@ from edged.events import (
     ReaderFound,
     ReaderLost,
 )
-from edged.hardware import CardReader
+from edged.device.hardware import CardReader
+from edged.errors import DriverInitError
 from edged.log import get_logger
 
 log = get_logger("drivers.pcsc")

@@ -1,7 +1,7 @@
 """edged: access control and tamper-evident records for rooms where personal data is handled.
 
 Data flows one way: ``edged.drivers`` (hardware) -> ``edged.core`` (decisions) ->
-``edged.journal`` (signed, hash-chained records) -> ``edged.sync`` (central servers).
+``edged.device.journal`` (signed, hash-chained records) -> ``edged.sync`` (central servers).
 """
 
 __version__ = "0.1.0"

@@ -12,7 +12,6 @@ import functools
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -127,19 +126,6 @@ class FakeClock:
         """Move both clocks forward together."""
         self.wall += int(seconds * 1000)
         self.mono += int(seconds * 1_000_000_000)
-
-
-def format_ts(wall_ms: int) -> str:
-    """UTC ISO 8601 with milliseconds and a Z, the form used in every record."""
-    dt = datetime.fromtimestamp(wall_ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{wall_ms % 1000:03d}Z"
-
-
-def parse_ts(ts: str) -> int:
-    """Milliseconds since the epoch of a record's ``ts`` (the inverse of format_ts)."""
-    whole, _, frac = ts.rstrip("Z").partition(".")
-    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return int(dt.timestamp()) * 1000 + int((frac or "0")[:3].ljust(3, "0"))
 
 
 def read_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:

@@ -43,5 +43,10 @@ class DriverOperationError(DriverError):
     """A running driver failed an operation."""
 
 
-class DriverTimeoutError(DriverError):
-    """A driver operation did not complete in time."""
+class ControlError(EdgedError):
+    """A control-socket request (``edged status``, ``edged sim``) that cannot be carried
+    out; its message goes back to the client."""
+
+
+class DaemonTimeoutError(EdgedError, TimeoutError):
+    """The daemon did not answer in time (mixed with the builtin, python-can style)."""

@@ -17,7 +17,7 @@ from edged.drivers.keypad import LAYOUTS, MatrixKeypad
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from edged.clock import Clock
-from edged.config import Config
+from edged.device.config import Config
 
 
 class _RowPin(MockPin):

@@ -8,9 +8,9 @@ For configurations with ``keypad.backend = "sim"`` (and the evdev keypad under
 from __future__ import annotations
 
 from edged.clock import Clock, SystemClock
+from edged.core.events import KeypadKey
+from edged.device.hardware import Keypad
 from edged.errors import DriverOperationError
-from edged.events import KeypadKey
-from edged.hardware import Keypad
 
 KEYS = frozenset("0123456789*#ABCD")
 

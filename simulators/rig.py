@@ -13,8 +13,8 @@ from edged.simulators.pcscd import PcscdHarness, pcsc_reader_name, reader_ports
 from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 
 from edged.clock import Clock
-from edged.config import Config
-from edged.hardware import Keypad
+from edged.device.config import Config
+from edged.device.hardware import Keypad
 
 KIND_BY_LENGTH = {8: CardKind.FELICA, 4: CardKind.MIFARE_CLASSIC, 7: CardKind.MIFARE_ULTRALIGHT}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edged.clock import FakeClock
-from edged.journal import Journal
-from edged.keys import DeviceKeys, init_keys
+from edged.device.journal import Journal
+from edged.protocol.keys import DeviceKeys, init_keys
 
 # Console script of the installed package, next to the interpreter running the tests.
 EDGED = str(Path(sys.executable).with_name("edged"))

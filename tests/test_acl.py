@@ -13,18 +13,17 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from edged.acl import (
+from edged.core.policy import parse_stored, parse_window
+from edged.device.acl import (
     hash_pin,
     import_admin_file,
     load_active,
-    parse_stored,
-    parse_window,
     pin_pepper,
     save_active,
     verify_pin,
 )
 from edged.errors import ConfigError
-from edged.privacy import CardFingerprinter
+from edged.protocol.privacy import CardFingerprinter
 from tests.conftest import EDGED, has_token
 
 pytestmark = pytest.mark.integration
@@ -267,9 +266,9 @@ def test_acl_cli_import_show_and_version_rule(tmp_path):
 def test_daemon_refuses_a_list_made_for_another_device(tmp_path):
     """R12: fingerprints made with another device's secret are not accepted (deny all)."""
     from edged.clock import FakeClock
-    from edged.config import load_config
-    from edged.daemon import Daemon
-    from edged.keys import init_keys
+    from edged.device.config import load_config
+    from edged.device.daemon import Daemon
+    from edged.protocol.keys import init_keys
 
     cfg = load_config(CONFIG, state_dir=tmp_path / "st")
     init_keys(cfg.state_dir)

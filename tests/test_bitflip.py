@@ -12,8 +12,8 @@ import sqlite3
 import pytest
 
 from edged.clock import FakeClock
+from edged.device.journal import Journal, verify_journal
 from edged.errors import JournalCorruptError
-from edged.journal import Journal, verify_journal
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.canonical import canonical_bytes
 from edged.errors import JournalError
+from edged.protocol.canonical import canonical_bytes
 
 pytestmark = pytest.mark.unit
 

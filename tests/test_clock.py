@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from edged.clock import FakeClock, parse_ts
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.events import CardPresented, DoorContact, KeypadKey
-from edged.journal import verify_journal
-from edged.keys import load_keys
-from edged.privacy import CardFingerprinter
+from edged.clock import FakeClock
+from edged.core.events import CardPresented, DoorContact, KeypadKey
+from edged.device.config import load_config
+from edged.device.daemon import Daemon
+from edged.device.journal import verify_journal
+from edged.protocol.keys import load_keys
+from edged.protocol.privacy import CardFingerprinter
+from edged.protocol.records import parse_ts
 from tests.conftest import enrol, require_pcscd
 
 pytestmark = pytest.mark.integration

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from edged.canonical import dumps_checked
+from edged.central.collector import Collector
 from edged.clock import SystemClock
-from edged.collector import Collector
-from edged.journal import Journal
-from edged.journal.record import digest
-from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.device.journal import Journal
+from edged.protocol.canonical import dumps_checked
+from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.config import load_config
+from edged.device.config import load_config
+from edged.device.hardware import backend_names, load_backend, make_device
 from edged.errors import ConfigError, DriverInitError
-from edged.hardware import backend_names, load_backend, make_device
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from edged.simulators.gpio import KeypadMatrix
 from edged.simulators.keypad import SimKeypad
 from gpiozero.pins.mock import MockFactory
 
-from edged.config import load_config
+from edged.core.events import KeypadKey
+from edged.device.config import load_config
 from edged.errors import DriverInitError
-from edged.events import KeypadKey
-from edged.privacy import CardFingerprinter
+from edged.protocol.privacy import CardFingerprinter
 
 pytestmark = pytest.mark.integration
 

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.acl import AccessList, Person
-from edged.config import load_config
 from edged.core import Core, Indicate, Record, SetLock
-from edged.core.machine import NS, Now
-from edged.events import (
+from edged.core.events import (
     CabinetChanged,
     CardPresented,
     DoorContact,
     ExitButton,
     KeypadKey,
 )
+from edged.core.machine import NS, Now
+from edged.core.policy import AccessList, Person
+from edged.device.config import load_config
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from edged.journal import verify_journal
-from edged.keys import load_keys
+from edged.device.journal import verify_journal
+from edged.protocol.keys import load_keys
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration

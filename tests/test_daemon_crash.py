@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from edged.simulators.pcscd import PcscdHarness, reader_ports
 
-from edged.config import load_config
-from edged.journal import verify_journal
-from edged.keys import load_keys
+from edged.device.config import load_config
+from edged.device.journal import verify_journal
+from edged.protocol.keys import load_keys
 from tests.conftest import LONG, enrol, require_pcscd
 
 pytestmark = pytest.mark.integration

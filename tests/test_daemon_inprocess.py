@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.events import ExitButton
-from edged.keys import init_keys
+from edged.core.events import ExitButton
+from edged.device.config import load_config
+from edged.device.daemon import Daemon
+from edged.protocol.keys import init_keys
 from tests.conftest import require_pcscd
 
 pytestmark = pytest.mark.integration

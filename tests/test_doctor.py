@@ -77,7 +77,7 @@ def test_problems_are_named_with_their_fix(tmp_path):
 
 
 def test_broker_check_connects_for_real(tmp_path, mosquitto):
-    from edged.keys import init_role_key
+    from edged.protocol.keys import init_role_key
 
     state = tmp_path / "state"
     init_role_key(tmp_path / "central", "collector")

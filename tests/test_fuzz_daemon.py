@@ -20,14 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.events import CardPresented, KeypadKey
-from edged.keys import load_keys
-from edged.privacy import CardFingerprinter
-from edged.sync import topics
-from edged.sync.envelope import make_envelope
-from edged.sync.signed import sign_doc
+from edged.core.events import CardPresented, KeypadKey
+from edged.protocol import topics
+from edged.protocol.envelope import make_envelope
+from edged.protocol.keys import load_keys
+from edged.protocol.privacy import CardFingerprinter
+from edged.protocol.signed import sign_doc
 from tests.conftest import LONG, enrol, require_pcscd
-from tests.test_sync import Running, Site, acl_for
+from tests.helpers.site import Running, Site, acl_for
 
 pytestmark = pytest.mark.integration
 
@@ -202,7 +202,7 @@ def test_collector_topics_take_any_garbage(tmp_path, mosquitto):
     byte-flipped copies of genuine records: nothing false is stored, bad events are
     alarms, and the genuine records that follow are stored in order."""
     from edged.clock import SystemClock
-    from edged.journal import Journal
+    from edged.device.journal import Journal
 
     site = Site(tmp_path, mosquitto.port)
     with Journal(

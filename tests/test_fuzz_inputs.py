@@ -12,13 +12,14 @@ from edged.drivers.pcsc import card_kind, parse_uid_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.acl import import_admin_file, parse_stored
-from edged.config import parse_config
+from edged.core.policy import parse_stored
+from edged.device.acl import import_admin_file
+from edged.device.config import parse_config
 from edged.errors import ConfigError, EdgedError
-from edged.keys import DeviceKeys
-from edged.privacy import CardFingerprinter
-from edged.sync.envelope import open_envelope
-from edged.sync.signed import Rejected, parse_signed
+from edged.protocol.envelope import open_envelope
+from edged.protocol.keys import DeviceKeys
+from edged.protocol.privacy import CardFingerprinter
+from edged.protocol.signed import Rejected, parse_signed
 
 pytestmark = pytest.mark.unit
 

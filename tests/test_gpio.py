@@ -11,9 +11,9 @@ from edged.drivers.keypad import MatrixKeypad
 from edged.simulators.gpio import KeypadMatrix, SimGpio
 from gpiozero.pins.mock import MockFactory
 
-from edged.config import DoorConfig, GpioConfig, load_config
+from edged.core.events import CabinetChanged, DoorContact, ExitButton, KeypadKey, Tamper
+from edged.device.config import DoorConfig, GpioConfig, load_config
 from edged.errors import DriverInitError, DriverOperationError
-from edged.events import CabinetChanged, DoorContact, ExitButton, KeypadKey, Tamper
 
 pytestmark = pytest.mark.unit
 
@@ -149,7 +149,7 @@ def test_indicators_drive_pins(sim, cfg):
 
 
 def test_absent_indicators_are_ignored():
-    from edged.config import IndicatorConfig
+    from edged.device.config import IndicatorConfig
 
     ind = GpioIndicators(IndicatorConfig(), pin_factory=MockFactory())
     ind.set("buzzer", True)
@@ -183,7 +183,7 @@ def test_pin_in_use_is_a_clear_init_error():
 
 
 def test_cabinet_locked_when_switch_open(events):
-    from edged.config import CabinetConfig
+    from edged.device.config import CabinetConfig
 
     f = MockFactory()
     cab = GpioCabinets(

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.clock import FakeClock
+from edged.device.journal import GENESIS, Journal, verify_journal
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.journal import GENESIS, Journal, verify_journal
-from edged.journal.record import digest
-from edged.keys import DeviceKeys
+from edged.protocol.keys import DeviceKeys
+from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit
 
@@ -191,7 +191,7 @@ payloads = st.dictionaries(
 )
 def test_any_sequence_of_appends_verifies(tmp_path_factory, keys, items):
     """R9 (property): whatever is appended, in singles or batches, the file verifies."""
-    from edged.privacy import contains_individual_number
+    from edged.protocol.privacy import contains_individual_number
 
     items = [(t, p) for t, p in items if not contains_individual_number(json.dumps(p))]
     path = tmp_path_factory.mktemp("prop") / "j.db"

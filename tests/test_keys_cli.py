@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from edged.clock import FakeClock
+from edged.device.journal import Journal
 from edged.errors import KeyFileError
-from edged.journal import Journal
-from edged.keys import PUBLIC_KEY_FILE, init_keys, key_paths, load_keys
+from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, key_paths, load_keys
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration

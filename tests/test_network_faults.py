@@ -19,7 +19,7 @@ import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
 from tests.conftest import enrol, require_pcscd
-from tests.test_sync import Running, Site
+from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.system
 

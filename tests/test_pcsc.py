@@ -7,8 +7,8 @@ from edged.drivers.pcsc import PcscCardReader, card_kind, parse_uid_response
 from edged.simulators.pcscd import pcsc_reader_name
 from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 
-from edged.events import CardPresented, CardRemoved, CardUnreadable, ReaderFound, ReaderLost
-from edged.privacy import CardFingerprinter
+from edged.core.events import CardPresented, CardRemoved, CardUnreadable, ReaderFound, ReaderLost
+from edged.protocol.privacy import CardFingerprinter
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edged.errors import PrivacyError
-from edged.privacy import (
+from edged.protocol.privacy import (
     CardFingerprinter,
     check_fields,
     contains_individual_number,

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 
 from edged.clock import SystemClock
-from edged.config import SyncConfig
-from edged.journal import Journal
-from edged.keys import init_keys, load_keys
-from edged.sync.agent import SyncAgent
-from edged.sync.backoff import Backoff
+from edged.device.config import SyncConfig
+from edged.device.journal import Journal
+from edged.device.sync.agent import SyncAgent
+from edged.protocol.backoff import Backoff
+from edged.protocol.keys import init_keys, load_keys
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.journal.record import ROLLBACK
+from edged.protocol.records import ROLLBACK
 from tests.conftest import EDGED, require_pcscd
-from tests.test_sync import Running, Site
+from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.integration
 

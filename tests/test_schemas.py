@@ -5,32 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
-from edged.events import Tamper
-from edged.sync import topics
-from edged.sync.envelope import make_envelope
-from tests.test_sync import Running, Site, acl_for, publish
+from edged.core.events import Tamper
+from edged.protocol import topics
+from edged.protocol.envelope import make_envelope
+from tests.helpers.schemas import validators
+from tests.helpers.site import Running, Site, acl_for, publish
 
 pytestmark = pytest.mark.integration
-
-SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
-
-
-def validators() -> dict[str, Draft202012Validator]:
-    docs = {
-        p.name.removesuffix(".schema.json"): json.loads(p.read_text())
-        for p in SCHEMAS.glob("*.schema.json")
-    }
-    registry = Registry().with_resources(
-        (d["$id"], Resource.from_contents(d)) for d in docs.values()
-    )
-    return {name: Draft202012Validator(d, registry=registry) for name, d in docs.items()}
 
 
 def schema_for(rest: str) -> str | None:

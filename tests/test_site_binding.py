@@ -9,11 +9,11 @@ import shutil
 import paho.mqtt.client as mqtt
 import pytest
 
+from edged.central.collector import Collector
 from edged.clock import SystemClock
-from edged.collector import Collector
-from edged.journal import Journal
-from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
-from edged.sync import topics
+from edged.device.journal import Journal
+from edged.protocol import topics
+from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto):
 def test_a_record_signed_for_another_site_is_refused_by_its_binding(tmp_path, mosquitto):
     """R9, R13: even where the key lookup would let it through (the same key pinned at the
     other name), the site and device inside the signed record must match the topic."""
-    from edged.collector import WRONG_ORIGIN, check_record
+    from edged.central.collector import WRONG_ORIGIN, check_record
 
     wires = journal_wires(tmp_path / "a", "site-a", "door-1", 1)
     keys = load_keys(tmp_path / "a")

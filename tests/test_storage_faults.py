@@ -31,14 +31,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edged.events import CardPresented, ExitButton, KeypadKey
-from edged.journal import verify_journal
-from edged.keys import load_keys
-from edged.privacy import CardFingerprinter
-from edged.sync import topics
+from edged.core.events import CardPresented, ExitButton, KeypadKey
+from edged.device.journal import verify_journal
+from edged.protocol import topics
+from edged.protocol.keys import load_keys
+from edged.protocol.privacy import CardFingerprinter
 from tests.conftest import enrol, require_pcscd
-from tests.test_schemas import validators
-from tests.test_sync import Running, Site
+from tests.helpers.schemas import validators
+from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.system
 

@@ -6,118 +6,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
-import shutil
 import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from edged.acl import import_admin_file, load_active
-from edged.collector import Collector
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.events import ExitButton
-from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
-from edged.privacy import CardFingerprinter
-from edged.sync import topics
-from edged.sync.envelope import make_envelope
-from edged.sync.signed import sign_doc
+from edged.device.acl import load_active
+from edged.protocol import topics
+from edged.protocol.envelope import make_envelope
+from edged.protocol.keys import init_role_key, load_keys
+from edged.protocol.signed import sign_doc
 from tests.conftest import require_pcscd
+from tests.helpers.site import (
+    Running,
+    Site,
+    acl_for,
+    next_acl_records,
+    publish,
+    two_checkpoints,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config" / "edged.toml"
 ACL_EXAMPLE = ROOT / "config" / "acl-example.toml"
-
-
-class Site:
-    """A device state dir, admin and collector keys, a trust dir, a config with [sync].
-
-    ``state``: where the device keeps its state (default ``tmp/state``); ``host``: the
-    broker address the device is given; ``extra``: more lines for its [sync] table.
-    """
-
-    def __init__(
-        self,
-        tmp: Path,
-        port: int,
-        *,
-        state: Path | None = None,
-        host: str = "127.0.0.1",
-        extra: str = "",
-    ) -> None:
-        self.tmp = tmp
-        self.state = state or tmp / "state"
-        if not (self.state / "device_ed25519.key").exists():
-            init_keys(self.state)
-        central = tmp / "central"
-        self.collector_key = init_role_key(central, "collector")
-        self.admin_key = init_role_key(central, "admin")
-        self.trust = tmp / "trust"
-        (self.trust / "tokyo-hq").mkdir(parents=True)
-        shutil.copy(self.state / PUBLIC_KEY_FILE, self.trust / "tokyo-hq" / "door-3f-1.pub")
-        text = EXAMPLE.read_text() + (
-            f'\n[sync]\nbroker = "{host}:{port}"\n'
-            f'collector_pubkey = "{central}/collector_ed25519.pub"\n'
-            f'admin_pubkey = "{central}/admin_ed25519.pub"\nheartbeat_seconds = 1\n{extra}'
-        )
-        self.config = tmp / "edged.toml"
-        self.config.write_text(text)
-        self.port = port
-
-    def cfg(self):
-        return load_config(self.config, state_dir=self.state)
-
-    def collector(self, host: str = "127.0.0.1") -> Collector:
-        c = Collector(
-            host,
-            self.port,
-            self.tmp / "central.db",
-            self.trust,
-            self.collector_key,
-            receipt_every=50,
-            receipt_seconds=0.2,
-        )
-        c.start()
-        return c
-
-
-class Running:
-    """The daemon in this process (simulated hardware) with its sync agent."""
-
-    def __init__(self, cfg) -> None:
-        self.d = Daemon(cfg, simulate=True, control_socket=False)
-        self.t = threading.Thread(target=lambda: self.d.run(install_signals=False), daemon=True)
-        self.t.start()
-        for _ in range(300):
-            if self.d.running.wait(0.1) or self.d.stopped.is_set():
-                break
-        assert self.d.running.is_set(), "daemon did not start"
-
-    def presses(self, n: int) -> None:
-        for _ in range(n):
-            self.d.queue.put(ExitButton(door="main"))
-        self.d.call(lambda: None)  # all handled
-
-    def head(self) -> int:
-        return self.d.call(lambda: self.d.journal.head()[0])
-
-    def stop(self) -> None:
-        self.d.request_stop()
-        self.t.join(30)
-
-
-def two_checkpoints(run: Running):
-    """Once connected: two presses and a checkpoint, twice; both are published."""
-    assert run.d.sync.connected_event.wait(10)
-    run.presses(2)
-    old = run.d.call(lambda: run.d.journal.checkpoint())
-    run.presses(2)
-    new = run.d.call(lambda: run.d.journal.checkpoint())
-    run.d.sync.notify()
-    return old, new
 
 
 @pytest.fixture
@@ -164,34 +78,6 @@ def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosq
         col.close()
 
 
-def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    try:
-        c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
-
-
-def acl_for(site: Site, version: int):
-    fp = CardFingerprinter(load_keys(site.state).fingerprint_secret)
-    return import_admin_file(
-        ACL_EXAMPLE, fp, site="tokyo-hq", version=version, areas={"handling", "server-room"}
-    )
-
-
-def next_acl_records(run: Running, send) -> list[dict]:
-    before = run.d.processed_count
-    send()
-    p = run.d.wait_processed(
-        lambda p: any(r["type"].startswith("acl.") for r in p.records), after=before, timeout=15
-    )
-    assert p is not None, "the daemon recorded nothing for the envelope"
-    return list(p.records)
-
-
 def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
     """R5, R9, R12: only the pinned administrator's signed, scoped, newer, unexpired list is
     applied; every other one is rejected, recorded (in full or counted) with an alarm, and
@@ -207,7 +93,7 @@ def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
         sha = load_active(site.state).sha256
         assert recs[0]["sha256"] == sha
 
-        from edged.keys import init_role_key as mk
+        from edged.protocol.keys import init_role_key as mk
 
         stranger = mk(site.tmp / "stranger", "admin")
         tampered = json.loads(good)
@@ -279,7 +165,7 @@ def test_only_signed_receipts_advance_acked_seq(site, mosquitto):
         run.presses(5)
         head = run.head()
         h = run.d.call(lambda: run.d.journal.head()[1])
-        from edged.keys import init_role_key as mk
+        from edged.protocol.keys import init_role_key as mk
 
         forger = mk(site.tmp / "forger", "collector")
         forged = sign_doc(
@@ -314,8 +200,8 @@ def test_collector_flags_a_rewritten_record(site, mosquitto):
         [rec] = run.d.call(lambda: list(run.d.journal.records(2, 2)))
         obj = rec.fields
         obj["reason"] = "edited"
-        from edged.canonical import canonical_bytes
-        from edged.journal.record import digest
+        from edged.protocol.canonical import canonical_bytes
+        from edged.protocol.records import digest
 
         body = canonical_bytes(obj)
         h = digest(body)

@@ -12,12 +12,12 @@ import shutil
 
 import pytest
 
+from edged.central.collector import Collector
 from edged.clock import SystemClock
-from edged.collector import Collector
-from edged.config import SyncConfig
-from edged.journal import Journal
-from edged.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
-from edged.sync.agent import SyncAgent
+from edged.device.config import SyncConfig
+from edged.device.journal import Journal
+from edged.device.sync.agent import SyncAgent
+from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration

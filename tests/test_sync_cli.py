@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EDGED, has_token, require_pcscd
-from tests.test_daemon_sim import ACL_EXAMPLE, DaemonProc
+from tests.helpers.daemon_proc import DaemonProc
+from tests.helpers.site import ACL_EXAMPLE
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
-from edged.collector import Collector
+from edged.central.collector import Collector
+from edged.protocol.mqtt import Tls
 from tests.helpers.certs import make_pki
-from tests.test_sync import Running, Site
+from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def test_records_flow_over_mutual_tls(tmp_path):
             site.trust,
             site.collector_key,
             receipt_seconds=0.2,
-            tls={"ca": str(pki["ca"]), "cert": str(pki["client"]), "key": str(pki["client_key"])},
+            tls=Tls(pki["ca"], pki["client"], pki["client_key"]),
         )
         col.start()
         run = Running(site.cfg())

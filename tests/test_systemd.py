@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.keys import init_keys
+from edged.device.config import load_config
+from edged.device.daemon import Daemon
+from edged.protocol.keys import init_keys
 from tests.conftest import require_pcscd
 
 pytestmark = pytest.mark.system
@@ -121,7 +121,7 @@ def test_metrics_on_loopback_only(tmp_path):
 
 def test_metrics_show_a_journal_that_cannot_record():
     """R10: a storage fault shows in the metrics too (scraped without the journal)."""
-    from edged.metrics import render
+    from edged.device.metrics import render
 
     text = render({"journal": {"ok": False, "error": "disk I/O error", "fault": {"unrecorded": 3}}})
     assert "edged_journal_ok 0" in text and "edged_journal_unrecorded 3" in text

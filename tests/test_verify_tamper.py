@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edged.canonical import canonical_bytes
 from edged.clock import FakeClock
-from edged.journal import Journal, verify_journal
-from edged.journal.record import digest
-from edged.keys import DeviceKeys
+from edged.device.journal import Journal, verify_journal
+from edged.protocol.canonical import canonical_bytes
+from edged.protocol.keys import DeviceKeys
+from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit
 

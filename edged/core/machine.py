@@ -16,10 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.acl import AccessList, Person
-from edged.config import CARRY_IN, Config
 from edged.core.actions import Action, Indicate, Record, SetLock
-from edged.events import (
+from edged.core.events import (
     CabinetChanged,
     CardPresented,
     CardRemoved,
@@ -33,6 +31,7 @@ from edged.events import (
     ReaderLost,
     Tamper,
 )
+from edged.core.policy import CARRY_IN, AccessList, Person, SitePolicy
 
 NS = 1_000_000_000
 
@@ -108,7 +107,7 @@ class Core:
 
     def __init__(
         self,
-        config: Config,
+        config: SitePolicy,
         acl: AccessList | None = None,
         *,
         pin_check: Callable[[str, str], bool] = lambda _pin, _stored: False,

@@ -43,7 +43,7 @@ def lockout_until(rec: dict[str, Any], now: Now, boot_id: str) -> int:
     from the wall clock if both the record and now are synchronised; otherwise the time
     that passed is unknown, so the lock-out runs its full length again (fail secure).
     """
-    from edged.clock import parse_ts
+    from edged.protocol.records import parse_ts
 
     length = int(float(rec.get("minutes", 0)) * 60 * NS)
     mono = mono_of(rec)

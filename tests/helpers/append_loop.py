@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from edged.clock import SystemClock
-from edged.journal import Journal
-from edged.keys import load_keys
+from edged.device.journal import Journal
+from edged.protocol.keys import load_keys
 
 
 def main() -> None:

@@ -13,12 +13,12 @@ import sys
 import threading
 from pathlib import Path
 
-from edged.config import load_config
-from edged.daemon import Daemon
-from edged.events import CardPresented, ExitButton, KeypadKey
-from edged.keys import load_keys
+from edged.core.events import CardPresented, ExitButton, KeypadKey
+from edged.device.config import load_config
+from edged.device.daemon import Daemon
 from edged.log import configure_logging
-from edged.privacy import CardFingerprinter
+from edged.protocol.keys import load_keys
+from edged.protocol.privacy import CardFingerprinter
 
 
 def main() -> None:

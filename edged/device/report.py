@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edged.clock import format_ts, parse_ts
 from edged.core.replay import mono_of
-from edged.journal.store import connect
-from edged.journal.verify import VerifyResult
+from edged.device.journal.store import connect
+from edged.device.journal.verify import VerifyResult
+from edged.protocol.records import format_ts, parse_ts
 
 LABELS = {
     "ja": {

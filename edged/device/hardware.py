@@ -18,8 +18,8 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, Self
 
+from edged.core.events import Event, EventSink
 from edged.errors import DriverInitError
-from edged.events import Event, EventSink
 from edged.log import get_logger
 
 log = get_logger("hardware")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.canonical import canonical_bytes
 from edged.errors import EdgedError
-from edged.keys import key_id_of
+from edged.protocol.canonical import canonical_bytes
+from edged.protocol.keys import key_id_of
+from edged.protocol.signatures import signature_problem
 
 
 class Rejected(EdgedError):
@@ -56,10 +56,9 @@ def parse_signed(
         raise Rejected("unknown_key", f"signed by key {doc['key_id'][:16]!r}")
     sig = doc.pop("sig")
     try:
-        raw_sig = bytes.fromhex(sig)
-        pubkey.verify(raw_sig, canonical_bytes(doc))
-        if raw_sig.hex() != sig:
-            raise ValueError("signature is not in its canonical form")
-    except (InvalidSignature, ValueError, EdgedError):
+        message = canonical_bytes(doc)
+    except EdgedError:
         raise Rejected("bad_signature") from None
+    if signature_problem(pubkey, sig, message) is not None:
+        raise Rejected("bad_signature")
     return doc

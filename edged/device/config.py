@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.core.policy import (
+    AreaConfig,
+    CabinetConfig,
+    ClockConfig,
+    DoorConfig,
+    KeypadConfig,
+    PolicyConfig,
+)
 from edged.errors import ConfigError
+from edged.protocol.mqtt import Broker, Tls
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _REQUIRED = object()
@@ -115,44 +124,6 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-CARRY_IN = {"0": "none", "1": "approved_pc", "2": "approved_media"}
-
-
-@dataclass(frozen=True)
-class AreaConfig:
-    """An area and its entry rules."""
-
-    name: str
-    kind: str  # "handling" (取扱区域) | "management" (管理区域)
-    title: str
-    pin_required: bool  # default: management areas
-    purposes: dict[str, str]  # keypad code -> purpose; empty: no purpose asked
-    carry_in: bool  # ask for a carry-in declaration (R4)
-    lockcheck_pin: bool  # last leaver confirms with the PIN instead of "#"
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Timing and lock-out rules of the decisions."""
-
-    pin_attempts: int = 5
-    lockout_minutes: float = 15.0
-    escort_seconds: float = 30.0
-    lockcheck_seconds: float = 60.0
-    expiry_warning_days: int = 30
-
-
-@dataclass(frozen=True)
-class ClockConfig:
-    """Local time zone and what to do while the clock is not synchronised."""
-
-    timezone: str = "Asia/Tokyo"
-    # "deny_windowed": time-window rules deny (validity dates use the clock as it is);
-    # "deny_all": every card is denied; "trust": use the clock as it is.
-    when_unsynced: str = "deny_windowed"
-    assume_synced: bool | None = None  # override the kernel's NTP state (tests, no-NTP sites)
-
-
 @dataclass(frozen=True)
 class SyncConfig:
     """The central broker and the keys this device trusts for inbound messages."""
@@ -175,6 +146,13 @@ class SyncConfig:
     # once per interval, with the count refused since: a flood cannot fill the journal.
     refusal_interval_seconds: float = 60.0
 
+    @property
+    def broker(self) -> Broker:
+        tls = (
+            Tls(self.ca_file, self.cert_file, self.key_file) if self.tls and self.ca_file else None
+        )
+        return Broker(self.host, self.port, tls, self.username, self.password_file)
+
 
 @dataclass(frozen=True)
 class ReaderConfig:
@@ -182,46 +160,6 @@ class ReaderConfig:
 
     name: str
     pcsc_name: str
-
-
-@dataclass(frozen=True)
-class DoorConfig:
-    """One door: readers, GPIO pins and timing."""
-
-    name: str
-    area: str
-    entry_reader: str
-    exit_reader: str | None
-    relay_pin: int
-    relay_active_high: bool
-    contact_pin: int
-    contact_closed_when: str  # "switch_closed" | "switch_open"
-    exit_button_pin: int | None
-    unlock_seconds: float
-    held_open_seconds: float
-    mode: str  # "fail_secure" | "fail_safe"
-
-
-@dataclass(frozen=True)
-class CabinetConfig:
-    """A monitored cabinet, rack door or archive: its reed switch and which state is locked."""
-
-    name: str
-    area: str
-    pin: int
-    locked_when: str  # "switch_closed" | "switch_open"
-
-
-@dataclass(frozen=True)
-class KeypadConfig:
-    """Keypad backend and, for a matrix keypad, its wiring."""
-
-    backend: str
-    rows: tuple[int, ...] = ()
-    cols: tuple[int, ...] = ()
-    device: str | None = None  # evdev path
-    timeout_seconds: float = 15.0
-    door: str = ""  # the door whose prompts it answers (its table name)
 
 
 @dataclass(frozen=True)
@@ -452,7 +390,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     m = top.table("metrics")
     metrics_listen = m.get("listen", str, None)
     if metrics_listen is not None:
-        from edged.metrics import parse_listen
+        from edged.device.metrics import parse_listen
 
         try:
             parse_listen(metrics_listen)

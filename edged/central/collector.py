@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.canonical import dumps_checked
-from edged.clock import format_ts
 from edged.errors import EdgedError
-from edged.journal.record import GENESIS, ROLLBACK, digest
-from edged.keys import key_id_of, load_public_key
 from edged.log import get_logger
-from edged.sync import topics
-from edged.sync.backoff import jitter_paho
-from edged.sync.signed import Rejected, parse_signed, sign_doc
+from edged.protocol import topics
+from edged.protocol.backoff import jitter_paho
+from edged.protocol.canonical import dumps_checked
+from edged.protocol.keys import key_id_of, load_public_key
+from edged.protocol.mqtt import Broker, Tls, new_client
+from edged.protocol.records import GENESIS, ROLLBACK, digest, format_ts
+from edged.protocol.signatures import record_signature_problem
+from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
 
@@ -118,14 +118,7 @@ def check_record(
 
 def signature_problem(rec: dict[str, Any], key: Ed25519PublicKey) -> str | None:
     """Why the signature of a checked record does not hold, or None."""
-    try:
-        raw_sig = bytes.fromhex(rec["sig"])
-        key.verify(raw_sig, bytes.fromhex(rec["hash"]))
-    except (InvalidSignature, ValueError):
-        return "bad signature"
-    if raw_sig.hex() != rec["sig"]:
-        return "signature is not in its canonical form"
-    return None
+    return record_signature_problem(rec, key)
 
 
 def verify_record(
@@ -151,7 +144,7 @@ class Collector:
         trust_dir: Path,
         key: Ed25519PrivateKey,
         *,
-        tls: dict[str, str] | None = None,
+        tls: Tls | None = None,
         # Well under a device's default max_unreceipted (800), so a draining device is
         # never left waiting for the timer's receipt; each receipt costs a commit.
         receipt_every: int = 250,
@@ -161,7 +154,6 @@ class Collector:
         self.db_path = Path(db)
         self.trust_dir = Path(trust_dir)
         self._key = key
-        self._tls = tls
         self._receipt_every = receipt_every
         self._receipt_seconds = receipt_seconds
         self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -205,14 +197,11 @@ class Collector:
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
         self.changed = threading.Condition()
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"edged-collector-{key_id_of(key.public_key())}",
+        self._client = new_client(
+            Broker(host, port, tls),
+            f"edged-collector-{key_id_of(key.public_key())}",
+            reconnect_on_failure=True,
         )
-        if tls:
-            self._client.tls_set(
-                ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key")
-            )
         jitter_paho(self._client, 1.0, 30.0)
         self._client.on_disconnect = lambda c, *_a: jitter_paho(c, 1.0, 30.0)
         self._client.on_connect = self._on_connect

@@ -27,41 +27,21 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edged.clock import Clock, format_ts
-from edged.config import SyncConfig
-from edged.journal.record import GENESIS, Record
-from edged.journal.store import connect
-from edged.journal.witness import Head
-from edged.keys import load_public_key
+from edged.clock import Clock
+from edged.device.config import SyncConfig
+from edged.device.journal.store import connect
+from edged.device.journal.witness import Head
 from edged.log import get_logger
-from edged.sync import topics
-from edged.sync.backoff import Backoff
-from edged.sync.signed import Rejected, parse_signed, sign_doc
+from edged.protocol import topics
+from edged.protocol.backoff import Backoff
+from edged.protocol.keys import load_public_key
+from edged.protocol.mqtt import new_client
+from edged.protocol.records import GENESIS, Record, format_ts
+from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("sync")
 
 Inbound = Callable[[str, bytes], None]  # (kind, payload) handed to the daemon thread
-
-
-def new_client(cfg: SyncConfig, client_id: str) -> mqtt.Client:
-    """A paho client with the broker credentials of ``cfg`` (TLS files, user, password):
-    the one place they are applied, for the agent and for ``edged doctor``."""
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=True,
-        reconnect_on_failure=False,
-    )
-    if cfg.tls:
-        c.tls_set(
-            ca_certs=str(cfg.ca_file),
-            certfile=str(cfg.cert_file) if cfg.cert_file else None,
-            keyfile=str(cfg.key_file) if cfg.key_file else None,
-        )
-    if cfg.username:
-        pw = cfg.password_file.read_text().strip() if cfg.password_file else None
-        c.username_pw_set(cfg.username, pw)
-    return c
 
 
 SYNC_STATE_FILE = "sync.db"
@@ -274,7 +254,7 @@ class SyncAgent:
             self.connected_event.clear()
 
     def _new_client(self) -> mqtt.Client:
-        c = new_client(self.cfg, f"edged-{self.device}")
+        c = new_client(self.cfg.broker, f"edged-{self.device}")
         c.max_inflight_messages_set(self.cfg.window)
         c.max_queued_messages_set(0)
         c.will_set(

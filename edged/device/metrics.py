@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edged.errors import ConfigError
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.device.daemon import Daemon
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.config import Config, load_config
+from edged.device.config import Config, load_config
 from edged.errors import EdgedError
 
 
@@ -30,7 +30,7 @@ class Check:
 
 
 def _keys(cfg: Config) -> Check:
-    from edged.keys import load_keys
+    from edged.protocol.keys import load_keys
 
     try:
         k = load_keys(cfg.state_dir)
@@ -47,8 +47,8 @@ def _keys(cfg: Config) -> Check:
 
 
 def _journal(cfg: Config) -> Check:
-    from edged.journal import verify_journal
-    from edged.keys import load_keys
+    from edged.device.journal import verify_journal
+    from edged.protocol.keys import load_keys
 
     db = cfg.state_dir / "journal.db"
     if not db.exists():
@@ -73,9 +73,9 @@ def _acl(cfg: Config) -> Check:
     import datetime as dt
     import zoneinfo
 
-    from edged.acl import load_active
-    from edged.keys import load_keys
-    from edged.privacy import CardFingerprinter
+    from edged.device.acl import load_active
+    from edged.protocol.keys import load_keys
+    from edged.protocol.privacy import CardFingerprinter
 
     try:
         acl = load_active(cfg.state_dir, set(cfg.areas))
@@ -181,10 +181,10 @@ def _broker(cfg: Config) -> Check:
 
     s = cfg.sync
     ok = threading.Event()
-    from edged.sync.agent import new_client
+    from edged.protocol.mqtt import new_client
 
     try:
-        c = new_client(s, f"edged-doctor-{cfg.device}")
+        c = new_client(s.broker, f"edged-doctor-{cfg.device}")
         c.on_connect = lambda *_a: ok.set() if not _a[3].is_failure else None
         c.connect(s.host, s.port, keepalive=10)
         c.loop_start()

@@ -14,10 +14,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.acl import AccessList, parse_stored
-from edged.canonical import canonical_bytes
+from edged.core.policy import AccessList, parse_stored
 from edged.errors import ConfigError
-from edged.sync.signed import Rejected, parse_signed, sign_doc
+from edged.protocol.canonical import canonical_bytes
+from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 FORMAT = "edged-acl-envelope/1"
 MAX_BYTES = 1 << 20

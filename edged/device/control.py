@@ -19,8 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edged.errors import EdgedError
-from edged.events import (
+from edged.core.events import (
     CabinetChanged,
     CardPresented,
     CardRemoved,
@@ -32,19 +31,16 @@ from edged.events import (
     ReaderLost,
     Tamper,
 )
+from edged.errors import ControlError, EdgedError
 from edged.log import get_logger
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon, Processed
+    from edged.device.daemon import Daemon, Processed
 
 log = get_logger("control")
 
 MAX_REQUEST = 4096
 WAIT = 10.0
-
-
-class ControlError(Exception):
-    """A request that cannot be carried out; its message goes back to the client."""
 
 
 def _str(req: dict[str, Any], key: str, default: str | None = None, maxlen: int = 64) -> str:

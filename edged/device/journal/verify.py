@@ -30,12 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edged.device.journal.store import connect
 from edged.errors import JournalCorruptError
-from edged.journal.record import FORMAT, GENESIS, ROLLBACK, digest
-from edged.journal.store import connect
+from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, digest
+from edged.protocol.signatures import NOT_CANONICAL, signature_problem
 
 
 @dataclass
@@ -198,15 +198,13 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         pub = trusted.get(key_id) if isinstance(key_id, str) else None
         if pub is None:
             return fail(expected, "unknown key", f"signed by untrusted key id {key_id!r}")
-        try:
-            sig = bytes.fromhex(c_sig)
-            pub.verify(sig, bytes.fromhex(h))
-        except (InvalidSignature, ValueError, TypeError):
+        why = signature_problem(pub, c_sig, bytes.fromhex(h))
+        if why == NOT_CANONICAL:
+            # Same signature bytes, other spelling: still a change to the stored record,
+            # and one form only is ever written.
+            return fail(expected, "modified", why)
+        if why is not None:
             return fail(expected, "bad signature", f"signature does not verify under key {key_id}")
-        if sig.hex() != c_sig:
-            # Same signature bytes, other spelling (upper case, spaces): still a change to the
-            # stored record, and one form only is ever written.
-            return fail(expected, "modified", "signature is not in its canonical form")
         if obj.get("prev") != prev:
             return fail(
                 expected,

@@ -13,7 +13,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -118,13 +117,6 @@ class DeviceKeys:
 
     def sign(self, digest: bytes) -> bytes:
         return self.signing_key.sign(digest)
-
-    def verify(self, signature: bytes, digest: bytes) -> bool:
-        try:
-            self.public_key.verify(signature, digest)
-        except InvalidSignature:
-            return False
-        return True
 
     def __repr__(self) -> str:
         return f"DeviceKeys(key_id={self.key_id!r})"

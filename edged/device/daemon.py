@@ -22,23 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
-from edged.acl import AccessList, load_active, pin_checker
-from edged.clock import Clock, SystemClock, format_ts, parse_ts
-from edged.config import Config
+from edged.clock import Clock, SystemClock
 from edged.core import Core, Indicate, Record, SetLock
 from edged.core.actions import Action
+from edged.core.events import Event
 from edged.core.machine import Now
 from edged.core.replay import REPLAYED
-from edged.errors import EdgedError
-from edged.events import Event
-from edged.hardware import CabinetSensors, Device, DoorIO, Indicators
-from edged.journal import Journal
-from edged.journal.record import ENVELOPE_FIELDS, ROLLBACK
-from edged.journal.witness import Head, HeadWitness
-from edged.keys import load_keys
+from edged.device.acl import AccessList, load_active, pin_checker
+from edged.device.config import Config
+from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
+from edged.device.journal import Journal
+from edged.device.journal.witness import Head, HeadWitness
+from edged.device.notify import sd_notify, watchdog_interval
+from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
-from edged.notify import sd_notify, watchdog_interval
-from edged.privacy import CardFingerprinter
+from edged.protocol.keys import load_keys
+from edged.protocol.privacy import CardFingerprinter
+from edged.protocol.records import ENVELOPE_FIELDS, ROLLBACK, format_ts, parse_ts
 
 log = get_logger("daemon")
 
@@ -139,7 +139,7 @@ class Daemon:
         has? Then the file was put back to an older copy (R9, R10): say so, signed, in a
         record that also carries the seqs past it (docs/rollback.md)."""
         assert self.journal is not None
-        from edged.sync.agent import receipted_head
+        from edged.device.sync.agent import receipted_head
 
         remembered = [h for h in (receipted_head(self.state_dir),) if h is not None]
         witness = self.journal.witness
@@ -193,13 +193,13 @@ class Daemon:
             keypads = list(self.rig.keypads.values())
             bindings = self.rig.reader_bindings
         else:
+            from edged.device.hardware import make_device
             from edged.drivers.gpio import (
                 GpioCabinets,
                 GpioDoors,
                 GpioIndicators,
                 make_pin_factory,
             )
-            from edged.hardware import make_device
 
             pf = make_pin_factory(self.cfg.gpio.backend)
             self.doors = GpioDoors(self.cfg.doors, self.cfg.gpio, pin_factory=pf, clock=self.clock)
@@ -226,7 +226,7 @@ class Daemon:
     def _seed_core(self) -> list[Action]:
         """Initial readings become core state; abnormal ones become records at once."""
         assert self.doors and self.cabinets
-        from edged.events import CabinetChanged, DoorContact, Tamper
+        from edged.core.events import CabinetChanged, DoorContact, Tamper
 
         out: list[Action] = []
         now = self.now()
@@ -340,10 +340,10 @@ class Daemon:
             self.queue.put(_Call(lambda: self._central_head(doc["seq"], doc["hash"])))
 
     def _apply_envelope(self, payload: bytes) -> None:
-        from edged.acl import save_active
-        from edged.keys import load_public_key
-        from edged.sync.envelope import open_envelope
-        from edged.sync.signed import Rejected
+        from edged.device.acl import save_active
+        from edged.protocol.envelope import open_envelope
+        from edged.protocol.keys import load_public_key
+        from edged.protocol.signed import Rejected
 
         assert self.cfg.sync is not None
         admin = load_public_key(self.cfg.sync.admin_pubkey) if self.cfg.sync.admin_pubkey else None
@@ -468,7 +468,7 @@ class Daemon:
             self._write_pid()
             if self.cfg.sync is not None:
                 from edged.clock import read_boot_id
-                from edged.sync.agent import SyncAgent
+                from edged.device.sync.agent import SyncAgent
 
                 self.sync = SyncAgent(
                     self.cfg.sync,
@@ -486,12 +486,12 @@ class Daemon:
             for dev in self.devices:
                 dev.start(self.queue.put)
             if self.cfg.metrics_listen:
-                from edged.metrics import MetricsServer
+                from edged.device.metrics import MetricsServer
 
                 self.metrics = MetricsServer(self.cfg.metrics_listen, self)
                 self.metrics.start()
             if self._want_control:
-                from edged.control import ControlServer
+                from edged.device.control import ControlServer
 
                 self.control = ControlServer(self.state_dir / "control.sock", self)
                 self.control.start()
@@ -716,7 +716,7 @@ class Daemon:
         c = _Call(fn)
         self.queue.put(c)
         if not c.done.wait(timeout):
-            raise TimeoutError("the daemon did not answer in time")
+            raise DaemonTimeoutError("the daemon did not answer in time")
         if c.error is not None:
             raise c.error
         return c.result

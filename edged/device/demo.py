@@ -16,17 +16,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edged.acl import import_admin_file, load_active, save_active
-from edged.cli_format import format_records
-from edged.config import load_config
-from edged.control import SimController
-from edged.daemon import Daemon
+from edged.cli.format import format_records
+from edged.device.acl import import_admin_file, load_active, save_active
+from edged.device.config import load_config
+from edged.device.control import SimController
+from edged.device.daemon import Daemon
+from edged.device.journal import verify_journal
+from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
-from edged.journal import verify_journal
-from edged.keys import init_keys, key_paths, load_keys
 from edged.log import configure_logging
-from edged.privacy import CardFingerprinter
-from edged.report import build_ledger, to_csv, to_html
+from edged.protocol.keys import init_keys, key_paths, load_keys
+from edged.protocol.privacy import CardFingerprinter
 
 
 def example_config() -> Path:

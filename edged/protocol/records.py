@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from edged.canonical import dumps_checked
+from edged.protocol.canonical import dumps_checked
 
 FORMAT = "edged-journal/1"
 GENESIS = "0" * 64  # `prev` of seq 1
@@ -61,3 +62,16 @@ class Record:
         obj["sig"] = self.sig
         # The body was canonical JSON already: its values need no second type check.
         return dumps_checked(obj)
+
+
+def format_ts(wall_ms: int) -> str:
+    """UTC ISO 8601 with milliseconds and a Z, the form used in every record."""
+    dt = datetime.fromtimestamp(wall_ms // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{wall_ms % 1000:03d}Z"
+
+
+def parse_ts(ts: str) -> int:
+    """Milliseconds since the epoch of a record's ``ts`` (the inverse of format_ts)."""
+    whole, _, frac = ts.rstrip("Z").partition(".")
+    dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1000 + int((frac or "0")[:3].ljust(3, "0"))

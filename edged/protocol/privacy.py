@@ -12,8 +12,8 @@ import hmac
 import re
 from typing import Any
 
-from edged.canonical import MAX_SAFE_INT
 from edged.errors import JournalError, PrivacyError
+from edged.protocol.canonical import MAX_SAFE_INT
 
 # Twelve digits, optionally grouped 4-4-4 by a space or hyphen, not glued to other
 # letters or digits (so hex digests and longer numbers do not match by accident).

@@ -3,7 +3,7 @@
 Every append is one SQLite transaction in WAL mode with synchronous=FULL, so it returns
 only after the record is on disk; a crash mid-transaction is rolled back by SQLite and
 never leaves a gap. Triggers refuse UPDATE and DELETE as defence in depth; the hash
-chain and signatures are what make tampering detectable (see :mod:`edged.journal.verify`).
+chain and signatures are what make tampering detectable (see :mod:`edged.device.journal.verify`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,21 @@ from typing import Any
 
 import sqlite_utils
 
-from edged.canonical import dumps_checked
-from edged.clock import Clock, format_ts, read_boot_id
+from edged.clock import Clock, read_boot_id
+from edged.device.journal.witness import Head, HeadWitness
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.journal.record import (
+from edged.protocol.canonical import dumps_checked
+from edged.protocol.keys import DeviceKeys
+from edged.protocol.privacy import check_fields
+from edged.protocol.records import (
     ENVELOPE_FIELDS,
     FORMAT,
     GENESIS,
     ROLLBACK,
     Record,
     digest,
+    format_ts,
 )
-from edged.journal.witness import Head, HeadWitness
-from edged.keys import DeviceKeys
-from edged.privacy import check_fields
 
 # SQLite primary result codes that mean the storage failed under the open connection:
 # IOERR, READONLY, CANTOPEN, CORRUPT, NOTADB. (FULL is not one: the file is fine.)

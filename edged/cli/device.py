@@ -1,0 +1,265 @@
+"""Commands for the door controller and its auditor: keys, run, status, verify, report,
+doctor, config check, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.errors import ConfigError, JournalCorruptError, KeyFileError
+from edged.protocol.keys import (
+    PUBLIC_KEY_FILE,
+    init_keys,
+    key_id_of,
+    key_paths,
+    load_keys,
+    load_public_key,
+    public_key_pem,
+)
+
+
+def _cmd_keys_init(args: argparse.Namespace) -> int:
+    role = "admin" if args.admin else "collector" if args.collector else None
+    if role is not None:
+        from edged.protocol.keys import init_role_key
+
+        sk_role = init_role_key(Path(args.state_dir), role, force=args.force)
+        print(f"created {role} signing key {Path(args.state_dir) / f'{role}_ed25519.key'} (0600)")
+        print(f"key id: {key_id_of(sk_role.public_key())}")
+        print(public_key_pem(sk_role.public_key()), end="")
+        return 0
+    keys = init_keys(Path(args.state_dir), force=args.force)
+    sk, pk, fp = key_paths(Path(args.state_dir))
+    print(f"created device signing key {sk} (0600)")
+    print(f"created card fingerprint secret {fp} (0600)")
+    print(f"public key {pk}")
+    print(f"key id: {keys.key_id}")
+    print(public_key_pem(keys.public_key), end="")
+    return 0
+
+
+def _cmd_keys_show(args: argparse.Namespace) -> int:
+    keys = load_keys(Path(args.state_dir))
+    print(f"key id: {keys.key_id}")
+    print(public_key_pem(keys.public_key), end="")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edged.device.journal import verify_journal
+
+    db = Path(args.db)
+    if args.pubkey:
+        pub_path = Path(args.pubkey)
+    else:
+        pub_path = db.parent / PUBLIC_KEY_FILE
+        if not args.json:
+            print(
+                f"using the public key in the journal's state directory: {pub_path}",
+                file=sys.stderr,
+            )
+    try:
+        pub = load_public_key(pub_path)
+        result = verify_journal(db, {key_id_of(pub): pub})
+    except (JournalCorruptError, KeyFileError) as e:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(e)}, ensure_ascii=False))
+        else:
+            print(f"ERROR: {e}")
+        return 2
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, sort_keys=True))
+    else:
+        print(result.summary())
+    if not result.ok:
+        return 1
+    return 3 if result.discontinuities else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import datetime as _dt
+
+    from edged.device.journal import verify_journal
+    from edged.device.report import build_ledger, to_csv, to_html
+
+    db = Path(args.db)
+    pub_path = Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE
+    try:
+        start = _dt.date.fromisoformat(args.from_date)
+        end = _dt.date.fromisoformat(args.to_date)
+    except ValueError as e:
+        raise ConfigError(f"--from/--to: {e} (use YYYY-MM-DD)") from None
+    try:
+        pub = load_public_key(pub_path)
+        result = verify_journal(db, {key_id_of(pub): pub})
+    except (JournalCorruptError, KeyFileError) as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 2
+    led = build_ledger(db, start, end, args.tz, result)
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        to_csv(led)
+        if args.format == "csv"
+        else to_html(led, lang=args.lang, device=args.device, generated=now)
+    )
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(
+            f"wrote {args.out}: {len(led.visits)} visits, {len(led.lockchecks)} lock checks,"
+            f" {len(led.denied)} denials, {len(led.alarms)} alarms; journal "
+            f"{'intact' if result.ok else 'NOT intact'}"
+        )
+    else:
+        sys.stdout.write(text)
+    return 0 if result.ok else 1
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edged.device.doctor import run_doctor
+
+    code, results = run_doctor(Path(args.config), Path(args.state_dir) if args.state_dir else None)
+    for r in results:
+        print(r.line())
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edged.device.demo import run_demo
+
+    return run_demo(
+        Path(args.state_dir), fast=args.fast, config=Path(args.config) if args.config else None
+    )
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from edged.device.config import load_config
+
+    cfg = load_config(Path(args.file))
+    print(
+        f"{args.file}: OK: site {cfg.site}, device {cfg.device}, {len(cfg.areas)} area(s),"
+        f" {len(cfg.doors)} door(s), {len(cfg.cabinets)} cabinet(s), {len(cfg.readers)}"
+        " reader(s)"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edged.device.config import load_config
+    from edged.device.daemon import Daemon
+    from edged.log import configure_logging
+
+    configure_logging()
+    cfg = load_config(Path(args.config), state_dir=Path(args.state_dir) if args.state_dir else None)
+    sk, _pk, _fp = key_paths(cfg.state_dir)
+    if not sk.exists():
+        if not args.simulate:
+            raise KeyFileError(
+                f"{sk}: no device key; create one with: edged keys init --state-dir {cfg.state_dir}"
+            )
+        init_keys(cfg.state_dir)
+    return Daemon(cfg, simulate=args.simulate).run()
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from edged.device.control import request
+
+    sock = Path(args.state_dir) / "control.sock"
+    try:
+        resp = request(sock, {"cmd": "state"})
+    except OSError as e:
+        print(f"edged status: no daemon answers at {sock} ({e.strerror or e})", file=sys.stderr)
+        return 2
+    st = resp.get("state", {})
+    if args.json:
+        print(json.dumps(st, ensure_ascii=False, indent=2))
+        return 0
+    core = st.get("core", {})
+    j = st.get("journal", {})
+    print(f"journal head seq {j.get('head_seq')}  access list version {core.get('acl_version')}")
+    for area, ids in core.get("occupancy", {}).items():
+        print(f"area {area}: {len(ids)} inside {' '.join(ids)}")
+    for door, d in core.get("doors", {}).items():
+        flags = [k for k in ("held_open_alarm", "forced_alarm") if d.get(k)]
+        print(
+            f"door {door}: {'closed' if d.get('closed') else 'OPEN'}, "
+            f"{'unlocked' if d.get('unlocked') else 'locked'} {' '.join(flags)}".rstrip()
+        )
+    alarms = []
+    if core.get("tamper"):
+        alarms.append("tamper")
+    alarms += [f"reader {r} lost" for r in core.get("readers_lost", {})]
+    alarms += [
+        f"cabinets open in {a}: {','.join(c)}" for a, c in core.get("lockcheck_open", {}).items()
+    ]
+    print("alarms: " + ("; ".join(alarms) if alarms else "none"))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this audience's commands to the ``edged`` parser."""
+    keys = sub.add_parser("keys", help="create or show the device keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    ki = ksub.add_parser("init", help="create the device signing key and fingerprint secret")
+    ki.add_argument("--state-dir", required=True, help="state directory (created 0700)")
+    ki.add_argument("--force", action="store_true", help="replace existing keys")
+    role = ki.add_mutually_exclusive_group()
+    role.add_argument(
+        "--admin",
+        action="store_true",
+        help="an administrator key (signs access lists) instead of a device key",
+    )
+    role.add_argument(
+        "--collector", action="store_true", help="a collector key (signs receipts and commands)"
+    )
+    ki.set_defaults(handler=_cmd_keys_init)
+    ks = ksub.add_parser("show", help="print the public key and key id")
+    ks.add_argument("--state-dir", required=True)
+    ks.set_defaults(handler=_cmd_keys_show)
+    v = sub.add_parser("verify", help="check every record of a journal")
+    v.add_argument("--db", required=True, help="journal file (journal.db)")
+    v.add_argument("--pubkey", help="device public key (PEM); default: beside the journal")
+    v.add_argument("--json", action="store_true", help="machine-readable result")
+    v.set_defaults(handler=_cmd_verify)
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cc = csub.add_parser("check", help="validate a configuration file")
+    cc.add_argument("file")
+    cc.set_defaults(handler=_cmd_config_check)
+    r = sub.add_parser("run", help="run the daemon")
+    r.add_argument("--config", required=True, help="edged.toml")
+    r.add_argument("--state-dir", help="override state_dir from the config")
+    r.add_argument(
+        "--simulate",
+        action="store_true",
+        help="simulated hardware: pcscd+vpcd virtual cards, MockFactory GPIO,"
+        " and a control socket for `edged sim`",
+    )
+    r.set_defaults(handler=_cmd_run)
+    stp = sub.add_parser("status", help="occupancy, doors, alarms and journal head")
+    stp.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))
+    stp.add_argument("--json", action="store_true")
+    stp.set_defaults(handler=_cmd_status)
+    rp = sub.add_parser("report", help="the entry/exit ledger (入退室管理表) for a period")
+    rp.add_argument("--db", required=True)
+    rp.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
+    rp.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
+    rp.add_argument("--format", choices=["csv", "html"], default="html")
+    rp.add_argument("--lang", choices=["ja", "en"], default="ja")
+    rp.add_argument("--tz", default="Asia/Tokyo", help="local time of the ledger")
+    rp.add_argument("--device", default="", help="device name printed on the report")
+    rp.add_argument("--pubkey", help="device public key; default: beside the journal")
+    rp.add_argument("--out", help="file to write (default: standard output)")
+    rp.set_defaults(handler=_cmd_report)
+    dr_ = sub.add_parser("doctor", help="check the installation, with a fix for each problem")
+    dr_.add_argument("--config", default="/etc/edged/edged.toml")
+    dr_.add_argument("--state-dir")
+    dr_.set_defaults(handler=_cmd_doctor)
+    d = sub.add_parser("demo", help="run the demonstration on simulated hardware")
+    d.add_argument("--state-dir", required=True, help="where keys and journal.db are kept")
+    d.add_argument("--fast", action="store_true", help="no pauses")
+    d.add_argument("--config", help="configuration (default: the repository's example)")
+    d.set_defaults(handler=_cmd_demo)

@@ -1,0 +1,75 @@
+"""Commands that drive a ``--simulate`` daemon's hardware (developers, the demo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.cli.format import format_records
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from edged.device.control import request
+
+    req: dict[str, object] = {"cmd": args.sim_command}
+    for key in ("card", "reader", "kind", "behaviour", "door", "action", "name", "keys"):
+        v = getattr(args, key, None)
+        if v is not None:
+            req[key] = v
+    if args.sim_command == "tamper":
+        req["active"] = args.state == "on"
+    sock = Path(args.state_dir) / "control.sock"
+    try:
+        resp = request(sock, req)
+    except OSError as e:
+        print(
+            f"edged sim: cannot reach the daemon at {sock} ({e.strerror or e});"
+            " is `edged run --simulate` running with this state directory?",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json or "state" in resp:
+        print(json.dumps(resp, ensure_ascii=False, indent=2))
+    elif not resp.get("ok"):
+        print(f"error: {resp.get('error')}")
+    else:
+        for line in format_records(resp.get("records", [])):
+            print(line)
+        if resp.get("note"):
+            print(f"({resp['note']})")
+    return 0 if resp.get("ok") else 1
+
+
+def register(sub: Any) -> None:
+    """Add this audience's commands to the ``edged`` parser."""
+    sim = sub.add_parser("sim", help="drive a --simulate daemon's hardware")
+    sim.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))
+    sim.add_argument("--json", action="store_true", help="print the full answer as JSON")
+    ssub = sim.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
+    t = ssub.add_parser("tap", help="present a card and take it away")
+    t.add_argument("card", help="card identifier in hex (FeliCa IDm 8 bytes, MIFARE UID 4/7)")
+    t.add_argument("--reader", default="entry")
+    t.add_argument("--kind", choices=["felica", "mifare", "mifare-ul", "iso14443b"])
+    t.add_argument("--behaviour", choices=["ok", "error", "garbage", "long", "empty"])
+    dr = ssub.add_parser("door", help="open or close the door")
+    dr.add_argument("action", choices=["open", "close"])
+    dr.add_argument("--door")
+    cb = ssub.add_parser("cabinet", help="open (unlock) or close (lock) a cabinet")
+    cb.add_argument("name")
+    cb.add_argument("action", choices=["open", "close"])
+    ky = ssub.add_parser("keys", help="press keypad keys, e.g. 1234#")
+    ky.add_argument("keys")
+    ky.add_argument("--door")
+    eb = ssub.add_parser("exit-button", help="press the exit button")
+    eb.add_argument("--door")
+    tp = ssub.add_parser("tamper", help="open (on) or close (off) the enclosure")
+    tp.add_argument("state", nargs="?", choices=["on", "off"], default="on")
+    rd = ssub.add_parser("reader", help="unplug or plug a reader")
+    rd.add_argument("reader")
+    rd.add_argument("action", choices=["unplug", "plug"])
+    ssub.add_parser("state", help="relay, LEDs, buzzer, doors and alarms as JSON")
+    sim.set_defaults(handler=_cmd_sim)

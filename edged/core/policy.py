@@ -1,0 +1,384 @@
+"""The core's policy model: areas, doors, cabinets, keypads, timing rules, and the access
+list (people, cards, rights, time windows), with the validation of its stored form.
+
+Pure data and pure checks, no I/O: the device's configuration (TOML) and access-list
+files build these, the core decides with them, and the signed envelope carries the
+stored form (``edged-acl/1``) between the administrator and the device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edged.errors import ConfigError
+from edged.protocol.canonical import canonical_bytes
+from edged.protocol.privacy import (
+    CardFingerprinter,
+    contains_individual_number,
+    is_individual_number,
+)
+
+FORMAT = "edged-acl/1"
+ROLES = ("staff", "visitor", "admin")
+MAX_SPAN_DAYS = 366
+# Stored PIN hashes: scrypt over HMAC-SHA256(pepper, PIN) (edged.device.acl makes them).
+PIN_SCHEME = "scrypt+hmac"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_WINDOW = re.compile(
+    r"^(?P<days>[a-z,-]+)\s+(?P<f>\d{2}):(?P<fm>\d{2})-(?P<t>\d{2}):(?P<tm>\d{2})$"
+)
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+CARRY_IN = {"0": "none", "1": "approved_pc", "2": "approved_media"}
+
+
+@dataclass(frozen=True)
+class AreaConfig:
+    """An area and its entry rules."""
+
+    name: str
+    kind: str  # "handling" (取扱区域) | "management" (管理区域)
+    title: str
+    pin_required: bool  # default: management areas
+    purposes: dict[str, str]  # keypad code -> purpose; empty: no purpose asked
+    carry_in: bool  # ask for a carry-in declaration (R4)
+    lockcheck_pin: bool  # last leaver confirms with the PIN instead of "#"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Timing and lock-out rules of the decisions."""
+
+    pin_attempts: int = 5
+    lockout_minutes: float = 15.0
+    escort_seconds: float = 30.0
+    lockcheck_seconds: float = 60.0
+    expiry_warning_days: int = 30
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """Local time zone and what to do while the clock is not synchronised."""
+
+    timezone: str = "Asia/Tokyo"
+    # "deny_windowed": time-window rules deny (validity dates use the clock as it is);
+    # "deny_all": every card is denied; "trust": use the clock as it is.
+    when_unsynced: str = "deny_windowed"
+    assume_synced: bool | None = None  # override the kernel's NTP state (tests, no-NTP sites)
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """One door: readers, GPIO pins and timing."""
+
+    name: str
+    area: str
+    entry_reader: str
+    exit_reader: str | None
+    relay_pin: int
+    relay_active_high: bool
+    contact_pin: int
+    contact_closed_when: str  # "switch_closed" | "switch_open"
+    exit_button_pin: int | None
+    unlock_seconds: float
+    held_open_seconds: float
+    mode: str  # "fail_secure" | "fail_safe"
+
+
+@dataclass(frozen=True)
+class CabinetConfig:
+    """A monitored cabinet, rack door or archive: its reed switch and which state is locked."""
+
+    name: str
+    area: str
+    pin: int
+    locked_when: str  # "switch_closed" | "switch_open"
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    """Keypad backend and, for a matrix keypad, its wiring."""
+
+    backend: str
+    rows: tuple[int, ...] = ()
+    cols: tuple[int, ...] = ()
+    device: str | None = None  # evdev path
+    timeout_seconds: float = 15.0
+    door: str = ""  # the door whose prompts it answers (its table name)
+
+
+class SitePolicy(Protocol):
+    """What the core reads of a configuration (the device's ``Config`` is one)."""
+
+    @property
+    def areas(self) -> dict[str, AreaConfig]: ...
+    @property
+    def doors(self) -> dict[str, DoorConfig]: ...
+    @property
+    def cabinets(self) -> dict[str, CabinetConfig]: ...
+    @property
+    def keypads(self) -> dict[str, KeypadConfig]: ...
+    @property
+    def policy(self) -> PolicyConfig: ...
+    @property
+    def clock(self) -> ClockConfig: ...
+
+
+# -- the access list ----------------------------------------------------------------------
+def parse_window(text: str) -> tuple[frozenset[int], int, int]:
+    """``"mon-fri 08:00-20:00"`` -> (weekdays 0=Mon.., start minute, end minute)."""
+    m = _WINDOW.match(text.strip().lower())
+    if not m:
+        raise ValueError(f"time window {text!r} is not like 'mon-fri 08:00-20:00'")
+    days: set[int] = set()
+    for part in m["days"].split(","):
+        a, _, b = part.partition("-")
+        if a not in _DAYS or (b and b not in _DAYS):
+            raise ValueError(f"time window {text!r}: unknown day in {part!r}")
+        i, j = _DAYS.index(a), _DAYS.index(b or a)
+        days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
+    start = int(m["f"]) * 60 + int(m["fm"])
+    end = int(m["t"]) * 60 + int(m["tm"])
+    if not (0 <= start < end <= 24 * 60) or int(m["fm"]) > 59 or int(m["tm"]) > 59:
+        raise ValueError(f"time window {text!r}: times must be 00:00-24:00 with start < end")
+    return frozenset(days), start, end
+
+
+@dataclass(frozen=True)
+class Person:
+    """One entry of the stored list."""
+
+    id: str
+    name: str
+    role: str
+    cards: tuple[str, ...]
+    areas: frozenset[str]
+    valid_from: dt.date
+    valid_until: dt.date
+    windows: tuple[str, ...] = ()
+    escort: bool = False
+    pin: str | None = None  # scrypt hash
+
+    def in_window(self, weekday: int, minute: int) -> bool:
+        if not self.windows:
+            return True
+        for w in self.windows:
+            days, start, end = parse_window(w)
+            if weekday in days and start <= minute < end:
+                return True
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "cards": list(self.cards),
+            "areas": sorted(self.areas),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
+            "windows": list(self.windows),
+            "escort": self.escort,
+            "pin": self.pin,
+        }
+
+
+@dataclass(frozen=True)
+class AccessList:
+    """A validated, versioned access list."""
+
+    version: int
+    site: str
+    card_key: str  # which fingerprint secret the card fingerprints were made with
+    people: dict[str, Person] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        index: dict[str, Person] = {}
+        for p in self.people.values():
+            for c in p.cards:
+                index[c] = p
+        object.__setattr__(self, "_by_card", index)
+
+    def by_card(self, fingerprint: str) -> Person | None:
+        return self._by_card.get(fingerprint)  # type: ignore[attr-defined]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "site": self.site,
+            "card_key": self.card_key,
+            "people": [self.people[k].to_json() for k in sorted(self.people)],
+        }
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self.to_json())
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+    def expiring(self, today: dt.date, days: int = 30) -> list[Person]:
+        """People whose rights end within ``days`` (and have not ended yet)."""
+        horizon = today + dt.timedelta(days=days)
+        return sorted(
+            (p for p in self.people.values() if today <= p.valid_until <= horizon),
+            key=lambda p: (p.valid_until, p.id),
+        )
+
+
+# -- validation -------------------------------------------------------------------------
+def person_error(src: str, where: str, reason: str) -> ConfigError:
+    return ConfigError(f"{src}: {where}: {reason}")
+
+
+def check_id(src: str, where: str, pid: Any) -> str:
+    if not isinstance(pid, str) or not _ID.match(pid):
+        raise person_error(src, f"{where}.id", "must be 1-32 of A-Z a-z 0-9 _ . -")
+    if is_individual_number(pid.replace("-", "")) or contains_individual_number(pid):
+        raise person_error(
+            src, f"{where}.id", "looks like an Individual Number (個人番号); use a staff number"
+        )
+    return pid
+
+
+def parse_date(src: str, where: str, v: Any) -> dt.date:
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise person_error(src, where, f"expected a date YYYY-MM-DD, got {v!r}")
+
+
+def validate_person(
+    src: str, where: str, raw: dict[str, Any], areas: set[str] | None, *, stored: bool
+) -> Person:
+    """One person from a stored list (fingerprints, hashes) or, with ``stored=False``, the
+    already-converted admin record. Errors name the source, the entry and the field."""
+    allowed = {
+        "id",
+        "name",
+        "role",
+        "cards",
+        "areas",
+        "valid_from",
+        "valid_until",
+        "windows",
+        "escort",
+        "pin",
+    }
+    pid = check_id(src, where, raw.get("id"))
+    where = f"{where}[{pid}]"
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise person_error(src, f"{where}.{extra[0]}", "unknown key")
+    name = raw.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 64:
+        raise person_error(src, f"{where}.name", "must be a string of 1..64 characters")
+    if contains_individual_number(name):
+        raise person_error(src, f"{where}.name", "looks like it holds an Individual Number")
+    role = raw.get("role", "staff")
+    if role not in ROLES:
+        raise person_error(src, f"{where}.role", f"must be one of {list(ROLES)}")
+    cards = raw.get("cards", [])
+    if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
+        raise person_error(src, f"{where}.cards", "must be a list of strings")
+    if stored and not all(c.startswith(CardFingerprinter.PREFIX) for c in cards):
+        raise person_error(src, f"{where}.cards", "stored lists hold fingerprints only")
+    person_areas = raw.get("areas", [])
+    if not isinstance(person_areas, list) or not all(isinstance(a, str) for a in person_areas):
+        raise person_error(src, f"{where}.areas", "must be a list of area names")
+    if areas is not None:
+        unknown = sorted(set(person_areas) - areas)
+        if unknown:
+            raise person_error(src, f"{where}.areas", f"no area {unknown[0]!r} in the config")
+    vf = parse_date(src, f"{where}.valid_from", raw.get("valid_from"))
+    vu = parse_date(src, f"{where}.valid_until", raw.get("valid_until"))
+    if vu < vf:
+        raise person_error(src, f"{where}.valid_until", "is before valid_from")
+    if (vu - vf).days > MAX_SPAN_DAYS:
+        raise person_error(
+            src,
+            f"{where}.valid_until",
+            f"more than {MAX_SPAN_DAYS} days after valid_from: every right must"
+            " be renewed at least yearly",
+        )
+    windows = raw.get("windows", [])
+    if not isinstance(windows, list):
+        raise person_error(src, f"{where}.windows", "must be a list like ['mon-fri 08:00-20:00']")
+    for w in windows:
+        try:
+            parse_window(w if isinstance(w, str) else "")
+        except ValueError as e:
+            raise person_error(src, f"{where}.windows", str(e)) from None
+    escort = raw.get("escort", False)
+    if not isinstance(escort, bool):
+        raise person_error(src, f"{where}.escort", "must be true or false")
+    if escort and role == "visitor":
+        raise person_error(src, f"{where}.escort", "a visitor cannot escort")
+    pin = raw.get("pin")
+    if pin is not None and (not isinstance(pin, str) or not pin.startswith(PIN_SCHEME + "$")):
+        if isinstance(pin, str) and pin.startswith("scrypt$"):
+            raise person_error(
+                src,
+                f"{where}.pin",
+                "an unpeppered PIN hash (made before edged 0.2) can be guessed offline;"
+                " import the administrator's list again",
+            )
+        raise person_error(src, f"{where}.pin", "stored lists hold PIN hashes only")
+    return Person(
+        pid, name, role, tuple(cards), frozenset(person_areas), vf, vu, tuple(windows), escort, pin
+    )
+
+
+def parse_stored(
+    data: bytes, src: str, areas: set[str] | None = None, *, max_bytes: int = 1 << 20
+) -> AccessList:
+    """Validate a stored (fingerprinted) list; raises ConfigError naming src/field/reason."""
+    if len(data) > max_bytes:
+        raise ConfigError(f"{src}: access list larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{src}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ConfigError(f"{src}: format: not an {FORMAT} document")
+    extra = sorted(set(doc) - {"format", "version", "site", "card_key", "people"})
+    if extra:
+        raise ConfigError(f"{src}: {extra[0]}: unknown key")
+    version = doc.get("version")
+    if type(version) is not int or version < 1:
+        raise ConfigError(f"{src}: version: must be a positive integer")
+    site, card_key = doc.get("site"), doc.get("card_key")
+    if not isinstance(site, str) or not isinstance(card_key, str):
+        raise ConfigError(f"{src}: site/card_key: must be strings")
+    people_raw = doc.get("people")
+    if not isinstance(people_raw, list):
+        raise ConfigError(f"{src}: people: must be a list")
+    people: dict[str, Person] = {}
+    seen_cards: dict[str, str] = {}
+    for i, raw in enumerate(people_raw):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{src}: people[{i}]: must be an object")
+        p = validate_person(src, f"people[{i}]", raw, areas, stored=True)
+        if p.id in people:
+            raise ConfigError(f"{src}: people[{i}].id: duplicate id {p.id!r}")
+        for c in p.cards:
+            if c in seen_cards:
+                raise ConfigError(
+                    f"{src}: people[{i}][{p.id}].cards: a card is also listed for {seen_cards[c]!r}"
+                )
+            seen_cards[c] = p.id
+        people[p.id] = p
+    return AccessList(version, site, card_key, people)

@@ -1,0 +1,226 @@
+"""The access list: who may enter which area, when, with which card and PIN (R1-R5).
+
+Two forms:
+
+- the **administrator's file** (TOML or CSV) with raw card ids and PINs, read once by
+  ``edged acl import`` and never stored;
+- the **stored list** (canonical JSON, ``acl.json`` in the state directory, 0600) with
+  card fingerprints and scrypt PIN hashes only, replaced atomically.
+
+Every right expires within 366 days of its start, so each is renewed at least yearly
+(R5: one office deletes every ID once a year and reissues).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import os
+import secrets
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from edged.core.policy import (
+    PIN_SCHEME,
+    AccessList,
+    Person,
+    check_id,
+    parse_stored,
+    person_error,
+    validate_person,
+)
+from edged.errors import ConfigError
+from edged.protocol.privacy import CardFingerprinter
+
+ACL_FILE = "acl.json"
+
+# scrypt: N=2^15, r=8 (32 MiB, ~65 ms here, a few hundred ms on a Pi 4). The parameters
+# are stored with each hash so they can be raised without invalidating old ones.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# A PIN hash is scrypt over HMAC-SHA256(pepper, PIN), the pepper derived from the card
+# secret that only the enrolled devices and the administrator hold. A 4-digit PIN has
+# 10,000 values: a slow hash alone only slows the guessing down (21 minutes on one core
+# for a hash taken from the broker). Without the pepper there is nothing to guess against:
+# not even the right PIN can be confirmed (R3, R19).
+
+
+def pin_pepper(card_secret: bytes) -> bytes:
+    """The PIN pepper of a card secret (a separate key from the card fingerprints')."""
+    return hmac.new(card_secret, b"edged/pin-pepper/v1", hashlib.sha256).digest()
+
+
+def _pin_key(pin: str, pepper: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    peppered = hmac.new(pepper, pin.encode(), hashlib.sha256).digest()
+    return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(peppered)
+
+
+def hash_pin(pin: str, pepper: bytes) -> str:
+    """Slow, salted, peppered hash of a PIN: ``scrypt+hmac$N$r$p$salt$hash`` (base64)."""
+    salt = secrets.token_bytes(16)
+    key = _pin_key(pin, pepper, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, 32)
+    b64 = base64.b64encode
+    return f"{PIN_SCHEME}${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+
+
+def verify_pin(pin: str, stored: str, pepper: bytes) -> bool:
+    """Constant-time check of a PIN against :func:`hash_pin` output; False for malformed."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != PIN_SCHEME or int(n) > 2**20 or int(r) > 32 or int(p) > 4:
+            return False
+        want = base64.b64decode(key)
+        got = _pin_key(pin, pepper, base64.b64decode(salt), int(n), int(r), int(p), len(want))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def pin_checker(card_secret: bytes) -> Callable[[str, str], bool]:
+    """``verify_pin`` bound to this device's pepper, for the core."""
+    pepper = pin_pepper(card_secret)
+    return lambda pin, stored: verify_pin(pin, stored, pepper)
+
+
+# -- the administrator's file --------------------------------------------------------------
+def _read_admin_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    if path.suffix.lower() == ".csv":
+        rows = []
+        reader = csv.DictReader(io.StringIO(text))
+        need = {"id", "name", "role", "cards", "areas", "valid_from", "valid_until"}
+        missing = need - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"{path}: header: missing column(s) {sorted(missing)}")
+        for n, r in enumerate(reader, start=2):
+            if None in r:
+                raise ConfigError(f"{path}: line {n}: more fields than the header has")
+            rec: dict[str, Any] = {k: (v or "").strip() for k, v in r.items()}
+            for key, sep in (("cards", None), ("areas", None), ("windows", ";")):
+                rec[key] = [x.strip() for x in (rec.get(key) or "").split(sep) if x.strip()]
+            esc = str(rec.get("escort", "")).lower()
+            if esc not in ("", "yes", "no", "true", "false", "1", "0"):
+                raise ConfigError(f"{path}: line {n}: escort: use yes or no")
+            rec["escort"] = esc in ("yes", "true", "1")
+            if not rec.get("pin"):
+                rec.pop("pin", None)
+            rows.append((f"line {n}", rec))
+        return rows
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    extra = sorted(set(doc) - {"people"})
+    if extra:
+        raise ConfigError(f"{path}: {extra[0]}: unknown key")
+    people = doc.get("people", [])
+    if not isinstance(people, list):
+        raise ConfigError(f"{path}: people: use [[people]] tables")
+    return [(f"people[{i}]", p) for i, p in enumerate(people)]
+
+
+def import_admin_file(
+    path: Path,
+    fingerprinter: CardFingerprinter,
+    *,
+    site: str,
+    version: int,
+    areas: set[str] | None = None,
+) -> AccessList:
+    """Read an administrator's TOML/CSV list and convert raw secrets on the spot.
+
+    Card ids become fingerprints and PINs scrypt hashes; the raw values exist only in this
+    function's locals and are never written or logged. Errors name file, entry, field.
+    """
+    src = str(path)
+    people: dict[str, Person] = {}
+    seen: dict[str, str] = {}
+    for where, raw in _read_admin_rows(Path(path)):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{src}: {where}: must be a table")
+        rec = dict(raw)
+        pid = check_id(src, where, rec.get("id"))
+        cards = rec.get("cards", [])
+        if isinstance(cards, str):
+            cards = [cards]
+        if not isinstance(cards, list):
+            raise person_error(src, f"{where}[{pid}].cards", "must be a list of hex card ids")
+        fps = []
+        for c in cards:
+            clean = str(c).replace(":", "").replace(" ", "").replace("-", "")
+            try:
+                uid = bytes.fromhex(clean)
+            except ValueError:
+                raise person_error(
+                    src, f"{where}[{pid}].cards", "a card id is not hexadecimal"
+                ) from None
+            if len(uid) not in (4, 7, 8, 10):
+                raise person_error(
+                    src,
+                    f"{where}[{pid}].cards",
+                    f"a card id has {len(uid)} bytes (4, 7, 8 or 10 expected)",
+                )
+            fp = fingerprinter.fingerprint(uid)
+            if fp in seen:
+                raise person_error(
+                    src, f"{where}[{pid}].cards", f"a card is also listed for {seen[fp]!r}"
+                )
+            seen[fp] = pid
+            fps.append(fp)
+        rec["cards"] = fps
+        pin = rec.get("pin")
+        if pin is not None:
+            pin = str(pin)
+            if not (pin.isdigit() and 4 <= len(pin) <= 8):
+                raise person_error(src, f"{where}[{pid}].pin", "must be 4 to 8 digits")
+            rec["pin"] = hash_pin(pin, pin_pepper(fingerprinter.secret))
+        p = validate_person(src, where, rec, areas, stored=True)
+        if p.id in people:
+            raise person_error(src, f"{where}.id", f"duplicate id {p.id!r}")
+        people[p.id] = p
+    return AccessList(version, site, fingerprinter.key_id, people)
+
+
+# -- storage ------------------------------------------------------------------------------
+def acl_path(state_dir: Path) -> Path:
+    return Path(state_dir) / ACL_FILE
+
+
+def load_active(state_dir: Path, areas: set[str] | None = None) -> AccessList | None:
+    """The stored list, or None when none was ever imported."""
+    path = acl_path(state_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return parse_stored(data, str(path), areas)
+
+
+def save_active(state_dir: Path, acl: AccessList) -> Path:
+    """Replace the stored list atomically: write, fsync, rename, fsync the directory."""
+    path = acl_path(state_dir)
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, acl.canonical())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return path

@@ -1,0 +1,170 @@
+"""The layout tells the architecture, and a test keeps it so (DESIGN.md, issue 12).
+
+Walks every import of every module of ``edged`` (including imports inside functions) and
+fails on an import cycle, and on an import across a boundary:
+
+- ``edged.core``: pure decisions. Imports only the core, ``edged.errors`` and the pure
+  parts of the protocol (canonical form, privacy checks); no module that touches files,
+  sockets, processes or the clock.
+- ``edged.protocol``: what both sides share. Imports no device, central or CLI code.
+- ``edged.central``: imports no device code (nor drivers or simulators).
+- ``edged.device``: imports no central code.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).parent.parent
+TREES = {
+    "edged": ROOT / "edged",
+    "edged.drivers": ROOT / "drivers",
+    "edged.simulators": ROOT / "simulators",
+}
+PURE_PROTOCOL = {"edged.protocol.canonical", "edged.protocol.privacy", "edged.protocol.records"}
+IO_MODULES = {
+    "os",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "threading",
+    "time",
+    "select",
+    "shutil",
+    "pathlib",
+    "io",
+    "tempfile",
+    "signal",
+    "sqlite_utils",
+    "paho",
+    "smartcard",
+    "gpiozero",
+    "evdev",
+    "structlog",
+}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg, base in TREES.items():
+        for path in base.rglob("*.py"):
+            rel = path.relative_to(base).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            out[".".join([pkg, *parts])] = path
+    return out
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every module ``name`` imports (absolute names; from-imports of a module resolved)."""
+    tree = ast.parse(path.read_text())
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base if is_pkg else base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            for a in node.names:
+                if f"{mod}.{a.name}" in known:
+                    out.add(f"{mod}.{a.name}")
+    if TYPE_CHECKING_ONLY := _type_checking_imports(tree):
+        out -= TYPE_CHECKING_ONLY
+    return out
+
+
+def _type_checking_imports(tree: ast.Module) -> set[str]:
+    """Imports under ``if TYPE_CHECKING:`` do not run: they are no dependency."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and sub.module:
+                    out.add(sub.module)
+                elif isinstance(sub, ast.Import):
+                    out.update(a.name for a in sub.names)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {m: imports_of(m, p, known) for m, p in mods.items()}
+
+
+def internal(g: dict[str, set[str]], m: str) -> set[str]:
+    """Edges to edged modules, each import of a package counted as its __init__."""
+    return {d for d in g[m] if d in g and d != m}
+
+
+def test_no_import_cycles():
+    g = graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(internal(g, m)):
+            # A package importing its own submodules (re-exports) is no cycle of design.
+            if d.startswith(m + "."):
+                continue
+            if state.get(d) == 1:
+                cycles.append([*stack[stack.index(d) :], d])
+            elif d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m)
+    assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
+
+
+def rule_breaks(prefix: str, allowed) -> list[str]:
+    g = graph()
+    return sorted(
+        f"{m} imports {d}"
+        for m in g
+        if m == prefix or m.startswith(prefix + ".")
+        for d in g[m]
+        if not allowed(d)
+    )
+
+
+def test_core_is_pure():
+    def ok(d: str) -> bool:
+        if d.startswith("edged"):
+            return (
+                d.startswith("edged.core") or d in ("edged", "edged.errors") or d in PURE_PROTOCOL
+            )
+        return d.split(".")[0] not in IO_MODULES
+
+    assert rule_breaks("edged.core", ok) == []
+
+
+def test_protocol_imports_no_device_central_or_cli():
+    bad = ("edged.device", "edged.central", "edged.cli", "edged.drivers", "edged.simulators")
+    assert rule_breaks("edged.protocol", lambda d: not d.startswith(bad)) == []
+
+
+def test_central_imports_no_device_code():
+    bad = ("edged.device", "edged.drivers", "edged.simulators", "edged.cli")
+    assert rule_breaks("edged.central", lambda d: not d.startswith(bad)) == []
+
+
+def test_device_imports_no_central_code():
+    assert rule_breaks("edged.device", lambda d: not d.startswith("edged.central")) == []
