@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.cli.common import add_broker_args, broker_from_args, state_and_config
+from edged.device.paths import StatePaths
 from edged.errors import ConfigError
 from edged.protocol.keys import (
     load_keys,
@@ -38,7 +39,7 @@ def _cmd_acl_import(args: argparse.Namespace) -> int:
         f"stored access list version {acl.version} ({len(acl.people)} people) in {path};"
         f" sha256 {acl.sha256[:16]}; card ids and PINs were not stored"
     )
-    pid_file = state_dir / "edged.pid"
+    pid_file = StatePaths(state_dir).pid
     try:
         pid = int(pid_file.read_text())
         os.kill(pid, _signal.SIGHUP)

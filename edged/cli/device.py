@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edged.device.paths import StatePaths
 from edged.errors import ConfigError, JournalCorruptError, KeyFileError
 from edged.protocol.keys import (
     PUBLIC_KEY_FILE,
@@ -167,7 +168,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from edged.device.control import request
 
-    sock = Path(args.state_dir) / "control.sock"
+    sock = StatePaths(Path(args.state_dir)).control_socket
     try:
         resp = request(sock, {"cmd": "state"})
     except OSError as e:

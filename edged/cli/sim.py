@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.cli.format import format_records
+from edged.device.paths import StatePaths
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             req[key] = v
     if args.sim_command == "tamper":
         req["active"] = args.state == "on"
-    sock = Path(args.state_dir) / "control.sock"
+    sock = StatePaths(Path(args.state_dir)).control_socket
     try:
         resp = request(sock, req)
     except OSError as e:

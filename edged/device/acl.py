@@ -36,10 +36,9 @@ from edged.core.policy import (
     person_error,
     validate_person,
 )
+from edged.device.paths import StatePaths
 from edged.errors import ConfigError
 from edged.protocol.privacy import CardFingerprinter
-
-ACL_FILE = "acl.json"
 
 # scrypt: N=2^15, r=8 (32 MiB, ~65 ms here, a few hundred ms on a Pi 4). The parameters
 # are stored with each hash so they can be raised without invalidating old ones.
@@ -194,7 +193,7 @@ def import_admin_file(
 
 # -- storage ------------------------------------------------------------------------------
 def acl_path(state_dir: Path) -> Path:
-    return Path(state_dir) / ACL_FILE
+    return StatePaths(Path(state_dir)).access_list
 
 
 def load_active(state_dir: Path, areas: set[str] | None = None) -> AccessList | None:

@@ -34,6 +34,7 @@ from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.device.journal import Journal
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.notify import sd_notify, watchdog_interval
+from edged.device.paths import StatePaths
 from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
 from edged.protocol.keys import load_keys
@@ -80,6 +81,7 @@ class Daemon:
         self.simulate = simulate
         self.clock = clock or SystemClock(assume_synced=config.clock.assume_synced)
         self.state_dir = Path(config.state_dir)
+        self.paths = StatePaths(self.state_dir)
         self.queue: queue.Queue[Any] = queue.Queue()
         self.core = Core(config)
         self.rig: Any = None
@@ -124,7 +126,7 @@ class Daemon:
         self.core = Core(self.cfg, pin_check=pin_checker(keys.fingerprint_secret))
         witness_dir = self.cfg.journal.witness_dir
         self.journal = Journal(
-            self.state_dir / "journal.db",
+            self.paths.journal,
             keys,
             self.clock,
             checkpoint_every=self.cfg.journal.checkpoint_every,
@@ -186,7 +188,7 @@ class Daemon:
         if self.simulate:
             from edged.simulators.rig import SimRig
 
-            self.rig = SimRig(self.cfg, self.state_dir / "sim", clock=self.clock)
+            self.rig = SimRig(self.cfg, self.paths.sim, clock=self.clock)
             self.rig.start(pcscd=self._sim_pcscd)
             g = self.rig.gpio
             self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
@@ -293,14 +295,9 @@ class Daemon:
         """The newest ts recorded under a synchronised clock (the last few thousand
         records are enough: a device that was ever synchronised records often)."""
         assert self.journal is not None
-        head = self.journal.head()[0]
-        row = self.journal.conn.execute(
-            "SELECT ts FROM records WHERE seq > ? AND json_extract(body, '$.clock_synced')"
-            " ORDER BY seq DESC LIMIT 1",
-            (head - 5000,),
-        ).fetchone()
-        if row:
-            self._wall_floor = parse_ts(row[0])
+        ts = self.journal.newest_synced_ts(within=5000)
+        if ts is not None:
+            self._wall_floor = parse_ts(ts)
 
     # -- access list -----------------------------------------------------------------
     def _load_acl(self) -> AccessList | None:
@@ -488,12 +485,14 @@ class Daemon:
             if self.cfg.metrics_listen:
                 from edged.device.metrics import MetricsServer
 
-                self.metrics = MetricsServer(self.cfg.metrics_listen, self)
+                self.metrics = MetricsServer(
+                    self.cfg.metrics_listen, lambda: self.call(self.snapshot)
+                )
                 self.metrics.start()
             if self._want_control:
                 from edged.device.control import ControlServer
 
-                self.control = ControlServer(self.state_dir / "control.sock", self)
+                self.control = ControlServer(self.paths.control_socket, self)
                 self.control.start()
             # Ready means: readers enumerated and what they said recorded.
             if self.card_reader is not None and not self.card_reader.ready.wait(10):
@@ -755,7 +754,7 @@ class Daemon:
 
     @property
     def pid_path(self) -> Path:
-        return self.state_dir / "edged.pid"
+        return self.paths.pid
 
     def _write_pid(self) -> None:
         import os

@@ -22,6 +22,7 @@ from edged.device.config import load_config
 from edged.device.control import SimController
 from edged.device.daemon import Daemon
 from edged.device.journal import verify_journal
+from edged.device.paths import StatePaths
 from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
 from edged.log import configure_logging
@@ -113,7 +114,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         finally:
             daemon.request_stop()
             runner.join(60)
-    db = state_dir / "journal.db"
+    db = StatePaths(state_dir).journal
     result = verify_journal(db, {keys.key_id: keys.public_key})
     _say(f"== edged verify --db {db}", 0)
     print(result.summary())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edged.device.config import Config, load_config
+from edged.device.paths import StatePaths
 from edged.errors import EdgedError
 
 
@@ -50,7 +51,7 @@ def _journal(cfg: Config) -> Check:
     from edged.device.journal import verify_journal
     from edged.protocol.keys import load_keys
 
-    db = cfg.state_dir / "journal.db"
+    db = StatePaths(cfg.state_dir).journal
     if not db.exists():
         return Check("journal", "WARN", f"{db} does not exist yet", "start the daemon once")
     try:

@@ -1,19 +1,18 @@
 """Optional Prometheus metrics, text format, on a loopback address only (off by default).
 
-Values come from the core thread (``Daemon.call``), so a scrape never races the state.
+Values come from a snapshot callable that the daemon runs on its core thread
+(``Daemon.call``), so a scrape never races the state, and metrics know nothing else of it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edged.errors import ConfigError
-
-if TYPE_CHECKING:
-    from edged.device.daemon import Daemon
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -90,16 +89,15 @@ def render(snap: dict[str, Any]) -> str:
 class MetricsServer:
     """HTTP ``GET /metrics`` on loopback; ``close()`` is idempotent."""
 
-    def __init__(self, listen: str, daemon: Daemon) -> None:
+    def __init__(self, listen: str, snapshot: Callable[[], dict[str, Any]]) -> None:
         host, port = parse_listen(listen)
-        d = daemon
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
-                body = render(d.call(d.snapshot)).encode()
+                body = render(snapshot()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edged.core.replay import mono_of
-from edged.device.journal.store import connect
+from edged.device.journal.reader import JournalReader
 from edged.device.journal.verify import VerifyResult
-from edged.protocol.records import format_ts, parse_ts
+from edged.protocol.records import format_ts
 
 LABELS = {
     "ja": {
@@ -171,25 +171,6 @@ def _local(ts: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
 RECONSTRUCTED, UNSYNCED = " ≈", " ?"
 
 
-def _anchors(conn: Any) -> dict[str, tuple[int, int]]:
-    """Per boot, the first record made under a synchronised clock: (mono_ns, wall ms).
-
-    A record of the same boot made before synchronisation (a Pi without RTC, before NTP)
-    is placed from it by the monotonic clock, which does not jump:
-    wall = anchor_wall - (anchor_mono - mono).
-    """
-    out: dict[str, tuple[int, int]] = {}
-    rows = conn.execute(
-        "SELECT json_extract(body, '$.boot_id'),"
-        " coalesce(json_extract(body, '$.mono_us') * 1000, json_extract(body, '$.mono_ns')), ts"
-        " FROM records WHERE json_extract(body, '$.clock_synced') ORDER BY seq"
-    )
-    for boot, mono, ts in rows:
-        if boot not in out and isinstance(mono, int):
-            out[boot] = (mono, parse_ts(ts))
-    return out
-
-
 def _when(r: dict[str, Any], anchors: dict[str, tuple[int, int]]) -> tuple[str, str]:
     """The record's time as ts, and the mark to show after it."""
     if r.get("clock_synced", True):
@@ -208,11 +189,10 @@ def build_ledger(
     tz = zoneinfo.ZoneInfo(tz_name)
     led = Ledger(start, end, tz_name, verify=verify)
     open_visits: dict[tuple[str, str], Visit] = {}
-    conn = connect(db, readonly=True)
+    reader = JournalReader(db)
     try:
-        anchors = _anchors(conn)
-        for (body,) in conn.execute("SELECT body FROM records ORDER BY seq"):
-            r = json.loads(body)
+        anchors = reader.first_synced_per_boot()
+        for r in reader.bodies():
             ts, mark = _when(r, anchors)
             t = _local(ts, tz)
             when = t.strftime("%Y-%m-%d %H:%M:%S") + mark
@@ -275,7 +255,7 @@ def build_ledger(
                     }
                 )
     finally:
-        conn.close()
+        reader.close()
     return led
 
 

@@ -457,6 +457,17 @@ class Journal:
             )
         )
 
+    def newest_synced_ts(self, within: int) -> str | None:
+        """The ts of the newest of the last ``within`` records made under a synchronised
+        clock (start-up: decisions never take the time as earlier than that)."""
+        head = self.head()[0]
+        row = self.conn.execute(
+            "SELECT ts FROM records WHERE seq > ? AND json_extract(body, '$.clock_synced')"
+            " ORDER BY seq DESC LIMIT 1",
+            (head - within,),
+        ).fetchone()
+        return row[0] if row else None
+
     def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
         """The records of the given types, parsed, in seq order (start-up replay)."""
         types = list(types)

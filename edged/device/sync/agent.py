@@ -29,14 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.clock import Clock
 from edged.device.config import SyncConfig
-from edged.device.journal.store import connect
+from edged.device.journal.reader import JournalReader
 from edged.device.journal.witness import Head
+from edged.device.paths import StatePaths
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import Backoff
 from edged.protocol.keys import load_public_key
 from edged.protocol.mqtt import new_client
-from edged.protocol.records import GENESIS, Record, format_ts
+from edged.protocol.records import format_ts
 from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("sync")
@@ -44,13 +45,10 @@ log = get_logger("sync")
 Inbound = Callable[[str, bytes], None]  # (kind, payload) handed to the daemon thread
 
 
-SYNC_STATE_FILE = "sync.db"
-
-
 def receipted_head(state_dir: Path) -> Head | None:
     """The last receipted (seq, hash) in the sync state, read without changing anything:
     a memory of the journal's head that lives outside the journal file (R9)."""
-    path = Path(state_dir) / SYNC_STATE_FILE
+    path = StatePaths(Path(state_dir)).sync_state
     if not path.exists():
         return None
     try:
@@ -88,7 +86,7 @@ class SyncAgent:
         self.cfg = cfg
         self.site, self.device = site, device
         self._journal_path = Path(journal_path)
-        self._state_path = Path(state_dir) / SYNC_STATE_FILE
+        self._state_path = StatePaths(Path(state_dir)).sync_state
         self._clock = clock
         self._boot_id = boot_id
         self._on_inbound = on_inbound
@@ -211,7 +209,7 @@ class SyncAgent:
 
     # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
-        self._reader: sqlite3.Connection | None = connect(self._journal_path, readonly=True)
+        self._reader: JournalReader | None = JournalReader(self._journal_path)
         self._read_failing = False
         try:
             while not self._stop.is_set():
@@ -242,7 +240,7 @@ class SyncAgent:
                 self._reader.close()
         self._reader = None
         with contextlib.suppress(sqlite3.Error):
-            self._reader = connect(self._journal_path, readonly=True)
+            self._reader = JournalReader(self._journal_path)
 
     def _set_connected(self, up: bool) -> None:
         with self._lock:
@@ -392,11 +390,7 @@ class SyncAgent:
             log.error("inbound_failed", topic=msg.topic, error=repr(e))
 
     # -- work ------------------------------------------------------------------------
-    def _head(self, reader: sqlite3.Connection) -> tuple[int, str]:
-        row = reader.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
-
-    def _pump(self, c: mqtt.Client, reader: sqlite3.Connection) -> None:
+    def _pump(self, c: mqtt.Client, reader: JournalReader) -> None:
         # Flow control on receipts as well as PUBACKs: running further ahead of the
         # collector than the broker queues for it (Mosquitto: max_queued_messages, 1000 by
         # default) would only get messages dropped and resent.
@@ -408,12 +402,8 @@ class SyncAgent:
         )
         if room <= 0:
             return
-        rows = reader.execute(
-            "SELECT seq, type, body, hash, sig FROM records WHERE seq >= ? ORDER BY seq LIMIT ?",
-            (self._cursor, room),
-        ).fetchall()
-        for seq, rtype, body, h, sig in rows:
-            wire = Record(seq=seq, type=rtype, body=body.encode(), hash=h, sig=sig).wire()
+        for rec in reader.page(self._cursor, room):
+            seq, rtype, wire = rec.seq, rec.type, rec.wire()
             info = c.publish(topics.event(self.site, self.device, rtype), wire, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # connection going down; resume from acked_seq + 1 on reconnect
@@ -422,16 +412,12 @@ class SyncAgent:
             self._cursor = seq + 1
             if rtype.startswith("alarm."):
                 c.publish(topics.alarm(self.site, self.device, rtype), wire, qos=1)
-            elif rtype == "checkpoint" and self._is_newest_checkpoint(reader, seq):
+            elif rtype == "checkpoint" and reader.newest_checkpoint() == seq:
                 # Only the newest: the retained checkpoint must never go backwards, or a
                 # resend would look like a rolled-back journal to the collector.
                 c.publish(
                     topics.leaf(self.site, self.device, "checkpoint"), wire, qos=1, retain=True
                 )
-
-    def _is_newest_checkpoint(self, reader: sqlite3.Connection, seq: int) -> bool:
-        row = reader.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
-        return bool(row[0] == seq)
 
     def _rewind_if_stalled(self) -> None:
         """Everything published but no receipt for a long while: the collector missed the
@@ -468,7 +454,7 @@ class SyncAgent:
             self._fault_alarm_due = False
             log.error("journal_fault_reported", **fault)
 
-    def _heartbeat(self, c: mqtt.Client, reader: sqlite3.Connection | None) -> None:
+    def _heartbeat(self, c: mqtt.Client, reader: JournalReader | None) -> None:
         st = self.status()
         with self._lock:
             fault = self._fault
@@ -476,7 +462,7 @@ class SyncAgent:
         try:
             if reader is None:
                 raise sqlite3.OperationalError("journal not open")
-            head, head_hash = self._head(reader)
+            head, head_hash = reader.head()
             known = True
         except sqlite3.Error:
             # A guess, marked so: the collector must not take it for a rolled-back journal.
@@ -534,8 +520,7 @@ class SyncAgent:
             return
         if self._reader is None:
             return  # the journal cannot be read now; the collector receipts again later
-        row = self._reader.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
-        if row is None or row[0] != h:
+        if self._reader.hash_at(seq) != h:
             # The collector, signed, holds a record this journal lacks: the daemon checks
             # whether the journal went back (docs/rollback.md).
             self._central_head(seq, h)
