@@ -183,47 +183,18 @@ class Daemon:
             log.error("rollback_check_failed", error=str(e))
 
     def _build_devices(self) -> None:
-        from edged.drivers.pcsc import PcscCardReader
+        from edged.device.wiring import build_installation
 
-        if self.simulate:
-            from edged.simulators.rig import SimRig
-
-            self.rig = SimRig(self.cfg, self.paths.sim, clock=self.clock)
-            self.rig.start(pcscd=self._sim_pcscd)
-            g = self.rig.gpio
-            self.doors, self.cabinets, self.indicators = g.doors, g.cabinets, g.indicators
-            keypads = list(self.rig.keypads.values())
-            bindings = self.rig.reader_bindings
-        else:
-            from edged.device.hardware import make_device
-            from edged.drivers.gpio import (
-                GpioCabinets,
-                GpioDoors,
-                GpioIndicators,
-                make_pin_factory,
-            )
-
-            pf = make_pin_factory(self.cfg.gpio.backend)
-            self.doors = GpioDoors(self.cfg.doors, self.cfg.gpio, pin_factory=pf, clock=self.clock)
-            self.cabinets = GpioCabinets(
-                self.cfg.cabinets, self.cfg.gpio, pin_factory=pf, clock=self.clock
-            )
-            self.indicators = GpioIndicators(self.cfg.indicators, pin_factory=pf)
-            keypads = []
-            for door, k in self.cfg.keypads.items():
-                kw: dict[str, Any] = {"clock": self.clock, "name": door}
-                if k.backend == "matrix":
-                    kw.update(rows=k.rows, cols=k.cols, pin_factory=pf)
-                elif k.backend == "evdev":
-                    kw["device"] = k.device
-                keypads.append(make_device("keypad", k.backend, **kw))
-            bindings = {n: r.pcsc_name for n, r in self.cfg.readers.items()}
-        self.devices = [d for d in (self.doors, self.cabinets, self.indicators, *keypads) if d]
-        if bindings:
-            self.card_reader = PcscCardReader(
-                bindings, self._fingerprinter.fingerprint, clock=self.clock
-            )
-            self.devices.append(self.card_reader)
+        inst = build_installation(
+            "sim" if self.simulate else "hardware",
+            self.cfg,
+            self.paths,
+            self.clock,
+            self._fingerprinter.fingerprint,
+            **({"pcscd": self._sim_pcscd} if self.simulate else {}),
+        )
+        self.doors, self.cabinets, self.indicators = inst.doors, inst.cabinets, inst.indicators
+        self.card_reader, self.rig, self.devices = inst.card_reader, inst.rig, inst.devices
 
     def _seed_core(self) -> list[Action]:
         """Initial readings become core state; abnormal ones become records at once."""

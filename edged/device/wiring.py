@@ -1,0 +1,103 @@
+"""The composition root: the one place that knows which backends make up an installation.
+
+An installation is chosen by name, as gpiozero chooses a pin factory: ``hardware`` builds
+the GPIO drivers, keypads and PC/SC readers of the configuration; ``sim`` builds the
+simulated installation (MockFactory pins with physical controls, virtual cards through a
+real pcscd and vpcd) with the same drivers above it. The daemon asks for one by name and
+never looks inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged.clock import Clock
+from edged.device.config import Config
+from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators, make_device
+from edged.device.paths import StatePaths
+from edged.errors import DriverInitError
+
+
+@dataclass
+class Installation:
+    """The devices the daemon drives. ``rig``: a simulated installation's controls."""
+
+    doors: DoorIO
+    cabinets: CabinetSensors
+    indicators: Indicators
+    keypads: list[Device] = field(default_factory=list)
+    card_reader: Any = None
+    rig: Any = None
+
+    @property
+    def devices(self) -> list[Device]:
+        """In start order; closed in reverse (relays drop first)."""
+        out: list[Device] = [self.doors, self.cabinets, self.indicators, *self.keypads]
+        return [*out, self.card_reader] if self.card_reader is not None else out
+
+
+Fingerprint = Callable[[bytes], str]
+
+
+def _readers(bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -> Any:
+    if not bindings:
+        return None
+    return make_device(
+        "card_reader", "pcsc", readers=bindings, fingerprint=fingerprint, clock=clock
+    )
+
+
+def _hardware(
+    cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, **_: Any
+) -> Installation:
+    from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators, make_pin_factory
+
+    pf = make_pin_factory(cfg.gpio.backend)
+    keypads = []
+    for door, k in cfg.keypads.items():
+        kw: dict[str, Any] = {"clock": clock, "name": door}
+        if k.backend == "matrix":
+            kw.update(rows=k.rows, cols=k.cols, pin_factory=pf)
+        elif k.backend == "evdev":
+            kw["device"] = k.device
+        keypads.append(make_device("keypad", k.backend, **kw))
+    return Installation(
+        doors=GpioDoors(cfg.doors, cfg.gpio, pin_factory=pf, clock=clock),
+        cabinets=GpioCabinets(cfg.cabinets, cfg.gpio, pin_factory=pf, clock=clock),
+        indicators=GpioIndicators(cfg.indicators, pin_factory=pf),
+        keypads=keypads,
+        card_reader=_readers({n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
+    )
+
+
+def _sim(
+    cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, *, pcscd: bool = True
+) -> Installation:
+    from edged.simulators.rig import SimRig
+
+    rig = SimRig(cfg, paths.sim, clock=clock)
+    rig.start(pcscd=pcscd)
+    g = rig.gpio
+    return Installation(
+        doors=g.doors,
+        cabinets=g.cabinets,
+        indicators=g.indicators,
+        keypads=list(rig.keypads.values()),
+        card_reader=_readers(rig.reader_bindings, fp, clock),
+        rig=rig,
+    )
+
+
+INSTALLATIONS: dict[str, Callable[..., Installation]] = {"hardware": _hardware, "sim": _sim}
+
+
+def build_installation(
+    name: str, cfg: Config, paths: StatePaths, clock: Clock, fingerprint: Fingerprint, **opts: Any
+) -> Installation:
+    """The installation ``name`` for ``cfg``; DriverInitError names what failed."""
+    make = INSTALLATIONS.get(name)
+    if make is None:
+        raise DriverInitError(f"no installation {name!r}; choose one of {sorted(INSTALLATIONS)}")
+    return make(cfg, paths, clock, fingerprint, **opts)
