@@ -3,7 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from edged.protocol.records import RecordType, is_alarm
+
+# The keypad's steps, in the order an entry asks them (R1, R3, R4, R6).
+Step = Literal["admin", "pin", "purpose", "carry_in", "lockcheck"]
+
+# Why a door says no: the ``reason`` of every door.denied (R1), so a misspelt reason is a
+# type error and the ledger's legend can list them all.
+Denial = Literal[
+    "reader_not_bound",
+    "no_access_list",
+    "unknown_card",
+    "clock_untrusted",
+    "not_yet_valid",
+    "expired",
+    "area_not_allowed",
+    "outside_window",
+    "pin_locked_out",
+    "already_inside",
+    "pin_not_enrolled",
+    "no_keypad",
+    "pin_wrong",
+    "purpose_invalid",
+    "carry_in_invalid",
+    "admin_choice_invalid",
+    "prompt_cancelled",
+    "prompt_timeout",
+    "escort_needed",
+]
 
 
 @dataclass(frozen=True)
@@ -15,12 +44,12 @@ class Action:
 class Record(Action):
     """Append a journal record. Alarms are records whose type starts with ``alarm.``."""
 
-    type: str
+    type: RecordType
     fields: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_alarm(self) -> bool:
-        return self.type.startswith("alarm.")
+        return is_alarm(self.type)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.core.actions import Action, Indicate, Record, SetLock
+from edged.core.actions import Action, Denial, Indicate, Record, SetLock, Step
+from edged.core.doors import Door
+from edged.core.escort import Escorts
 from edged.core.events import (
     CabinetChanged,
     CardPresented,
@@ -31,7 +33,10 @@ from edged.core.events import (
     ReaderLost,
     Tamper,
 )
+from edged.core.indicators import indicators
+from edged.core.lockout import PinLockout
 from edged.core.policy import CARRY_IN, AccessList, Person, SitePolicy
+from edged.protocol.records import RecordType
 
 NS = 1_000_000_000
 
@@ -46,18 +51,6 @@ class Now:
 
 
 @dataclass
-class DoorState:
-    """What the core knows about one door."""
-
-    closed: bool = True
-    unlocked_until: int | None = None  # mono ns; None = locked
-    opened_at: int | None = None
-    authorised_open: bool = False  # the current opening was granted or requested from inside
-    held_alarm: bool = False
-    forced_alarm: bool = False
-
-
-@dataclass
 class Prompt:
     """A keypad dialogue at a door: PIN, purpose, carry-in, admin choice or lock check."""
 
@@ -65,13 +58,13 @@ class Prompt:
     area: str
     person: Person
     card: str
-    steps: list[str]
+    steps: list[Step]
     deadline: int
     collected: dict[str, Any] = field(default_factory=dict)
     buffer: str = ""
 
     @property
-    def step(self) -> str:
+    def step(self) -> Step:
         return self.steps[0]
 
 
@@ -79,21 +72,15 @@ class Prompt:
 class CoreState:
     """Everything the core keeps between events."""
 
-    doors: dict[str, DoorState] = field(default_factory=dict)
+    doors: dict[str, Door] = field(default_factory=dict)
     readers_lost: dict[str, str] = field(default_factory=dict)
     tamper: bool = False
     cabinets: dict[str, bool] = field(default_factory=dict)
     occupancy: dict[str, dict[str, str]] = field(default_factory=dict)  # area -> id -> name
-    pin_failures: dict[str, int] = field(default_factory=dict)  # card -> wrong PINs in a row
-    locked_out: dict[str, int] = field(default_factory=dict)  # card -> until (mono)
+    lockout: PinLockout = field(default_factory=PinLockout)
     prompts: dict[str, Prompt] = field(default_factory=dict)  # door -> open dialogue
-    pending_visitor: dict[str, tuple[Person, str, int]] = field(default_factory=dict)
-    recent_escort: dict[str, tuple[Person, int]] = field(default_factory=dict)
     lockcheck_open: dict[str, list[str]] = field(default_factory=dict)  # area -> open cabinets
-    # area -> visitor id -> the escort who brought them in (R2)
-    escorts: dict[str, dict[str, str]] = field(default_factory=dict)
-    # area -> visitors inside whose escort left with nobody to take over (an alarm state)
-    unescorted: dict[str, set[str]] = field(default_factory=dict)
+    escorts: Escorts = field(default_factory=Escorts)
     expiry_warned_on: str | None = None
 
 
@@ -117,7 +104,9 @@ class Core:
         self._pin_check = pin_check
         self._tz = zoneinfo.ZoneInfo(config.clock.timezone)
         self.state = CoreState(
-            doors={n: DoorState() for n in config.doors}, occupancy={a: {} for a in config.areas}
+            doors={n: Door(d) for n, d in config.doors.items()},
+            occupancy={a: {} for a in config.areas},
+            lockout=PinLockout(config.policy.pin_attempts, config.policy.lockout_minutes),
         )
         self._door_of_reader: dict[str, tuple[str, str]] = {}
         for d in config.doors.values():
@@ -233,7 +222,7 @@ class Core:
         return f
 
     def _deny(
-        self, door: str, card: str, reason: str, person: Person | None = None, **extra: Any
+        self, door: str, card: str, reason: Denial, person: Person | None = None, **extra: Any
     ) -> list[Action]:
         return [
             Record(
@@ -245,7 +234,7 @@ class Core:
     def _local(self, now: Now) -> dt.datetime:
         return dt.datetime.fromtimestamp(now.wall_ms / 1000, tz=self._tz)
 
-    def _check_person(self, p: Person, area: str, now: Now) -> str | None:
+    def _check_person(self, p: Person, area: str, now: Now) -> Denial | None:
         """Why ``p`` may not enter ``area`` now, or None."""
         policy = self.cfg.clock.when_unsynced
         if not now.synced and policy == "deny_all":
@@ -274,32 +263,25 @@ class Core:
         reason = self._check_person(p, area, now)
         if reason:
             return self._deny(door, card, reason, p)
-        until = self.state.locked_out.get(card)
-        if until is not None:
-            if now.mono < until:
-                return self._deny(door, card, "pin_locked_out", p)
-            del self.state.locked_out[card]
+        if self.state.lockout.locked(card, now.mono):
+            return self._deny(door, card, "pin_locked_out", p)
         inside = self.state.occupancy.setdefault(area, {})
 
         if p.role == "visitor":
             if p.id in inside:
                 return self._deny(door, card, "already_inside", p)
-            esc = self.state.recent_escort.get(door)
-            if esc and now.mono - esc[1] <= self.cfg.policy.escort_seconds * NS:
+            window = int(self.cfg.policy.escort_seconds * NS)
+            esc = self.state.escorts.followed(door, now.mono, window)
+            if esc is not None:
                 steps = self._steps(area, pin=False)
-                return self._begin(door, area, p, card, steps, now, {"escort": esc[0]})
-            self.state.pending_visitor[door] = (
-                p,
-                card,
-                now.mono + int(self.cfg.policy.escort_seconds * NS),
-            )
+                return self._begin(door, area, p, card, steps, now, {"escort": esc})
+            self.state.escorts.wait(door, p, card, now.mono + window)
             return [Indicate("green", True, blink=True)]  # waiting for an escort
 
-        pending = self.state.pending_visitor.get(door)
-        if pending and p.escort and now.mono <= pending[2]:
+        pending = self.state.escorts.take_waiting(door, now.mono) if p.escort else None
+        if pending is not None:
             # This tap is the escort of a waiting visitor: the escort authenticates
             # (PIN in management areas), then both go in.
-            del self.state.pending_visitor[door]
             steps = self._steps(area, pin=self._needs_pin(area))
             if "pin" in steps and p.pin is None:
                 return self._deny(door, card, "pin_not_enrolled", p)
@@ -318,9 +300,9 @@ class Core:
         a = self.cfg.areas.get(area)
         return bool(a and a.pin_required)
 
-    def _steps(self, area: str, *, pin: bool) -> list[str]:
+    def _steps(self, area: str, *, pin: bool) -> list[Step]:
         a = self.cfg.areas.get(area)
-        steps = ["pin"] if pin else []
+        steps: list[Step] = ["pin"] if pin else []
         if a and a.purposes:
             steps.append("purpose")
         if a and a.carry_in:
@@ -333,7 +315,7 @@ class Core:
         area: str,
         p: Person,
         card: str,
-        steps: list[str],
+        steps: list[Step],
         now: Now,
         collected: dict[str, Any],
     ) -> list[Action]:
@@ -346,7 +328,7 @@ class Core:
         )
         return [Indicate("green", True, blink=True)]
 
-    def _prompt_deadline(self, now: Now, door: str, steps: list[str]) -> int:
+    def _prompt_deadline(self, now: Now, door: str, steps: list[Step]) -> int:
         secs = (
             self.cfg.policy.lockcheck_seconds
             if steps[0] == "lockcheck"
@@ -367,7 +349,7 @@ class Core:
         visitor = collected.get("visitor")
         if visitor is not None:
             # p is the escort; the visitor it came for goes in with it.
-            v, vcard, _until = visitor
+            v, vcard = visitor.person, visitor.card
             if p.id not in inside:
                 out.append(
                     Record(
@@ -394,23 +376,21 @@ class Core:
                 )
             )
             inside[v.id] = v.name
-            self.state.escorts.setdefault(area, {})[v.id] = p.id
+            self.state.escorts.entered(area, v.id, p.id)
         else:
             fields = {**self._base(door, "entry", card, p), "reason": "ok", **extra}
             if esc is not None:
                 fields.update(reason="escorted", escort=esc.id, escort_name=esc.name)
-                self.state.escorts.setdefault(area, {})[p.id] = esc.id
+                self.state.escorts.entered(area, p.id, esc.id)
             out.append(Record("door.granted", fields))
             inside[p.id] = p.name
             if p.escort:
-                self.state.recent_escort[door] = (p, now.mono)
-        self.state.pin_failures.pop(card, None)
+                self.state.escorts.went_in(door, p, now.mono)
+        self.state.lockout.right(card)
         return out + self._unlock(door, now, needs_record=True)
 
     def _unlock(self, door: str, now: Now, *, needs_record: bool) -> list[Action]:
-        d = self.state.doors[door]
-        d.unlocked_until = now.mono + int(self.cfg.doors[door].unlock_seconds * NS)
-        d.authorised_open = True
+        self.state.doors[door].unlock(now.mono)
         return [SetLock(door, True, needs_record=needs_record), Indicate("green", True)]
 
     # -- keypad ----------------------------------------------------------------------
@@ -470,24 +450,19 @@ class Core:
 
     def _pin_entered(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
         if self._pin_ok(pr, entered):
-            self.state.pin_failures.pop(pr.card, None)
+            self.state.lockout.right(pr.card)
             return self._next_step(pr, now)
         self.state.prompts.pop(pr.door, None)
-        n = self.state.pin_failures.get(pr.card, 0) + 1
-        self.state.pin_failures[pr.card] = n
+        n, locked = self.state.lockout.wrong(pr.card, now.mono)
         out = self._deny(pr.door, pr.card, "pin_wrong", pr.person, attempt=n)
-        limit = self.cfg.policy.pin_attempts
-        if n >= limit:
-            minutes = self.cfg.policy.lockout_minutes
-            self.state.locked_out[pr.card] = now.mono + int(minutes * 60 * NS)
-            self.state.pin_failures.pop(pr.card, None)
+        if locked:
             out.append(
                 Record(
                     "alarm.pin_lockout",
                     {
                         **self._base(pr.door, "entry", pr.card, pr.person),
                         "attempts": n,
-                        "minutes": int(minutes),
+                        "minutes": int(self.state.lockout.minutes),
                     },
                 )
             )
@@ -512,8 +487,7 @@ class Core:
         inside = self.state.occupancy.get(pr.area, {})
         removed = sorted(inside)
         self.state.occupancy[pr.area] = {}
-        self.state.escorts.pop(pr.area, None)
-        self.state.unescorted.pop(pr.area, None)
+        self.state.escorts.forget(pr.area)
         return [
             Record(
                 "occupancy.reset",
@@ -558,40 +532,34 @@ class Core:
         return [Record("door.exit", f), *self._unlock(door, now, needs_record=False)]
 
     def _left(self, area: str, p: Person, door: str) -> list[Action]:
-        """Escort bookkeeping when ``p`` has left ``area`` (R2): a visitor's own exit ends
-        their escort; an escort leaving their visitors behind hands them to another
-        escort inside, or, with none, raises ``alarm.visitor_unescorted``."""
-        escorts = self.state.escorts.get(area, {})
-        escorts.pop(p.id, None)
-        self.state.unescorted.get(area, set()).discard(p.id)
-        left = sorted(v for v, e in escorts.items() if e == p.id)
-        if not left:
-            return []
+        """Escort bookkeeping when ``p`` has left ``area`` (R2): a handover to another
+        escort inside is recorded; with none, ``alarm.visitor_unescorted``."""
+
+        def can_escort(pid: str) -> bool:
+            q = self.acl.people.get(pid) if self.acl is not None else None
+            return q is not None and q.escort
+
         inside = self.state.occupancy.get(area, {})
-        takers = sorted(
-            pid
-            for pid in inside
-            if self.acl is not None
-            and (q := self.acl.people.get(pid)) is not None
-            and q.escort
-            and pid not in escorts
-        )
-        if takers:
-            for v in left:
-                escorts[v] = takers[0]
+        h = self.state.escorts.left(area, p.id, can_escort, inside)
+        if h is None:
+            return []
+        if h.to is not None:
             return [
                 Record(
                     "visitor.escort_changed",
-                    {"area": area, "door": door, "from": p.id, "to": takers[0], "visitors": left},
+                    {"area": area, "door": door, "from": p.id, "to": h.to, "visitors": h.visitors},
                 )
             ]
-        for v in left:
-            del escorts[v]
-        self.state.unescorted.setdefault(area, set()).update(left)
         return [
             Record(
                 "alarm.visitor_unescorted",
-                {"area": area, "door": door, "escort": p.id, "name": p.name, "visitors": left},
+                {
+                    "area": area,
+                    "door": door,
+                    "escort": p.id,
+                    "name": p.name,
+                    "visitors": h.visitors,
+                },
             ),
             *self._outputs(),
         ]
@@ -628,7 +596,7 @@ class Core:
                 *self._outputs(),
             ]
         self.state.lockcheck_open.pop(area, None)
-        steps = ["lockcheck"]
+        steps: list[Step] = ["lockcheck"]
         if door not in self.cfg.keypads:
             # No keypad to confirm on: the check itself is recorded, the exit proceeds.
             return self._lockcheck_done(
@@ -674,7 +642,9 @@ class Core:
         inside = self.state.occupancy.setdefault(area, {})
         inside.pop(p.id, None)
         self._left(area, p, door)  # the last one out: nobody is left behind to alarm for
-        rtype = "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
+        rtype: RecordType = (
+            "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
+        )
         return [
             Record(
                 rtype,
@@ -731,79 +701,25 @@ class Core:
     # -- door contact ----------------------------------------------------------------
     def _contact(self, ev: DoorContact, now: Now) -> list[Action]:
         d = self.state.doors.get(ev.door)
-        if d is None or d.closed == ev.closed:
-            return []
-        d.closed = ev.closed
-        out: list[Action] = []
-        if not ev.closed:
-            d.opened_at = now.mono
-            if d.authorised_open:
-                out.append(Record("door.opened", {"door": ev.door}))
-            else:
-                d.forced_alarm = True
-                out += [
-                    Record(
-                        "alarm.door_forced", {"door": ev.door, "area": self.cfg.doors[ev.door].area}
-                    ),
-                    *self._outputs(),
-                ]
-            return out
-        # Closed: relock at once (the strike need not wait for its timer) and clear.
-        out.append(
-            Record(
-                "door.closed",
-                {"door": ev.door, "open_ms": (now.mono - (d.opened_at or now.mono)) // 1_000_000},
-            )
-        )
-        if d.held_alarm or d.forced_alarm:
-            out.append(
-                Record(
-                    "alarm.cleared",
-                    {"door": ev.door, "was": "held_open" if d.held_alarm else "forced"},
-                )
-            )
-        d.opened_at = None
-        d.authorised_open = False
-        d.held_alarm = d.forced_alarm = False
-        if d.unlocked_until is not None:
-            d.unlocked_until = None
-            out.append(SetLock(ev.door, False))
-        out += self._outputs()
-        return out
+        changed = d.contact(ev.closed, now.mono) if d is not None else None
+        return [*changed, *self._outputs()] if changed else []
 
     # -- time ------------------------------------------------------------------------
     def next_deadline(self) -> int | None:
         """The earliest mono ns at which ``tick`` has work, or None."""
         times = []
-        for name, d in self.state.doors.items():
-            if d.unlocked_until is not None:
-                times.append(d.unlocked_until)
-            if d.opened_at is not None and not d.held_alarm:
-                times.append(d.opened_at + int(self.cfg.doors[name].held_open_seconds * NS))
+        for d in self.state.doors.values():
+            times += d.deadlines()
         times += [pr.deadline for pr in self.state.prompts.values()]
-        times += [until for _p, _c, until in self.state.pending_visitor.values()]
-        times += list(self.state.locked_out.values())
+        times += self.state.escorts.deadlines()
+        times += self.state.lockout.deadlines()
         return min(times) if times else None
 
     def tick(self, now: Now) -> list[Action]:
         out: list[Action] = []
-        for name, d in self.state.doors.items():
-            if d.unlocked_until is not None and now.mono >= d.unlocked_until:
-                d.unlocked_until = None
-                if d.closed:
-                    d.authorised_open = False  # never opened: the grant lapses
-                out += [SetLock(name, False), *self._outputs()]
-            limit = self.cfg.doors[name].held_open_seconds
-            if (
-                d.opened_at is not None
-                and not d.held_alarm
-                and now.mono - d.opened_at >= limit * NS
-            ):
-                d.held_alarm = True
-                out += [
-                    Record("alarm.door_held_open", {"door": name, "seconds": int(limit)}),
-                    *self._outputs(),
-                ]
+        for d in self.state.doors.values():
+            if changed := d.tick(now.mono):
+                out += [*changed, *self._outputs()]
         for pr in [pr for pr in self.state.prompts.values() if now.mono >= pr.deadline]:
             self.state.prompts.pop(pr.door, None)
             if pr.step == "lockcheck":
@@ -820,13 +736,9 @@ class Core:
             else:
                 out += self._deny(pr.door, pr.card, "prompt_timeout", pr.person, step=pr.step)
                 out += self._idle()
-        for door, (v, card, until) in list(self.state.pending_visitor.items()):
-            if now.mono >= until:
-                del self.state.pending_visitor[door]
-                out += self._deny(door, card, "escort_needed", v) + self._idle()
-        for card, until in list(self.state.locked_out.items()):
-            if now.mono >= until:
-                del self.state.locked_out[card]
+        for door, w in self.state.escorts.expired(now.mono):
+            out += self._deny(door, w.card, "escort_needed", w.person) + self._idle()
+        self.state.lockout.tick(now.mono)
         out += self._expiry_warning(now)
         return out
 
@@ -859,12 +771,9 @@ class Core:
             if isinstance(a, Record) and a.type == "door.granted" and a.fields.get("person"):
                 area = a.fields.get("area", "")
                 self.state.occupancy.get(area, {}).pop(a.fields["person"], None)
-                self.state.escorts.get(area, {}).pop(a.fields["person"], None)
+                self.state.escorts.forget(area, a.fields["person"])
             elif isinstance(a, SetLock) and a.unlocked and a.needs_record:
-                d = self.state.doors[a.door]
-                d.unlocked_until = None
-                if d.closed:
-                    d.authorised_open = False
+                self.state.doors[a.door].revert_unlock()
 
     # -- indicators ------------------------------------------------------------------
     def alarm_active(self) -> bool:
@@ -872,41 +781,29 @@ class Core:
         return (
             s.tamper
             or bool(s.readers_lost)
-            or any(d.held_alarm or d.forced_alarm for d in s.doors.values())
-            or any(s.unescorted.values())
+            or any(d.alarm for d in s.doors.values())
+            or s.escorts.alarm()
         )
 
     def _outputs(self) -> list[Action]:
         alarm = self.alarm_active()
         attention = bool(self.state.lockcheck_open)
-        unlocked = any(d.unlocked_until is not None for d in self.state.doors.values())
-        waiting = bool(self.state.prompts) or bool(self.state.pending_visitor)
-        return [
-            Indicate("red", alarm or attention, blink=attention and not alarm),
-            Indicate("buzzer", alarm or attention, blink=attention and not alarm),
-            Indicate("green", unlocked or waiting, blink=waiting and not unlocked),
-        ]
+        unlocked = any(d.unlocked for d in self.state.doors.values())
+        waiting = bool(self.state.prompts) or bool(self.state.escorts.waiting)
+        return indicators(alarm=alarm, attention=attention, unlocked=unlocked, waiting=waiting)
 
     def snapshot(self) -> dict[str, Any]:
         """State for ``edged sim state`` / ``edged status``: no PINs, no key buffers."""
         s = self.state
         return {
-            "doors": {
-                n: {
-                    "closed": d.closed,
-                    "unlocked": d.unlocked_until is not None,
-                    "held_open_alarm": d.held_alarm,
-                    "forced_alarm": d.forced_alarm,
-                }
-                for n, d in s.doors.items()
-            },
+            "doors": {n: d.snapshot() for n, d in s.doors.items()},
             "occupancy": {a: sorted(people) for a, people in s.occupancy.items()},
             "prompts": {
                 d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
             },
             "lockcheck_open": dict(s.lockcheck_open),
-            "unescorted": {a: sorted(v) for a, v in s.unescorted.items() if v},
-            "locked_out_cards": len(s.locked_out),
+            "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},
+            "locked_out_cards": len(s.lockout.until),
             "readers_lost": dict(s.readers_lost),
             "tamper": s.tamper,
             "alarm": self.alarm_active(),

@@ -99,7 +99,7 @@ def replay(
                 escorts.setdefault(area, {})[v] = r.get("to", "")
     for area in areas:
         state.occupancy[area] = occ.get(area, {})
-    state.escorts = {a: e for a, e in escorts.items() if e}
-    state.unescorted = {a: v for a, v in unescorted.items() if v}
-    state.pin_failures = failures
-    state.locked_out = {c: until for c, until in locked.items() if until > now.mono}
+    state.escorts.escorting = {a: e for a, e in escorts.items() if e}
+    state.escorts.unescorted = {a: v for a, v in unescorted.items() if v}
+    state.lockout.failures = failures
+    state.lockout.until = {c: until for c, until in locked.items() if until > now.mono}

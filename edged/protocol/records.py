@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from edged.protocol.canonical import dumps_checked
 
@@ -15,6 +15,61 @@ GENESIS = "0" * 64  # `prev` of seq 1
 # The one record that may skip seqs: it says the journal went back to an older copy and
 # which seqs lie in between (docs/rollback.md).
 ROLLBACK = "alarm.journal_rollback"
+
+
+# Every record type edged writes. Typed, so that a misspelt type is a type error; the
+# journal itself stays generic (any type of <= 64 characters is stored and verified).
+RecordType = Literal[
+    "acl.applied",
+    "acl.expiring",
+    "acl.loaded",
+    "acl.rejected",
+    "alarm.acl_invalid",
+    "alarm.acl_rejected",
+    "alarm.cabinet_unattended",
+    "alarm.cleared",
+    "alarm.door_forced",
+    "alarm.door_held_open",
+    "alarm.driver_fault",
+    "alarm.internal_error",
+    "alarm.journal_rollback",
+    "alarm.journal_unavailable",
+    "alarm.lockcheck_missed",
+    "alarm.pin_lockout",
+    "alarm.reader_lost",
+    "alarm.tamper",
+    "alarm.visitor_unescorted",
+    "cabinet.locked",
+    "cabinet.unlocked",
+    "card.unreadable",
+    "checkpoint",
+    "clock.changed",
+    "daemon.started",
+    "daemon.stopped",
+    "door.closed",
+    "door.denied",
+    "door.exit",
+    "door.exit_request",
+    "door.granted",
+    "door.opened",
+    "event.unknown",
+    "event.unknown_door",
+    "lockcheck.cancelled",
+    "lockcheck.confirmed",
+    "lockcheck.open",
+    "lockcheck.pin_wrong",
+    "occupancy.reset",
+    "reader.found",
+    "tamper.cleared",
+    "visitor.escort_changed",
+]
+RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
+
+
+def is_alarm(rtype: str) -> bool:
+    """Alarms are the records whose type starts with ``alarm.`` (R8, R15)."""
+    return rtype.startswith("alarm.")
+
 
 # Fields the journal fills in; a caller may not supply them.
 ENVELOPE_FIELDS = frozenset(
