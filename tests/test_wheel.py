@@ -4,6 +4,7 @@ editable), holds every module and data file; every module imports; the demo runs
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,8 +42,19 @@ def packages_in_tree() -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """Built from a copy of the tree without build/ (setuptools keeps modules that were
+    moved or deleted in build/lib and would ship them: a wheel once held a stale
+    edged/collector.py)."""
+    src = tmp_path_factory.mktemp("src") / "edged"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "demo-state"
+        ),
+    )
     out = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, ROOT)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src)
     [whl] = out.glob("edged-*.whl")
     return whl
 
@@ -56,6 +68,18 @@ def test_the_wheel_holds_every_package_and_data_file(wheel):
     assert missing == []
     assert {"edged/examples/edged.toml", "edged/examples/acl-example.toml"} <= names
     assert not [n for n in names if n.startswith("tests/")]
+    # Nothing but what the tree holds: no module the tree no longer has.
+    in_tree = {
+        f"{pkg}/{rel}"
+        for base, pkg in (
+            ("edged", "edged"),
+            ("drivers", "edged/drivers"),
+            ("simulators", "edged/simulators"),
+        )
+        for rel in (str(p.relative_to(ROOT / base)) for p in (ROOT / base).rglob("*.py"))
+    }
+    shipped = {n for n in names if n.endswith(".py") and not n.startswith("edged/examples/")}
+    assert shipped - in_tree == set()
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "License-Expression: Apache-2.0" in text
