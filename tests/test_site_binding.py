@@ -70,18 +70,14 @@ def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto):
         with col.changed:
             col.changed.wait_for(lambda: len(col.alarms()) >= 2, 10)
         assert col.seqs("site-a", "door-2") == []
-        stored_b = col._db.execute(
-            "SELECT hash FROM records WHERE site='site-b' ORDER BY seq"
-        ).fetchall()
-        assert [h for (h,) in stored_b] != []
-        assert not {h for (h,) in stored_b} & {
-            h for (h,) in col._db.execute("SELECT hash FROM records WHERE site='site-a'").fetchall()
-        }
+        stored_a = col.hashes("site-a", "door-1")
+        stored_b = col.hashes("site-b", "door-1")
+        assert len(stored_b) == 3 and not set(stored_a) & set(stored_b)
         kinds = [t for t, _d in col.alarms()]
         # Under either other name, A's record fails that name's pinned key (one
         # rate-limited alarm per name).
         assert set(kinds) == {"bad_record"}, col.alarms()
-        assert {(s, d) for s, d, *_ in col._db.execute("SELECT site, device FROM alarms")} == {
+        assert col.alarm_origins() == {
             ("site-b", "door-1"),
             ("site-a", "door-2"),
         }
@@ -95,7 +91,7 @@ def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto):
 def test_a_record_signed_for_another_site_is_refused_by_its_binding(tmp_path, mosquitto):
     """R9, R13: even where the key lookup would let it through (the same key pinned at the
     other name), the site and device inside the signed record must match the topic."""
-    from edged.central.collector import WRONG_ORIGIN, check_record
+    from edged.central.verify import WRONG_ORIGIN, check_record
 
     wires = journal_wires(tmp_path / "a", "site-a", "door-1", 1)
     keys = load_keys(tmp_path / "a")
@@ -115,10 +111,10 @@ def test_a_key_listed_under_two_names_is_trusted_under_neither(tmp_path):
     key = init_role_key(tmp_path / "central", "collector")
     col = Collector("127.0.0.1", 1, tmp_path / "central.db", trust, key)
     try:
-        assert col._trusted("site-a", "door-1") == (None, "")
-        assert col._trusted("site-b", "door-1") == (None, "")
+        assert col.trust.key("site-a", "door-1") == (None, "")
+        assert col.trust.key("site-b", "door-1") == (None, "")
         (trust / "site-b" / "door-1.pub").unlink()
-        col._load_trust()
-        assert col._trusted("site-a", "door-1")[0] is not None
+        col.trust.load()
+        assert col.trust.key("site-a", "door-1")[0] is not None
     finally:
         col.close()

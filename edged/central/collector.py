@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import queue
 import random
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -34,103 +33,24 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.errors import EdgedError
+from edged.central.store import SqliteStore
+from edged.central.trust import TrustStore
+from edged.central.verify import WRONG_ORIGIN, check_record, signature_problem, verify_record
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import jitter_paho
-from edged.protocol.canonical import dumps_checked
-from edged.protocol.keys import key_id_of, load_public_key
+from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker, Tls, new_client
-from edged.protocol.records import GENESIS, ROLLBACK, digest, format_ts
-from edged.protocol.signatures import record_signature_problem
+from edged.protocol.records import GENESIS, ROLLBACK, format_ts
 from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
-
-WRONG_ORIGIN = "record of another site or device"
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS devices (site TEXT, device TEXT, last_seq INTEGER NOT NULL,
-       last_hash TEXT NOT NULL, best_checkpoint INTEGER NOT NULL DEFAULT 0,
-       PRIMARY KEY (site, device))""",
-    """CREATE TABLE IF NOT EXISTS records (site TEXT, device TEXT, seq INTEGER, type TEXT,
-       ts TEXT, hash TEXT NOT NULL, body TEXT NOT NULL, sig_checked INTEGER NOT NULL,
-       PRIMARY KEY (site, device, seq))""",
-    # Records whose own signature is still to be checked (see audit_signatures).
-    """CREATE INDEX IF NOT EXISTS records_unchecked ON records (site, device, seq)
-       WHERE sig_checked = 0""",
-    """CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, ts TEXT, site TEXT,
-       device TEXT, type TEXT, detail TEXT)""",
-    # Genuine records of a device that do not lie on its stored chain (its journal went
-    # back and grew again): kept, verified, apart.
-    """CREATE TABLE IF NOT EXISTS forks (site TEXT, device TEXT, seq INTEGER, hash TEXT,
-       prev TEXT NOT NULL, type TEXT, ts TEXT, body TEXT NOT NULL,
-       PRIMARY KEY (site, device, seq, hash))""",
-    # Where a device's chain skips seqs: its journal went back from known_seq to found_seq
-    # and continued at seq; central_seq is what this store held then.
-    """CREATE TABLE IF NOT EXISTS discontinuities (site TEXT, device TEXT, seq INTEGER,
-       found_seq INTEGER NOT NULL, known_seq INTEGER NOT NULL, central_seq INTEGER NOT NULL,
-       source TEXT, ts TEXT, PRIMARY KEY (site, device, seq))""",
-)
 
 # The same alarm for the same device at most once a minute; the rest are counted and
 # the count is written with the next one (nothing from the network writes unbounded rows).
 ALARM_INTERVAL = 60.0
 # Resend requests after a (re)connect go out at this many per receipt tick.
 RESENDS_PER_TICK = 50
-
-
-def check_record(
-    payload: bytes,
-    key: Ed25519PublicKey | None,
-    key_id: str = "",
-    origin: tuple[str, str] | None = None,
-) -> dict[str, Any] | str:
-    """Everything about a wire record but its signature: it parses, is canonical, its hash
-    matches, it names the device's key (``key_id``, computed from ``key`` if not given)
-    and, given ``origin``, the (site, device) it arrived under. The record, or why it is
-    refused."""
-    try:
-        rec = json.loads(payload)
-        h, sig = rec.pop("hash"), rec.pop("sig")
-        # Parsed JSON holds only JSON types: no need for the full value check.
-        body = dumps_checked(rec)
-    except (ValueError, KeyError, TypeError, EdgedError, AttributeError):
-        return "malformed record"
-    if digest(body) != h:
-        return "hash does not match the record"
-    if key is None:
-        return "device not in the trust directory"
-    if rec.get("key_id") != (key_id or key_id_of(key)):
-        return f"signed by unknown key {str(rec.get('key_id'))[:16]}"
-    if type(rec.get("seq")) is not int or not isinstance(rec.get("prev"), str):
-        return "malformed record"
-    if origin is not None and (rec.get("site"), rec.get("device")) != origin:
-        return (
-            f"{WRONG_ORIGIN}: signed for {str(rec.get('site'))[:32]}/"
-            f"{str(rec.get('device'))[:32]}, arrived as {origin[0]}/{origin[1]}"
-        )
-    if not isinstance(sig, str):
-        return "bad signature"
-    rec["hash"], rec["sig"] = h, sig
-    return rec
-
-
-def signature_problem(rec: dict[str, Any], key: Ed25519PublicKey) -> str | None:
-    """Why the signature of a checked record does not hold, or None."""
-    return record_signature_problem(rec, key)
-
-
-def verify_record(
-    payload: bytes, key: Ed25519PublicKey | None, origin: tuple[str, str] | None = None
-) -> dict[str, Any] | str:
-    """A wire record checked in full against the device's public key: the record, or why
-    it is refused."""
-    rec = check_record(payload, key, origin=origin)
-    if isinstance(rec, str):
-        return rec
-    assert key is not None  # check_record refuses records of unknown devices
-    return signature_problem(rec, key) or rec
 
 
 class Collector:
@@ -156,30 +76,14 @@ class Collector:
         self._key = key
         self._receipt_every = receipt_every
         self._receipt_seconds = receipt_seconds
-        self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA[0])
-        self._db.execute(SCHEMA[1])
-        cols = [r[1] for r in self._db.execute("PRAGMA table_info(records)")]
-        if "sig_checked" not in cols:  # a database from before the audit: all were checked
-            self._db.execute(
-                "ALTER TABLE records ADD COLUMN sig_checked INTEGER NOT NULL DEFAULT 1"
-            )
-        for sql in SCHEMA[2:]:
-            self._db.execute(sql)
-        self._audit_due = (
-            self._db.execute("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone()
-            is not None
-        )
+        self.store = SqliteStore(self.db_path)
+        self.trust = TrustStore(self.trust_dir)
+        self._audit_due = self.store.any_unchecked()
         # Each device's (last_seq, last_hash), kept here and written to `devices` with each
         # commit: two statements less per record.
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        # (site, device) -> key, key id; rebuilt from the trust directory (_load_trust)
-        self._keys: dict[tuple[str, str], tuple[Ed25519PublicKey, str]] = {}
-        self._trust_loaded = float("-inf")
         # Alarm rate limit: (site, device, type) -> (last written, suppressed since)
         self._alarm_seen: dict[tuple[str, str, str], tuple[float, int]] = {}
         # Devices told what this store holds for them (central_head), and when.
@@ -210,46 +114,6 @@ class Collector:
         self._client.on_subscribe = lambda *_a: self.subscribed.set()
 
     # -- trust -----------------------------------------------------------------------
-    def _load_trust(self) -> None:
-        """Read ``TRUST_DIR/SITE/DEVICE.pub``. A key listed under two names is trusted under
-        neither: a key is one device at one site, so its records cannot pass as another's."""
-        found: dict[tuple[str, str], tuple[Ed25519PublicKey, str]] = {}
-        for path in sorted(self.trust_dir.glob("*.pub")):
-            log.error(
-                "trust_key_ignored",
-                path=str(path),
-                reason="keys are pinned to a site: move it to SITE/DEVICE.pub",
-            )
-        for path in sorted(self.trust_dir.glob("*/*.pub")):
-            try:
-                key = load_public_key(path)
-            except EdgedError as e:
-                log.error("trust_key_invalid", path=str(path), error=str(e))
-                continue
-            found[(path.parent.name, path.stem)] = (key, key_id_of(key))
-        names: dict[str, list[tuple[str, str]]] = {}
-        for name, (_k, kid) in found.items():
-            names.setdefault(kid, []).append(name)
-        for kid, where in names.items():
-            if len(where) > 1:
-                log.error(
-                    "trust_key_reused",
-                    key_id=kid,
-                    names=[f"{s}/{d}" for s, d in where],
-                    action="trusted under none of them",
-                )
-                for name in where:
-                    del found[name]
-        self._keys = found
-        self._trust_loaded = time.monotonic()
-
-    def _trusted(self, site: str, device: str) -> tuple[Ed25519PublicKey | None, str]:
-        """The device's public key and key id from the trust directory, or (None, "").
-        An unknown name reads the directory again, at most every 5 seconds."""
-        if (site, device) not in self._keys and time.monotonic() - self._trust_loaded > 5.0:
-            self._load_trust()
-        return self._keys.get((site, device), (None, ""))
-
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._ingest_thread.start()
@@ -271,7 +135,7 @@ class Collector:
             self._timer.join(5)
         with self._lock:
             self._flush_locked()
-            self._db.close()
+            self.store.close()
 
     # -- callbacks (paho's thread) ---------------------------------------------------
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
@@ -294,7 +158,7 @@ class Collector:
         # out in random order, RESENDS_PER_TICK at each receipt tick.
         with self._lock:
             self._flush_locked()
-            devices = self._db.execute("SELECT site, device, last_seq FROM devices").fetchall()
+            devices = self.store.devices()
             random.shuffle(devices)
             self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
 
@@ -321,6 +185,9 @@ class Collector:
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
     # -- records ---------------------------------------------------------------------
+    def _trusted(self, site: str, device: str) -> tuple[Ed25519PublicKey | None, str]:
+        return self.trust.key(site, device)
+
     def _verify(self, site: str, device: str, payload: bytes) -> dict[str, Any] | str:
         return verify_record(payload, self._trusted(site, device)[0], (site, device))
 
@@ -343,10 +210,7 @@ class Collector:
 
     def _write_alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
-        self._db.execute(
-            "INSERT INTO alarms (ts, site, device, type, detail) VALUES (?,?,?,?,?)",
-            (format_ts(int(time.time() * 1000)), site, device, atype, detail),
-        )
+        self.store.add_alarm(format_ts(int(time.time() * 1000)), (site, device), atype, detail)
         self._client.publish(
             topics.alarm(site, device, f"collector.{atype}"),
             json.dumps({"type": atype, "detail": detail}),
@@ -450,12 +314,7 @@ class Collector:
         alarm.
         """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?",
-                (limit,),
-            ).fetchall()
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN IMMEDIATE")
+            rows = self.store.unchecked(limit)
             for site, device, seq, body in rows:
                 # Parsed, hashed and matched to the device's key when it was stored: only
                 # the signature is left to check.
@@ -464,10 +323,7 @@ class Collector:
                 bad = why is not None
                 if bad:
                     self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
-                self._db.execute(
-                    "UPDATE records SET sig_checked = ? WHERE site=? AND device=? AND seq=?",
-                    (-1 if bad else 1, site, device, seq),
-                )
+                self.store.mark_checked((site, device), seq, not bad)
             self._flush_locked()
             self._audit_due = len(rows) == limit
         with self.changed:
@@ -476,9 +332,7 @@ class Collector:
     def unchecked(self) -> int:
         """How many stored records still wait for their own signature check."""
         with self._lock:
-            return self._db.execute(
-                "SELECT count(*) FROM records WHERE sig_checked = 0"
-            ).fetchone()[0]
+            return self.store.count_unchecked()
 
     def _record_locked(
         self,
@@ -554,30 +408,16 @@ class Collector:
     def _insert_locked(
         self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
     ) -> None:
-        body = payload.decode("utf-8")  # verified: kept exactly as the device sent it
         # Group commit: a burst is stored in one transaction; receipts are sent only
-        # after _flush() has committed what they cover.
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
-            "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
-            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
-        )
+        # after _flush() has committed what they cover. Kept as the device sent it.
+        self.store.insert(dev, rec, payload.decode("utf-8"), checked)
         self._audit_due |= not checked
 
     def _fills_gap(self, dev: tuple[str, str], seq: int, prev: str) -> bool:
         """A record of the chain before a rollback, arriving after the rollback record
         (it was still on its way): it links to the stored record before it and its seq
         lies in a declared discontinuity."""
-        return (
-            self._stored_hash(dev, seq - 1) == prev
-            and self._db.execute(
-                "SELECT 1 FROM discontinuities WHERE site=? AND device=? AND central_seq < ?"
-                " AND seq > ?",
-                (*dev, seq, seq),
-            ).fetchone()
-            is not None
-        )
+        return self.store.hash_at(dev, seq - 1) == prev and self.store.in_gap(dev, seq)
 
     def _store_locked(
         self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
@@ -595,18 +435,10 @@ class Collector:
 
     # -- a journal that went back ----------------------------------------------------
     def _stored_hash(self, dev: tuple[str, str], seq: int) -> str | None:
-        row = self._db.execute(
-            "SELECT hash FROM records WHERE site=? AND device=? AND seq=?", (*dev, seq)
-        ).fetchone()
-        return row[0] if row else None
+        return self.store.hash_at(dev, seq)
 
     def _in_fork(self, dev: tuple[str, str], seq: int, h: str) -> bool:
-        return (
-            self._db.execute(
-                "SELECT 1 FROM forks WHERE site=? AND device=? AND seq=? AND hash=?", (*dev, seq, h)
-            ).fetchone()
-            is not None
-        )
+        return self.store.in_fork(dev, seq, h)
 
     def _holds(self, dev: tuple[str, str], seq: int, h: str) -> bool:
         """Is (seq, hash) a record this store holds, on the chain or in a fork?"""
@@ -618,21 +450,8 @@ class Collector:
         """A genuine record that is not on the stored chain: the device's journal went
         back and grew again. Nothing it signed is dropped: kept apart, one alarm where the
         fork leaves the chain, and the device is told what this store holds."""
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?,?,?,?)",
-            (
-                *dev,
-                rec["seq"],
-                rec["hash"],
-                rec["prev"],
-                rec.get("type"),
-                rec.get("ts"),
-                payload.decode("utf-8"),
-            ),
-        )
-        if cur.rowcount and not self._in_fork(dev, rec["seq"] - 1, rec["prev"]):
+        new = self.store.add_fork(dev, rec, payload.decode("utf-8"))
+        if new and not self._in_fork(dev, rec["seq"] - 1, rec["prev"]):
             self._alarm(
                 *dev,
                 "rewrite",
@@ -677,9 +496,8 @@ class Collector:
             self._keep_fork_locked(dev, payload, rec)
             return
         self._store_locked(dev, payload, rec, checked)
-        self._db.execute(
-            "INSERT OR IGNORE INTO discontinuities VALUES (?,?,?,?,?,?,?,?)",
-            (*dev, seq, found, known, last, str(rec.get("source")), rec.get("ts")),
+        self.store.add_discontinuity(
+            dev, seq, found, known, last, str(rec.get("source")), rec.get("ts")
         )
         lost = f"; seqs {last + 1}..{seq - 1} never reached this store" if seq > last + 1 else ""
         self._alarm(
@@ -794,25 +612,14 @@ class Collector:
 
     def _head_locked(self, key: tuple[str, str]) -> tuple[int, str]:
         if key not in self._heads:
-            row = self._db.execute(
-                "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", key
-            ).fetchone()
-            self._heads[key] = (row[0], row[1]) if row else (0, GENESIS)
+            self._heads[key] = self.store.head(key)
         return self._heads[key]
 
     def _flush_locked(self) -> None:
         if self._dirty:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
-                " (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
-                " last_seq=excluded.last_seq, last_hash=excluded.last_hash",
-                [(*key, *self._heads[key]) for key in self._dirty],
-            )
+            self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
             self._dirty.clear()
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+        self.store.commit()
         self._uncommitted = 0
 
     def _send_receipt(self, site: str, device: str) -> None:
@@ -820,10 +627,8 @@ class Collector:
             if self._stop.is_set():
                 return
             self._flush_locked()
-            row = self._db.execute(
-                "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", (site, device)
-            ).fetchone()
-            if not row or row[0] <= self._receipted.get((site, device), 0):
+            row = self.store.head((site, device))
+            if row[0] == 0 or row[0] <= self._receipted.get((site, device), 0):
                 return
             self._receipted[(site, device)] = row[0]
         receipt = sign_doc(
@@ -847,7 +652,7 @@ class Collector:
                     return
                 self._flush_suppressed_locked()
                 self._flush_locked()
-                devices = self._db.execute("SELECT site, device FROM devices").fetchall()
+                devices = [(s, d) for s, d, _last in self.store.devices()]
                 ask, self._resend_queue = (
                     self._resend_queue[:RESENDS_PER_TICK],
                     self._resend_queue[RESENDS_PER_TICK:],
@@ -870,10 +675,7 @@ class Collector:
                 self._alarm(site, device, "bad_checkpoint", rec)
                 return
             seq = rec["seq"]
-            row = self._db.execute(
-                "SELECT best_checkpoint FROM devices WHERE site=? AND device=?", (site, device)
-            ).fetchone()
-            best = row[0] if row else 0
+            best = self.store.best_checkpoint((site, device))
             if seq < best:
                 self._alarm(
                     site,
@@ -883,52 +685,39 @@ class Collector:
                 )
                 self._tell_head_locked((site, device))
                 return
-            stored = self._db.execute(
-                "SELECT hash FROM records WHERE site=? AND device=? AND seq=?", (site, device, seq)
-            ).fetchone()
-            if stored and stored[0] != rec["hash"]:
+            stored = self.store.hash_at((site, device), seq)
+            if stored is not None and stored != rec["hash"]:
                 self._alarm(site, device, "rewrite", f"checkpoint at seq {seq} differs")
                 self._tell_head_locked((site, device))
                 return
-            self._db.execute(
-                "INSERT INTO devices (site, device, last_seq, last_hash, best_checkpoint)"
-                " VALUES (?,?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
-                " best_checkpoint=max(best_checkpoint, excluded.best_checkpoint)",
-                (site, device, *self._head_locked((site, device)), seq),
-            )
+            self.store.note_checkpoint((site, device), self._head_locked((site, device)), seq)
 
     # -- queries ---------------------------------------------------------------------
     def seqs(self, site: str, device: str) -> list[int]:
         with self._lock:
-            return [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT seq FROM records WHERE site=? AND device=? ORDER BY seq", (site, device)
-                )
-            ]
+            return self.store.seqs((site, device))
 
     def discontinuities(self, site: str, device: str) -> list[tuple[int, int, int, int]]:
         """Where the device's chain skips: (seq, found_seq, known_seq, central_seq)."""
         with self._lock:
-            return self._db.execute(
-                "SELECT seq, found_seq, known_seq, central_seq FROM discontinuities"
-                " WHERE site=? AND device=? ORDER BY seq",
-                (site, device),
-            ).fetchall()
+            return self.store.discontinuities((site, device))
 
     def forked(self, site: str, device: str) -> list[int]:
         """The seqs of the device's records kept apart from its chain."""
         with self._lock:
-            return [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT seq FROM forks WHERE site=? AND device=? ORDER BY seq", (site, device)
-                )
-            ]
+            return self.store.forked((site, device))
 
     def alarms(self) -> list[tuple[str, str]]:
         with self._lock:
-            return self._db.execute("SELECT type, detail FROM alarms ORDER BY id").fetchall()
+            return self.store.alarms()
+
+    def alarm_origins(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return self.store.alarm_origins()
+
+    def hashes(self, site: str, device: str) -> list[str]:
+        with self._lock:
+            return self.store.hashes((site, device))
 
     def wait_for(self, pred: Any, timeout: float = 30.0) -> bool:
         """Wait until ``pred()`` holds (checked after each stored record)."""

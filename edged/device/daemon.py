@@ -29,12 +29,15 @@ from edged.core.events import Event
 from edged.core.machine import Now
 from edged.core.replay import REPLAYED
 from edged.device.acl import AccessList, load_active, pin_checker
+from edged.device.clockwatch import ClockWatch
 from edged.device.config import Config
 from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.device.journal import Journal
+from edged.device.journal.guard import GuardedJournal
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.notify import sd_notify, watchdog_interval
 from edged.device.paths import StatePaths
+from edged.device.refusals import Refusals
 from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
 from edged.protocol.keys import load_keys
@@ -93,10 +96,8 @@ class Daemon:
         self.card_reader: Any = None
         self.journal: Journal | None = None
         # While the journal cannot record: since when, why, how many records were lost.
-        self.journal_fault: dict[str, Any] | None = None
-        self._journal_retry_at = 0.0
-        self._wall_floor = 0  # ms; see now()
-        self._clock_seen: tuple[int, bool] | None = None  # (wall - mono offset, synced)
+        self.guard: GuardedJournal | None = None  # the journal, accounting for faults
+        self.time = ClockWatch(self.clock)
         self.sync: Any = None
         self.metrics: Any = None
         # The control socket always answers state queries (edged status); the hardware
@@ -111,12 +112,8 @@ class Daemon:
         self._next_ping = 0.0
         self.stopped = threading.Event()
         # Refused inbound lists: an interval open until (monotonic), counts since then.
-        self._refusals: dict[str, Any] = {
-            "open_until": None,
-            "count": 0,
-            "reasons": {},
-            "total": 0,
-        }
+        interval = config.sync.refusal_interval_seconds if config.sync else 60.0
+        self.refusals = Refusals(interval)
 
     # -- set-up ----------------------------------------------------------------------
     def _open_journal(self) -> None:
@@ -135,6 +132,7 @@ class Daemon:
             device=self.cfg.device,
             witness=HeadWitness(witness_dir, keys.key_id) if witness_dir else None,
         )
+        self.guard = GuardedJournal(self.journal, self.clock, self._journal_fault_changed)
 
     def _check_rollback(self) -> None:
         """Before any door decision: does anything remember a later head than the journal
@@ -232,35 +230,8 @@ class Daemon:
             head = "?"
         return f"{inside} inside, journal head {head}{alarm}"
 
-    def _read_clock(self) -> tuple[int, int, bool]:
-        return self.clock.mono_ns(), self.clock.wall_ms(), self.clock.synced()
-
-    def now(self, reading: tuple[int, int, bool] | None = None) -> Now:
-        """The moment for decisions. While the clock is not synchronised it may be far
-        behind (a Pi without RTC starts in 1970, or at fake-hwclock's last save), so it
-        is never taken as earlier than the newest time a synchronised clock showed
-        (``_wall_floor``): valid_from dates then still hold, and records keep the raw
-        clock with clock_synced = false. ``reading``: one taken already this step."""
-        mono, wall, synced = reading or self._read_clock()
-        if synced:
-            self._wall_floor = max(self._wall_floor, wall)
-        elif wall < self._wall_floor:
-            wall = self._wall_floor
-        return Now(mono, wall, synced)
-
-    def _clock_changes(self, reading: tuple[int, int, bool]) -> list[Action]:
-        """A record when the wall clock steps (NTP, an administrator, a battery) or its
-        synchronisation comes or goes: the ts of the records around it read with it."""
-        mono, wall, synced = reading
-        offset = wall - mono // 1_000_000
-        last = self._clock_seen
-        self._clock_seen = (offset, synced)
-        if last is None:
-            return []
-        stepped = offset - last[0]
-        if abs(stepped) < 2000 and synced == last[1]:
-            return []  # drift and slewing stay below this
-        return [Record("clock.changed", {"stepped_ms": stepped, "synced": synced})]
+    def now(self) -> Now:
+        return self.time.now()
 
     def _init_wall_floor(self) -> None:
         """The newest ts recorded under a synchronised clock (the last few thousand
@@ -268,7 +239,7 @@ class Daemon:
         assert self.journal is not None
         ts = self.journal.newest_synced_ts(within=5000)
         if ts is not None:
-            self._wall_floor = parse_ts(ts)
+            self.time.floor = parse_ts(ts)
 
     # -- access list -----------------------------------------------------------------
     def _load_acl(self) -> AccessList | None:
@@ -337,51 +308,20 @@ class Daemon:
         self._execute(self.core.set_acl(acl, "mqtt"), None)
 
     def _refused(self, reason: str, detail: str) -> None:
-        """A refused access list. The first of an interval is recorded with its detail
-        and an alarm; the rest are counted, and the count is one alarm when the interval
-        is over (_flush_refusals): however many arrive, a few records per interval."""
-        r = self._refusals
-        r["reasons"][reason] = r["reasons"].get(reason, 0) + 1
+        """A refused access list: recorded within bounds (:mod:`edged.device.refusals`)."""
         with self._cond:
-            r["total"] += 1
+            records = self.refusals.refused(
+                reason, detail, time.monotonic(), format_ts(self.clock.wall_ms())
+            )
             self._cond.notify_all()
-        if r["open_until"] is not None:
-            r["count"] += 1
+        if records:
+            self._execute(list(records), None)
+        else:
             log.warning("acl_rejected", reason=reason, detail=detail[:200], recorded=False)
-            return
-        self._open_refusal_interval()
-        self._execute(
-            [
-                Record("acl.rejected", {"reason": reason, "detail": detail[:300]}),
-                Record("alarm.acl_rejected", {"reason": reason, "refused": 1}),
-            ],
-            None,
-        )
 
     def _flush_refusals(self) -> None:
-        r = self._refusals
-        if r["open_until"] is None or time.monotonic() < r["open_until"]:
-            return
-        if r["count"] == 0:
-            r["open_until"] = None  # quiet: the next refusal is recorded in full
-            return
-        fields = {
-            "reason": max(r["reasons"], key=r["reasons"].get),
-            "refused": r["count"],
-            "reasons": dict(sorted(r["reasons"].items())),
-            "since": r["since"],
-        }
-        self._open_refusal_interval()
-        self._execute([Record("alarm.acl_rejected", fields)], None)
-
-    def _open_refusal_interval(self) -> None:
-        assert self.cfg.sync is not None
-        self._refusals.update(
-            open_until=time.monotonic() + self.cfg.sync.refusal_interval_seconds,
-            count=0,
-            reasons={},
-            since=format_ts(self.clock.wall_ms()),
-        )
+        if records := self.refusals.due(time.monotonic(), format_ts(self.clock.wall_ms())):
+            self._execute(list(records), None)
 
     def _restore_state(self) -> None:
         """Who is inside, escorts, wrong PINs and lock-outs, replayed from the journal:
@@ -496,8 +436,8 @@ class Daemon:
             # Wake for the core's next deadline, at least every 5 s for the journal's
             # checkpoint period, and in time for the systemd watchdog.
             cap = min(5.0, self._watchdog or 5.0)
-            if self._refusals["open_until"] is not None:  # the refusal count is due then
-                cap = max(0.0, min(cap, self._refusals["open_until"] - time.monotonic()))
+            if self.refusals.open_until is not None:  # the refusal count is due then
+                cap = max(0.0, min(cap, self.refusals.open_until - time.monotonic()))
             timeout = cap if deadline is None else max(0.0, min(cap, (deadline - mono) / 1e9))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
@@ -516,9 +456,9 @@ class Daemon:
                     item.error = e
                 item.done.set()
                 continue
-            reading = self._read_clock()
-            actions: list[Action] = self._clock_changes(reading)  # before what it decides
-            now = self.now(reading)
+            reading = self.time.read()
+            actions: list[Action] = [*self.time.changes(reading)]  # before what it decides
+            now = self.time.now(reading)
             try:
                 if item is not None:
                     actions += self.core.handle(item, now)
@@ -537,8 +477,8 @@ class Daemon:
                 # Pinged from the loop itself: if the core hangs, the pings stop.
                 sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
                 self._next_ping = time.monotonic() + self._watchdog
-            if self.journal_fault is not None and time.monotonic() >= self._journal_retry_at:
-                self._retry_journal()
+            if self.guard is not None and (done := self.guard.retry()) is not None:
+                log.warning("record", seq=done.seq, type=done.type, **done.fields)
             self._flush_refusals()
             try:
                 self.journal.maybe_checkpoint()
@@ -546,62 +486,26 @@ class Daemon:
                 log.error("checkpoint_failed", error=str(e))
 
     # -- a journal that cannot record ------------------------------------------------
-    def _fault_record(self) -> Record:
-        """What the journal writes first when it works again: the gap, accounted for."""
-        f = self.journal_fault
-        assert f is not None
-        return Record(
-            "alarm.journal_unavailable",
-            {"since": f["since"], "unrecorded": f["unrecorded"], "error": f["error"]},
-        )
+    @property
+    def journal_fault(self) -> dict[str, Any] | None:
+        """While the journal cannot record: since when, why, how many records were lost."""
+        return self.guard.fault if self.guard is not None else None
 
-    def _journal_failed(self, e: EdgedError, lost: int) -> None:
-        f = self.journal_fault
-        if f is None:
-            f = self.journal_fault = {
-                "since": format_ts(self.clock.wall_ms()),
-                "unrecorded": 0,
-                "error": "",
-            }
-        f["unrecorded"] += lost
-        f["error"] = str(e)[:300]
-        self._journal_retry_at = time.monotonic() + 5.0
+    def _journal_fault_changed(self, fault: dict[str, Any] | None) -> None:
         if self.sync is not None:  # the channel that does not need the journal
-            self.sync.journal_fault(dict(f))
-
-    def _journal_recovered(self) -> None:
-        log.warning("journal_recovered", **(self.journal_fault or {}))
-        self.journal_fault = None
-        if self.sync is not None:
-            self.sync.journal_fault(None)
-            self.sync.notify()
-
-    def _retry_journal(self) -> None:
-        """Every few seconds while the journal is down, even with no event to record."""
-        assert self.journal is not None
-        rec = self._fault_record()
-        try:
-            [done] = self.journal.append_many([(rec.type, rec.fields)])
-        except EdgedError as e:
-            self._journal_retry_at = time.monotonic() + 5.0
-            log.error("journal_still_unavailable", error=str(e))
-            return
-        self._journal_recovered()
-        log.warning("record", seq=done.seq, type=done.type, **rec.fields)
+            self.sync.journal_fault(fault)
+            if fault is None:
+                self.sync.notify()
 
     def _execute(self, actions: list[Action], event: Event | None) -> None:
         """Record first, then act (Invariant 2)."""
-        assert self.journal is not None
+        assert self.guard is not None
         records = [a for a in actions if isinstance(a, Record)]
         committed = True
         done: list[Any] = []
         if records:
-            # After a fault, the first thing written says what could not be.
-            batch = [self._fault_record(), *records] if self.journal_fault else records
             try:
-                done = self.journal.append_many([(r.type, r.fields) for r in batch])
-                if self.journal_fault is not None:
-                    self._journal_recovered()
+                done = self.guard.append(records)
                 if self.sync is not None:
                     self.sync.notify()
             except EdgedError as e:
@@ -609,7 +513,6 @@ class Daemon:
                 log.error(
                     "journal_write_failed", error=str(e), lost_types=[r.type for r in records]
                 )
-                self._journal_failed(e, len(records))
                 # What could not be recorded did not happen: no unlock, and the core forgets
                 # the grant (else it would count the person inside and take a later push
                 # on the still-locked door for an authorised opening).
@@ -670,12 +573,12 @@ class Daemon:
     def wait_refused(self, total: int, timeout: float = 10.0) -> bool:
         """Wait until ``total`` inbound lists have been refused since start (tests)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._refusals["total"] >= total, timeout)
+            return self._cond.wait_for(lambda: self.refusals.total >= total, timeout)
 
     @property
     def refused_total(self) -> int:
         with self._cond:
-            return int(self._refusals["total"])
+            return self.refusals.total
 
     def records_since(self, after: int) -> list[dict[str, Any]]:
         with self._cond:
@@ -744,9 +647,9 @@ class Daemon:
         # Devices first: relays drop to their unpowered state (R14) before anything else.
         for dev in reversed(self.devices):
             dev.close()
-        if self.journal is not None:
+        if self.guard is not None:
             try:
-                self.journal.append("daemon.stopped")
+                self.guard.append([Record("daemon.stopped", {})])
                 if self.sync is not None:
                     self.sync.notify()
             except EdgedError as e:
