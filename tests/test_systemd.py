@@ -41,7 +41,15 @@ def test_unit_exposure_is_at_most_2(unit):
 
 
 def test_unit_is_notify_with_watchdog():
+    """R9, R10: a notify unit with a watchdog, its own user, and both state directories:
+    the journal's and, apart from it, the head witness's (the example config's default
+    witness_dir), or a restored journal would go unseen on a real device."""
+    from edged.device.config import load_config as load
+
     text = (ROOT / "systemd" / "edged.service").read_text()
+    witness = load(EXAMPLE).journal.witness_dir
+    assert witness is not None and witness.parent == Path("/var/lib")
+    assert f"StateDirectory=edged {witness.name}" in text
     for line in (
         "Type=notify",
         "WatchdogSec=",
