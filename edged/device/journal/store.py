@@ -288,48 +288,32 @@ class Journal:
             self._validate(rtype, fields)
         if not items:
             return []
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Head read inside the write lock: correct even if another writer slipped in.
-                seq, prev = self._head_in_tx()
-                now = self._now()
-                out: list[Record] = []
-                rows = []
-                wrote_cp = False
-                for rtype, fields in items:
+        with self._write() as conn:
+            # Head read inside the write lock: correct even if another writer slipped in.
+            seq, prev = self._head_in_tx()
+            now = self._now()
+            out: list[Record] = []
+            rows = []
+            wrote_cp = False
+            for rtype, fields in items:
+                seq += 1
+                rec, row = self._build(seq, prev, rtype, fields, now)
+                prev = rec.hash
+                out.append(rec)
+                rows.append(row)
+                if self._checkpoint_due(seq):
+                    wrote_cp = True
                     seq += 1
-                    rec, row = self._build(seq, prev, rtype, fields, now)
+                    rec, row = self._build(
+                        seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}, now
+                    )
                     prev = rec.hash
-                    out.append(rec)
                     rows.append(row)
-                    if self._checkpoint_due(seq):
-                        wrote_cp = True
-                        seq += 1
-                        rec, row = self._build(
-                            seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}, now
-                        )
-                        prev = rec.hash
-                        rows.append(row)
-                        self._last_cp_seq = seq
-                        self._last_cp_mono = now[1]
-                conn.executemany(_INSERT, rows)
-                if wrote_cp:
-                    self._mark_head(seq)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            self._failed(e)
-            # Re-read checkpoint state: a rolled-back checkpoint never happened.
-            self._resync_checkpoint_state()
-            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
-        except (PrivacyError, JournalError):
-            self._resync_checkpoint_state()
-            raise
+                    self._last_cp_seq = seq
+                    self._last_cp_mono = now[1]
+            conn.executemany(_INSERT, rows)
+            if wrote_cp:
+                self._mark_head(seq)
         self._witnessed(seq, prev)
         return out
 
@@ -337,6 +321,28 @@ class Journal:
         # After the commit returned: the witness may lag the journal, never lead it.
         if self._witness is not None:
             self._witness.update(seq, h)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole, or rolled back with nothing recorded
+        (and the checkpoint state read again: a rolled-back checkpoint never happened)."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._failed(e)
+            self._resync_checkpoint_state()
+            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
+        except (PrivacyError, JournalError):
+            self._resync_checkpoint_state()
+            raise
 
     def _mark_head(self, seq: int) -> None:
         # The head marker moves with each checkpoint, not each append: one page less to
@@ -382,23 +388,12 @@ class Journal:
         """One record whose seq and fields depend on the head, written in one transaction
         that also moves the head marker: ``make(head_seq, head_hash)`` gives (seq, type,
         fields)."""
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                seq, prev = self._head_in_tx()
-                at, rtype, fields = make(seq, prev)
-                rec, row = self._build(at, prev, rtype, fields, self._now())
-                conn.execute(_INSERT, row)
-                self._mark_head(rec.seq)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            self._failed(e)
-            raise JournalError(f"{self.path}: append failed, nothing recorded ({e})") from None
+        with self._write() as conn:
+            seq, prev = self._head_in_tx()
+            at, rtype, fields = make(seq, prev)
+            rec, row = self._build(at, prev, rtype, fields, self._now())
+            conn.execute(_INSERT, row)
+            self._mark_head(rec.seq)
         self._witnessed(rec.seq, rec.hash)
         return rec
 
