@@ -64,6 +64,25 @@ def test_unit_is_notify_with_watchdog():
         assert line in text, line
 
 
+def test_unit_lets_the_daemon_open_the_keypads_the_config_names():
+    """R1, R3: the example config's server-room keypad is a USB keypad (evdev); the unit
+    closed every device but the GPIO chips, so the daemon could not open it and systemd
+    restarted it in a loop. Input event devices are allowed, read only, with the input
+    group; nothing else is opened up."""
+    from edged.device.config import load_config as load
+
+    cfg = load(EXAMPLE)
+    text = (ROOT / "systemd" / "edged.service").read_text()
+    evdev = [k for k in cfg.keypads.values() if k.backend == "evdev"]
+    assert evdev, "the example config names a USB keypad"
+    assert "DevicePolicy=closed" in text
+    assert "DeviceAllow=char-input r" in text
+    groups = next(ln for ln in text.splitlines() if ln.startswith("SupplementaryGroups="))
+    assert "input" in groups.split("=", 1)[1].split()
+    allowed = [ln for ln in text.splitlines() if ln.startswith("DeviceAllow=")]
+    assert all(ln.endswith(" r") or "/dev/gpiochip" in ln for ln in allowed), allowed
+
+
 def test_daemon_sends_ready_status_and_watchdog(tmp_path, monkeypatch):
     """R10: READY once started, WATCHDOG pings from the main loop, STOPPING at the end."""
     require_pcscd()
