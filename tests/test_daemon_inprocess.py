@@ -123,3 +123,40 @@ def test_hardware_path_builds_every_configured_device(tmp_path):
         d.request_stop()
         t.join(30)
     assert d.stopped.is_set()
+
+
+def test_an_upgrade_or_a_changed_config_is_a_record(tmp_path, monkeypatch):
+    """R22: every start records the running version and configuration hash; when either
+    differs from the last start's, a system.changed record says from what to what (and
+    goes to the central copy with every other record). An unchanged restart says none."""
+    require_pcscd()
+    config = tmp_path / "edged.toml"
+    config.write_text(EXAMPLE.read_text())
+    state = tmp_path / "state"
+    init_keys(state)
+
+    def start_records() -> list[dict]:
+        d = Daemon(load_config(config, state_dir=state), simulate=True, control_socket=False)
+        before = 0
+        t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
+        t.start()
+        for _ in range(300):  # until ready, or until it has given up
+            if d.running.wait(0.1) or d.stopped.is_set():
+                break
+        assert d.running.is_set(), "daemon did not start"
+        recs = d.records_since(before)
+        d.request_stop()
+        t.join(30)
+        return [r for r in recs if r["type"] in ("daemon.started", "system.changed")]
+
+    first = start_records()
+    assert [r["type"] for r in first] == ["daemon.started"]
+    assert [r["type"] for r in start_records()] == ["daemon.started"]  # nothing changed
+    config.write_text(config.read_text() + "\n# edited by an administrator\n")
+    monkeypatch.setattr("edged.device.daemon.__version__", "9.9.9")
+    changed, started = start_records()
+    assert changed["type"] == "system.changed"
+    assert changed["changed"]["version"] == {"was": first[0]["version"], "now": "9.9.9"}
+    cfg = changed["changed"]["config_sha256"]
+    assert cfg["was"] == first[0]["config_sha256"] and cfg["now"] == started["config_sha256"]
+    assert cfg["was"] != cfg["now"]

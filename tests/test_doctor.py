@@ -93,3 +93,19 @@ def test_broker_check_connects_for_real(tmp_path, mosquitto):
     mosquitto.stop()
     p = doctor(cfg, state)
     assert "FAIL broker" in p.stdout and "fix:" in p.stdout
+
+
+def test_doctor_names_kernel_nfc_drivers_that_hide_readers(tmp_path):
+    """R1: port100/pn533 claim a contactless reader before pcscd, which then never sees
+    it; doctor says which driver is loaded and how to blacklist it (the file ships in
+    config/ and in the wheel)."""
+    from edged.device.doctor import nfc_kernel_drivers
+
+    sysmod = tmp_path / "module"
+    sysmod.mkdir()
+    assert nfc_kernel_drivers(sysmod).status == "OK"
+    (sysmod / "port100").mkdir()
+    c = nfc_kernel_drivers(sysmod)
+    assert c.status == "WARN" and "port100" in c.detail and "modprobe -r port100" in c.fix
+    conf = (Path(__file__).parent.parent / "config" / "blacklist-edged-nfc.conf").read_text()
+    assert all(f"blacklist {m}" in conf for m in ("port100", "pn533", "pn533_usb"))

@@ -180,6 +180,28 @@ class Daemon:
         except EdgedError as e:
             log.error("rollback_check_failed", error=str(e))
 
+    def _start_records(self) -> list[Action]:
+        """``daemon.started`` with the running version and configuration hash, and, when
+        either differs from the last start's, ``system.changed`` saying from what to what:
+        an upgrade or an edited configuration is a record the central copy sees (R22)."""
+        assert self.journal is not None
+        started = {
+            "version": __version__,
+            "mode": "simulate" if self.simulate else "hardware",
+            "config_sha256": hashlib.sha256(self.cfg.file.read_bytes()).hexdigest()[:16],
+        }
+        out: list[Action] = []
+        last = self.journal.last_of_type("daemon.started")
+        if last is not None:
+            changed = {
+                k: {"was": last.get(k), "now": started[k]}
+                for k in ("version", "config_sha256")
+                if last.get(k) != started[k]
+            }
+            if changed:
+                out.append(Record("system.changed", {"changed": changed}))
+        return [*out, Record("daemon.started", started)]
+
     def _build_devices(self) -> None:
         from edged.device.wiring import build_installation
 
@@ -341,20 +363,7 @@ class Daemon:
             assert self.journal is not None
             self._check_rollback()
             self._build_devices()
-            cfg_hash = hashlib.sha256(self.cfg.file.read_bytes()).hexdigest()[:16]
-            self._execute(
-                [
-                    Record(
-                        "daemon.started",
-                        {
-                            "version": __version__,
-                            "mode": "simulate" if self.simulate else "hardware",
-                            "config_sha256": cfg_hash,
-                        },
-                    )
-                ],
-                None,
-            )
+            self._execute(self._start_records(), None)
             acl = self._load_acl()
             if acl is not None:
                 self.core.acl = acl

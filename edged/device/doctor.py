@@ -246,7 +246,31 @@ def _disk(cfg: Config) -> Check:
     return Check("disk", "OK", f"{free_mib} MiB free on {path}")
 
 
+# Kernel NFC drivers that take contactless readers away from pcscd.
+NFC_MODULES = ("port100", "pn533_usb", "pn533")
+
+
+def nfc_kernel_drivers(sys_module: Path = Path("/sys/module")) -> Check:
+    """A kernel NFC driver holding a reader hides it from PC/SC (the reader never appears
+    in ``pcsc_scan``, and nothing says why)."""
+    loaded = [m for m in NFC_MODULES if (sys_module / m).exists()]
+    if loaded:
+        return Check(
+            "nfc drivers",
+            "WARN",
+            f"kernel NFC driver(s) loaded: {', '.join(loaded)}; they claim readers before pcscd",
+            "install config/blacklist-edged-nfc.conf as /etc/modprobe.d/edged-nfc.conf,"
+            f" then `sudo modprobe -r {' '.join(loaded)}` and plug the reader in again",
+        )
+    return Check("nfc drivers", "OK", "no kernel NFC driver claims the readers")
+
+
+def _nfc_drivers(_cfg: Config) -> Check:
+    return nfc_kernel_drivers()
+
+
 CHECKS: list[Callable[[Config], Check]] = [
+    _nfc_drivers,
     _keys,
     _journal,
     _acl,

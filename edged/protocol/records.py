@@ -60,6 +60,7 @@ RecordType = Literal[
     "lockcheck.pin_wrong",
     "occupancy.reset",
     "reader.found",
+    "system.changed",
     "tamper.cleared",
     "visitor.escort_changed",
 ]

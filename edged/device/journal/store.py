@@ -463,6 +463,13 @@ class Journal:
         ).fetchone()
         return row[0] if row else None
 
+    def last_of_type(self, rtype: str) -> dict[str, Any] | None:
+        """The newest record of ``rtype``, parsed, or None."""
+        row = self.conn.execute(
+            "SELECT body FROM records WHERE type = ? ORDER BY seq DESC LIMIT 1", (rtype,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
         """The records of the given types, parsed, in seq order (start-up replay)."""
         types = list(types)
