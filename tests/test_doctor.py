@@ -109,3 +109,30 @@ def test_doctor_names_kernel_nfc_drivers_that_hide_readers(tmp_path):
     assert c.status == "WARN" and "port100" in c.detail and "modprobe -r port100" in c.fix
     conf = (Path(__file__).parent.parent / "config" / "blacklist-edged-nfc.conf").read_text()
     assert all(f"blacklist {m}" in conf for m in ("port100", "pn533", "pn533_usb"))
+
+
+def test_doctor_checks_a_simulated_rig(tmp_path):
+    """R10: on a developer's machine the example config has no GPIO chips and no reader:
+    `doctor --simulate` checks the simulated rig instead (it used to fail with "Unable to
+    load any default pin factory") and passes once the state directory is enrolled."""
+    require_pcscd()
+    state = tmp_path / "state"
+    enrol(state)
+    p = subprocess.run(
+        [
+            EDGED,
+            "doctor",
+            "--config",
+            str(ROOT / "config" / "edged.toml"),
+            "--state-dir",
+            str(state),
+            "--simulate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "OK   gpio: simulated" in p.stdout, p.stdout
+    assert "OK   card readers: simulated: 4 virtual readers" in p.stdout, p.stdout
+    assert "pin factory" not in p.stdout and "nfc drivers" not in p.stdout
+    assert "FAIL" not in p.stdout and p.returncode == 0, p.stdout

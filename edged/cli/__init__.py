@@ -36,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgedError as e:
         print(f"edged: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # A file or directory that cannot be read or written (report --out into a missing
+        # folder, keys init where the user may not write, acl publish of a missing file):
+        # one line naming it, never a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"edged: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

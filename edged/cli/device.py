@@ -50,10 +50,18 @@ def _cmd_keys_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal_file(db: Path) -> Path:
+    """The journal the command was pointed at, or a one-line error saying it is not there
+    (before: "public key file not found", from the key beside a missing journal)."""
+    if not db.is_file():
+        raise ConfigError(f"{db}: no journal file there (--db names a journal.db)")
+    return db
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
 
-    db = Path(args.db)
+    db = _journal_file(Path(args.db))
     if args.pubkey:
         pub_path = Path(args.pubkey)
     else:
@@ -87,13 +95,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
     from edged.device.report import build_ledger, to_csv, to_html
 
-    db = Path(args.db)
+    db = _journal_file(Path(args.db))
     pub_path = Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE
     try:
         start = _dt.date.fromisoformat(args.from_date)
         end = _dt.date.fromisoformat(args.to_date)
     except ValueError as e:
         raise ConfigError(f"--from/--to: {e} (use YYYY-MM-DD)") from None
+    if end < start:
+        raise ConfigError(f"--from {start} is after --to {end}: the period would be empty")
+    # The format follows the output file's name unless given: ledger.csv is CSV.
+    fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "html")
     try:
         pub = load_public_key(pub_path)
         result = verify_journal(db, {key_id_of(pub): pub})
@@ -104,7 +116,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         to_csv(led)
-        if args.format == "csv"
+        if fmt == "csv"
         else to_html(led, lang=args.lang, device=args.device, generated=now)
     )
     if args.out:
@@ -122,7 +134,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from edged.device.doctor import run_doctor
 
-    code, results = run_doctor(Path(args.config), Path(args.state_dir) if args.state_dir else None)
+    code, results = run_doctor(
+        Path(args.config),
+        Path(args.state_dir) if args.state_dir else None,
+        simulate=args.simulate,
+    )
     for r in results:
         print(r.line())
     return code
@@ -248,7 +264,11 @@ def register(sub: Any) -> None:
     rp.add_argument("--db", required=True)
     rp.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
     rp.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
-    rp.add_argument("--format", choices=["csv", "html"], default="html")
+    rp.add_argument(
+        "--format",
+        choices=["csv", "html"],
+        help="default: csv for an --out ending in .csv, else html",
+    )
     rp.add_argument("--lang", choices=["ja", "en"], default="ja")
     rp.add_argument("--tz", default="Asia/Tokyo", help="local time of the ledger")
     rp.add_argument("--device", default="", help="device name printed on the report")
@@ -258,6 +278,11 @@ def register(sub: Any) -> None:
     dr_ = sub.add_parser("doctor", help="check the installation, with a fix for each problem")
     dr_.add_argument("--config", default="/etc/edged/edged.toml")
     dr_.add_argument("--state-dir")
+    dr_.add_argument(
+        "--simulate",
+        action="store_true",
+        help="check a simulated rig (MockFactory GPIO, virtual readers) instead of hardware",
+    )
     dr_.set_defaults(handler=_cmd_doctor)
     d = sub.add_parser("demo", help="run the demonstration on simulated hardware")
     d.add_argument("--state-dir", required=True, help="where keys and journal.db are kept")

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,22 @@ from edged.cli.format import format_records
 from edged.device.paths import StatePaths
 
 
-def _cmd_sim(args: argparse.Namespace) -> int:
+def _request_when_up(sock: Path, req: dict[str, object], wait: float = 15.0) -> dict[str, Any]:
+    """The request, once the daemon's socket answers: right after `edged run ... &` the
+    daemon is still starting (pcscd, readers), and the first `sim` should not fail."""
     from edged.device.control import request
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return request(sock, req)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)  # polling a socket that does not exist yet: nothing to await
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
 
     req: dict[str, object] = {"cmd": args.sim_command}
     for key in ("card", "reader", "kind", "behaviour", "door", "action", "name", "keys"):
@@ -25,7 +40,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         req["active"] = args.state == "on"
     sock = StatePaths(Path(args.state_dir)).control_socket
     try:
-        resp = request(sock, req)
+        resp = _request_when_up(sock, req)
     except OSError as e:
         print(
             f"edged sim: cannot reach the daemon at {sock} ({e.strerror or e});"
@@ -42,6 +57,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             print(line)
         if resp.get("note"):
             print(f"({resp['note']})")
+        for ask in resp.get("asks", []):
+            print(f"-> {ask}")
     return 0 if resp.get("ok") else 1
 
 

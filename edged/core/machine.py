@@ -802,6 +802,7 @@ class Core:
                 d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
             },
             "lockcheck_open": dict(s.lockcheck_open),
+            "waiting_visitors": sorted(s.escorts.waiting),
             "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},
             "locked_out_cards": len(s.lockout.until),
             "readers_lost": dict(s.readers_lost),

@@ -31,6 +31,7 @@ from edged.core.events import (
     ReaderLost,
     Tamper,
 )
+from edged.core.policy import CARRY_IN
 from edged.errors import ControlError, EdgedError
 from edged.log import get_logger
 
@@ -115,7 +116,34 @@ class SimController:
         return p
 
     def _done(self, before: int, **extra: Any) -> dict[str, Any]:
-        return {"records": self.d.records_since(before), **extra}
+        return {"records": self.d.records_since(before), "asks": self._asks(), **extra}
+
+    def _asks(self) -> list[str]:
+        """What each keypad waits for now, in words (the demo's prompts, for `edged sim`)."""
+        snap = self.d.call(self.d.core.snapshot)
+        out = []
+        for door, pr in sorted(snap["prompts"].items()):
+            out.append(f"keypad {door}: {self._ask(door, pr['step'])}")
+        if snap.get("waiting_visitors"):
+            for door in snap["waiting_visitors"]:
+                out.append(f"door {door}: a visitor waits for an escort's card")
+        return out
+
+    def _ask(self, door: str, step: str) -> str:
+        area = self.d.cfg.areas[self.d.cfg.doors[door].area]
+        if step == "purpose":
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(area.purposes.items()))
+            return f"enter the purpose ({codes}), then #"
+        if step == "carry_in":
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(CARRY_IN.items()))
+            return f"declare what you carry in ({codes}), then #"
+        if step == "lockcheck":
+            how = "the PIN, then #" if area.lockcheck_pin else "#"
+            return f"last one out: check every cabinet is locked, then confirm with {how}"
+        return {
+            "pin": "enter the PIN, then # (* clears)",
+            "admin": "admin card: # to go on, 0# to reset the area's occupancy",
+        }.get(step, f"waits for {step}")
 
     # commands
     def cmd_tap(self, req: dict[str, Any]) -> dict[str, Any]:

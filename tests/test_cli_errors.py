@@ -1,0 +1,105 @@
+"""Bad input at the command line gets one line naming the file and the reason, never a
+traceback; the ledger's format follows its file name; an empty period is refused."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edged.clock import FakeClock
+from edged.device.journal import Journal
+from edged.protocol.keys import init_keys, load_keys
+from tests.conftest import EDGED
+
+pytestmark = pytest.mark.integration
+
+
+def edged(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EDGED, *args], capture_output=True, text=True, timeout=60)
+
+
+def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edged: error: "), p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture
+def journal_db(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    init_keys(state)
+    clock = FakeClock(wall=1_795_000_000_000)  # 2026-11-18
+    with Journal(state / "journal.db", load_keys(state), clock, site="s", device="d") as j:
+        j.append("door.exit_request", door="main", area="handling", person=None)
+    return state / "journal.db"
+
+
+def test_unwritable_or_missing_paths_are_one_line_errors(tmp_path, journal_db):
+    """Before: tracebacks from keys init, report --out and acl publish."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    one_line_error(edged("keys", "init", "--state-dir", str(blocker / "state")), str(blocker))
+    one_line_error(
+        edged(
+            "report",
+            "--db",
+            str(journal_db),
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-30",
+            "--out",
+            str(tmp_path / "missing" / "x.html"),
+        ),
+        "missing",
+    )
+    one_line_error(
+        edged("acl", "publish", str(tmp_path / "missing.json"), "--broker", "127.0.0.1:1"),
+        "missing.json",
+    )
+
+
+def test_a_missing_journal_is_named_as_such(tmp_path):
+    """Before: "public key file not found", about the key beside the missing journal."""
+    for cmd in (["verify"], ["report", "--from", "2026-11-01", "--to", "2026-11-30"]):
+        p = edged(*cmd, "--db", str(tmp_path / "nowhere" / "journal.db"))
+        one_line_error(p, "no journal file there")
+
+
+def test_the_ledger_format_follows_the_file_name_and_periods_run_forwards(tmp_path, journal_db):
+    out = tmp_path / "ledger.csv"
+    p = edged(
+        "report",
+        "--db",
+        str(journal_db),
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+        "--out",
+        str(out),
+    )
+    assert p.returncode == 0, p.stderr
+    assert not out.read_text().lstrip().startswith("<")  # CSV, not HTML
+    html = tmp_path / "ledger.html"
+    edged(
+        "report",
+        "--db",
+        str(journal_db),
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+        "--out",
+        str(html),
+    )
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+    one_line_error(
+        edged("report", "--db", str(journal_db), "--from", "2026-11-30", "--to", "2026-11-01"),
+        "after --to",
+    )

@@ -1,0 +1,53 @@
+"""The README's walk-through, run as written: it must get Yamada through the door (it
+used to stop at the purpose prompt, deny `purpose_invalid`, and run `door open|close` as a
+shell pipe)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_pcscd
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parent.parent
+
+
+def walk_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Running it yourself") :]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_walk_gets_through_the_door(tmp_path):
+    """R1, R4, R6: the walk ends with door.granted, the purpose and carry-in asked in
+    words, the lock check confirmed by the last leaver, a ledger and a verified journal."""
+    require_pcscd()
+    block = walk_block()
+    assert "|" not in block.replace("||", ""), "one command per line: no shell pipes"
+    state = tmp_path / "edged"
+    script = block.replace("S=/tmp/edged", f"S={state}").replace(
+        ".venv/bin/edged", str(Path(sys.executable).with_name("edged"))
+    )
+    # If a step fails, the daemon the walk started in the background must not outlive it.
+    wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
+    p = subprocess.run(
+        ["bash", "-c", wrapped],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = p.stdout
+    assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
+    assert "-> keypad main: enter the purpose (1 payroll, 2 year-end-adjustment, 3 audit)" in out
+    assert "-> keypad main: declare what you carry in (0 none, 1 approved_pc" in out
+    assert "door.granted" in out and "purpose_invalid" not in out
+    assert "lockcheck.confirmed" in out
+    assert "OK:" in out  # edged verify
+    assert (state / "ledger.html").exists()
