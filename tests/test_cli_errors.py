@@ -65,10 +65,16 @@ def test_unwritable_or_missing_paths_are_one_line_errors(tmp_path, journal_db):
 
 
 def test_a_missing_journal_is_named_as_such(tmp_path):
-    """Before: "public key file not found", about the key beside the missing journal."""
+    """Before: "public key file not found", about the key beside the missing journal.
+    (verify and report keep their own one-line ``ERROR:`` form: verify's is on stdout,
+    beside its --json answer.)"""
     for cmd in (["verify"], ["report", "--from", "2026-11-01", "--to", "2026-11-30"]):
         p = edged(*cmd, "--db", str(tmp_path / "nowhere" / "journal.db"))
-        one_line_error(p, "no journal file there")
+        text = (p.stdout + p.stderr).replace("using the public key", "").strip()
+        assert p.returncode == 2 and "Traceback" not in text, text
+        errors = [ln for ln in text.splitlines() if ln.startswith("ERROR:")]
+        assert len(errors) == 1 and "no journal there" in errors[0], text
+        assert "public key" not in errors[0]
 
 
 def test_the_ledger_format_follows_the_file_name_and_periods_run_forwards(tmp_path, journal_db):

@@ -54,14 +54,14 @@ def _journal_file(db: Path) -> Path:
     """The journal the command was pointed at, or a one-line error saying it is not there
     (before: "public key file not found", from the key beside a missing journal)."""
     if not db.is_file():
-        raise ConfigError(f"{db}: no journal file there (--db names a journal.db)")
+        raise JournalCorruptError(f"{db}: no such file: no journal there (--db names a journal.db)")
     return db
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
 
-    db = _journal_file(Path(args.db))
+    db = Path(args.db)
     if args.pubkey:
         pub_path = Path(args.pubkey)
     else:
@@ -72,6 +72,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     try:
+        _journal_file(db)
         pub = load_public_key(pub_path)
         result = verify_journal(db, {key_id_of(pub): pub})
     except (JournalCorruptError, KeyFileError) as e:
@@ -95,7 +96,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
     from edged.device.report import build_ledger, to_csv, to_html
 
-    db = _journal_file(Path(args.db))
+    db = Path(args.db)
     pub_path = Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE
     try:
         start = _dt.date.fromisoformat(args.from_date)
@@ -107,6 +108,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     # The format follows the output file's name unless given: ledger.csv is CSV.
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "html")
     try:
+        _journal_file(db)
         pub = load_public_key(pub_path)
         result = verify_journal(db, {key_id_of(pub): pub})
     except (JournalCorruptError, KeyFileError) as e:
