@@ -59,6 +59,31 @@ def _wait_exit(pids: list[int], timeout: float) -> None:
             os.close(fd)
 
 
+def describe_process(pid: int) -> str:
+    """Whose a process is, for an error a person can act on: its command line, its
+    systemd unit if it has one, else its parent's command."""
+    proc = Path("/proc") / str(pid)
+    try:
+        cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return f"pid {pid}"
+    try:
+        cgroup = (proc / "cgroup").read_text()
+        unit = next(
+            (part for part in cgroup.split("/") if part.endswith((".service", ".socket"))), ""
+        )
+    except OSError:
+        unit = ""
+    if unit:
+        return f"pid {pid} ({cmd}), systemd unit {unit.strip()}"
+    try:
+        ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        parent = (Path("/proc") / str(ppid) / "cmdline").read_bytes().replace(b"\0", b" ")
+        return f"pid {pid} ({cmd}), started by pid {ppid} ({parent.decode().strip()[:120]})"
+    except (OSError, ValueError, IndexError):
+        return f"pid {pid} ({cmd})"
+
+
 def _running_pcscd() -> list[int]:
     """Live pcscd processes (zombies waiting to be reaped do not count)."""
     out = []
@@ -136,9 +161,11 @@ class PcscdHarness(ServiceProcess):
             _wait_exit(others, timeout)
             others = _running_pcscd()
         if others:
+            whose = "; ".join(describe_process(p) for p in others)
             raise DriverInitError(
-                f"pcscd harness: another pcscd is running (pid {others}); only one can run"
-                " per machine (stop it: systemctl stop pcscd.socket pcscd)"
+                f"pcscd harness: another pcscd is running: {whose}. Only one can run per"
+                " machine (its socket path is fixed): stop that one first (a system pcscd:"
+                " systemctl stop pcscd.socket pcscd)"
             )
         conf = self._write_config()
         self._ready.clear()

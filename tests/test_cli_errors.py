@@ -109,3 +109,28 @@ def test_the_ledger_format_follows_the_file_name_and_periods_run_forwards(tmp_pa
         edged("report", "--db", str(journal_db), "--from", "2026-11-30", "--to", "2026-11-01"),
         "after --to",
     )
+
+
+def test_every_option_has_a_help_line_with_its_default():
+    """Every subcommand's options say what they are; a real default is shown."""
+    import argparse
+
+    from edged.cli import build_parser
+
+    def walk(p, path):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    yield from walk(sp, [*path, name])
+            elif not isinstance(a, argparse._HelpAction):
+                yield " ".join(path), a
+
+    missing = [f"{cmd} {a.dest}" for cmd, a in walk(build_parser(), ["edged"]) if not a.help]
+    assert missing == []
+
+    def helptext(*cmd: str) -> str:
+        return " ".join(edged(*cmd, "--help").stdout.split())  # unwrapped
+
+    assert "(default: /etc/edged/edged.toml)" in helptext("doctor")
+    assert "(default: entry)" in helptext("sim", "tap")
+    assert "(default: )" not in helptext("report")

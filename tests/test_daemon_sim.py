@@ -377,3 +377,27 @@ def test_an_escort_cannot_leave_the_visitor_behind(tmp_path):
         assert st["hardware"]["doors"]["main"]["relay_energised"] is True  # never trapped
     finally:
         d.stop()
+
+
+def test_a_second_daemon_on_the_same_state_directory_is_refused(daemon):
+    """R9: two daemons would write one journal from two places; the second says whose
+    the state directory is, in one line, and exits 2 without touching it."""
+    head = daemon.state()["journal"]["head_seq"]
+    p = subprocess.run(
+        [
+            EDGED,
+            "run",
+            "--config",
+            str(EXAMPLE),
+            "--simulate",
+            "--state-dir",
+            str(daemon.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert f"in use by PID {daemon.proc.pid}" in p.stdout + p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert daemon.state()["journal"]["head_seq"] == head

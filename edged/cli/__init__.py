@@ -24,7 +24,54 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for audience in (device, admin, central, sim):
         audience.register(sub)
+    _finish_help(p)
     return p
+
+
+# Help for the options many commands share, where a command gave none of its own.
+_HELP = {
+    "state_dir": "the device's state directory (keys, journal.db, acl.json)",
+    "config": "the device configuration (edged.toml)",
+    "json": "print the answer as JSON",
+    "db": "the journal file (journal.db)",
+    "lang": "language of the ledger",
+    "file": "the input file",
+    "version": "the access list's version (must be newer than the one in force)",
+    "expires_days": "days the signed list stays valid",
+    "out": "the file to write",
+    "username": "user name at the broker",
+    "password_file": "file holding the broker password (0600)",
+    "reader": "the logical reader (readers.* in the config)",
+    "kind": "the card's technology (default: from the identifier's length)",
+    "behaviour": "how the virtual card answers (for testing bad cards)",
+    "action": "what to do",
+    "door": "the door (default: the first in the config)",
+    "name": "the cabinet (cabinets.* in the config)",
+    "keys": "keys to press, e.g. 1234# (* clears, # submits)",
+    "state": "on: the enclosure is opened; off: closed again",
+}
+
+
+class _Help(argparse.HelpFormatter):
+    """Shows an option's default where it has a real one (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        d = action.default
+        if d not in (None, False, "", argparse.SUPPRESS) and "default" not in text:
+            text += f" (default: {d})"
+        return text
+
+
+def _finish_help(p: argparse.ArgumentParser) -> None:
+    """Every option says what it is and its default (``edged CMD --help``)."""
+    p.formatter_class = _Help
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sp in a.choices.values():
+                _finish_help(sp)
+        elif a.help is None:
+            a.help = _HELP.get(a.dest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -97,6 +97,7 @@ class Daemon:
         self.journal: Journal | None = None
         # While the journal cannot record: since when, why, how many records were lost.
         self.guard: GuardedJournal | None = None  # the journal, accounting for faults
+        self._lock_fd: int | None = None  # flock on the state directory's edged.lock
         self.time = ClockWatch(self.clock)
         self.sync: Any = None
         self.metrics: Any = None
@@ -359,6 +360,7 @@ class Daemon:
             signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGHUP, self._on_signal)
         try:
+            self._lock_state_dir()
             self._open_journal()
             assert self.journal is not None
             self._check_rollback()
@@ -635,6 +637,28 @@ class Daemon:
             target = self.request_stop
         threading.Thread(target=target, name="signal", daemon=True).start()
 
+    def _lock_state_dir(self) -> None:
+        """One daemon per state directory: two would write one journal from two places.
+        The lock dies with the process, so a SIGKILL leaves nothing stale behind."""
+        import fcntl
+        import os
+
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                pid = self.pid_path.read_text().strip() or "?"
+            except OSError:
+                pid = "?"
+            raise EdgedError(
+                f"state directory {self.state_dir} is in use by PID {pid} (another edged"
+                " daemon); stop it first, or give this one its own --state-dir"
+            ) from None
+        self._lock_fd = fd
+
     @property
     def pid_path(self) -> Path:
         return self.paths.pid
@@ -669,6 +693,11 @@ class Daemon:
             self.journal.close()
         if self.rig is not None:
             self.rig.close()
+        if self._lock_fd is not None:
+            import os
+
+            os.close(self._lock_fd)
+            self._lock_fd = None
         self.stopped.set()
         with self._cond:
             self._cond.notify_all()

@@ -15,6 +15,7 @@ SYNC_STATE = "sync.db"  # the last receipted seq and hash
 ACCESS_LIST = "acl.json"  # the stored access list (fingerprints, PIN hashes), 0600
 CONTROL_SOCKET = "control.sock"  # edged status / edged sim
 PID = "edged.pid"
+LOCK = "edged.lock"  # held (flock) by the one daemon that uses this state directory
 SIM = "sim"  # simulated hardware's own files (vpcd config, pcscd)
 
 
@@ -43,6 +44,10 @@ class StatePaths:
     @property
     def pid(self) -> Path:
         return self.root / PID
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
 
     @property
     def sim(self) -> Path:
