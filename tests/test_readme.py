@@ -18,10 +18,15 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parent.parent
 
 
-def walk_block() -> str:
+def blocks() -> list[str]:
+    """The shell blocks of the README's "Running it yourself" section."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Running it yourself") :]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    section = text[text.index("## Running it yourself") : text.index("## Installing the package")]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def walk_block() -> str:
+    return blocks()[0]
 
 
 def test_the_readme_walk_gets_through_the_door(tmp_path):
@@ -51,3 +56,24 @@ def test_the_readme_walk_gets_through_the_door(tmp_path):
     assert "lockcheck.confirmed" in out
     assert "OK:" in out  # edged verify
     assert (state / "ledger.html").exists()
+
+
+def test_the_readme_has_more_to_press_and_it_works(tmp_path):
+    """R2, R3, R8: the second block, after the walk: exit button, cabinet, tamper, a
+    reader unplugged and back, the server room with the PIN, state, doctor --simulate."""
+    require_pcscd()
+    walk, more = blocks()[:2]
+    assert "|" not in more.replace("||", "")
+    state = tmp_path / "edged"
+    edged = str(Path(sys.executable).with_name("edged"))
+    script = (walk + more).replace("S=/tmp/edged", f"S={state}").replace(".venv/bin/edged", edged)
+    wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
+    p = subprocess.run(
+        ["bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    out = p.stdout
+    assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
+    assert "door.exit_request" in out and "alarm.tamper" in out
+    assert "-> keypad server: enter the PIN" in out
+    assert out.count("door.granted") >= 2  # the walk's, and the server room's
+    assert "OK   gpio: simulated" in out
