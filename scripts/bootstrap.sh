@@ -18,6 +18,8 @@ apt_packages=(pcscd vsmartcard-vpcd mosquitto swig libpcsclite-dev gcc python3-d
 # findmnt) and cuts the broker's network in a namespace (iproute2's ip and tc).
 if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
     apt_packages+=(chromium fonts-noto-cjk poppler-utils e2fsprogs util-linux iproute2)
+    # The Debian package is built (dh-virtualenv) and installed and purged by the tests.
+    apt_packages+=(dh-virtualenv debhelper dpkg-dev fakeroot libccid)
 fi
 
 missing=()
