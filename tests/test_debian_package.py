@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.build import run, tree_copy
+
 pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).parent.parent
-
-
-def run(*cmd: str | Path, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert p.returncode == 0, f"{cmd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +24,7 @@ def deb(tmp_path_factory) -> Path:
     if shutil.which("dpkg-buildpackage") is None or shutil.which("dh_virtualenv") is None:
         pytest.fail("dpkg-dev and dh-virtualenv are missing: run scripts/bootstrap.sh as root")
     src = tmp_path_factory.mktemp("deb") / "edged"
-    shutil.copytree(
-        ROOT,
-        src,
-        symlinks=True,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "demo-state"
-        ),
-    )
+    tree_copy(src)
     run("dpkg-buildpackage", "-us", "-uc", "-b", cwd=src, timeout=900)
     [pkg] = src.parent.glob("edged_*.deb")
     return pkg

@@ -4,8 +4,6 @@ editable), holds every module and data file; every module imports; the demo runs
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -13,16 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_pcscd
+from tests.helpers.build import run, tree_copy
 
 pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).parent.parent
-
-
-def run(*cmd: str | Path, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    assert p.returncode == 0, f"{cmd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p
 
 
 def packages_in_tree() -> set[str]:
@@ -46,13 +39,7 @@ def wheel(tmp_path_factory) -> Path:
     moved or deleted in build/lib and would ship them: a wheel once held a stale
     edged/collector.py)."""
     src = tmp_path_factory.mktemp("src") / "edged"
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "demo-state"
-        ),
-    )
+    tree_copy(src)
     out = tmp_path_factory.mktemp("wheel")
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src)
     [whl] = out.glob("edged-*.whl")
