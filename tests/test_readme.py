@@ -4,7 +4,9 @@ shell pipe)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +31,24 @@ def walk_block() -> str:
     return blocks()[0]
 
 
+def _no_pcscd_left(state: Path) -> None:
+    """The walk's daemon took its simulated pcscd with it (only one pcscd can run on a
+    machine: a leftover one would stop every later test)."""
+    from edged.simulators.pcscd import _running_pcscd, _wait_exit
+
+    ours = [
+        pid
+        for pid in _running_pcscd()
+        if str(state) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
+    if ours:
+        _wait_exit(ours, 15)
+    for pid in [p for p in ours if Path(f"/proc/{p}").exists()]:
+        # Still there: kill it so that later tests can start theirs, and say so.
+        print(f"warning: the walk's pcscd (pid {pid}) outlived its daemon; killed")
+        os.kill(pid, signal.SIGKILL)
+
+
 def test_the_readme_walk_gets_through_the_door(tmp_path):
     """R1, R4, R6: the walk ends with door.granted, the purpose and carry-in asked in
     words, the lock check confirmed by the last leaver, a ledger and a verified journal."""
@@ -49,6 +69,7 @@ def test_the_readme_walk_gets_through_the_door(tmp_path):
         timeout=180,
     )
     out = p.stdout
+    _no_pcscd_left(state)
     assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
     assert "-> keypad main: enter the purpose (1 payroll, 2 year-end-adjustment, 3 audit)" in out
     assert "-> keypad main: declare what you carry in (0 none, 1 approved_pc" in out
@@ -72,6 +93,7 @@ def test_the_readme_has_more_to_press_and_it_works(tmp_path):
         ["bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     out = p.stdout
+    _no_pcscd_left(state)
     assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
     assert "door.exit_request" in out and "alarm.tamper" in out
     assert "-> keypad server: enter the PIN" in out
