@@ -35,13 +35,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edged.central.store import SqliteStore
 from edged.central.trust import TrustStore
-from edged.central.verify import WRONG_ORIGIN, check_record, signature_problem, verify_record
+from edged.central.verify import WRONG_ORIGIN, check_record, verify_record
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import jitter_paho
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker, Tls, new_client
 from edged.protocol.records import GENESIS, ROLLBACK, format_ts
+from edged.protocol.signatures import record_signature_problem
 from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
@@ -299,7 +300,7 @@ class Collector:
             key = self._trusted(site, device)[0]
             tail = checked[run[-1]]
             assert key is not None and not isinstance(tail, str)  # checked above
-            if signature_problem(tail, key) is None:
+            if record_signature_problem(tail, key) is None:
                 proven.update(run)
                 tails.add(run[-1])
         return proven, tails
@@ -319,7 +320,7 @@ class Collector:
                 # Parsed, hashed and matched to the device's key when it was stored: only
                 # the signature is left to check.
                 key = self._trusted(site, device)[0]
-                why = signature_problem(json.loads(body), key) if key else "unknown device"
+                why = record_signature_problem(json.loads(body), key) if key else "unknown device"
                 bad = why is not None
                 if bad:
                     self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
@@ -360,7 +361,7 @@ class Collector:
                     return False
                 checked = True
                 key = self._trusted(site, device)[0]
-                why = signature_problem(rec, key) if key is not None else "unknown device"
+                why = record_signature_problem(rec, key) if key is not None else "unknown device"
                 if why is not None:
                     self._alarm(site, device, "bad_record", why)
                 return why is not None

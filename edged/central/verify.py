@@ -54,11 +54,6 @@ def check_record(
     return rec
 
 
-def signature_problem(rec: dict[str, Any], key: Ed25519PublicKey) -> str | None:
-    """Why the signature of a checked record does not hold, or None."""
-    return record_signature_problem(rec, key)
-
-
 def verify_record(
     payload: bytes, key: Ed25519PublicKey | None, origin: tuple[str, str] | None = None
 ) -> dict[str, Any] | str:
@@ -68,4 +63,4 @@ def verify_record(
     if isinstance(rec, str):
         return rec
     assert key is not None  # check_record refuses records of unknown devices
-    return signature_problem(rec, key) or rec
+    return record_signature_problem(rec, key) or rec

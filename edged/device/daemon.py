@@ -155,7 +155,6 @@ class Daemon:
     def _record_rollback(self, known: Head | None) -> None:
         if known is None or self.journal is None:
             return
-        found = self.journal.head()
         try:
             rec = self.journal.append_rollback(known)
         except EdgedError as e:
@@ -163,7 +162,7 @@ class Daemon:
             return
         log.error(
             "journal_rolled_back",
-            found_seq=found[0],
+            found_seq=rec.fields["found_seq"],
             known_seq=known.seq,
             source=known.source,
             seq=rec.seq,

@@ -17,8 +17,9 @@ from typing import Any
 
 
 class Backoff:
-    """Delays between connection attempts. ``next()`` after a failure; ``connected()``
-    when a connection came up; ``reset()`` once it has proven stable."""
+    """Delays between connection attempts: ``next()`` after an attempt failed,
+    ``ended(lasted)`` when a connection went down (one that had been stable starts
+    afresh, with the first window)."""
 
     def __init__(
         self,
@@ -38,9 +39,6 @@ class Backoff:
     def next(self) -> float:
         self._last = min(self.cap, self._uniform(self.base, self._last * 3))
         return self._last
-
-    def reset(self) -> None:
-        self._last = self.base
 
     def ended(self, lasted: float) -> float:
         """The delay after a connection that lasted ``lasted`` seconds went down."""
