@@ -27,10 +27,6 @@ def blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
-def walk_block() -> str:
-    return blocks()[0]
-
-
 def _no_pcscd_left(state: Path) -> None:
     """The walk's daemon took its simulated pcscd with it (only one pcscd can run on a
     machine: a leftover one would stop every later test)."""
@@ -49,28 +45,28 @@ def _no_pcscd_left(state: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def run_blocks(script: str, state: Path, timeout: float) -> subprocess.CompletedProcess:
+    """README shell, as written but for the state directory and the installed edged; the
+    daemon it starts in the background never outlives it, nor does its pcscd."""
+    assert "|" not in script.replace("||", ""), "one command per line: no shell pipes"
+    script = script.replace("S=/tmp/edged", f"S={state}").replace(
+        ".venv/bin/edged", str(Path(sys.executable).with_name("edged"))
+    )
+    wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
+    p = subprocess.run(
+        ["bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    _no_pcscd_left(state)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
 def test_the_readme_walk_gets_through_the_door(tmp_path):
     """R1, R4, R6: the walk ends with door.granted, the purpose and carry-in asked in
     words, the lock check confirmed by the last leaver, a ledger and a verified journal."""
     require_pcscd()
-    block = walk_block()
-    assert "|" not in block.replace("||", ""), "one command per line: no shell pipes"
     state = tmp_path / "edged"
-    script = block.replace("S=/tmp/edged", f"S={state}").replace(
-        ".venv/bin/edged", str(Path(sys.executable).with_name("edged"))
-    )
-    # If a step fails, the daemon the walk started in the background must not outlive it.
-    wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
-    p = subprocess.run(
-        ["bash", "-c", wrapped],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    out = p.stdout
-    _no_pcscd_left(state)
-    assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
+    out = run_blocks(blocks()[0], state, timeout=180).stdout
     assert "-> keypad main: enter the purpose (1 payroll, 2 year-end-adjustment, 3 audit)" in out
     assert "-> keypad main: declare what you carry in (0 none, 1 approved_pc" in out
     assert "door.granted" in out and "purpose_invalid" not in out
@@ -84,17 +80,7 @@ def test_the_readme_has_more_to_press_and_it_works(tmp_path):
     reader unplugged and back, the server room with the PIN, state, doctor --simulate."""
     require_pcscd()
     walk, more = blocks()[:2]
-    assert "|" not in more.replace("||", "")
-    state = tmp_path / "edged"
-    edged = str(Path(sys.executable).with_name("edged"))
-    script = (walk + more).replace("S=/tmp/edged", f"S={state}").replace(".venv/bin/edged", edged)
-    wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
-    p = subprocess.run(
-        ["bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=240
-    )
-    out = p.stdout
-    _no_pcscd_left(state)
-    assert p.returncode == 0, out[-3000:] + p.stderr[-3000:]
+    out = run_blocks(walk + more, tmp_path / "edged", timeout=240).stdout
     assert "door.exit_request" in out and "alarm.tamper" in out
     assert "-> keypad server: enter the PIN" in out
     assert out.count("door.granted") >= 2  # the walk's, and the server room's
