@@ -19,19 +19,25 @@ pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
 
 
-@pytest.fixture
-def running(tmp_path):
-    require_pcscd()
-    cfg = load_config(EXAMPLE, state_dir=tmp_path / "state")
-    init_keys(cfg.state_dir)
+def start(cfg) -> tuple[Daemon, threading.Thread]:
+    """The daemon on its own thread, once it is ready (or has given up)."""
     d = Daemon(cfg, simulate=True, control_socket=False)
-    seen: list[tuple[bool, str | None]] = []
     t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
     t.start()
     for _ in range(300):  # until ready, or until it has given up
         if d.running.wait(0.1) or d.stopped.is_set():
             break
     assert d.running.is_set(), "daemon did not start (see its log above)"
+    return d, t
+
+
+@pytest.fixture
+def running(tmp_path):
+    require_pcscd()
+    cfg = load_config(EXAMPLE, state_dir=tmp_path / "state")
+    init_keys(cfg.state_dir)
+    seen: list[tuple[bool, str | None]] = []
+    d, t = start(cfg)
     yield d, seen, t
     d.request_stop()
     t.join(30)
@@ -136,15 +142,8 @@ def test_an_upgrade_or_a_changed_config_is_a_record(tmp_path, monkeypatch):
     init_keys(state)
 
     def start_records() -> list[dict]:
-        d = Daemon(load_config(config, state_dir=state), simulate=True, control_socket=False)
-        before = 0
-        t = threading.Thread(target=lambda: d.run(install_signals=False), daemon=True)
-        t.start()
-        for _ in range(300):  # until ready, or until it has given up
-            if d.running.wait(0.1) or d.stopped.is_set():
-                break
-        assert d.running.is_set(), "daemon did not start"
-        recs = d.records_since(before)
+        d, t = start(load_config(config, state_dir=state))
+        recs = d.records_since(0)
         d.request_stop()
         t.join(30)
         return [r for r in recs if r["type"] in ("daemon.started", "system.changed")]
