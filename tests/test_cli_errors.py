@@ -16,8 +16,17 @@ from tests.conftest import EDGED
 pytestmark = pytest.mark.integration
 
 
+NOVEMBER = ("2026-11-01", "2026-11-30")
+
+
 def edged(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([EDGED, *args], capture_output=True, text=True, timeout=60)
+
+
+def report(
+    db: Path, *extra: str, period: tuple[str, str] = NOVEMBER
+) -> subprocess.CompletedProcess:
+    return edged("report", "--db", str(db), "--from", period[0], "--to", period[1], *extra)
 
 
 def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None:
@@ -44,20 +53,7 @@ def test_unwritable_or_missing_paths_are_one_line_errors(tmp_path, journal_db):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     one_line_error(edged("keys", "init", "--state-dir", str(blocker / "state")), str(blocker))
-    one_line_error(
-        edged(
-            "report",
-            "--db",
-            str(journal_db),
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-30",
-            "--out",
-            str(tmp_path / "missing" / "x.html"),
-        ),
-        "missing",
-    )
+    one_line_error(report(journal_db, "--out", str(tmp_path / "missing" / "x.html")), "missing")
     one_line_error(
         edged("acl", "publish", str(tmp_path / "missing.json"), "--broker", "127.0.0.1:1"),
         "missing.json",
@@ -79,34 +75,14 @@ def test_a_missing_journal_is_named_as_such(tmp_path):
 
 def test_the_ledger_format_follows_the_file_name_and_periods_run_forwards(tmp_path, journal_db):
     out = tmp_path / "ledger.csv"
-    p = edged(
-        "report",
-        "--db",
-        str(journal_db),
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-30",
-        "--out",
-        str(out),
-    )
+    p = report(journal_db, "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert not out.read_text().lstrip().startswith("<")  # CSV, not HTML
     html = tmp_path / "ledger.html"
-    edged(
-        "report",
-        "--db",
-        str(journal_db),
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-30",
-        "--out",
-        str(html),
-    )
+    report(journal_db, "--out", str(html))
     assert html.read_text().lstrip().lower().startswith("<!doctype html")
     one_line_error(
-        edged("report", "--db", str(journal_db), "--from", "2026-11-30", "--to", "2026-11-01"),
+        report(journal_db, period=(NOVEMBER[1], NOVEMBER[0])),
         "after --to",
     )
 
