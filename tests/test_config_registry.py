@@ -56,6 +56,11 @@ def test_example_config_loads():
         (('site = "tokyo-hq"', ""), "site", "required key is missing"),
         (("pull_up = true", "pull_up = 1"), "gpio.pull_up", "expected true or false"),
         (("[readers.exit]", '[readers."Exit!"]'), "readers.Exit!", "names are"),
+        (
+            ('pcsc_name = "SONY FeliCa RC-S300/P (0000002)"', 'pcsc_name = "SONY FeliCa"'),
+            "readers.exit.pcsc_name",
+            "could name the same reader",
+        ),
     ],
 )
 def test_errors_name_file_key_and_reason(tmp_path, edit, where, reason):
@@ -107,3 +112,19 @@ def test_evdev_keypad_without_device_is_a_clear_error():
         make_device("keypad", "evdev", device="/dev/input/does-not-exist")
     assert key_symbol("KEY_KP5") == "5" and key_symbol(["KEY_ENTER", "KEY_X"]) == "#"
     assert key_symbol("KEY_ESC") == "*" and key_symbol("KEY_A") is None
+
+
+def test_hardware_without_the_device_extra_is_a_clear_error(monkeypatch, tmp_path):
+    """A base install (no edged[device]) asked to drive hardware says which extra it
+    needs, instead of dying on a ModuleNotFoundError (found by the install-script test)."""
+    import sys
+
+    from edged.clock import SystemClock
+    from edged.device.paths import StatePaths
+    from edged.device.wiring import build_installation
+
+    monkeypatch.setitem(sys.modules, "edged.drivers.gpio", None)  # import raises ImportError
+    with pytest.raises(DriverInitError, match=r"cannot load edged\.drivers\.gpio.*edged\[device\]"):
+        build_installation(
+            "hardware", load_config(EXAMPLE), StatePaths(tmp_path), SystemClock(), str
+        )

@@ -10,6 +10,7 @@ import pytest
 from edged.simulators.pcscd import PcscdHarness, reader_ports
 
 from tests.conftest import EDGED, enrol, require_pcscd
+from tests.helpers.rigconfig import this_machine
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,7 @@ def doctor(config: Path, state: Path) -> subprocess.CompletedProcess:
 
 def mock_config(tmp_path: Path) -> Path:
     cfg = tmp_path / "edged.toml"
-    cfg.write_text(
-        (ROOT / "config" / "edged.toml")
-        .read_text()
-        .replace('backend = "default"', 'backend = "mock"', 1)
-    )
+    cfg.write_text(this_machine())
     return cfg
 
 

@@ -315,7 +315,17 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
 
     readers: dict[str, ReaderConfig] = {}
     for name, r in top.tables("readers").items():
-        readers[name] = ReaderConfig(name, r.get("pcsc_name", str))
+        pcsc = r.get("pcsc_name", str)
+        # Names match by prefix: one that is a prefix of another would bind both logical
+        # readers to one physical reader (an entry reader answering as the exit).
+        for other in readers.values():
+            if pcsc.startswith(other.pcsc_name) or other.pcsc_name.startswith(pcsc):
+                raise r.error(
+                    "pcsc_name",
+                    f"{pcsc!r} and readers.{other.name}.pcsc_name {other.pcsc_name!r} could"
+                    " name the same reader: give each reader's full name (with its serial)",
+                )
+        readers[name] = ReaderConfig(name, pcsc)
         r.done()
 
     doors: dict[str, DoorConfig] = {}

@@ -52,7 +52,13 @@ def _readers(bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -
 def _hardware(
     cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, **_: Any
 ) -> Installation:
-    from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators, make_pin_factory
+    try:
+        from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators, make_pin_factory
+    except ImportError as e:
+        # The base install has no device drivers: say which extra brings them.
+        raise DriverInitError(
+            f"the hardware installation cannot load {e.name or e}: install edged[device]"
+        ) from None
 
     pf = make_pin_factory(cfg.gpio.backend)
     keypads = []
