@@ -23,17 +23,20 @@ tells the device (signed ``central_head``) what it holds (docs/rollback.md).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import random
+import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.central.store import SqliteStore
+from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import TrustStore
 from edged.central.verify import WRONG_ORIGIN, check_record, verify_record
 from edged.log import get_logger
@@ -41,7 +44,14 @@ from edged.protocol import topics
 from edged.protocol.backoff import jitter_paho
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker, Tls, new_client
-from edged.protocol.records import GENESIS, ROLLBACK, format_ts
+from edged.protocol.records import (
+    ENVELOPE_FIELDS,
+    GENESIS,
+    ROLLBACK,
+    format_ts,
+    is_alarm,
+    parse_ts,
+)
 from edged.protocol.signatures import record_signature_problem
 from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
@@ -52,6 +62,33 @@ log = get_logger("collector")
 ALARM_INTERVAL = 60.0
 # Resend requests after a (re)connect go out at this many per receipt tick.
 RESENDS_PER_TICK = 50
+# A record waiting for the one before it this long: that one is not on its way (another
+# collector would have stored it by now): the device is asked to resend.
+PENDING_PATIENCE_MS = 2000
+# One topic on which every alarm, a device's or the central side's, is announced again.
+CENTRAL_ALARMS = f"{topics.PREFIX}/_central/alarms"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """When the central side raises an alarm of its own (seconds): a device not heard
+    for ``silent``; a backlog that has not gone down for ``stall``; a clock unsynchronised
+    for ``clock``. Checked every ``every`` seconds by one collector of a group."""
+
+    silent: float = 180.0
+    stall: float = 300.0
+    clock: float = 900.0
+    every: float = 5.0
+
+
+def _alarm_detail(rec: dict[str, Any]) -> str:
+    """A device alarm's own fields in a line (``door=main seconds=30``)."""
+    parts = [
+        f"{k}={rec[k]}"
+        for k in sorted(rec)
+        if k not in ENVELOPE_FIELDS and isinstance(rec[k], str | int | float | bool)
+    ]
+    return " ".join(parts)[:300]
 
 
 class Collector:
@@ -61,30 +98,48 @@ class Collector:
         self,
         host: str,
         port: int,
-        db: Path,
+        db: Path | str | CentralStore,
         trust_dir: Path,
         key: Ed25519PrivateKey,
         *,
         tls: Tls | None = None,
+        share: str | None = None,
+        watch: Watch | None = None,
         # Well under a device's default max_unreceipted (800), so a draining device is
         # never left waiting for the timer's receipt; each receipt costs a commit.
         receipt_every: int = 250,
         receipt_seconds: float = 0.5,
     ) -> None:
         self.host, self.port = host, port
-        self.db_path = Path(db)
+        # The store: a SQLite file, a postgresql:// URL, or one made by the caller.
+        self.store = db if isinstance(db, CentralStore) else open_store(db)
+        self.db_path = Path(self.store.url) if not self.store.url.startswith("postgres") else None
+        # With a share group, collectors of one group split the devices' messages (MQTT
+        # shared subscription): the store arbitrates.
+        self.share = share
+        self.watch = watch or Watch()
         self.trust_dir = Path(trust_dir)
         self._key = key
         self._receipt_every = receipt_every
         self._receipt_seconds = receipt_seconds
-        self.store = SqliteStore(self.db_path)
         self.trust = TrustStore(self.trust_dir)
         self._audit_due = self.store.any_unchecked()
-        # Each device's (last_seq, last_hash), kept here and written to `devices` with each
-        # commit: two statements less per record.
+        # Each device's (last_seq, last_hash) within the open transaction: locked in the
+        # store at a batch's start, written back and forgotten at its commit (another
+        # collector may extend the chain next).
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
         self._dirty: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
+        # Devices whose chain this collector extended since its last receipts.
+        self._touched: set[tuple[str, str]] = set()
+        # Announcements held until the commit that covers them.
+        self._announce: list[tuple[str, bytes]] = []
+        # Central alarm checks: since when a device's backlog has not gone down, and
+        # since when its clock is unsynchronised (kept by the collector that leads them).
+        self._stalled: dict[tuple[str, str], tuple[int, float]] = {}
+        self._unsynced: dict[tuple[str, str], float] = {}
+        self._next_watch = 0.0
+        self._leading = False
+        self._lock = threading.RLock()  # re-entered by a batch's steps
         # Alarm rate limit: (site, device, type) -> (last written, suppressed since)
         self._alarm_seen: dict[tuple[str, str, str], tuple[float, int]] = {}
         # Devices told what this store holds for them (central_head), and when.
@@ -102,9 +157,12 @@ class Collector:
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
         self.changed = threading.Condition()
+        # Collectors of one group share the collector key: the client id names the
+        # process too, or the broker would keep only one of them connected.
         self._client = new_client(
             Broker(host, port, tls),
-            f"edged-collector-{key_id_of(key.public_key())}",
+            f"edged-collector-{key_id_of(key.public_key())}-{socket.gethostname()[:20]}"
+            f"-{os.getpid()}",
             reconnect_on_failure=True,
         )
         jitter_paho(self._client, 1.0, 30.0)
@@ -143,7 +201,7 @@ class Collector:
         if rc.is_failure:
             log.error("broker_refused", reason=str(rc))
             return
-        p = topics.PREFIX
+        p = f"$share/{self.share}/{topics.PREFIX}" if self.share else topics.PREFIX
         c.subscribe(
             [
                 (f"{p}/+/+/event/#", 1),
@@ -160,8 +218,11 @@ class Collector:
         with self._lock:
             self._flush_locked()
             devices = self.store.devices()
+            self.store.commit()
             random.shuffle(devices)
             self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
+            # A receipt for each, once: what was committed before a restart may be unreceipted.
+            self._touched.update((s, d) for s, d, _last in devices)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         parsed = topics.parse(msg.topic)
@@ -211,12 +272,75 @@ class Collector:
 
     def _write_alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
-        self.store.add_alarm(format_ts(int(time.time() * 1000)), (site, device), atype, detail)
+        ts = format_ts(int(time.time() * 1000))
+        self.store.add_alarm(ts, (site, device), atype, detail)
         self._client.publish(
             topics.alarm(site, device, f"collector.{atype}"),
             json.dumps({"type": atype, "detail": detail}),
             qos=1,
         )
+        self._announce_now(site, device, atype, detail, ts, "collector")
+
+    def _announce_now(
+        self, site: str, device: str, atype: str, detail: str, ts: str, source: str, **more: Any
+    ) -> None:
+        doc = {"site": site, "device": device, "type": atype, "ts": ts, "source": source}
+        self._client.publish(
+            CENTRAL_ALARMS, json.dumps({**doc, "detail": detail, **more}), qos=1
+        )
+
+    # -- the central side's own alarms -------------------------------------------------
+    def check_devices(self) -> None:
+        """Raise and clear the central side's own alarms from what devices last said: a
+        device silent, a sync that stalls, a clock that stays unsynchronised. With several
+        collectors on one PostgreSQL, one of them (an advisory lock) does it."""
+        if isinstance(self.store, PostgresStore) and not self._leading:
+            with self._lock:
+                self._leading = self.store.try_lead("edged-watch")
+            if not self._leading:
+                return
+        w = self.watch
+        now_ms, now = int(time.time() * 1000), time.monotonic()
+        with self._lock:
+            for st in self.store.statuses():
+                dev = (st["site"], st["device"])
+                quiet = (now_ms - st["heard_ms"]) / 1000
+                silent = quiet > w.silent
+                self._condition(dev, "device_silent", silent, f"no heartbeat for {quiet:.0f} s")
+                acked, backlog = st["acked_seq"] or 0, st["backlog"] or 0
+                seen = self._stalled.get(dev)
+                if backlog <= 0 or seen is None or acked > seen[0]:
+                    self._stalled[dev] = (acked, now)
+                    seen = self._stalled[dev]
+                stalled = backlog > 0 and now - seen[1] >= w.stall and not silent
+                self._condition(
+                    dev,
+                    "sync_stalled",
+                    stalled,
+                    f"{backlog} records waiting, none receipted for {now - seen[1]:.0f} s"
+                    f" (receipted up to seq {acked})",
+                )
+                if st["clock_synced"] == 0:
+                    since = self._unsynced.setdefault(dev, now)
+                else:
+                    self._unsynced.pop(dev, None)
+                    since = now
+                self._condition(
+                    dev,
+                    "clock_unsynced",
+                    now - since >= w.clock,
+                    f"the device's clock has not been synchronised for {now - since:.0f} s",
+                )
+            self.store.commit()
+
+    def _condition(self, dev: tuple[str, str], atype: str, active: bool, detail: str) -> None:
+        ts = format_ts(int(time.time() * 1000))
+        if active and self.store.raise_condition(ts, dev, atype, detail):
+            log.warning("central_alarm", site=dev[0], device=dev[1], type=atype, detail=detail)
+            self._announce_now(*dev, atype, detail, ts, "central")
+        elif not active and self.store.clear_condition(ts, dev, atype):
+            log.info("central_alarm_cleared", site=dev[0], device=dev[1], type=atype)
+            self._announce_now(*dev, atype, "cleared", ts, "central", cleared=True)
 
     def _flush_suppressed_locked(self) -> None:
         """Counts of alarms held back, written once their minute is over."""
@@ -257,18 +381,61 @@ class Collector:
                 return
 
     def ingest_batch(self, items: list[tuple[str, str, bytes]]) -> None:
-        """Check and store a burst of (site, device, wire record) in arrival order."""
+        """Check and store a burst of (site, device, wire record) in arrival order, in one
+        transaction that holds the burst's device heads: records that arrived ahead of
+        their turn wait in the store until the one before them is stored (here or by
+        another collector of the group)."""
         for site, device, _p in items:
             self._lagging.pop((site, device), None)  # its records are coming
         checked = [
             check_record(p, *self._trusted(site, device), origin=(site, device))
             for site, device, p in items
         ]
-        proven, tails = self._authenticate_runs(items, checked)
-        for i, ((site, device, payload), rec) in enumerate(zip(items, checked, strict=True)):
-            self._record_locked(
-                site, device, payload, rec, authentic=i in proven, checked=i in tails
-            )
+        devs = {
+            (s, d)
+            for (s, d, _p), rec in zip(items, checked, strict=True)
+            if not isinstance(rec, str)
+        }
+        with self._lock:
+            try:
+                self._heads.update(self.store.lock_heads(devs))
+                proven, tails = self._authenticate_runs(items, checked)
+                for i, ((site, device, payload), rec) in enumerate(
+                    zip(items, checked, strict=True)
+                ):
+                    self._record_locked(
+                        site, device, payload, rec, authentic=i in proven, checked=i in tails
+                    )
+                self._drain_pending_locked(devs)
+                due = {d: self._heads[d][0] for d in devs if d in self._heads}
+                self._flush_locked()
+            except Exception:
+                # Nothing of a failed batch is half-stored: the devices resend it.
+                self._abort_locked()
+                raise
+        # Receipts for what this commit covered, for devices far enough ahead of their
+        # last one (the timer sends the rest).
+        for dev, seq in due.items():
+            if seq - self._receipted.get(dev, 0) >= self._receipt_every:
+                self._send_receipt(*dev)
+
+    def _drain_pending_locked(self, devs: set[tuple[str, str]]) -> None:
+        """Store the waiting records that now extend each chain, in seq order."""
+        for dev in sorted(devs):
+            last = self._heads[dev][0]
+            for body in self.store.take_pending(dev, last):
+                rec = json.loads(body)
+                if rec.get("seq") != self._heads[dev][0] + 1:
+                    break  # still a gap: they wait on
+                # Verified in full when it was parked.
+                self._record_locked(*dev, body.encode(), rec, authentic=True, checked=True)
+
+    def _abort_locked(self) -> None:
+        self.store.rollback()
+        self._heads.clear()
+        self._dirty.clear()
+        self._announce.clear()
+        self._uncommitted = 0
 
     def _authenticate_runs(
         self, items: list[tuple[str, str, bytes]], checked: list[dict[str, Any] | str]
@@ -284,8 +451,7 @@ class Collector:
         fails is left out and checked record by record in :meth:`_record_locked`, which
         also checks every record that is not part of a run.
         """
-        with self._lock:
-            heads = {key: self._head_locked(key) for key in {(s, d) for s, d, _p in items}}
+        heads = {key: self._head_locked(key) for key in {(s, d) for s, d, _p in items}}
         runs: dict[tuple[str, str], list[int]] = {}
         for i, ((site, device, _p), rec) in enumerate(zip(items, checked, strict=True)):
             if isinstance(rec, str):
@@ -391,20 +557,17 @@ class Collector:
                 self._keep_fork_locked(dev, payload, rec)
                 return
             if seq > last + 1:
-                log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
-                self._ask_resend(site, device, last + 1)
+                # Ahead of its turn: the records before it may be on their way through
+                # another collector. Verified, it waits in the store; when it waits too
+                # long (or too many wait) the device is asked to resend.
+                if not self.store.add_pending(dev, rec, payload.decode("utf-8")):
+                    log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
+                    self._ask_resend(site, device, last + 1)
                 return
             if rec["prev"] != last_hash:
                 self._alarm(site, device, "rewrite", f"seq {seq} does not extend the chain")
                 return
             self._store_locked(dev, payload, rec, checked)
-        if due := self._receipt_due(dev):
-            self._send_receipt(*due)
-
-    def _receipt_due(self, dev: tuple[str, str]) -> tuple[str, str] | None:
-        with self._lock:
-            seq = self._heads.get(dev, (0, ""))[0]
-            return dev if seq - self._receipted.get(dev, 0) >= self._receipt_every else None
 
     def _insert_locked(
         self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
@@ -427,9 +590,25 @@ class Collector:
         self._insert_locked(dev, payload, rec, checked)
         self._heads[dev] = (rec["seq"], rec["hash"])
         self._dirty.add(dev)
+        self._touched.add(dev)
+        rtype = str(rec.get("type"))
+        if is_alarm(rtype):
+            # A device's alarm: stored with the record, announced once committed.
+            detail = _alarm_detail(rec)
+            self.store.add_alarm(
+                str(rec.get("ts")), dev, rtype.removeprefix("alarm."), detail,
+                source="device", seq=rec["seq"],
+            )
+            self._announce.append(
+                (
+                    CENTRAL_ALARMS,
+                    json.dumps(
+                        {"site": dev[0], "device": dev[1], "type": rtype, "seq": rec["seq"],
+                         "ts": rec.get("ts"), "source": "device", "detail": detail}
+                    ).encode(),
+                )
+            )
         self._uncommitted += 1
-        if self._uncommitted >= 1000:
-            self._flush_locked()
         self.stored += 1
         self._gap_asked.pop(dev, None)
         self._went_back_alarmed.pop(dev, None)
@@ -544,18 +723,23 @@ class Collector:
             acked = doc.get("acked_seq")
         except (ValueError, AttributeError):
             return
-        if type(head) is not int or known is not True or self._trusted(site, device)[0] is None:
+        if type(head) is not int or self._trusted(site, device)[0] is None:
             return
         dev = (site, device)
         with self._lock:
-            last = self._head_locked(dev)[0]
+            if "backlog" in doc:  # a heartbeat: what the central alarms look at
+                self.store.note_status(dev, int(time.time() * 1000), doc)
+            if known is not True:
+                return
+            last = self.store.head(dev)[0]
             if type(acked) is int and acked < min(last, self._receipted.get(dev, 0)):
                 # Our receipt was lost (a broker dies between taking and delivering it):
                 # the device waits for one. The receipt loop sends it again.
                 self._receipted[dev] = acked
+                self._touched.add(dev)
             if head > last:
                 self._lagging.setdefault(dev, time.monotonic())
-            elif head < last:
+            elif head < last and self._reported_after(dev, head + 1, doc.get("ts")):
                 if self._went_back_alarmed.get(dev) != head:
                     self._went_back_alarmed[dev] = head
                     self._alarm(
@@ -566,6 +750,18 @@ class Collector:
                         f" {last} held here: its journal went back",
                     )
                 self._tell_head_locked(dev)
+
+    def _reported_after(self, dev: tuple[str, str], seq: int, ts: Any) -> bool:
+        """Was record ``seq`` written before the device reported a head below it? Only
+        then did its journal go back: with several collectors, a heartbeat can be handled
+        after records the device wrote later, and such a report is merely old."""
+        if not isinstance(ts, str):
+            return False
+        written = self.store.ts_at(dev, seq)
+        try:
+            return written is not None and parse_ts(written) < parse_ts(ts)
+        except ValueError:
+            return False
 
     def _journal_unavailable(self, site: str, device: str, payload: bytes) -> None:
         """A device says, signed, that its journal cannot record: a central alarm, since
@@ -621,7 +817,12 @@ class Collector:
             self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
             self._dirty.clear()
         self.store.commit()
+        # Heads are the store's between transactions: another collector may move them.
+        self._heads.clear()
         self._uncommitted = 0
+        announce, self._announce = self._announce, []
+        for topic, payload in announce:
+            self._client.publish(topic, payload, qos=1)
 
     def _send_receipt(self, site: str, device: str) -> None:
         with self._lock:
@@ -653,20 +854,32 @@ class Collector:
                     return
                 self._flush_suppressed_locked()
                 self._flush_locked()
-                devices = [(s, d) for s, d, _last in self.store.devices()]
+                devices, self._touched = sorted(self._touched), set()
                 ask, self._resend_queue = (
                     self._resend_queue[:RESENDS_PER_TICK],
                     self._resend_queue[RESENDS_PER_TICK:],
                 )
+                # Records waiting for one that is not coming: ask for it.
+                stuck = self.store.pending_devices(int(time.time() * 1000) - PENDING_PATIENCE_MS)
+                self.store.commit()
             for site, device, from_seq in ask:
                 self._ask_resend(site, device, from_seq, force=True)
             for site, device in devices:
                 self._send_receipt(site, device)
+            for site, device, _first in stuck:
+                with self._lock:
+                    self._ask_resend(site, device, self.store.head((site, device))[0] + 1)
+                    self.store.commit()
             now = time.monotonic()
             for (site, device), since in list(self._lagging.items()):
                 if now - since >= 1.0 and self._lagging.pop((site, device), None) is not None:
                     with self._lock:
                         self._ask_resend(site, device, self._head_locked((site, device))[0] + 1)
+                        self._heads.clear()
+                        self.store.commit()
+            if now >= self._next_watch:
+                self._next_watch = now + self.watch.every
+                self.check_devices()
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, site: str, device: str, payload: bytes) -> None:
@@ -692,6 +905,7 @@ class Collector:
                 self._tell_head_locked((site, device))
                 return
             self.store.note_checkpoint((site, device), self._head_locked((site, device)), seq)
+            self._heads.clear()
 
     # -- queries ---------------------------------------------------------------------
     def seqs(self, site: str, device: str) -> list[int]:

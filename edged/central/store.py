@@ -1,6 +1,14 @@
-"""The central store on SQLite: one file for one office. It owns all of the central
-side's SQL; the collector decides, the store keeps (records once per (site, device, seq),
-the head of each device's chain, forks, discontinuities, alarms).
+"""The central store: SQLite (one file, one office) or PostgreSQL (many collectors, a
+company). It owns all of the central side's SQL; the collector decides, the store keeps
+(records once per (site, device, seq), the head of each device's chain, records that
+arrived ahead of their turn, forks, discontinuities, alarms, what devices last said).
+
+One schema for both engines, written once in the SQL they share, created and changed by
+numbered migrations (``schema_migrations`` says which ran). The engines differ in a small
+hook each: placeholders, how a transaction starts, and how the head rows of a batch are
+locked. With several collectors on one PostgreSQL the head rows are the arbiter: a batch
+locks its devices' rows (in one order, so two collectors never deadlock) and only the
+holder extends a chain, so every record is stored exactly once and in order.
 
 Writes are grouped: :meth:`begin` opens a transaction if none is open, :meth:`commit`
 ends it; a receipt is only ever sent for what a commit covered.
@@ -9,79 +17,164 @@ ends it; a receipt is only ever sent for what a commit covered.
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edged.errors import ConfigError
 from edged.protocol.records import GENESIS
 
 Dev = tuple[str, str]  # (site, device)
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS devices (site TEXT, device TEXT, last_seq INTEGER NOT NULL,
-       last_hash TEXT NOT NULL, best_checkpoint INTEGER NOT NULL DEFAULT 0,
-       PRIMARY KEY (site, device))""",
-    """CREATE TABLE IF NOT EXISTS records (site TEXT, device TEXT, seq INTEGER, type TEXT,
-       ts TEXT, hash TEXT NOT NULL, body TEXT NOT NULL, sig_checked INTEGER NOT NULL,
-       PRIMARY KEY (site, device, seq))""",
-    # Records whose own signature is still to be checked (see audit_signatures).
-    """CREATE INDEX IF NOT EXISTS records_unchecked ON records (site, device, seq)
-       WHERE sig_checked = 0""",
-    """CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, ts TEXT, site TEXT,
-       device TEXT, type TEXT, detail TEXT)""",
-    # Genuine records of a device that do not lie on its stored chain (its journal went
-    # back and grew again): kept, verified, apart.
-    """CREATE TABLE IF NOT EXISTS forks (site TEXT, device TEXT, seq INTEGER, hash TEXT,
-       prev TEXT NOT NULL, type TEXT, ts TEXT, body TEXT NOT NULL,
-       PRIMARY KEY (site, device, seq, hash))""",
-    # Where a device's chain skips seqs: its journal went back from known_seq to found_seq
-    # and continued at seq; central_seq is what this store held then.
-    """CREATE TABLE IF NOT EXISTS discontinuities (site TEXT, device TEXT, seq INTEGER,
-       found_seq INTEGER NOT NULL, known_seq INTEGER NOT NULL, central_seq INTEGER NOT NULL,
-       source TEXT, ts TEXT, PRIMARY KEY (site, device, seq))""",
-)
+# Migrations: (version, statements). {int} and {id} are the engine's 64-bit integer and
+# auto-numbered key. Version 1 is the schema every SQLite store had before versions (its
+# statements are idempotent, so an old file is migrated in place).
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE IF NOT EXISTS devices (site TEXT, device TEXT,
+               last_seq {int} NOT NULL, last_hash TEXT NOT NULL,
+               best_checkpoint {int} NOT NULL DEFAULT 0, PRIMARY KEY (site, device))""",
+            """CREATE TABLE IF NOT EXISTS records (site TEXT, device TEXT, seq {int},
+               type TEXT, ts TEXT, hash TEXT NOT NULL, body TEXT NOT NULL,
+               sig_checked INTEGER NOT NULL, PRIMARY KEY (site, device, seq))""",
+            # Records whose own signature is still to be checked (see audit_signatures).
+            """CREATE INDEX IF NOT EXISTS records_unchecked ON records (site, device, seq)
+               WHERE sig_checked = 0""",
+            """CREATE TABLE IF NOT EXISTS alarms (id {id}, ts TEXT, site TEXT,
+               device TEXT, type TEXT, detail TEXT)""",
+            # Genuine records of a device that do not lie on its stored chain (its journal
+            # went back and grew again): kept, verified, apart.
+            """CREATE TABLE IF NOT EXISTS forks (site TEXT, device TEXT, seq {int},
+               hash TEXT, prev TEXT NOT NULL, type TEXT, ts TEXT, body TEXT NOT NULL,
+               PRIMARY KEY (site, device, seq, hash))""",
+            # Where a device's chain skips seqs: its journal went back from known_seq to
+            # found_seq and continued at seq; central_seq is what this store held then.
+            """CREATE TABLE IF NOT EXISTS discontinuities (site TEXT, device TEXT,
+               seq {int}, found_seq {int} NOT NULL, known_seq {int} NOT NULL,
+               central_seq {int} NOT NULL, source TEXT, ts TEXT,
+               PRIMARY KEY (site, device, seq))""",
+        ],
+    ),
+    (
+        2,
+        [
+            # Verified records that arrived before the one they follow (with several
+            # collectors on one shared subscription, a device's records reach them in
+            # any order): stored once their turn comes, by whichever collector gets there.
+            """CREATE TABLE pending (site TEXT, device TEXT, seq {int}, hash TEXT,
+               body TEXT NOT NULL, received_ms {int} NOT NULL,
+               PRIMARY KEY (site, device, seq, hash))""",
+            # What each device said last (heartbeat), for the central alarms and the
+            # console: when it was heard, its head, backlog, clock and journal.
+            """CREATE TABLE device_status (site TEXT, device TEXT, heard_ms {int} NOT NULL,
+               ts TEXT, head_seq {int}, acked_seq {int}, backlog {int},
+               clock_synced INTEGER, journal_ok INTEGER, PRIMARY KEY (site, device))""",
+            # Alarms: who raised them (a device's record, or the central side), the
+            # record's seq, and when a condition alarm was cleared.
+            "ALTER TABLE alarms ADD COLUMN source TEXT NOT NULL DEFAULT 'collector'",
+            "ALTER TABLE alarms ADD COLUMN seq {int}",
+            "ALTER TABLE alarms ADD COLUMN cleared_ts TEXT",
+            "CREATE INDEX alarms_open ON alarms (site, device, type) WHERE cleared_ts IS NULL",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+# Records kept waiting for their turn, per device: beyond this the device is asked to
+# resend instead (nothing from the network writes unbounded rows).
+MAX_PENDING = 2000
 
 
-class SqliteStore:
-    """The collector's SQLite database. Used under the collector's lock (one writer)."""
+class CentralStore:
+    """The central side's SQL over a DB-API connection; engines supply the hooks."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA[0])
-        self._db.execute(SCHEMA[1])
-        cols = [r[1] for r in self._db.execute("PRAGMA table_info(records)")]
-        if "sig_checked" not in cols:  # a database from before the audit: all were checked
-            self._db.execute(
-                "ALTER TABLE records ADD COLUMN sig_checked INTEGER NOT NULL DEFAULT 1"
-            )
-        for sql in SCHEMA[2:]:
-            self._db.execute(sql)
+    INT = "INTEGER"
+    AUTO_ID = "INTEGER PRIMARY KEY"
+    GREATEST = "max"
+    url: str
 
-    # -- transactions ------------------------------------------------------------------
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
     def begin(self) -> None:
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
+        raise NotImplementedError
 
     def commit(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._db.close()
+        raise NotImplementedError
+
+    def _lock_suffix(self) -> str:
+        return ""
+
+    # -- schema ------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        self.begin()
+        self._x(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " applied_ts TEXT NOT NULL)"
+        )
+        done = {r[0] for r in self._x("SELECT version FROM schema_migrations").fetchall()}
+        for version, statements in MIGRATIONS:
+            if version in done:
+                continue
+            if version == 1:
+                self._upgrade_unversioned()
+            for sql in statements:
+                self._x(sql.format(int=self.INT, id=self.AUTO_ID))
+            self._x(
+                "INSERT INTO schema_migrations VALUES (?, ?)",
+                (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            )
+        self.commit()
+
+    def _upgrade_unversioned(self) -> None:
+        """A store from before versions may lack columns added later to version 1."""
+
+    def schema_version(self) -> int:
+        return self._x("SELECT max(version) FROM schema_migrations").fetchone()[0]
 
     # -- devices -----------------------------------------------------------------------
     def head(self, dev: Dev) -> tuple[int, str]:
         """(last seq, its hash) of the device's stored chain; (0, GENESIS) if none."""
-        row = self._db.execute(
+        row = self._x(
             "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?", dev
         ).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
+    def lock_heads(self, devs: Iterable[Dev]) -> dict[Dev, tuple[int, str]]:
+        """The heads of ``devs``, locked until commit (in the caller's transaction): only
+        the holder of a device's row extends its chain. Rows are made and locked in sorted
+        order, so two collectors with overlapping batches wait, never deadlock."""
+        self.begin()
+        out: dict[Dev, tuple[int, str]] = {}
+        for dev in sorted(set(devs)):
+            self._x(
+                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES (?,?,0,?)"
+                " ON CONFLICT (site, device) DO NOTHING",
+                (*dev, GENESIS),
+            )
+            row = self._x(
+                "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?"  # noqa: S608 (engine keyword)
+                + self._lock_suffix(),
+                dev,
+            ).fetchone()
+            out[dev] = (row[0], row[1])
+        return out
+
     def save_heads(self, heads: list[tuple[str, str, int, str]]) -> None:
         self.begin()
-        self._db.executemany(
+        self._many(
             "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
             " (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
             " last_seq=excluded.last_seq, last_hash=excluded.last_hash",
@@ -90,54 +183,61 @@ class SqliteStore:
 
     def devices(self) -> list[tuple[str, str, int]]:
         """Every known device: (site, device, last seq)."""
-        return self._db.execute("SELECT site, device, last_seq FROM devices").fetchall()
+        return [tuple(r) for r in self._x("SELECT site, device, last_seq FROM devices")]  # type: ignore[misc]
 
     def best_checkpoint(self, dev: Dev) -> int:
-        row = self._db.execute(
+        row = self._x(
             "SELECT best_checkpoint FROM devices WHERE site=? AND device=?", dev
         ).fetchone()
         return row[0] if row else 0
 
     def note_checkpoint(self, dev: Dev, head: tuple[int, str], seq: int) -> None:
-        self._db.execute(
+        sql = (
             "INSERT INTO devices (site, device, last_seq, last_hash, best_checkpoint)"
             " VALUES (?,?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
-            " best_checkpoint=max(best_checkpoint, excluded.best_checkpoint)",
-            (*dev, *head, seq),
+            " best_checkpoint=GREATEST(devices.best_checkpoint, excluded.best_checkpoint)"
         )
+        self._x(sql.replace("GREATEST", self.GREATEST), (*dev, *head, seq))
 
     # -- records -----------------------------------------------------------------------
     def insert(self, dev: Dev, rec: dict[str, Any], body: str, checked: bool) -> None:
         self.begin()
-        self._db.execute(
+        self._x(
             "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
-            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, checked),
+            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, int(checked)),
         )
 
     def hash_at(self, dev: Dev, seq: int) -> str | None:
-        row = self._db.execute(
+        row = self._x(
             "SELECT hash FROM records WHERE site=? AND device=? AND seq=?", (*dev, seq)
         ).fetchone()
         return row[0] if row else None
 
+    def ts_at(self, dev: Dev, seq: int) -> str | None:
+        row = self._x(
+            "SELECT ts FROM records WHERE site=? AND device=? AND seq=?", (*dev, seq)
+        ).fetchone()
+        return row[0] if row else None
+
     def any_unchecked(self) -> bool:
-        return (
-            self._db.execute("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone()
-            is not None
-        )
+        return self._x("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone() is not None
 
     def unchecked(self, limit: int) -> list[tuple[str, str, int, str]]:
         """Records stored on their run's proof whose own signature is still unchecked."""
-        return self._db.execute(
-            "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?", (limit,)
-        ).fetchall()
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._x(
+                "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?",
+                (limit,),
+            )
+        ]
 
     def count_unchecked(self) -> int:
-        return self._db.execute("SELECT count(*) FROM records WHERE sig_checked = 0").fetchone()[0]
+        return self._x("SELECT count(*) FROM records WHERE sig_checked = 0").fetchone()[0]
 
     def mark_checked(self, dev: Dev, seq: int, ok: bool) -> None:
         self.begin()
-        self._db.execute(
+        self._x(
             "UPDATE records SET sig_checked = ? WHERE site=? AND device=? AND seq=?",
             (1 if ok else -1, *dev, seq),
         )
@@ -145,15 +245,68 @@ class SqliteStore:
     def seqs(self, dev: Dev) -> list[int]:
         return [
             r[0]
-            for r in self._db.execute(
-                "SELECT seq FROM records WHERE site=? AND device=? ORDER BY seq", dev
+            for r in self._x("SELECT seq FROM records WHERE site=? AND device=? ORDER BY seq", dev)
+        ]
+
+    def count_records(self) -> int:
+        return self._x("SELECT count(*) FROM records").fetchone()[0]
+
+    def records_between(
+        self, site: str, start_ts: str, end_ts: str
+    ) -> list[tuple[str, int, str, str]]:
+        """(device, seq, hash, body) of a site's stored records with start <= ts < end,
+        by device and seq: what a ledger is built from."""
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._x(
+                "SELECT device, seq, hash, body FROM records WHERE site=? AND ts >= ?"
+                " AND ts < ? ORDER BY device, seq",
+                (site, start_ts, end_ts),
+            )
+        ]
+
+    # -- records ahead of their turn ---------------------------------------------------
+    def add_pending(self, dev: Dev, rec: dict[str, Any], body: str) -> bool:
+        """Park a verified record that does not yet extend the chain; False when the
+        device has too many waiting already (it is asked to resend instead)."""
+        self.begin()
+        n = self._x(
+            "SELECT count(*) FROM pending WHERE site=? AND device=?", dev
+        ).fetchone()[0]
+        if n >= MAX_PENDING:
+            return False
+        self._x(
+            "INSERT INTO pending VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+            (*dev, rec["seq"], rec["hash"], body, int(time.time() * 1000)),
+        )
+        return True
+
+    def take_pending(self, dev: Dev, after: int) -> list[str]:
+        """Bodies of waiting records of ``dev`` from seq ``after + 1`` on, in seq order;
+        those at or below ``after`` are dropped (stored meanwhile)."""
+        self.begin()
+        self._x("DELETE FROM pending WHERE site=? AND device=? AND seq <= ?", (*dev, after))
+        rows = self._x(
+            "SELECT seq, body FROM pending WHERE site=? AND device=? ORDER BY seq", dev
+        ).fetchall()
+        return [body for _seq, body in rows]
+
+    def pending_devices(self, older_than_ms: int) -> list[tuple[str, str, int]]:
+        """Devices with a record waiting since before ``older_than_ms``: (site, device,
+        lowest waiting seq). Their gap is not filling by itself; they are asked to resend."""
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._x(
+                "SELECT site, device, min(seq) FROM pending GROUP BY site, device"
+                " HAVING min(received_ms) < ?",
+                (older_than_ms,),
             )
         ]
 
     # -- forks and discontinuities -----------------------------------------------------
     def in_fork(self, dev: Dev, seq: int, h: str) -> bool:
         return (
-            self._db.execute(
+            self._x(
                 "SELECT 1 FROM forks WHERE site=? AND device=? AND seq=? AND hash=?", (*dev, seq, h)
             ).fetchone()
             is not None
@@ -162,8 +315,8 @@ class SqliteStore:
     def add_fork(self, dev: Dev, rec: dict[str, Any], body: str) -> bool:
         """Keep a record off the chain; False if it was kept already."""
         self.begin()
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO forks VALUES (?,?,?,?,?,?,?,?)",
+        cur = self._x(
+            "INSERT INTO forks VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (*dev, rec["seq"], rec["hash"], rec["prev"], rec.get("type"), rec.get("ts"), body),
         )
         return bool(cur.rowcount)
@@ -171,16 +324,14 @@ class SqliteStore:
     def forked(self, dev: Dev) -> list[int]:
         return [
             r[0]
-            for r in self._db.execute(
-                "SELECT seq FROM forks WHERE site=? AND device=? ORDER BY seq", dev
-            )
+            for r in self._x("SELECT seq FROM forks WHERE site=? AND device=? ORDER BY seq", dev)
         ]
 
     def in_gap(self, dev: Dev, seq: int) -> bool:
         """Does a declared discontinuity cover ``seq`` (between what the store held then
         and the rollback record)?"""
         return (
-            self._db.execute(
+            self._x(
                 "SELECT 1 FROM discontinuities WHERE site=? AND device=? AND central_seq < ?"
                 " AND seq > ?",
                 (*dev, seq, seq),
@@ -192,37 +343,244 @@ class SqliteStore:
         self, dev: Dev, seq: int, found: int, known: int, central: int, source: str, ts: Any
     ) -> None:
         self.begin()
-        self._db.execute(
-            "INSERT OR IGNORE INTO discontinuities VALUES (?,?,?,?,?,?,?,?)",
+        self._x(
+            "INSERT INTO discontinuities VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (*dev, seq, found, known, central, source, ts),
         )
 
     def discontinuities(self, dev: Dev) -> list[tuple[int, int, int, int]]:
-        return self._db.execute(
-            "SELECT seq, found_seq, known_seq, central_seq FROM discontinuities"
-            " WHERE site=? AND device=? ORDER BY seq",
-            dev,
-        ).fetchall()
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._x(
+                "SELECT seq, found_seq, known_seq, central_seq FROM discontinuities"
+                " WHERE site=? AND device=? ORDER BY seq",
+                dev,
+            )
+        ]
 
     # -- alarms ------------------------------------------------------------------------
-    def add_alarm(self, ts: str, dev: Dev, atype: str, detail: str) -> None:
-        self._db.execute(
-            "INSERT INTO alarms (ts, site, device, type, detail) VALUES (?,?,?,?,?)",
-            (ts, *dev, atype, detail),
+    def add_alarm(
+        self,
+        ts: str,
+        dev: Dev,
+        atype: str,
+        detail: str,
+        *,
+        source: str = "collector",
+        seq: int | None = None,
+    ) -> None:
+        # Joins the open transaction (a batch), or commits by itself.
+        self._x(
+            "INSERT INTO alarms (ts, site, device, type, detail, source, seq)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (ts, *dev, atype, detail, source, seq),
         )
 
+    def raise_condition(self, ts: str, dev: Dev, atype: str, detail: str) -> bool:
+        """Open a condition alarm (a silent device, a stalled sync...) unless one of that
+        type is open for the device already; True when it was opened now."""
+        self.begin()
+        if self._x(
+            "SELECT 1 FROM alarms WHERE site=? AND device=? AND type=? AND cleared_ts IS NULL"
+            " AND source = 'central'",
+            (*dev, atype),
+        ).fetchone():
+            return False
+        self.add_alarm(ts, dev, atype, detail, source="central")
+        return True
+
+    def clear_condition(self, ts: str, dev: Dev, atype: str) -> bool:
+        """Close the open condition alarm of that type; True when one was open."""
+        self.begin()
+        cur = self._x(
+            "UPDATE alarms SET cleared_ts=? WHERE site=? AND device=? AND type=?"
+            " AND cleared_ts IS NULL AND source = 'central'",
+            (ts, *dev, atype),
+        )
+        return bool(cur.rowcount)
+
     def alarms(self) -> list[tuple[str, str]]:
-        return self._db.execute("SELECT type, detail FROM alarms ORDER BY id").fetchall()
+        return [tuple(r) for r in self._x("SELECT type, detail FROM alarms ORDER BY id")]  # type: ignore[misc]
+
+    def alarm_rows(self) -> list[dict[str, Any]]:
+        cols = ("id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts")
+        rows = self._x(f"SELECT {', '.join(cols)} FROM alarms ORDER BY id").fetchall()  # noqa: S608
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def alarm_origins(self) -> set[tuple[str, str]]:
         """The (site, device) names alarms were raised under."""
-        return {(s, d) for s, d in self._db.execute("SELECT site, device FROM alarms")}
+        return {(s, d) for s, d in self._x("SELECT site, device FROM alarms")}
 
     def hashes(self, dev: Dev) -> list[str]:
         """The stored chain's hashes, in seq order."""
         return [
             r[0]
-            for r in self._db.execute(
-                "SELECT hash FROM records WHERE site=? AND device=? ORDER BY seq", dev
-            )
+            for r in self._x("SELECT hash FROM records WHERE site=? AND device=? ORDER BY seq", dev)
         ]
+
+    # -- what devices said -------------------------------------------------------------
+    def note_status(self, dev: Dev, heard_ms: int, doc: dict[str, Any]) -> None:
+        self._x(
+            "INSERT INTO device_status VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (site, device)"
+            " DO UPDATE SET heard_ms=excluded.heard_ms, ts=excluded.ts,"
+            " head_seq=excluded.head_seq, acked_seq=excluded.acked_seq,"
+            " backlog=excluded.backlog, clock_synced=excluded.clock_synced,"
+            " journal_ok=excluded.journal_ok",
+            (
+                *dev,
+                heard_ms,
+                str(doc.get("ts"))[:32],
+                _int(doc.get("head_seq")),
+                _int(doc.get("acked_seq")),
+                _int(doc.get("backlog")),
+                _flag(doc.get("clock_synced")),
+                _flag(doc.get("journal_ok")),
+            ),
+        )
+
+    def statuses(self) -> list[dict[str, Any]]:
+        cols = (
+            "site",
+            "device",
+            "heard_ms",
+            "ts",
+            "head_seq",
+            "acked_seq",
+            "backlog",
+            "clock_synced",
+            "journal_ok",
+        )
+        rows = self._x(f"SELECT {', '.join(cols)} FROM device_status").fetchall()  # noqa: S608
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def _int(v: Any) -> int | None:
+    return v if type(v) is int and -(2**62) < v < 2**62 else None
+
+
+def _flag(v: Any) -> int | None:
+    return int(v) if type(v) is bool else None
+
+
+class SqliteStore(CentralStore):
+    """The store in one SQLite file. Several collectors on one file are safe (the write
+    lock serialises them) but gain nothing; the default for one office."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.url = str(self.path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def _upgrade_unversioned(self) -> None:
+        cols = [r[1] for r in self._db.execute("PRAGMA table_info(records)")]
+        if cols and "sig_checked" not in cols:  # a database from before the audit: all were checked
+            self._db.execute(
+                "ALTER TABLE records ADD COLUMN sig_checked INTEGER NOT NULL DEFAULT 1"
+            )
+
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(sql, params)
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def begin(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresStore(CentralStore):
+    """The store in PostgreSQL (psycopg 3), for many collectors and many sites."""
+
+    INT = "BIGINT"
+    AUTO_ID = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    GREATEST = "GREATEST"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigError(
+                "--store postgresql://: psycopg is not installed (pip install edged[central])"
+            ) from None
+        self.url = url
+        try:
+            # Autocommit, with explicit BEGIN/COMMIT: a read outside a batch never leaves
+            # a transaction open (and row locks held) behind it.
+            self._db = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            raise ConfigError(f"--store {_redact(url)}: {str(e).strip().splitlines()[0]}") from None
+        self._in_tx = False
+        # Two collectors starting together must not both create the schema.
+        self._db.execute("SELECT pg_advisory_lock(7302185)")
+        try:
+            self._migrate()
+        finally:
+            self._db.execute("SELECT pg_advisory_unlock(7302185)")
+
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._db.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), list(rows))  # type: ignore[arg-type]
+
+    def _lock_suffix(self) -> str:
+        return " FOR UPDATE"
+
+    def begin(self) -> None:
+        if not self._in_tx:
+            self._db.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self._in_tx = False
+            self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self._in_tx = False
+            self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def try_lead(self, name: str) -> bool:
+        """Take a session-wide advisory lock: one collector of many runs the central
+        alarm checks; another takes over when its session ends."""
+        key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big") & (2**62 - 1)
+        row = self._db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
+
+def _redact(url: str) -> str:
+    """A connection URL without its password, for messages."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, cred = head.partition("://")
+    return f"{scheme}://{cred.split(':')[0]}:***@{tail}"
+
+
+def open_store(spec: str | Path) -> CentralStore:
+    """``postgresql://…`` (or ``postgres://``) for PostgreSQL, anything else a SQLite file."""
+    s = str(spec)
+    if s.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(s)
+    return SqliteStore(Path(s))

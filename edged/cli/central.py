@@ -13,7 +13,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     import signal as _signal
     import threading
 
-    from edged.central.collector import Collector
+    from edged.central.collector import Collector, Watch
     from edged.log import configure_logging
     from edged.protocol.keys import load_private_key
 
@@ -22,10 +22,12 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     col = Collector(
         b.host,
         b.port,
-        Path(args.db),
+        args.store,
         Path(args.trust),
         load_private_key(Path(args.key)),
         tls=b.tls,
+        share=args.share,
+        watch=Watch(silent=args.silent_after, stall=args.stall_after, clock=args.unsynced_after),
     )
     stop = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
@@ -40,7 +42,43 @@ def register(sub: Any) -> None:
     """Add this audience's commands to the ``edged`` parser."""
     col = sub.add_parser("collect", help="run the reference collector (central side)")
     add_broker_args(col)
-    col.add_argument("--db", required=True, help="central.db")
+    col.add_argument(
+        "--store",
+        "--db",
+        dest="store",
+        required=True,
+        metavar="FILE.db|postgresql://…",
+        help="the central store: a SQLite file (one office), or a PostgreSQL URL (several"
+        " collectors, many sites)",
+    )
+    col.add_argument(
+        "--share",
+        metavar="GROUP",
+        default=None,
+        help="take devices' messages through the MQTT shared subscription $share/GROUP, with"
+        " the other collectors of GROUP on the same store (default: none, every message)",
+    )
+    col.add_argument(
+        "--silent-after",
+        type=float,
+        default=180.0,
+        metavar="S",
+        help="alarm when a device sends no heartbeat for S seconds (default: 180)",
+    )
+    col.add_argument(
+        "--stall-after",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="alarm when a device's backlog gets no receipt for S seconds (default: 300)",
+    )
+    col.add_argument(
+        "--unsynced-after",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="alarm when a device's clock stays unsynchronised for S seconds (default: 900)",
+    )
     col.add_argument("--trust", required=True, help="directory of SITE/DEVICE.pub files")
     col.add_argument("--key", required=True, help="collector_ed25519.key")
     col.set_defaults(handler=_cmd_collect)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edged.cli.common import add_broker_args
 from edged.cli.format import format_records
 from edged.device.paths import StatePaths
 
@@ -29,7 +30,57 @@ def _request_when_up(sock: Path, req: dict[str, object], wait: float = 15.0) -> 
             time.sleep(0.2)  # polling a socket that does not exist yet: nothing to await
 
 
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    """N simulated devices on one broker until interrupted (or ``--seconds``)."""
+    import random
+    import signal
+    import threading
+
+    from edged.cli.common import broker_from_args
+    from edged.protocol.keys import load_public_key
+    from edged.simulators.fleet import Fleet, FleetSettings
+
+    fleet = Fleet(
+        args.devices,
+        broker_from_args(args),
+        load_public_key(Path(args.collector_pubkey)),
+        site=args.site,
+        settings=FleetSettings(rate=args.rate, burst=args.burst, burst_every=args.burst_every),
+    )
+    fleet.write_trust(Path(args.trust_out))
+    print(f"fleet: {args.devices} device keys in {args.trust_out}/{args.site}/", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    fleet.start()
+    fleet.generate(True)
+    start = time.monotonic()
+    last_written, last_t = 0, start
+    next_restart = start + args.restart_every if args.restart_every else float("inf")
+    while not stop.wait(args.report_every):
+        now = time.monotonic()
+        written, receipted = fleet.totals()
+        connected = sum(d.connected for d in fleet.devices)
+        rate = (written - last_written) / (now - last_t)
+        last_written, last_t = written, now
+        print(
+            f"fleet: {connected}/{args.devices} connected, {written} written"
+            f" ({rate:.0f}/s), {receipted} receipted, {written - receipted} waiting",
+            flush=True,
+        )
+        if now >= next_restart:
+            fleet.restart(random.choice(fleet.devices).device)  # noqa: S311 (a test load)
+            next_restart = now + args.restart_every
+        if args.seconds and now - start >= args.seconds:
+            break
+    fleet.generate(False)
+    fleet.stop()
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.sim_command == "fleet":
+        return _cmd_fleet(args)
 
     req: dict[str, object] = {"cmd": args.sim_command}
     for key in ("card", "reader", "kind", "behaviour", "door", "action", "name", "keys"):
@@ -90,4 +141,34 @@ def register(sub: Any) -> None:
     rd.add_argument("reader")
     rd.add_argument("action", choices=["unplug", "plug"])
     ssub.add_parser("state", help="relay, LEDs, buzzer, doors and alarms as JSON")
+    fl = ssub.add_parser(
+        "fleet",
+        help="run N simulated devices (own keys and journals) against a broker and collector",
+    )
+    add_broker_args(fl)
+    fl.add_argument("--devices", type=int, default=100, help="how many (default: 100)")
+    fl.add_argument("--site", default="fleet", help="their site (default: fleet)")
+    fl.add_argument(
+        "--rate", type=float, default=100.0, help="records per second, whole fleet (default: 100)"
+    )
+    fl.add_argument("--burst", type=int, default=0, help="extra records in a burst (default: 0)")
+    fl.add_argument(
+        "--burst-every", type=float, default=10.0, help="seconds between bursts (default: 10)"
+    )
+    fl.add_argument(
+        "--restart-every",
+        type=float,
+        default=0.0,
+        help="restart a random device every S seconds (default: 0, never)",
+    )
+    fl.add_argument(
+        "--collector-pubkey", required=True, help="collector_ed25519.pub: only its receipts count"
+    )
+    fl.add_argument(
+        "--trust-out", required=True, help="where to write the devices' keys (SITE/DEVICE.pub)"
+    )
+    fl.add_argument("--seconds", type=float, default=0.0, help="stop after S (default: 0, never)")
+    fl.add_argument(
+        "--report-every", type=float, default=5.0, help="seconds between lines (default: 5)"
+    )
     sim.set_defaults(handler=_cmd_sim)

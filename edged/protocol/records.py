@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -118,6 +119,17 @@ class Record:
         obj["sig"] = self.sig
         # The body was canonical JSON already: its values need no second type check.
         return dumps_checked(obj)
+
+
+def seal(obj: dict[str, Any], sign: Callable[[bytes], bytes]) -> Record:
+    """The record of ``obj`` (every envelope field but hash and sig set): its canonical
+    body, the body's hash, and ``sign`` over the hash's 32 bytes. The one place a record
+    is made, for the journal and for the fleet simulator alike."""
+    body = dumps_checked(obj)
+    h = digest(body)
+    return Record(
+        seq=obj["seq"], type=obj["type"], body=body, hash=h, sig=sign(bytes.fromhex(h)).hex()
+    )
 
 
 def format_ts(wall_ms: int) -> str:

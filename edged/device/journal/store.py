@@ -21,7 +21,6 @@ import sqlite_utils
 from edged.clock import Clock, read_boot_id
 from edged.device.journal.witness import Head, HeadWitness
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.protocol.canonical import dumps_checked
 from edged.protocol.keys import DeviceKeys
 from edged.protocol.privacy import check_fields
 from edged.protocol.records import (
@@ -30,8 +29,8 @@ from edged.protocol.records import (
     GENESIS,
     ROLLBACK,
     Record,
-    digest,
     format_ts,
+    seal,
 )
 
 # SQLite primary result codes that mean the storage failed under the open connection:
@@ -262,11 +261,9 @@ class Journal:
             prev=prev,
             key_id=self._keys.key_id,
         )
-        body = dumps_checked(obj)
-        h = digest(body)
-        sig = self._keys.sign(bytes.fromhex(h)).hex()
-        row = (seq, rtype, ts, prev, h, sig, self._keys.key_id, body.decode("utf-8"))
-        return Record(seq=seq, type=rtype, body=body, hash=h, sig=sig), row
+        rec = seal(obj, self._keys.sign)
+        row = (seq, rtype, ts, prev, rec.hash, rec.sig, self._keys.key_id, rec.body.decode("utf-8"))
+        return rec, row
 
     @staticmethod
     def _validate(rtype: str, fields: dict[str, Any]) -> None:

@@ -495,6 +495,7 @@ class SyncAgent:
                 {
                     "state": "online",
                     "device": self.device,
+                    "ts": beat["ts"],
                     "boot_id": self._boot_id,
                     "head_seq": head,
                     "head_hash": head_hash,
