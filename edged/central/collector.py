@@ -153,6 +153,7 @@ class Collector:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self.stored = 0
+        self.parked = 0  # records that arrived ahead of their turn
         self._inbox: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue()
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
@@ -195,6 +196,7 @@ class Collector:
         with self._lock:
             self._flush_locked()
             self.store.close()
+        log.info("collector_stopped", stored=self.stored, parked=self.parked)
 
     # -- callbacks (paho's thread) ---------------------------------------------------
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
@@ -285,9 +287,7 @@ class Collector:
         self, site: str, device: str, atype: str, detail: str, ts: str, source: str, **more: Any
     ) -> None:
         doc = {"site": site, "device": device, "type": atype, "ts": ts, "source": source}
-        self._client.publish(
-            CENTRAL_ALARMS, json.dumps({**doc, "detail": detail, **more}), qos=1
-        )
+        self._client.publish(CENTRAL_ALARMS, json.dumps({**doc, "detail": detail, **more}), qos=1)
 
     # -- the central side's own alarms -------------------------------------------------
     def check_devices(self) -> None:
@@ -429,6 +429,8 @@ class Collector:
                     break  # still a gap: they wait on
                 # Verified in full when it was parked.
                 self._record_locked(*dev, body.encode(), rec, authentic=True, checked=True)
+            if self._heads[dev][0] > last:
+                self.store.drop_pending(dev, self._heads[dev][0])
 
     def _abort_locked(self) -> None:
         self.store.rollback()
@@ -560,6 +562,7 @@ class Collector:
                 # Ahead of its turn: the records before it may be on their way through
                 # another collector. Verified, it waits in the store; when it waits too
                 # long (or too many wait) the device is asked to resend.
+                self.parked += 1
                 if not self.store.add_pending(dev, rec, payload.decode("utf-8")):
                     log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
                     self._ask_resend(site, device, last + 1)
@@ -596,15 +599,26 @@ class Collector:
             # A device's alarm: stored with the record, announced once committed.
             detail = _alarm_detail(rec)
             self.store.add_alarm(
-                str(rec.get("ts")), dev, rtype.removeprefix("alarm."), detail,
-                source="device", seq=rec["seq"],
+                str(rec.get("ts")),
+                dev,
+                rtype.removeprefix("alarm."),
+                detail,
+                source="device",
+                seq=rec["seq"],
             )
             self._announce.append(
                 (
                     CENTRAL_ALARMS,
                     json.dumps(
-                        {"site": dev[0], "device": dev[1], "type": rtype, "seq": rec["seq"],
-                         "ts": rec.get("ts"), "source": "device", "detail": detail}
+                        {
+                            "site": dev[0],
+                            "device": dev[1],
+                            "type": rtype,
+                            "seq": rec["seq"],
+                            "ts": rec.get("ts"),
+                            "source": "device",
+                            "detail": detail,
+                        }
                     ).encode(),
                 )
             )

@@ -270,9 +270,7 @@ class CentralStore:
         """Park a verified record that does not yet extend the chain; False when the
         device has too many waiting already (it is asked to resend instead)."""
         self.begin()
-        n = self._x(
-            "SELECT count(*) FROM pending WHERE site=? AND device=?", dev
-        ).fetchone()[0]
+        n = self._x("SELECT count(*) FROM pending WHERE site=? AND device=?", dev).fetchone()[0]
         if n >= MAX_PENDING:
             return False
         self._x(
@@ -281,11 +279,15 @@ class CentralStore:
         )
         return True
 
+    def drop_pending(self, dev: Dev, upto: int) -> None:
+        """Forget waiting records of ``dev`` up to seq ``upto``: they are stored."""
+        self.begin()
+        self._x("DELETE FROM pending WHERE site=? AND device=? AND seq <= ?", (*dev, upto))
+
     def take_pending(self, dev: Dev, after: int) -> list[str]:
         """Bodies of waiting records of ``dev`` from seq ``after + 1`` on, in seq order;
         those at or below ``after`` are dropped (stored meanwhile)."""
-        self.begin()
-        self._x("DELETE FROM pending WHERE site=? AND device=? AND seq <= ?", (*dev, after))
+        self.drop_pending(dev, after)
         rows = self._x(
             "SELECT seq, body FROM pending WHERE site=? AND device=? ORDER BY seq", dev
         ).fetchall()
