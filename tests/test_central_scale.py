@@ -15,12 +15,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from edged.protocol.keys import init_role_key
-from edged.protocol.mqtt import Broker
 from edged.simulators.fleet import Fleet, FleetSettings
 from edged.simulators.mosquitto import MosquittoHarness
 from edged.simulators.postgres import PostgresHarness
+
+from edged.protocol.keys import init_role_key
+from edged.protocol.mqtt import Broker
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.system
@@ -53,9 +53,10 @@ class CollectorProc:
     """``edged collect`` as a process of its own, so that it can be killed."""
 
     def __init__(self, tmp: Path, n: int, store: str, port: int, share: str | None) -> None:
+        key = tmp / "collector" / "collector_ed25519.key"
         self.args = [
             EDGED, "collect", "--broker", f"127.0.0.1:{port}", "--store", store,
-            "--trust", str(tmp / "trust"), "--key", str(tmp / "collector" / "collector_ed25519.key"),
+            "--trust", str(tmp / "trust"), "--key", str(key),
         ]  # fmt: skip
         if share:
             self.args += ["--share", share]
@@ -63,11 +64,8 @@ class CollectorProc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=open(self.log, "ab"),
-            stderr=subprocess.STDOUT,  # noqa: SIM115
-        )
+        with open(self.log, "ab") as out:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
         # Subscribed once it says so in its log (the broker has taken the subscriptions).
         wait_until(lambda: b"collector_connected" in self.log.read_bytes(), 30, "collector up")
 
