@@ -20,6 +20,9 @@ if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
     apt_packages+=(chromium fonts-noto-cjk poppler-utils e2fsprogs util-linux iproute2)
     # The Debian package is built (dh-virtualenv) and installed and purged by the tests.
     apt_packages+=(dh-virtualenv debhelper dpkg-dev fakeroot libccid)
+    # The central store on PostgreSQL: the tests start their own server (initdb in a
+    # temporary directory, as the postgres user the package creates).
+    apt_packages+=(postgresql)
 fi
 
 missing=()

@@ -118,6 +118,21 @@ def mosquitto(tmp_path):
 
 
 @pytest.fixture
+def postgres():
+    """A real PostgreSQL in a temporary directory (initdb as the postgres user), with an
+    empty database ``edged``; fails loudly when not installed."""
+    from edged.simulators.postgres import PostgresHarness
+
+    missing = PostgresHarness.available()
+    if missing:
+        pytest.fail(f"PostgreSQL missing: {missing}; run scripts/bootstrap.sh as root")
+    pg = PostgresHarness()
+    pg.start()
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture
 def log_lines():
     """Capture structlog output as parsed JSON lines; restores the previous set-up after."""
     import io

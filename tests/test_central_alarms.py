@@ -15,7 +15,6 @@ from edged.simulators.fleet import Fleet, FleetSettings
 from edged.central.collector import CENTRAL_ALARMS, Collector, Watch
 from edged.protocol.keys import init_role_key
 from edged.protocol.mqtt import Broker, new_client
-from tests.test_central_scale import postgres  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

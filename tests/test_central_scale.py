@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from edged.simulators.fleet import Fleet, FleetSettings
 from edged.simulators.mosquitto import MosquittoHarness
-from edged.simulators.postgres import PostgresHarness
 
 from edged.protocol.keys import init_role_key
 from edged.protocol.mqtt import Broker
@@ -27,17 +26,6 @@ pytestmark = pytest.mark.system
 
 DEVICES = int(os.environ.get("EDGED_FLEET_DEVICES", "200"))
 BROKER_CONFIG = "max_queued_messages 100000\nmax_inflight_messages 100\n"
-
-
-@pytest.fixture
-def postgres():
-    missing = PostgresHarness.available()
-    if missing:
-        pytest.fail(f"{missing}; run scripts/bootstrap.sh as root")
-    pg = PostgresHarness()
-    pg.start()
-    yield pg
-    pg.remove()
 
 
 def wait_until(pred, timeout: float, what: str, every: float = 0.2) -> None:

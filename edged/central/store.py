@@ -81,6 +81,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+# Engine-specific steps of a migration, by engine (triggers differ in syntax).
+ENGINE_MIGRATIONS: dict[int, dict[str, list[str]]] = {
+    3: {
+        # The central copy is append-only like the journal: a stored record's content
+        # cannot be changed or deleted through SQL without dropping the trigger first
+        # (and the ledger's verification still names what was changed).
+        "sqlite": [
+            """CREATE TRIGGER records_no_update BEFORE UPDATE OF site, device, seq, type, ts,
+               hash, body ON records BEGIN
+               SELECT RAISE(ABORT, 'edged central store is append-only: UPDATE refused'); END""",
+            """CREATE TRIGGER records_no_delete BEFORE DELETE ON records BEGIN
+               SELECT RAISE(ABORT, 'edged central store is append-only: DELETE refused'); END""",
+        ],
+        "postgresql": [
+            """CREATE OR REPLACE FUNCTION edged_append_only() RETURNS trigger AS $$
+               BEGIN RAISE EXCEPTION 'edged central store is append-only: % refused', TG_OP;
+               END $$ LANGUAGE plpgsql""",
+            """CREATE TRIGGER records_no_update BEFORE UPDATE OF site, device, seq, type, ts,
+               hash, body ON records FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
+            """CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+               FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
+        ],
+    },
+}
+MIGRATIONS.append((3, []))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -91,6 +116,7 @@ MAX_PENDING = 2000
 class CentralStore:
     """The central side's SQL over a DB-API connection; engines supply the hooks."""
 
+    ENGINE = "sqlite"
     INT = "INTEGER"
     AUTO_ID = "INTEGER PRIMARY KEY"
     GREATEST = "max"
@@ -132,6 +158,8 @@ class CentralStore:
                 self._upgrade_unversioned()
             for sql in statements:
                 self._x(sql.format(int=self.INT, id=self.AUTO_ID))
+            for sql in ENGINE_MIGRATIONS.get(version, {}).get(self.ENGINE, []):
+                self._x(sql)
             self._x(
                 "INSERT INTO schema_migrations VALUES (?, ?)",
                 (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
@@ -509,6 +537,7 @@ class SqliteStore(CentralStore):
 class PostgresStore(CentralStore):
     """The store in PostgreSQL (psycopg 3), for many collectors and many sites."""
 
+    ENGINE = "postgresql"
     INT = "BIGINT"
     AUTO_ID = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
     GREATEST = "GREATEST"
@@ -536,6 +565,8 @@ class PostgresStore(CentralStore):
             self._db.execute("SELECT pg_advisory_unlock(7302185)")
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if not params:  # taken as written: a function body's % is not a placeholder
+            return self._db.execute(sql)  # type: ignore[arg-type]
         return self._db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

@@ -96,8 +96,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
     from edged.device.report import build_ledger, to_csv, to_html
 
-    db = Path(args.db)
-    pub_path = Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE
     try:
         start = _dt.date.fromisoformat(args.from_date)
         end = _dt.date.fromisoformat(args.to_date)
@@ -107,30 +105,69 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from {start} is after --to {end}: the period would be empty")
     # The format follows the output file's name unless given: ledger.csv is CSV.
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "html")
-    try:
-        _journal_file(db)
-        pub = load_public_key(pub_path)
-        result = verify_journal(db, {key_id_of(pub): pub})
-    except (JournalCorruptError, KeyFileError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 2
-    led = build_ledger(db, start, end, args.tz, result)
+    if (args.db is None) == (args.store is None):
+        raise ConfigError("report: give --db JOURNAL (one door) or --store STORE --site SITE")
+    if args.store is not None:
+        led, result, label = _central_ledger(args, start, end)
+    else:
+        db = Path(args.db)
+        pub_path = Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE
+        try:
+            _journal_file(db)
+            pub = load_public_key(pub_path)
+            result = verify_journal(db, {key_id_of(pub): pub})
+        except (JournalCorruptError, KeyFileError) as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return 2
+        led, label = build_ledger(db, start, end, args.tz, result), args.device
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         to_csv(led)
         if fmt == "csv"
-        else to_html(led, lang=args.lang, device=args.device, generated=now)
+        else to_html(led, lang=args.lang, device=label, generated=now)
     )
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(
             f"wrote {args.out}: {len(led.visits)} visits, {len(led.lockchecks)} lock checks,"
-            f" {len(led.denied)} denials, {len(led.alarms)} alarms; journal "
+            f" {len(led.denied)} denials, {len(led.alarms)} alarms; records "
             f"{'intact' if result.ok else 'NOT intact'}"
         )
     else:
         sys.stdout.write(text)
     return 0 if result.ok else 1
+
+
+def _central_ledger(args: argparse.Namespace, start: Any, end: Any) -> tuple[Any, Any, str]:
+    """The ledger across doors from the central store (``--store``)."""
+    from edged.central.ledger import central_ledger
+    from edged.central.store import open_store
+    from edged.central.trust import TrustStore
+    from edged.ledger import Scope
+
+    if not args.site:
+        raise ConfigError("report --store: --site is required")
+    store = open_store(args.store)
+    try:
+        led = central_ledger(
+            store,
+            args.site,
+            start,
+            end,
+            args.tz,
+            scope=Scope(args.area, args.door, args.person),
+            trust=TrustStore(Path(args.trust)) if args.trust else None,
+        )
+    finally:
+        store.close()
+    where = " ".join(
+        f"{k} {v}"
+        for k, v in (("area", args.area), ("door", args.door), ("person", args.person))
+        if v
+    )
+    label = args.device or f"site {args.site}" + (f", {where}" if where else "")
+    assert led.verify is not None
+    return led, led.verify, label
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -263,7 +300,20 @@ def register(sub: Any) -> None:
     stp.add_argument("--json", action="store_true")
     stp.set_defaults(handler=_cmd_status)
     rp = sub.add_parser("report", help="the entry/exit ledger (入退室管理表) for a period")
-    rp.add_argument("--db", required=True)
+    rp.add_argument("--db", help="one door's journal.db")
+    rp.add_argument(
+        "--store",
+        help="the central store (FILE.db or postgresql://…): the ledger across every door",
+    )
+    rp.add_argument("--site", help="with --store: the site")
+    rp.add_argument("--area", help="with --store: only this area (default: all)")
+    rp.add_argument("--door", help="with --store: only this door (default: all)")
+    rp.add_argument("--person", help="with --store: only this person's id (default: all)")
+    rp.add_argument(
+        "--trust",
+        help="with --store: SITE/DEVICE.pub directory: verify every signature again"
+        " (default: hashes and chain links only)",
+    )
     rp.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
     rp.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
     rp.add_argument(
@@ -273,7 +323,9 @@ def register(sub: Any) -> None:
     )
     rp.add_argument("--lang", choices=["ja", "en"], default="ja")
     rp.add_argument("--tz", default="Asia/Tokyo", help="local time of the ledger")
-    rp.add_argument("--device", default="", help="device name printed on the report")
+    rp.add_argument(
+        "--device", default="", help="name printed on the report (default: none, or the site)"
+    )
     rp.add_argument("--pubkey", help="device public key; default: beside the journal")
     rp.add_argument("--out", help="file to write (default: standard output)")
     rp.set_defaults(handler=_cmd_report)

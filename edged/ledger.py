@@ -1,0 +1,484 @@
+"""The entry/exit ledger (入退室管理表) for a period, from signed records (R1, R16): one
+door's journal (:mod:`edged.device.report`) or the central copy of many
+(:mod:`edged.central.ledger`), in the same formats and languages.
+
+One row per visit (entry time, person, purpose, carry-in, escort, exit time), the
+last-leaver confirmations per day, denied attempts, alarms and missed lock checks, and
+the journal's verification result with its head hash, so that a filed paper copy is tied
+to the signed log. CSV for tools, HTML that prints on A4 (Japanese by default).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edged.core.replay import mono_of
+from edged.protocol.records import format_ts, parse_ts
+
+
+class Verdict(Protocol):
+    """What was proven about the records a ledger is built from."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def summary(self) -> str: ...
+
+
+LABELS = {
+    "ja": {
+        "title": "入退室管理表",
+        "period": "期間",
+        "device": "装置",
+        "visits": "入退室記録",
+        "entry": "入室日時",
+        "exit": "退室日時",
+        "person": "氏名",
+        "id": "ID",
+        "area": "区域",
+        "purpose": "入室理由",
+        "carry_in": "持込申告",
+        "escort": "立会者(確認者)",
+        "lockchecks": "最終退室者による施錠確認",
+        "time": "日時",
+        "confirmer": "確認者",
+        "result": "結果",
+        "cabinets": "施錠状態",
+        "denied": "入室拒否",
+        "reason": "理由",
+        "alarms": "警報",
+        "type": "種別",
+        "detail": "内容",
+        "verify": "記録の検証",
+        "head": "最終記録",
+        "ok": "改ざんなし",
+        "bad": "異常あり",
+        "none": "該当なし",
+        "still_inside": "(在室中)",
+        "confirmed": "確認済",
+        "missed": "未確認(警報)",
+        "generated": "作成日時",
+        "signature": "確認印",
+        "legend": "≈: 時刻同期前の記録。同じ起動中の単調時計から算出した時刻。"
+        " ?: 時刻未同期の記録。装置の時計のままの時刻。",
+    },
+    "en": {
+        "title": "Entry/exit ledger",
+        "period": "Period",
+        "device": "Device",
+        "visits": "Visits",
+        "entry": "Entry",
+        "exit": "Exit",
+        "person": "Name",
+        "id": "ID",
+        "area": "Area",
+        "purpose": "Purpose",
+        "carry_in": "Carry-in",
+        "escort": "Escort",
+        "lockchecks": "Last-leaver lock checks",
+        "time": "Time",
+        "confirmer": "Confirmed by",
+        "result": "Result",
+        "cabinets": "Cabinets",
+        "denied": "Denied attempts",
+        "reason": "Reason",
+        "alarms": "Alarms",
+        "type": "Type",
+        "detail": "Detail",
+        "verify": "Journal verification",
+        "head": "Head",
+        "ok": "intact",
+        "bad": "NOT intact",
+        "none": "none",
+        "still_inside": "(inside)",
+        "confirmed": "confirmed",
+        "missed": "MISSED (alarm)",
+        "generated": "Generated",
+        "signature": "Reviewed by",
+        "legend": "≈: recorded before the clock was synchronised; the time is placed by"
+        " the monotonic clock of the same boot. ?: clock not synchronised; the device's"
+        " time as it was.",
+    },
+}
+
+
+# Codes as recorded, shown in Japanese on the ja report (the CSV keeps the codes).
+CODES_JA = {
+    "unknown_card": "未登録カード",
+    "expired": "有効期限切れ",
+    "not_yet_valid": "有効期間前",
+    "outside_window": "許可時間外",
+    "area_not_allowed": "区域の権限なし",
+    "already_inside": "入室中(アンチパスバック)",
+    "pin_wrong": "暗証番号誤り",
+    "pin_locked_out": "暗証番号ロック中",
+    "pin_not_enrolled": "暗証番号未登録",
+    "escort_needed": "立会者なし",
+    "purpose_invalid": "入室理由が不正",
+    "carry_in_invalid": "持込申告が不正",
+    "prompt_timeout": "入力時間切れ",
+    "prompt_cancelled": "入力中断",
+    "clock_untrusted": "時刻未同期",
+    "no_access_list": "権限表なし",
+    "no_keypad": "テンキーなし",
+    "none": "持込なし",
+    "approved_pc": "許可PC",
+    "approved_media": "許可媒体",
+    "door_forced": "こじ開け",
+    "door_held_open": "扉の開放放置",
+    "tamper": "筐体開放",
+    "reader_lost": "読取機の取外し",
+    "cabinet_unattended": "無人時の書庫開錠",
+    "lockcheck_missed": "施錠確認なし",
+    "pin_lockout": "暗証番号ロック",
+    "acl_rejected": "権限表の拒否",
+    "acl_invalid": "権限表の異常",
+    "driver_fault": "機器異常",
+}
+
+
+@dataclass
+class Visit:
+    """One stay in an area: from a grant to the exit that ended it."""
+
+    entry: str
+    person: str
+    name: str
+    area: str
+    purpose: str = ""
+    carry_in: str = ""
+    escort: str = ""
+    exit: str = ""
+
+
+@dataclass
+class Ledger:
+    """Everything a report shows, already in local time."""
+
+    start: dt.date
+    end: dt.date
+    tz: str
+    visits: list[Visit] = field(default_factory=list)
+    lockchecks: list[dict[str, Any]] = field(default_factory=list)
+    denied: list[dict[str, Any]] = field(default_factory=list)
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    verify: Verdict | None = None
+
+
+def _local(ts: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).astimezone(tz)
+
+
+# Marks after a time that did not come from a synchronised clock (legend in the report).
+RECONSTRUCTED, UNSYNCED = " ≈", " ?"
+
+
+def _when(r: dict[str, Any], anchors: dict[str, tuple[int, int]]) -> tuple[str, str]:
+    """The record's time as ts, and the mark to show after it."""
+    if r.get("clock_synced", True):
+        return r["ts"], ""
+    anchor = anchors.get(r.get("boot_id", ""))
+    mono = mono_of(r)
+    if anchor is None or not isinstance(mono, int) or mono > anchor[0]:
+        return r["ts"], UNSYNCED  # nothing to place it by: the raw clock, marked
+    return format_ts(anchor[1] - (anchor[0] - mono) // 1_000_000), RECONSTRUCTED
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which records a ledger shows: an area, a door, a person (all when None)."""
+
+    area: str | None = None
+    door: str | None = None
+    person: str | None = None
+
+    def keeps(self, r: dict[str, Any]) -> bool:
+        return all(
+            want is None or r.get(key) == want
+            for key, want in (("area", self.area), ("door", self.door), ("person", self.person))
+        )
+
+
+def anchors_of(records: Iterable[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per boot, its first record made under a synchronised clock: (mono ns, wall ms)."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        mono = mono_of(r)
+        if r.get("clock_synced") and r.get("boot_id") not in out and isinstance(mono, int):
+            out[str(r.get("boot_id"))] = (mono, parse_ts(r["ts"]))
+    return out
+
+
+def new_ledger(start: dt.date, end: dt.date, tz_name: str, verify: Verdict | None) -> Ledger:
+    return Ledger(start, end, tz_name, verify=verify)
+
+
+def add_records(
+    led: Ledger,
+    records: Iterable[dict[str, Any]],
+    anchors: dict[str, tuple[int, int]],
+    scope: Scope = Scope(),
+) -> None:
+    """Add one device's records, read in seq order, to the ledger's period."""
+    tz = zoneinfo.ZoneInfo(led.tz)
+    start, end = led.start, led.end
+    open_visits: dict[tuple[str, str], Visit] = {}
+    for r in records:
+        if not scope.keeps(r):
+            continue
+        ts, mark = _when(r, anchors)
+        t = _local(ts, tz)
+        when = t.strftime("%Y-%m-%d %H:%M:%S") + mark
+        in_period = start <= t.date() <= end
+        rtype = r["type"]
+        if rtype == "door.granted" and r.get("person"):
+            v = Visit(
+                when,
+                r["person"],
+                r.get("name", ""),
+                r.get("area", ""),
+                r.get("purpose", ""),
+                r.get("carry_in", ""),
+                r.get("escort_name") or r.get("escort") or "",
+            )
+            open_visits[(r["person"], v.area)] = v
+            if in_period:
+                led.visits.append(v)
+        elif rtype == "door.exit" and r.get("person"):
+            left = open_visits.pop((r["person"], r.get("area", "")), None)
+            if left is not None:
+                left.exit = when
+        elif rtype == "occupancy.reset":
+            for key in [k for k in open_visits if k[1] == r.get("area")]:
+                open_visits.pop(key).exit = f"{when} (reset)"
+        if not in_period:
+            continue
+        if rtype in ("lockcheck.confirmed", "alarm.lockcheck_missed"):
+            led.lockchecks.append(
+                {
+                    "time": when,
+                    "area": r.get("area", ""),
+                    "confirmer": r.get("name", ""),
+                    "id": r.get("person", ""),
+                    "result": "confirmed" if rtype == "lockcheck.confirmed" else "missed",
+                    "cabinets": r.get("cabinets", {}),
+                }
+            )
+        elif rtype == "door.denied":
+            led.denied.append(
+                {
+                    "time": when,
+                    "area": r.get("area", ""),
+                    "name": r.get("name", ""),
+                    "id": r.get("person", ""),
+                    "reason": r.get("reason", ""),
+                }
+            )
+        elif rtype.startswith("alarm.") and rtype != "alarm.cleared":
+            detail = {
+                k: v
+                for k, v in r.items()
+                if k in ("door", "area", "cabinet", "reader", "reason", "person", "open")
+            }
+            led.alarms.append(
+                {
+                    "time": when,
+                    "type": rtype.removeprefix("alarm."),
+                    "detail": json.dumps(detail, ensure_ascii=False),
+                }
+            )
+
+
+def finish(led: Ledger) -> Ledger:
+    """Several devices' rows in time order."""
+    led.visits.sort(key=lambda v: v.entry)
+    for rows in (led.lockchecks, led.denied, led.alarms):
+        rows.sort(key=lambda x: x["time"])
+    return led
+
+
+def to_csv(led: Ledger) -> str:
+    """One table: a ``section`` column says which part of the ledger a row belongs to."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(
+        [
+            "section",
+            "time",
+            "exit",
+            "id",
+            "name",
+            "area",
+            "purpose",
+            "carry_in",
+            "escort",
+            "result",
+            "detail",
+        ]
+    )
+    for v in led.visits:
+        w.writerow(
+            [
+                "visit",
+                v.entry,
+                v.exit,
+                v.person,
+                v.name,
+                v.area,
+                v.purpose,
+                v.carry_in,
+                v.escort,
+                "",
+                "",
+            ]
+        )
+    for c in led.lockchecks:
+        w.writerow(
+            [
+                "lockcheck",
+                c["time"],
+                "",
+                c["id"],
+                c["confirmer"],
+                c["area"],
+                "",
+                "",
+                "",
+                c["result"],
+                json.dumps(c["cabinets"], ensure_ascii=False),
+            ]
+        )
+    for d in led.denied:
+        w.writerow(
+            ["denied", d["time"], "", d["id"], d["name"], d["area"], "", "", "", d["reason"], ""]
+        )
+    for a in led.alarms:
+        w.writerow(["alarm", a["time"], "", "", "", "", "", "", "", a["type"], a["detail"]])
+    res = led.verify
+    w.writerow(
+        [
+            "verify",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "ok" if res and res.ok else "FAILED",
+            res.summary() if res else "not verified",
+        ]
+    )
+    return out.getvalue()
+
+
+def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str = "") -> str:
+    """A printable A4 page (one or more), Japanese labels by default."""
+    L = LABELS[lang]
+
+    def code(c: str) -> str:
+        return CODES_JA.get(c, c) if lang == "ja" else c
+
+    def e(s: object) -> str:
+        return html.escape(str(s))
+
+    def table(headers: list[str], rows: list[list[str]]) -> str:
+        if not rows:
+            return f'<p class="none">{e(L["none"])}</p>'
+        head = "".join(f"<th>{e(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    visits = [
+        [
+            v.entry,
+            v.exit or L["still_inside"],
+            v.name,
+            v.person,
+            v.area,
+            v.purpose,
+            code(v.carry_in),
+            v.escort,
+        ]
+        for v in led.visits
+    ]
+    checks = [
+        [
+            c["time"],
+            c["area"],
+            c["confirmer"],
+            L[c["result"]],
+            ", ".join(f"{k}: {s}" for k, s in c["cabinets"].items()),
+        ]
+        for c in led.lockchecks
+    ]
+    denied = [
+        [d["time"], d["area"], d["name"] or "-", d["id"] or "-", code(d["reason"])]
+        for d in led.denied
+    ]
+    alarms = [[a["time"], code(a["type"]), a["detail"]] for a in led.alarms]
+    times = [r[0] for r in (*visits, *checks, *denied, *alarms)] + [r[1] for r in visits]
+    marked = any(t.endswith((RECONSTRUCTED, UNSYNCED)) for t in times)
+    legend = f'<p class="none">{e(L["legend"])}</p>' if marked else ""
+    v = led.verify
+    verdict = (
+        f'<span class="ok">{e(L["ok"])}</span>'
+        if v and v.ok
+        else f'<span class="bad">{e(L["bad"])}</span>'
+    )
+    vline = e(v.summary()) if v else ""
+    return f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{e(L["title"])}</title>
+<style>
+@page {{ size: A4; margin: 14mm 12mm; }}
+body {{ font-family: "Noto Sans CJK JP", "IPAexGothic", sans-serif; font-size: 9.5pt; }}
+h1 {{ font-size: 15pt; margin: 0 0 2mm; }} h2 {{ font-size: 11pt; margin: 5mm 0 1.5mm; }}
+table {{ border-collapse: collapse; width: 100%; page-break-inside: auto; }}
+tr {{ page-break-inside: avoid; }} thead {{ display: table-header-group; }}
+th, td {{ border: 0.4pt solid #444; padding: 0.8mm 1.2mm; text-align: left; vertical-align: top; }}
+th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
+.ok {{ font-weight: bold; }} .bad {{ font-weight: bold; color: #b00; }}
+.hash {{ font-family: monospace; font-size: 7.5pt; word-break: break-all; }}
+.sign {{ margin-top: 8mm; float: right; border: 0.4pt solid #444; width: 30mm; height: 20mm; }}
+.none {{ color: #555; }}
+</style></head><body>
+<h1>{e(L["title"])}</h1>
+<table class="meta"><tr><td>{e(L["period"])}: {led.start} – {led.end} ({e(led.tz)})</td>
+<td>{e(L["device"])}: {e(device)}</td><td>{e(L["generated"])}: {e(generated)}</td></tr></table>
+<h2>{e(L["visits"])}</h2>
+{
+        table(
+            [
+                L["entry"],
+                L["exit"],
+                L["person"],
+                L["id"],
+                L["area"],
+                L["purpose"],
+                L["carry_in"],
+                L["escort"],
+            ],
+            visits,
+        )
+    }
+<h2>{e(L["lockchecks"])}</h2>
+{table([L["time"], L["area"], L["confirmer"], L["result"], L["cabinets"]], checks)}
+<h2>{e(L["denied"])}</h2>
+{table([L["time"], L["area"], L["person"], L["id"], L["reason"]], denied)}
+<h2>{e(L["alarms"])}</h2>
+{table([L["time"], L["type"], L["detail"]], alarms)}
+{legend}
+<h2>{e(L["verify"])}</h2>
+<p>{verdict}</p><p class="hash">{vline}</p>
+<div class="sign">{e(L["signature"])}</div>
+</body></html>
+"""
