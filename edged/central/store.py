@@ -121,12 +121,29 @@ class CentralStore:
     AUTO_ID = "INTEGER PRIMARY KEY"
     GREATEST = "max"
     url: str
+    # Records of the open transaction not yet sent: written in one executemany before
+    # any other statement and before commit, so every read sees them.
+    _rows: list[tuple[Any, ...]]
+
+    def _exec(self, sql: str, params: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def _exec_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
+        if self._rows:
+            self._write_rows()
+        return self._exec(sql, params)
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        raise NotImplementedError
+        if self._rows:
+            self._write_rows()
+        self._exec_many(sql, list(rows))
+
+    def _write_rows(self) -> None:
+        rows, self._rows = self._rows, []
+        self._exec_many("INSERT INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def begin(self) -> None:
         raise NotImplementedError
@@ -186,18 +203,26 @@ class CentralStore:
         order, so two collectors with overlapping batches wait, never deadlock."""
         self.begin()
         out: dict[Dev, tuple[int, str]] = {}
-        for dev in sorted(set(devs)):
+        todo = sorted(set(devs))
+        # Two statements for up to 200 devices: a batch touches many devices at once.
+        for i in range(0, len(todo), 200):
+            part = todo[i : i + 200]
+            flat = [x for dev in part for x in (*dev, GENESIS)]
             self._x(
-                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES (?,?,0,?)"
-                " ON CONFLICT (site, device) DO NOTHING",
-                (*dev, GENESIS),
+                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES "  # noqa: S608
+                + ", ".join(["(?,?,0,?)"] * len(part))
+                + " ON CONFLICT (site, device) DO NOTHING",
+                flat,
             )
-            row = self._x(
-                "SELECT last_seq, last_hash FROM devices WHERE site=? AND device=?"  # noqa: S608 (engine keyword)
+            rows = self._x(
+                "SELECT site, device, last_seq, last_hash FROM devices"  # noqa: S608
+                " WHERE (site, device) IN (VALUES "
+                + ", ".join(["(?,?)"] * len(part))
+                + ") ORDER BY site, device"
                 + self._lock_suffix(),
-                dev,
-            ).fetchone()
-            out[dev] = (row[0], row[1])
+                [x for dev in part for x in dev],
+            ).fetchall()
+            out.update({(s, d): (seq, h) for s, d, seq, h in rows})
         return out
 
     def save_heads(self, heads: list[tuple[str, str, int, str]]) -> None:
@@ -230,9 +255,8 @@ class CentralStore:
     # -- records -----------------------------------------------------------------------
     def insert(self, dev: Dev, rec: dict[str, Any], body: str, checked: bool) -> None:
         self.begin()
-        self._x(
-            "INSERT INTO records VALUES (?,?,?,?,?,?,?,?)",
-            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, int(checked)),
+        self._rows.append(
+            (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, int(checked))
         )
 
     def hash_at(self, dev: Dev, seq: int) -> str | None:
@@ -499,6 +523,7 @@ class SqliteStore(CentralStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.url = str(self.path)
+        self._rows = []
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -512,10 +537,10 @@ class SqliteStore(CentralStore):
                 "ALTER TABLE records ADD COLUMN sig_checked INTEGER NOT NULL DEFAULT 1"
             )
 
-    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _exec(self, sql: str, params: Sequence[Any]) -> Any:
         return self._db.execute(sql, params)
 
-    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def _exec_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._db.executemany(sql, rows)
 
     def begin(self) -> None:
@@ -523,10 +548,13 @@ class SqliteStore(CentralStore):
             self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
+        if self._rows:
+            self._write_rows()
         if self._db.in_transaction:
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._rows = []
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -550,6 +578,7 @@ class PostgresStore(CentralStore):
                 "--store postgresql://: psycopg is not installed (pip install edged[central])"
             ) from None
         self.url = url
+        self._rows = []
         try:
             # Autocommit, with explicit BEGIN/COMMIT: a read outside a batch never leaves
             # a transaction open (and row locks held) behind it.
@@ -564,14 +593,14 @@ class PostgresStore(CentralStore):
         finally:
             self._db.execute("SELECT pg_advisory_unlock(7302185)")
 
-    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _exec(self, sql: str, params: Sequence[Any]) -> Any:
         if not params:  # taken as written: a function body's % is not a placeholder
             return self._db.execute(sql)  # type: ignore[arg-type]
         return self._db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
 
-    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def _exec_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._db.cursor() as cur:
-            cur.executemany(sql.replace("?", "%s"), list(rows))  # type: ignore[arg-type]
+            cur.executemany(sql.replace("?", "%s"), rows)  # type: ignore[arg-type]
 
     def _lock_suffix(self) -> str:
         return " FOR UPDATE"
@@ -582,11 +611,14 @@ class PostgresStore(CentralStore):
             self._in_tx = True
 
     def commit(self) -> None:
+        if self._rows:
+            self._write_rows()
         if self._in_tx:
             self._in_tx = False
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._rows = []
         if self._in_tx:
             self._in_tx = False
             self._db.execute("ROLLBACK")
