@@ -111,7 +111,7 @@ class FleetSettings:
     window: int = 20
     max_unreceipted: int = 800
     heartbeat_seconds: float = 5.0
-    stall_seconds: float = 5.0
+    stall_seconds: float = 10.0  # as the agent: max(10 s, 3 heartbeats)
     alarm_share: float = 0.0  # share of records that are alarm.door_held_open
 
 
@@ -337,6 +337,7 @@ class Fleet:
                 # sync agent does the same).
                 if (
                     d.connected
+                    and d.inflight == 0
                     and d.acked < d.cursor - 1
                     and now - d.last_progress > self.settings.stall_seconds
                 ):

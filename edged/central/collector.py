@@ -62,6 +62,10 @@ log = get_logger("collector")
 ALARM_INTERVAL = 60.0
 # Resend requests after a (re)connect go out at this many per receipt tick.
 RESENDS_PER_TICK = 50
+# The audit of each record's own signature (a run's last one proves the run already)
+# waits for this much quiet, and takes a small slice every AUDIT_EVERY s under load.
+AUDIT_IDLE = 0.5
+AUDIT_EVERY = 1.0
 # A record waiting for the one before it this long: that one is not on its way (another
 # collector would have stored it by now): the device is asked to resend.
 PENDING_PATIENCE_MS = 2000
@@ -129,6 +133,8 @@ class Collector:
         # collector may extend the chain next).
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
         self._dirty: set[tuple[str, str]] = set()
+        # Stored hashes of a batch's resent records, fetched at its start.
+        self._known: dict[tuple[str, str, int], str] = {}
         # Devices whose chain this collector extended since its last receipts.
         self._touched: set[tuple[str, str]] = set()
         # Announcements held until the commit that covers them.
@@ -166,6 +172,10 @@ class Collector:
             f"-{os.getpid()}",
             reconnect_on_failure=True,
         )
+        # Receipts and resend requests to hundreds of devices at once: paho's default of
+        # 20 unacknowledged publishes would queue them behind the PUBACKs.
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
         jitter_paho(self._client, 1.0, 30.0)
         self._client.on_disconnect = lambda c, *_a: jitter_paho(c, 1.0, 30.0)
         self._client.on_connect = self._on_connect
@@ -354,15 +364,20 @@ class Collector:
 
     def _ingest(self) -> None:
         """Take records as they arrive, check a burst, store in order; audit signatures
-        once nothing has arrived for a moment (after a backlog has drained, not between
-        its bursts)."""
+        once nothing has arrived for half a second (after a backlog has drained, not
+        between its bursts), and a slice every AUDIT_EVERY seconds under steady load, so
+        that a busy collector still gets through its audit."""
+        next_slice = time.monotonic() + AUDIT_EVERY
         while True:
             try:
-                first = self._inbox.get(timeout=0.1 if self._audit_due else None)
+                first = self._inbox.get(timeout=AUDIT_IDLE if self._audit_due else None)
             except queue.Empty:
                 while self._audit_due and self._inbox.empty():
                     self.audit_signatures()
                 continue
+            if self._audit_due and time.monotonic() >= next_slice:
+                next_slice = time.monotonic() + AUDIT_EVERY
+                self.audit_signatures(64)
             batch = [first]
             while len(batch) < 512:
                 try:
@@ -399,6 +414,14 @@ class Collector:
         with self._lock:
             try:
                 self._heads.update(self.store.lock_heads(devs))
+                # Records at or below the head are resent copies, mostly: their stored
+                # hashes in one query rather than one each.
+                again = {
+                    (s, d, rec["seq"])
+                    for (s, d, _p), rec in zip(items, checked, strict=True)
+                    if not isinstance(rec, str) and rec["seq"] <= self._heads[(s, d)][0]
+                }
+                self._known = self.store.hashes_at(again)
                 proven, tails = self._authenticate_runs(items, checked)
                 for i, ((site, device, payload), rec) in enumerate(
                     zip(items, checked, strict=True)
@@ -415,13 +438,13 @@ class Collector:
                 raise
         # Receipts for what this commit covered, for devices far enough ahead of their
         # last one (the timer sends the rest).
-        for dev, seq in due.items():
-            if seq - self._receipted.get(dev, 0) >= self._receipt_every:
-                self._send_receipt(*dev)
+        self._send_receipts(
+            [d for d, seq in due.items() if seq - self._receipted.get(d, 0) >= self._receipt_every]
+        )
 
     def _drain_pending_locked(self, devs: set[tuple[str, str]]) -> None:
         """Store the waiting records that now extend each chain, in seq order."""
-        for dev in sorted(devs):
+        for dev in sorted(self.store.waiting(devs)):
             last = self._heads[dev][0]
             for body in self.store.take_pending(dev, last):
                 rec = json.loads(body)
@@ -435,6 +458,7 @@ class Collector:
     def _abort_locked(self) -> None:
         self.store.rollback()
         self._heads.clear()
+        self._known = {}
         self._dirty.clear()
         self._announce.clear()
         self._uncommitted = 0
@@ -473,7 +497,7 @@ class Collector:
                 tails.add(run[-1])
         return proven, tails
 
-    def audit_signatures(self, limit: int = 64) -> None:
+    def audit_signatures(self, limit: int = 256) -> None:
         """Check the own signature of a few records stored on their run's proof.
 
         Their content is authentic already (a later signed record commits to it), but a
@@ -484,6 +508,7 @@ class Collector:
         """
         with self._lock:
             rows = self.store.unchecked(limit)
+            marks = []
             for site, device, seq, body in rows:
                 # Parsed, hashed and matched to the device's key when it was stored: only
                 # the signature is left to check.
@@ -492,7 +517,8 @@ class Collector:
                 bad = why is not None
                 if bad:
                     self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
-                self.store.mark_checked((site, device), seq, not bad)
+                marks.append(((site, device), seq, not bad))
+            self.store.mark_checked_many(marks)
             self._flush_locked()
             self._audit_due = len(rows) == limit
         with self.changed:
@@ -554,6 +580,9 @@ class Collector:
                 self._alarm(site, device, "rewrite", f"seq {seq} differs from the stored record")
                 return
             if forged():
+                return
+            if seq == last + 1 and rec["prev"] == last_hash:
+                self._store_locked(dev, payload, rec, checked)  # the common case
                 return
             if self._in_fork(dev, seq - 1, rec["prev"]):
                 self._keep_fork_locked(dev, payload, rec)
@@ -629,7 +658,8 @@ class Collector:
 
     # -- a journal that went back ----------------------------------------------------
     def _stored_hash(self, dev: tuple[str, str], seq: int) -> str | None:
-        return self.store.hash_at(dev, seq)
+        known = self._known.get((*dev, seq))
+        return known if known is not None else self.store.hash_at(dev, seq)
 
     def _in_fork(self, dev: tuple[str, str], seq: int, h: str) -> bool:
         return self.store.in_fork(dev, seq, h)
@@ -833,31 +863,37 @@ class Collector:
         self.store.commit()
         # Heads are the store's between transactions: another collector may move them.
         self._heads.clear()
+        self._known = {}
         self._uncommitted = 0
         announce, self._announce = self._announce, []
         for topic, payload in announce:
             self._client.publish(topic, payload, qos=1)
 
     def _send_receipt(self, site: str, device: str) -> None:
+        self._send_receipts([(site, device)])
+
+    def _send_receipts(self, devs: list[tuple[str, str]]) -> None:
+        """Receipts for what is committed of ``devs``: their heads read in one query,
+        under the lock once (an audit or a batch between would starve a per-device loop)."""
+        if not devs:
+            return
         with self._lock:
             if self._stop.is_set():
                 return
             self._flush_locked()
-            row = self.store.head((site, device))
-            if row[0] == 0 or row[0] <= self._receipted.get((site, device), 0):
-                return
-            self._receipted[(site, device)] = row[0]
-        receipt = sign_doc(
-            {
-                "site": site,
-                "device": device,
-                "seq": row[0],
-                "hash": row[1],
-                "ts": format_ts(int(time.time() * 1000)),
-            },
-            self._key,
-        )
-        self._client.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
+            heads = self.store.heads_of(devs)
+            self.store.commit()
+            due = []
+            for dev, (seq, h) in sorted(heads.items()):
+                if seq > self._receipted.get(dev, 0):
+                    self._receipted[dev] = seq
+                    due.append((dev, seq, h))
+        now = format_ts(int(time.time() * 1000))
+        for (site, device), seq, h in due:
+            receipt = sign_doc(
+                {"site": site, "device": device, "seq": seq, "hash": h, "ts": now}, self._key
+            )
+            self._client.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
 
     def _receipt_loop(self) -> None:
         """Receipts for whatever was committed since the last one, twice a second; resend
@@ -878,8 +914,7 @@ class Collector:
                 self.store.commit()
             for site, device, from_seq in ask:
                 self._ask_resend(site, device, from_seq, force=True)
-            for site, device in devices:
-                self._send_receipt(site, device)
+            self._send_receipts(devices)
             for site, device, _first in stuck:
                 with self._lock:
                     self._ask_resend(site, device, self.store.head((site, device))[0] + 1)

@@ -160,6 +160,9 @@ class CentralStore:
     def _lock_suffix(self) -> str:
         return ""
 
+    def _skip_locked_suffix(self) -> str:
+        return ""
+
     # -- schema ------------------------------------------------------------------------
     def _migrate(self) -> None:
         self.begin()
@@ -225,6 +228,20 @@ class CentralStore:
             out.update({(s, d): (seq, h) for s, d, seq, h in rows})
         return out
 
+    def heads_of(self, devs: Iterable[Dev]) -> dict[Dev, tuple[int, str]]:
+        """The stored heads of many devices (those with one), in one query a 200."""
+        todo = sorted(set(devs))
+        out: dict[Dev, tuple[int, str]] = {}
+        for i in range(0, len(todo), 200):
+            part = todo[i : i + 200]
+            rows = self._x(
+                "SELECT site, device, last_seq, last_hash FROM devices"  # noqa: S608
+                " WHERE (site, device) IN (VALUES " + ", ".join(["(?,?)"] * len(part)) + ")",
+                [x for dev in part for x in dev],
+            ).fetchall()
+            out.update({(s, d): (seq, h) for s, d, seq, h in rows})
+        return out
+
     def save_heads(self, heads: list[tuple[str, str, int, str]]) -> None:
         self.begin()
         self._many(
@@ -265,6 +282,20 @@ class CentralStore:
         ).fetchone()
         return row[0] if row else None
 
+    def hashes_at(self, keys: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], str]:
+        """Stored hashes of many (site, device, seq) at once."""
+        todo = sorted(set(keys))
+        out: dict[tuple[str, str, int], str] = {}
+        for i in range(0, len(todo), 200):
+            part = todo[i : i + 200]
+            rows = self._x(
+                "SELECT site, device, seq, hash FROM records"  # noqa: S608
+                " WHERE (site, device, seq) IN (VALUES " + ", ".join(["(?,?,?)"] * len(part)) + ")",
+                [x for k in part for x in k],
+            ).fetchall()
+            out.update({(s, d, q): h for s, d, q, h in rows})
+        return out
+
     def ts_at(self, dev: Dev, seq: int) -> str | None:
         row = self._x(
             "SELECT ts FROM records WHERE site=? AND device=? AND seq=?", (*dev, seq)
@@ -275,11 +306,14 @@ class CentralStore:
         return self._x("SELECT 1 FROM records WHERE sig_checked = 0 LIMIT 1").fetchone() is not None
 
     def unchecked(self, limit: int) -> list[tuple[str, str, int, str]]:
-        """Records stored on their run's proof whose own signature is still unchecked."""
+        """Records stored on their run's proof whose own signature is still unchecked,
+        locked for this transaction; rows another collector is auditing are skipped."""
+        self.begin()
         return [
             tuple(r)  # type: ignore[misc]
             for r in self._x(
-                "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?",
+                "SELECT site, device, seq, body FROM records WHERE sig_checked = 0 LIMIT ?"  # noqa: S608
+                + self._skip_locked_suffix(),
                 (limit,),
             )
         ]
@@ -287,11 +321,12 @@ class CentralStore:
     def count_unchecked(self) -> int:
         return self._x("SELECT count(*) FROM records WHERE sig_checked = 0").fetchone()[0]
 
-    def mark_checked(self, dev: Dev, seq: int, ok: bool) -> None:
+    def mark_checked_many(self, marks: Iterable[tuple[Dev, int, bool]]) -> None:
+        """Record the outcome of each record's own signature check."""
         self.begin()
-        self._x(
+        self._many(
             "UPDATE records SET sig_checked = ? WHERE site=? AND device=? AND seq=?",
-            (1 if ok else -1, *dev, seq),
+            [(1 if ok else -1, *dev, seq) for dev, seq, ok in marks],
         )
 
     def seqs(self, dev: Dev) -> list[int]:
@@ -344,6 +379,23 @@ class CentralStore:
             "SELECT seq, body FROM pending WHERE site=? AND device=? ORDER BY seq", dev
         ).fetchall()
         return [body for _seq, body in rows]
+
+    def waiting(self, devs: Iterable[Dev]) -> set[Dev]:
+        """Which of ``devs`` have records waiting (usually none: one query a batch)."""
+        out: set[Dev] = set()
+        if self._x("SELECT 1 FROM pending LIMIT 1").fetchone() is None:
+            return out
+        todo = sorted(set(devs))
+        for i in range(0, len(todo), 200):
+            part = todo[i : i + 200]
+            rows = self._x(
+                "SELECT DISTINCT site, device FROM pending WHERE (site, device) IN (VALUES "  # noqa: S608
+                + ", ".join(["(?,?)"] * len(part))
+                + ")",
+                [x for dev in part for x in dev],
+            ).fetchall()
+            out.update((s, d) for s, d in rows)
+        return out
 
     def pending_devices(self, older_than_ms: int) -> list[tuple[str, str, int]]:
         """Devices with a record waiting since before ``older_than_ms``: (site, device,
@@ -604,6 +656,9 @@ class PostgresStore(CentralStore):
 
     def _lock_suffix(self) -> str:
         return " FOR UPDATE"
+
+    def _skip_locked_suffix(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
 
     def begin(self) -> None:
         if not self._in_tx:

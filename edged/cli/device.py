@@ -122,9 +122,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         led, label = build_ledger(db, start, end, args.tz, result), args.device
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
-        to_csv(led)
-        if fmt == "csv"
-        else to_html(led, lang=args.lang, device=label, generated=now)
+        to_csv(led) if fmt == "csv" else to_html(led, lang=args.lang, device=label, generated=now)
     )
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
