@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from edged.protocol.records import SNAPSHOT, format_ts
+
 if TYPE_CHECKING:
     from edged.core.machine import CoreState, Now
 
@@ -17,6 +19,7 @@ NS = 1_000_000_000
 
 # The record types whose replay rebuilds the state; the journal reads only these.
 REPLAYED = (
+    SNAPSHOT,
     "door.granted",
     "door.exit",
     "door.denied",
@@ -46,6 +49,14 @@ def lockout_until(rec: dict[str, Any], now: Now, boot_id: str) -> int:
     from edged.protocol.records import parse_ts
 
     length = int(float(rec.get("minutes", 0)) * 60 * NS)
+    if isinstance(rec.get("until"), str):  # from a snapshot: when it ends, on the wall
+        if rec.get("until_synced") is True and now.synced:
+            try:
+                left_ms = parse_ts(rec["until"]) - now.wall_ms
+            except ValueError:
+                return now.mono + length
+            return now.mono + min(length, max(0, left_ms) * 1_000_000)
+        return now.mono + length
     mono = mono_of(rec)
     if rec.get("boot_id") == boot_id and mono is not None:
         return mono + length
@@ -59,18 +70,32 @@ def lockout_until(rec: dict[str, Any], now: Now, boot_id: str) -> int:
     return now.mono + length
 
 
-def replay(
-    state: CoreState, records: Iterable[dict[str, Any]], now: Now, boot_id: str, areas: set[str]
-) -> None:
-    """Apply ``records`` (types in :data:`REPLAYED`, in seq order) to ``state``."""
-    occ: dict[str, dict[str, str]] = {a: {} for a in areas}
-    escorts: dict[str, dict[str, str]] = {}
-    unescorted: dict[str, set[str]] = {}
-    failures: dict[str, int] = {}
-    locked: dict[str, int] = {}
-    for r in records:
+class _Replayed:
+    """The lasting state, built record by record; exported whole into a snapshot."""
+
+    def __init__(self) -> None:
+        self.occ: dict[str, dict[str, str]] = {}
+        self.escorts: dict[str, dict[str, str]] = {}
+        self.unescorted: dict[str, set[str]] = {}
+        self.failures: dict[str, int] = {}
+        # The newest lock-out record per card: how long it lasts is worked out at start.
+        self.lockouts: dict[str, dict[str, Any]] = {}
+
+    def seed(self, snap: dict[str, Any]) -> None:
+        """Start from a snapshot: the state of every record before its ``kept_from_seq``."""
+        self.occ = {a: dict(p) for a, p in (snap.get("occupancy") or {}).items()}
+        self.escorts = {a: dict(e) for a, e in (snap.get("escorts") or {}).items()}
+        self.unescorted = {a: set(v) for a, v in (snap.get("unescorted") or {}).items()}
+        self.failures = dict(snap.get("pin_failures") or {})
+        # As lock-out records: lockout_until reads "until" back (see _until_of).
+        self.lockouts = {r["card"]: dict(r) for r in snap.get("lockouts") or [] if "card" in r}
+
+    def apply(self, r: dict[str, Any]) -> None:
         t, area, person, card = r.get("type"), r.get("area") or "", r.get("person"), r.get("card")
-        if t == "door.granted" and person:
+        occ, escorts, unescorted, failures = self.occ, self.escorts, self.unescorted, self.failures
+        if t == SNAPSHOT:
+            self.seed(r)
+        elif t == "door.granted" and person:
             occ.setdefault(area, {})[person] = r.get("name", "")
             if r.get("escort"):
                 escorts.setdefault(area, {})[person] = r["escort"]
@@ -89,7 +114,7 @@ def replay(
             failures[card] = attempt if type(attempt) is int else failures.get(card, 0) + 1
         elif t == "alarm.pin_lockout" and isinstance(card, str):
             failures.pop(card, None)
-            locked[card] = lockout_until(r, now, boot_id)
+            self.lockouts[card] = r
         elif t == "alarm.visitor_unescorted":
             for v in r.get("visitors") or []:
                 escorts.get(area, {}).pop(v, None)
@@ -97,9 +122,56 @@ def replay(
         elif t == "visitor.escort_changed":
             for v in r.get("visitors") or []:
                 escorts.setdefault(area, {})[v] = r.get("to", "")
+
+    def export(self, now: Now, boot_id: str) -> dict[str, Any]:
+        """The state as a snapshot record's fields (sorted, so equal states sign alike).
+        A lock-out is kept as when it ends on the wall clock (a monotonic time of 12 digits
+        could pass for an Individual Number, and means nothing after a reboot), marked
+        unsynced when the clock could not be trusted: then it runs its full length again."""
+        lockouts = []
+        for card in sorted(self.lockouts):
+            r = self.lockouts[card]
+            until = lockout_until(r, now, boot_id)
+            if until <= now.mono:
+                continue  # over already
+            lockouts.append(
+                {
+                    "card": card,
+                    "minutes": r.get("minutes", 0),
+                    "until": format_ts(now.wall_ms + (until - now.mono) // 1_000_000),
+                    "until_synced": now.synced,
+                }
+            )
+        return {
+            "occupancy": {a: dict(sorted(p.items())) for a, p in sorted(self.occ.items()) if p},
+            "escorts": {a: dict(sorted(e.items())) for a, e in sorted(self.escorts.items()) if e},
+            "unescorted": {a: sorted(v) for a, v in sorted(self.unescorted.items()) if v},
+            "pin_failures": dict(sorted(self.failures.items())),
+            "lockouts": lockouts,
+        }
+
+
+def snapshot_state(records: Iterable[dict[str, Any]], now: Now, boot_id: str) -> dict[str, Any]:
+    """The lasting state of ``records`` (types in :data:`REPLAYED`, in seq order) as the
+    fields of a ``journal.snapshot`` record: what start-up needs once they are pruned."""
+    acc = _Replayed()
+    for r in records:
+        acc.apply(r)
+    return acc.export(now, boot_id)
+
+
+def replay(
+    state: CoreState, records: Iterable[dict[str, Any]], now: Now, boot_id: str, areas: set[str]
+) -> None:
+    """Apply ``records`` (types in :data:`REPLAYED`, in seq order; a pruned journal's
+    covering snapshot first) to ``state``."""
+    acc = _Replayed()
+    for r in records:
+        acc.apply(r)
     for area in areas:
-        state.occupancy[area] = occ.get(area, {})
-    state.escorts.escorting = {a: e for a, e in escorts.items() if e}
-    state.escorts.unescorted = {a: v for a, v in unescorted.items() if v}
-    state.lockout.failures = failures
+        state.occupancy[area] = acc.occ.get(area, {})
+    state.escorts.escorting = {a: e for a, e in acc.escorts.items() if e}
+    state.escorts.unescorted = {a: v for a, v in acc.unescorted.items() if v}
+    state.lockout.failures = acc.failures
+    locked = {c: lockout_until(r, now, boot_id) for c, r in acc.lockouts.items()}
     state.lockout.until = {c: until for c, until in locked.items() if until > now.mono}

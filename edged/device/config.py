@@ -190,6 +190,12 @@ class JournalConfig:
     # Where the head witness lives: outside the state directory, so that restoring an old
     # copy of that directory does not also restore the witness (default: STATE_DIR-witness).
     witness_dir: Path | None = None
+    # Pruning (with [sync] only): records the central copy has receipted and that are
+    # older than keep_days are dropped, keep_batch or more at a time, after a signed
+    # snapshot of what start-up needs; checked every prune_check_seconds.
+    keep_days: float = 400.0
+    prune_batch: int = 10000
+    prune_check_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,9 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         checkpoint_every=int(j.number("checkpoint_every", 1000, lo=1, hi=10**6)),
         checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
         witness_dir=Path(j.get("witness_dir", str, str(sd.with_name(sd.name + "-witness")))),
+        keep_days=float(j.number("keep_days", 400, lo=0, hi=36500)),
+        prune_batch=int(j.number("prune_batch", 10000, lo=1, hi=10**7)),
+        prune_check_seconds=float(j.number("prune_check_seconds", 3600, lo=1, hi=86400 * 7)),
     )
     wd = journal.witness_dir
     assert wd is not None

@@ -111,6 +111,7 @@ class Daemon:
         self.running = threading.Event()
         self._watchdog = watchdog_interval()
         self._next_ping = 0.0
+        self._next_prune = 0.0  # first look right after start, then every prune_check_seconds
         self.stopped = threading.Event()
         # Refused inbound lists: an interval open until (monotonic), counts since then.
         interval = config.sync.refusal_interval_seconds if config.sync else 60.0
@@ -494,6 +495,31 @@ class Daemon:
                 self.journal.maybe_checkpoint()
             except EdgedError as e:
                 log.error("checkpoint_failed", error=str(e))
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + self.cfg.journal.prune_check_seconds
+                self._maybe_prune()
+
+    def _maybe_prune(self) -> None:
+        """Drop what the central copy has receipted and what is older than keep_days, in
+        batches, after a signed snapshot (storage bounded after years of service). Never
+        without sync, never on an unsynchronised clock, never an unreceipted record."""
+        j, cfg = self.journal, self.cfg.journal
+        if j is None or self.sync is None or not self.clock.synced():
+            return
+        receipted = self.sync.status()["acked_seq"]
+        cutoff = format_ts(self.clock.wall_ms() - int(cfg.keep_days * 86_400_000))
+        try:
+            keep_from = min(j.first_seq_since(cutoff), receipted + 1)
+            if keep_from - max(j.first_seq(), 1) < cfg.prune_batch:
+                return
+            snap = j.prune(keep_from, receipted)
+        except EdgedError as e:
+            log.error("prune_failed", error=str(e))
+            return
+        if snap is not None:
+            log.info("journal_pruned", kept_from_seq=keep_from, snapshot_seq=snap.seq)
+            self._observed(None, [snap.fields])
+            self.sync.notify()
 
     # -- a journal that cannot record ------------------------------------------------
     @property

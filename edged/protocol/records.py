@@ -16,6 +16,9 @@ GENESIS = "0" * 64  # `prev` of seq 1
 # The one record that may skip seqs: it says the journal went back to an older copy and
 # which seqs lie in between (docs/rollback.md).
 ROLLBACK = "alarm.journal_rollback"
+# A pruned journal's start: the signed state of the records it no longer holds, and the
+# hash of the last of them (docs/central.md, retention).
+SNAPSHOT = "journal.snapshot"
 
 
 # Every record type edged writes. Typed, so that a misspelt type is a type error; the
@@ -55,6 +58,7 @@ RecordType = Literal[
     "door.opened",
     "event.unknown",
     "event.unknown_door",
+    "journal.snapshot",
     "lockcheck.cancelled",
     "lockcheck.confirmed",
     "lockcheck.open",

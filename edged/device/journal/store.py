@@ -19,6 +19,8 @@ from typing import Any
 import sqlite_utils
 
 from edged.clock import Clock, read_boot_id
+from edged.core.machine import Now
+from edged.core.replay import REPLAYED, snapshot_state
 from edged.device.journal.witness import Head, HeadWitness
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
 from edged.protocol.keys import DeviceKeys
@@ -28,6 +30,7 @@ from edged.protocol.records import (
     FORMAT,
     GENESIS,
     ROLLBACK,
+    SNAPSHOT,
     Record,
     format_ts,
     seal,
@@ -425,7 +428,12 @@ class Journal:
         except sqlite3.Error as e:
             self._failed(e)
             raise JournalError(f"{self.path}: cannot read ({e})") from None
-        return gap is not None
+        if gap is not None:
+            return True
+        # Pruned after the central copy receipted it: a signed snapshot says where the
+        # journal now starts, and this head lies before it.
+        cover = self.covering_snapshot()
+        return cover is not None and h.seq < int(cover["kept_from_seq"])
 
     def append_rollback(self, known: Head, **fields: Any) -> Record:
         """Record that the journal went back: a signed ``alarm.journal_rollback`` that
@@ -468,12 +476,95 @@ class Journal:
         return json.loads(row[0]) if row else None
 
     def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """The records of the given types, parsed, in seq order (start-up replay)."""
+        """The records of the given types, parsed, in seq order (start-up replay). A
+        pruned journal starts with the snapshot that stands for what it no longer holds;
+        other snapshots in the sequence are not yielded (their state is older)."""
         types = list(types)
+        cover = self.covering_snapshot()
+        if cover is not None and SNAPSHOT in types:
+            yield cover
         marks = ",".join("?" * len(types))
         sql = f"SELECT body FROM records WHERE type IN ({marks}) ORDER BY seq"  # noqa: S608
         for (body,) in self.conn.execute(sql, types):
-            yield json.loads(body)
+            rec = json.loads(body)
+            if rec.get("type") != SNAPSHOT:
+                yield rec
+
+    # -- pruning ---------------------------------------------------------------------
+    def first_seq(self) -> int:
+        row = self.conn.execute("SELECT min(seq) FROM records").fetchone()
+        return row[0] or 0
+
+    def covering_snapshot(self) -> dict[str, Any] | None:
+        """For a pruned journal, the signed snapshot whose ``kept_from_seq`` is the first
+        seq held: the state of every record before it. None when nothing was pruned."""
+        first = self.first_seq()
+        if first <= 1:
+            return None
+        row = self.conn.execute(
+            "SELECT body FROM records WHERE type = ? AND"
+            " json_extract(body, '$.kept_from_seq') = ? ORDER BY seq LIMIT 1",
+            (SNAPSHOT, first),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def first_seq_since(self, ts: str) -> int:
+        """The first seq whose ts is at or after ``ts`` (head + 1 if none): a binary search
+        on seq, as records are written in time order (a clock step back only moves the
+        boundary by the step)."""
+        lo, hi = max(self.first_seq(), 1), self.head()[0] + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self.conn.execute("SELECT ts FROM records WHERE seq = ?", (mid,)).fetchone()
+            if row is None or row[0] >= ts:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def prune(self, keep_from: int, receipted: int) -> Record | None:
+        """Drop the records before seq ``keep_from`` (all receipted by the central copy:
+        ``keep_from <= receipted + 1``) after a signed ``journal.snapshot`` that carries
+        their lasting state (who is inside, escorts, wrong PINs, lock-outs) and the hash
+        of the last one dropped. Storage is then bounded after years of service. The
+        snapshot, if written; None when there is nothing to drop."""
+        first = self.first_seq()
+        keep_from = min(keep_from, receipted + 1, self.head()[0])
+        if keep_from <= max(first, 1):
+            return None
+        row = self.conn.execute(
+            "SELECT hash FROM records WHERE seq = ?", (keep_from - 1,)
+        ).fetchone()
+        if row is None:
+            raise JournalError(f"{self.path}: cannot prune: seq {keep_from - 1} is not held")
+        cover = self.covering_snapshot()
+        dropped = self.conn.execute(
+            f"SELECT body FROM records WHERE type IN ({','.join('?' * len(REPLAYED))})"  # noqa: S608
+            " AND seq < ? ORDER BY seq",
+            (*REPLAYED, keep_from),
+        )
+        before = (json.loads(b) for (b,) in dropped)
+        c = self._clock
+        state = snapshot_state(
+            [*([cover] if cover else []), *(r for r in before if r.get("type") != SNAPSHOT)],
+            Now(c.mono_ns(), c.wall_ms(), c.synced()),
+            self._boot_id,
+        )
+        snap = self.append(
+            SNAPSHOT,
+            kept_from_seq=keep_from,
+            kept_from_prev=row[0],
+            receipted_seq=receipted,
+            dropped=keep_from - max(first, 1),
+            **state,
+        )
+        # The one DELETE the journal ever runs, in one transaction with its guard lifted
+        # and put back: a crash leaves the records and the trigger as they were.
+        with self._write() as conn:
+            conn.execute("DROP TRIGGER records_no_delete")
+            conn.execute("DELETE FROM records WHERE seq < ?", (keep_from,))
+            conn.execute(_TRIGGERS[1])
+        return snap
 
     # -- reading ---------------------------------------------------------------------
     def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.device.journal.store import connect
 from edged.errors import JournalCorruptError
-from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, digest
+from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, digest
 from edged.protocol.signatures import NOT_CANONICAL, signature_problem
 
 
@@ -51,10 +51,20 @@ class VerifyResult:
     detail: str | None = None
     # Each accepted rollback record: {seq, found_seq, known_seq, source, ts}
     discontinuities: list[dict[str, Any]] = field(default_factory=list)
+    # A pruned journal: the records before this seq were dropped after the central copy
+    # receipted them, as the signed snapshot at ``snapshot_seq`` says.
+    pruned_before: int = 0
+    snapshot_seq: int = 0
 
     def summary(self) -> str:
         if self.ok:
             text = f"OK: {self.records} records, head seq {self.head_seq} hash {self.head_hash}"
+            if self.pruned_before:
+                text += (
+                    f"\nPRUNED: seqs 1..{self.pruned_before - 1} were dropped after the central"
+                    f" copy receipted them; the signed snapshot at seq {self.snapshot_seq}"
+                    f" carries their state and the hash of seq {self.pruned_before - 1}"
+                )
             for d in self.discontinuities:
                 text += (
                     f"\nROLLBACK at seq {d['seq']} ({d['ts']}): the journal went back to seq"
@@ -119,6 +129,22 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
     prev = GENESIS
     count = 0
     jumps: list[dict[str, Any]] = []
+    pruned = snapshot_at = 0
+    try:
+        first = conn.execute("SELECT min(seq) FROM records").fetchone()[0] or 1
+        if first > 1:
+            # Pruned: the start is what a signed snapshot says it is (checked in the walk
+            # like any record); without one, the records before it are missing.
+            row = conn.execute(
+                "SELECT seq, body FROM records WHERE type = ? AND json_valid(body)"
+                " AND json_extract(body, '$.kept_from_seq') = ? ORDER BY seq LIMIT 1",
+                (SNAPSHOT, first),
+            ).fetchone()
+            if row is not None and isinstance(json.loads(row[1]).get("kept_from_prev"), str):
+                expected, prev = first, json.loads(row[1])["kept_from_prev"]
+                pruned, snapshot_at = first, row[0]
+    except (sqlite3.DatabaseError, ValueError):
+        pass  # the walk reports the damage where it meets it
 
     def fail(seq: int, problem: str, detail: str) -> VerifyResult:
         return VerifyResult(False, count, expected - 1, prev, seq, problem, detail, jumps)
@@ -238,4 +264,12 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
             f"the journal's head marker says seq {head_marker}; records {expected}.."
             f"{head_marker} are missing (truncated)",
         )
-    return VerifyResult(True, count, expected - 1, prev, discontinuities=jumps)
+    return VerifyResult(
+        True,
+        count,
+        expected - 1,
+        prev,
+        discontinuities=jumps,
+        pruned_before=pruned,
+        snapshot_seq=snapshot_at,
+    )
