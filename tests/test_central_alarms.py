@@ -67,7 +67,8 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
 ):
     """R8, R15: a device's alarm record is stored once as an alarm and announced on the
     central topic; R13: the central side raises device_silent, sync_stalled and
-    clock_unsynced from the devices' heartbeats and clears each when it ends."""
+    clock_unsynced from the devices' heartbeats, acl_not_applied from a published list and
+    the device's acl.applied record (R5), and clears each when it ends."""
     key = init_role_key(tmp_path / "collector", "collector")
     fleet = Fleet(
         3,
@@ -82,7 +83,7 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
         store_spec,
         tmp_path / "trust",
         key,
-        watch=Watch(silent=1.0, stall=1.0, clock=1.0, every=0.2),
+        watch=Watch(silent=1.0, stall=1.0, clock=1.0, acl=1.0, every=0.2),
     )
     heard = Announcements(mosquitto.port)
     col.start()
@@ -129,6 +130,16 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
 
         fleet.call(unstall)
         heard.wait(lambda d: d["type"] == "sync_stalled" and d.get("cleared"), timeout=30)
+
+        # An access list published for a and not applied in time; then a records it.
+        listener = heard.c
+        listener.publish(
+            f"edged/v1/fleet/{a.device}/acl", json.dumps({"version": 7}), qos=1, retain=True
+        ).wait_for_publish(10)
+        heard.wait(lambda d: d["type"] == "acl_not_applied" and d["device"] == a.device)
+        fleet.call(lambda: (a.append("acl.applied", {"version": 7, "source": "mqtt"}),))
+        fleet.call(lambda: fleet._pump(a))
+        heard.wait(lambda d: d["type"] == "acl_not_applied" and d.get("cleared"))
     finally:
         fleet.stop()
         col.close()
@@ -139,7 +150,12 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
         (a.device, "door_held_open", 1)
     ]
     central = {(r["device"], r["type"]): r for r in rows if r["source"] == "central"}
-    for dev, atype in ((b, "device_silent"), (c, "clock_unsynced"), (c, "sync_stalled")):
+    for dev, atype in (
+        (b, "device_silent"),
+        (c, "clock_unsynced"),
+        (c, "sync_stalled"),
+        (a, "acl_not_applied"),
+    ):
         row = central[(dev.device, atype)]
         assert row["cleared_ts"] is not None and row["cleared_ts"] >= row["ts"], row
     # Raised once each, not once per check.

@@ -77,11 +77,13 @@ CENTRAL_ALARMS = f"{topics.PREFIX}/_central/alarms"
 class Watch:
     """When the central side raises an alarm of its own (seconds): a device not heard
     for ``silent``; a backlog that has not gone down for ``stall``; a clock unsynchronised
-    for ``clock``. Checked every ``every`` seconds by one collector of a group."""
+    for ``clock``; an access list published ``acl`` ago and not applied. Checked every
+    ``every`` seconds by one collector of a group."""
 
     silent: float = 180.0
     stall: float = 300.0
     clock: float = 900.0
+    acl: float = 600.0  # a published access list not applied within this
     every: float = 5.0
 
 
@@ -223,6 +225,9 @@ class Collector:
                 (f"{p}/+/+/alarm/journal.unavailable", 1),
             ]
         )
+        # Retained lists reach only plain subscriptions (not shared ones): every
+        # collector sees them; they are one row per device.
+        c.subscribe(f"{topics.PREFIX}/+/+/acl", 1)
         log.info("collector_connected", broker=f"{self.host}:{self.port}")
         # After a restart, tell every known device where we are: it resends the rest. A
         # thousand requests at once would make a thousand devices resend at once: they go
@@ -255,6 +260,8 @@ class Collector:
                 self._head_report(site, device, bytes(msg.payload))
             elif rest == "alarm/journal.unavailable" and msg.payload:
                 self._journal_unavailable(site, device, bytes(msg.payload))
+            elif rest == "acl" and msg.payload:
+                self._acl_published(site, device, bytes(msg.payload))
         except Exception as e:  # one bad message never stops the collector
             log.error("collector_message_failed", topic=msg.topic, error=repr(e))
 
@@ -340,6 +347,22 @@ class Collector:
                     "clock_unsynced",
                     now - since >= w.clock,
                     f"the device's clock has not been synchronised for {now - since:.0f} s",
+                )
+            for a in self.store.acl_states():
+                dev = (a["site"], a["device"])
+                want, have = a["published_version"], a["applied_version"]
+                late = (
+                    want is not None
+                    and (have is None or have < want)
+                    and now_ms - (a["published_ms"] or now_ms) > w.acl * 1000
+                )
+                self._condition(
+                    dev,
+                    "acl_not_applied",
+                    late,
+                    f"access list version {want} published"
+                    f" {(now_ms - (a['published_ms'] or now_ms)) / 1000:.0f} s ago; the device"
+                    f" has applied {have if have is not None else 'none'}",
                 )
             self.store.commit()
 
@@ -624,6 +647,8 @@ class Collector:
         self._dirty.add(dev)
         self._touched.add(dev)
         rtype = str(rec.get("type"))
+        if rtype == "acl.applied" and type(rec.get("version")) is int:
+            self.store.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
         if is_alarm(rtype):
             # A device's alarm: stored with the record, announced once committed.
             detail = _alarm_detail(rec)
@@ -794,6 +819,21 @@ class Collector:
                         f" {last} held here: its journal went back",
                     )
                 self._tell_head_locked(dev)
+
+    def _acl_published(self, site: str, device: str, payload: bytes) -> None:
+        """An access list (signed envelope) published for a device: from now on it has
+        ``watch.acl`` seconds to apply it. Only its version is read here: the device checks
+        the admin's signature, and a forged list can at worst raise this alarm."""
+        if self._trusted(site, device)[0] is None or len(payload) > 4 << 20:
+            return
+        try:
+            doc = json.loads(payload)
+            version = doc.get("version") if isinstance(doc, dict) else None
+        except ValueError:
+            return
+        if type(version) is int and 0 < version < 2**62:
+            with self._lock:
+                self.store.note_acl_published((site, device), version, int(time.time() * 1000))
 
     def _reported_after(self, dev: tuple[str, str], seq: int, ts: Any) -> bool:
         """Was record ``seq`` written before the device reported a head below it? Only

@@ -106,6 +106,18 @@ ENGINE_MIGRATIONS: dict[int, dict[str, list[str]]] = {
     },
 }
 MIGRATIONS.append((3, []))
+MIGRATIONS.append(
+    (
+        4,
+        [
+            # The access list published for each device (its retained, signed envelope)
+            # and the one it recorded as applied: a list not applied in time is an alarm.
+            """CREATE TABLE acl_state (site TEXT, device TEXT, published_version {int},
+               published_ms {int}, applied_version {int}, applied_ts TEXT,
+               PRIMARY KEY (site, device))""",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -543,6 +555,33 @@ class CentralStore:
                 _flag(doc.get("journal_ok")),
             ),
         )
+
+    def note_acl_published(self, dev: Dev, version: int, seen_ms: int) -> None:
+        """A list for the device was published; only a newer version moves the clock."""
+        self._x(
+            "INSERT INTO acl_state (site, device, published_version, published_ms)"
+            " VALUES (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
+            " published_version=excluded.published_version,"
+            " published_ms=excluded.published_ms"
+            " WHERE acl_state.published_version IS NULL"
+            " OR acl_state.published_version < excluded.published_version",
+            (*dev, version, seen_ms),
+        )
+
+    def note_acl_applied(self, dev: Dev, version: int, ts: str) -> None:
+        self._x(
+            "INSERT INTO acl_state (site, device, applied_version, applied_ts)"
+            " VALUES (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
+            " applied_version=excluded.applied_version, applied_ts=excluded.applied_ts"
+            " WHERE acl_state.applied_version IS NULL"
+            " OR acl_state.applied_version < excluded.applied_version",
+            (*dev, version, ts),
+        )
+
+    def acl_states(self) -> list[dict[str, Any]]:
+        cols = ("site", "device", "published_version", "published_ms", "applied_version")
+        rows = self._x(f"SELECT {', '.join(cols)} FROM acl_state").fetchall()  # noqa: S608
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def statuses(self) -> list[dict[str, Any]]:
         cols = (

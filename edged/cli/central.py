@@ -27,7 +27,12 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         load_private_key(Path(args.key)),
         tls=b.tls,
         share=args.share,
-        watch=Watch(silent=args.silent_after, stall=args.stall_after, clock=args.unsynced_after),
+        watch=Watch(
+            silent=args.silent_after,
+            stall=args.stall_after,
+            clock=args.unsynced_after,
+            acl=args.acl_after,
+        ),
     )
     stop = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
@@ -78,6 +83,14 @@ def register(sub: Any) -> None:
         default=900.0,
         metavar="S",
         help="alarm when a device's clock stays unsynchronised for S seconds (default: 900)",
+    )
+    col.add_argument(
+        "--acl-after",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="alarm when a device has not applied a published access list after S seconds"
+        " (default: 600)",
     )
     col.add_argument("--trust", required=True, help="directory of SITE/DEVICE.pub files")
     col.add_argument("--key", required=True, help="collector_ed25519.key")
