@@ -78,9 +78,10 @@ class FleetDevice:
     def head(self) -> tuple[int, str]:
         return (len(self.records), self.records[-1].hash) if self.records else (0, GENESIS)
 
-    def append(self, rtype: str, fields: dict[str, Any]) -> Record:
+    def append(self, rtype: str, fields: dict[str, Any], *, wall_ms: int | None = None) -> Record:
+        """A record; ``wall_ms`` backdates it (retention tests)."""
         seq, prev = self.head
-        wall = int(time.time() * 1000)
+        wall = int(time.time() * 1000) if wall_ms is None else wall_ms
         obj = dict(fields)
         obj.update(
             site=self.site,

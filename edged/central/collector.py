@@ -85,6 +85,9 @@ class Watch:
     clock: float = 900.0
     acl: float = 600.0  # a published access list not applied within this
     every: float = 5.0
+    # Records are kept this many days centrally, then removed (0: for ever); checked
+    # daily by the leading collector, with the month partitions prepared ahead.
+    retention_days: float = 0.0
 
 
 def _alarm_detail(rec: dict[str, Any]) -> str:
@@ -147,6 +150,7 @@ class Collector:
         self._unsynced: dict[tuple[str, str], float] = {}
         self._next_watch = 0.0
         self._leading = False
+        self._next_daily = 0.0
         self._lock = threading.RLock()  # re-entered by a batch's steps
         # Alarm rate limit: (site, device, type) -> (last written, suppressed since)
         self._alarm_seen: dict[tuple[str, str, str], tuple[float, int]] = {}
@@ -318,6 +322,9 @@ class Collector:
                 return
         w = self.watch
         now_ms, now = int(time.time() * 1000), time.monotonic()
+        if now >= self._next_daily:
+            self._next_daily = now + 86400
+            self.daily(now_ms)
         with self._lock:
             for st in self.store.statuses():
                 dev = (st["site"], st["device"])
@@ -365,6 +372,20 @@ class Collector:
                     f" has applied {have if have is not None else 'none'}",
                 )
             self.store.commit()
+
+    def daily(self, now_ms: int) -> list[dict[str, Any]]:
+        """Partitions for the coming months; records past the keeping period removed
+        (logged per device in retention_log). What was removed."""
+        with self._lock:
+            self.store.commit()
+            self.store.prepare_months(now_ms)
+            if self.watch.retention_days <= 0:
+                return []
+            cutoff = format_ts(now_ms - int(self.watch.retention_days * 86_400_000))
+            removed = self.store.apply_retention(cutoff, format_ts(now_ms))
+        for r in removed:
+            log.info("retention_removed", cutoff=cutoff, **r)
+        return removed
 
     def _condition(self, dev: tuple[str, str], atype: str, active: bool, detail: str) -> None:
         ts = format_ts(int(time.time() * 1000))

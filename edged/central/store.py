@@ -16,6 +16,7 @@ ends it; a receipt is only ever sent for what a commit covered.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -118,6 +119,64 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        5,
+        [
+            # What retention removed, per device: the seqs, how many, and the hash of the
+            # last one, so that a later record's link still ties to something on file.
+            """CREATE TABLE retention_log (id {id}, run_ts TEXT NOT NULL, cutoff_ts TEXT
+               NOT NULL, site TEXT, device TEXT, first_seq {int}, last_seq {int},
+               last_hash TEXT, removed {int})""",
+        ],
+    )
+)
+# PostgreSQL keeps records in monthly partitions of ts, so that retention drops whole
+# months. A partitioned table's unique key must hold the partition key: (site, device,
+# seq, ts); uniqueness of (site, device, seq) across months is kept by a trigger (and,
+# first of all, by the head rows: only a device's head holder appends to its chain).
+ENGINE_MIGRATIONS[5] = {
+    "sqlite": ["CREATE INDEX records_site_ts ON records (site, ts)"],
+    "postgresql": [
+        "ALTER TABLE records RENAME TO records_unpartitioned",
+        "DROP INDEX IF EXISTS records_unchecked",
+        """CREATE TABLE records (site TEXT NOT NULL, device TEXT NOT NULL, seq BIGINT NOT NULL,
+           type TEXT, ts TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
+           sig_checked INTEGER NOT NULL, PRIMARY KEY (site, device, seq, ts))
+           PARTITION BY RANGE (ts)""",
+        "CREATE TABLE records_default PARTITION OF records DEFAULT",
+        "CREATE INDEX records_key ON records (site, device, seq)",
+        "CREATE INDEX records_site_ts ON records (site, ts)",
+        "CREATE INDEX records_unchecked ON records (site, device, seq) WHERE sig_checked = 0",
+        """CREATE OR REPLACE FUNCTION edged_one_per_seq() RETURNS trigger AS $$
+           BEGIN
+             IF EXISTS (SELECT 1 FROM records WHERE site = NEW.site AND device = NEW.device
+                        AND seq = NEW.seq) THEN
+               RAISE EXCEPTION 'edged central store: seq % of %/% is stored already',
+                 NEW.seq, NEW.site, NEW.device USING ERRCODE = 'unique_violation';
+             END IF;
+             RETURN NEW;
+           END $$ LANGUAGE plpgsql""",
+        """CREATE TRIGGER records_one_per_seq BEFORE INSERT ON records
+           FOR EACH ROW EXECUTE FUNCTION edged_one_per_seq()""",
+        """CREATE TRIGGER records_no_update BEFORE UPDATE OF site, device, seq, type, ts,
+           hash, body ON records FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
+        """CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+           FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
+        # Months that hold records get their partitions before the rows move in.
+        """DO $$ DECLARE m TEXT; BEGIN
+             FOR m IN SELECT DISTINCT substr(ts, 1, 7) FROM records_unpartitioned
+                      WHERE ts ~ '^[0-9]{4}-[0-9]{2}' LOOP
+               EXECUTE format('CREATE TABLE %I PARTITION OF records FOR VALUES FROM (%L)'
+                 ' TO (%L)', 'records_' || replace(m, '-', '_'), m,
+                 to_char(to_date(m, 'YYYY-MM') + interval '1 month', 'YYYY-MM'));
+             END LOOP; END $$""",
+        "ALTER TABLE records DISABLE TRIGGER records_one_per_seq",
+        "INSERT INTO records SELECT * FROM records_unpartitioned",
+        "ALTER TABLE records ENABLE TRIGGER records_one_per_seq",
+        "DROP TABLE records_unpartitioned",
+    ],
+}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -536,6 +595,50 @@ class CentralStore:
             for r in self._x("SELECT hash FROM records WHERE site=? AND device=? ORDER BY seq", dev)
         ]
 
+    # -- retention -----------------------------------------------------------------------
+    def prepare_months(self, now_ms: int) -> None:
+        """Have the partitions of this month and the next two ready (PostgreSQL)."""
+
+    def apply_retention(self, cutoff_ts: str, run_ts: str) -> list[dict[str, Any]]:
+        """Remove the records older than ``cutoff_ts`` (the set keeping period is over),
+        logging per device what went: seqs, count and the hash of the last one. The one
+        deletion the central store ever does, in one transaction."""
+        self.begin()
+        rows = self._x(
+            "SELECT site, device, min(seq), max(seq), count(*) FROM records WHERE ts < ?"
+            " GROUP BY site, device ORDER BY site, device",
+            (cutoff_ts,),
+        ).fetchall()
+        out = []
+        for site, device, first, last, n in rows:
+            h = self.hash_at((site, device), last)
+            out.append(
+                {"site": site, "device": device, "first_seq": first, "last_seq": last,
+                 "last_hash": h, "removed": n}
+            )  # fmt: skip
+            self._x(
+                "INSERT INTO retention_log (run_ts, cutoff_ts, site, device, first_seq,"
+                " last_seq, last_hash, removed) VALUES (?,?,?,?,?,?,?,?)",
+                (run_ts, cutoff_ts, site, device, first, last, h, n),
+            )
+        if out:
+            self._remove_before(cutoff_ts)
+        self.commit()
+        return out
+
+    def _remove_before(self, cutoff_ts: str) -> None:
+        self._x("DROP TRIGGER records_no_delete")
+        self._x("DELETE FROM records WHERE ts < ?", (cutoff_ts,))
+        self._x(ENGINE_MIGRATIONS[3]["sqlite"][1])
+
+    def retention_rows(self, site: str) -> list[dict[str, Any]]:
+        cols = ("run_ts", "cutoff_ts", "device", "first_seq", "last_seq", "removed")
+        rows = self._x(
+            f"SELECT {', '.join(cols)} FROM retention_log WHERE site = ? ORDER BY id",  # noqa: S608
+            (site,),
+        ).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
     # -- what devices said -------------------------------------------------------------
     def note_status(self, dev: Dev, heard_ms: int, doc: dict[str, Any]) -> None:
         self._x(
@@ -719,6 +822,40 @@ class PostgresStore(CentralStore):
 
     def close(self) -> None:
         self._db.close()
+
+    def prepare_months(self, now_ms: int) -> None:
+        import datetime as dt
+
+        import psycopg
+
+        d = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date().replace(day=1)
+        for _ in range(3):
+            nxt = (d + dt.timedelta(days=32)).replace(day=1)
+            name = f"records_{d:%Y_%m}"
+            if not self._x("SELECT 1 FROM pg_class WHERE relname = ?", (name,)).fetchone():
+                # Outside any transaction: a failure (another collector made it meanwhile,
+                # or rows of that month sit in the default partition) costs nothing else.
+                with contextlib.suppress(psycopg.Error):
+                    self._x(
+                        f"CREATE TABLE {name} PARTITION OF records"
+                        f" FOR VALUES FROM ('{d:%Y-%m}') TO ('{nxt:%Y-%m}')"
+                    )
+            d = nxt
+
+    def _remove_before(self, cutoff_ts: str) -> None:
+        # Whole months before the cutoff go as partitions; the rest row by row, with the
+        # append-only guard lifted inside this transaction only.
+        parts = self._x(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'records'::regclass"
+        ).fetchall()
+        for name, bound in parts:
+            upper = bound.rsplit("TO ('", 1)[-1].split("'")[0] if "TO ('" in bound else None
+            if upper is not None and upper <= cutoff_ts[:7] and name.startswith("records_"):
+                self._x(f"DROP TABLE {name}")
+        self._x("ALTER TABLE records DISABLE TRIGGER records_no_delete")
+        self._x("DELETE FROM records WHERE ts < ?", (cutoff_ts,))
+        self._x("ALTER TABLE records ENABLE TRIGGER records_no_delete")
 
     def try_lead(self, name: str) -> bool:
         """Take a session-wide advisory lock: one collector of many runs the central

@@ -32,6 +32,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
             stall=args.stall_after,
             clock=args.unsynced_after,
             acl=args.acl_after,
+            retention_days=args.retention_days,
         ),
     )
     stop = threading.Event()
@@ -40,6 +41,32 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     col.start()
     stop.wait()
     col.close()
+    return 0
+
+
+def _cmd_retention(args: argparse.Namespace) -> int:
+    import time
+
+    from edged.central.store import open_store
+    from edged.errors import ConfigError
+    from edged.protocol.records import format_ts
+
+    if args.keep_days <= 0:
+        raise ConfigError("retention --keep-days: must be more than 0")
+    store = open_store(args.store)
+    try:
+        now = int(time.time() * 1000)
+        store.prepare_months(now)
+        cutoff = format_ts(now - int(args.keep_days * 86_400_000))
+        removed = store.apply_retention(cutoff, format_ts(now))
+    finally:
+        store.close()
+    for r in removed:
+        print(
+            f"{r['site']}/{r['device']}: removed seqs {r['first_seq']}..{r['last_seq']}"
+            f" ({r['removed']} records, older than {cutoff})"
+        )
+    print(f"retention: {sum(r['removed'] for r in removed)} records removed before {cutoff}")
     return 0
 
 
@@ -94,4 +121,18 @@ def register(sub: Any) -> None:
     )
     col.add_argument("--trust", required=True, help="directory of SITE/DEVICE.pub files")
     col.add_argument("--key", required=True, help="collector_ed25519.key")
+    col.add_argument(
+        "--retention-days",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="remove records older than D days, daily, logged per device (default: 0, keep"
+        " for ever; the rules ask for a set keeping period: choose it)",
+    )
     col.set_defaults(handler=_cmd_collect)
+    rt = sub.add_parser(
+        "retention", help="remove central records past their keeping period, once (cron)"
+    )
+    rt.add_argument("--store", required=True, metavar="FILE.db|postgresql://…")
+    rt.add_argument("--keep-days", type=float, required=True, metavar="D")
+    rt.set_defaults(handler=_cmd_retention)
