@@ -231,6 +231,17 @@ class CentralStore:
     def _lock_suffix(self) -> str:
         return ""
 
+    def _for_keys(self, sql: str, keys: Iterable[tuple[Any, ...]], tail: str = "") -> list[Any]:
+        """Rows of ``sql`` (ending in ``IN (VALUES``) for many keys of one width, 200
+        keys a statement: a batch asks about many devices at once."""
+        todo = sorted(set(keys))
+        rows: list[Any] = []
+        for i in range(0, len(todo), 200):
+            part = todo[i : i + 200]
+            marks = ", ".join(["(" + ",".join("?" * len(part[0])) + ")"] * len(part))
+            rows += self._x(f"{sql} {marks}){tail}", [x for k in part for x in k]).fetchall()
+        return rows
+
     def _skip_locked_suffix(self) -> str:
         return ""
 
@@ -276,42 +287,26 @@ class CentralStore:
         the holder of a device's row extends its chain. Rows are made and locked in sorted
         order, so two collectors with overlapping batches wait, never deadlock."""
         self.begin()
-        out: dict[Dev, tuple[int, str]] = {}
         todo = sorted(set(devs))
-        # Two statements for up to 200 devices: a batch touches many devices at once.
-        for i in range(0, len(todo), 200):
-            part = todo[i : i + 200]
-            flat = [x for dev in part for x in (*dev, GENESIS)]
-            self._x(
-                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES "  # noqa: S608
-                + ", ".join(["(?,?,0,?)"] * len(part))
-                + " ON CONFLICT (site, device) DO NOTHING",
-                flat,
-            )
-            rows = self._x(
-                "SELECT site, device, last_seq, last_hash FROM devices"  # noqa: S608
-                " WHERE (site, device) IN (VALUES "
-                + ", ".join(["(?,?)"] * len(part))
-                + ") ORDER BY site, device"
-                + self._lock_suffix(),
-                [x for dev in part for x in dev],
-            ).fetchall()
-            out.update({(s, d): (seq, h) for s, d, seq, h in rows})
-        return out
+        self._many(
+            "INSERT INTO devices (site, device, last_seq, last_hash) VALUES (?,?,0,?)"
+            " ON CONFLICT (site, device) DO NOTHING",
+            [(*dev, GENESIS) for dev in todo],
+        )
+        rows = self._for_keys(
+            "SELECT site, device, last_seq, last_hash FROM devices WHERE (site, device) IN (VALUES",
+            todo,
+            " ORDER BY site, device" + self._lock_suffix(),
+        )
+        return {(s, d): (seq, h) for s, d, seq, h in rows}
 
     def heads_of(self, devs: Iterable[Dev]) -> dict[Dev, tuple[int, str]]:
         """The stored heads of many devices (those with one), in one query a 200."""
-        todo = sorted(set(devs))
-        out: dict[Dev, tuple[int, str]] = {}
-        for i in range(0, len(todo), 200):
-            part = todo[i : i + 200]
-            rows = self._x(
-                "SELECT site, device, last_seq, last_hash FROM devices"  # noqa: S608
-                " WHERE (site, device) IN (VALUES " + ", ".join(["(?,?)"] * len(part)) + ")",
-                [x for dev in part for x in dev],
-            ).fetchall()
-            out.update({(s, d): (seq, h) for s, d, seq, h in rows})
-        return out
+        rows = self._for_keys(
+            "SELECT site, device, last_seq, last_hash FROM devices WHERE (site, device) IN (VALUES",
+            devs,
+        )
+        return {(s, d): (seq, h) for s, d, seq, h in rows}
 
     def save_heads(self, heads: list[tuple[str, str, int, str]]) -> None:
         self.begin()
@@ -355,17 +350,11 @@ class CentralStore:
 
     def hashes_at(self, keys: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], str]:
         """Stored hashes of many (site, device, seq) at once."""
-        todo = sorted(set(keys))
-        out: dict[tuple[str, str, int], str] = {}
-        for i in range(0, len(todo), 200):
-            part = todo[i : i + 200]
-            rows = self._x(
-                "SELECT site, device, seq, hash FROM records"  # noqa: S608
-                " WHERE (site, device, seq) IN (VALUES " + ", ".join(["(?,?,?)"] * len(part)) + ")",
-                [x for k in part for x in k],
-            ).fetchall()
-            out.update({(s, d, q): h for s, d, q, h in rows})
-        return out
+        rows = self._for_keys(
+            "SELECT site, device, seq, hash FROM records WHERE (site, device, seq) IN (VALUES",
+            keys,
+        )
+        return {(s, d, q): h for s, d, q, h in rows}
 
     def ts_at(self, dev: Dev, seq: int) -> str | None:
         row = self._x(
@@ -453,20 +442,12 @@ class CentralStore:
 
     def waiting(self, devs: Iterable[Dev]) -> set[Dev]:
         """Which of ``devs`` have records waiting (usually none: one query a batch)."""
-        out: set[Dev] = set()
         if self._x("SELECT 1 FROM pending LIMIT 1").fetchone() is None:
-            return out
-        todo = sorted(set(devs))
-        for i in range(0, len(todo), 200):
-            part = todo[i : i + 200]
-            rows = self._x(
-                "SELECT DISTINCT site, device FROM pending WHERE (site, device) IN (VALUES "  # noqa: S608
-                + ", ".join(["(?,?)"] * len(part))
-                + ")",
-                [x for dev in part for x in dev],
-            ).fetchall()
-            out.update((s, d) for s, d in rows)
-        return out
+            return set()
+        rows = self._for_keys(
+            "SELECT DISTINCT site, device FROM pending WHERE (site, device) IN (VALUES", devs
+        )
+        return {(s, d) for s, d in rows}
 
     def pending_devices(self, older_than_ms: int) -> list[tuple[str, str, int]]:
         """Devices with a record waiting since before ``older_than_ms``: (site, device,
