@@ -164,8 +164,8 @@ class Ingest:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=500)
-    ap.add_argument("--per-device", type=int, default=60)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--per-device", type=int, default=30)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--busiest", type=float, default=120.0, help="records per door per minute")
