@@ -40,7 +40,9 @@ def wait_until(pred, timeout: float, what: str, every: float = 0.2) -> None:
 class CollectorProc:
     """``edged collect`` as a process of its own, so that it can be killed."""
 
-    def __init__(self, tmp: Path, n: int, store: str, port: int, share: str | None) -> None:
+    def __init__(
+        self, tmp: Path, n: int, store: str, port: int, share: str | None, *extra: str
+    ) -> None:
         key = tmp / "collector" / "collector_ed25519.key"
         self.args = [
             EDGED, "collect", "--broker", f"127.0.0.1:{port}", "--store", store,
@@ -48,6 +50,7 @@ class CollectorProc:
         ]  # fmt: skip
         if share:
             self.args += ["--share", share]
+        self.args += list(extra)
         self.log = tmp / f"collector-{n}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -156,3 +159,46 @@ def test_collectors_share_the_load_and_lose_nothing_when_killed(tmp_path, postgr
     stops = [json.loads(ln) for x in logs for ln in x.splitlines() if "collector_stopped" in ln]
     assert len(stops) == 3 and all(s["stored"] > 0 for s in stops), stops
     assert sum(s["parked"] for s in stops) > 0, stops
+
+
+def test_sites_shard_the_company_between_collector_groups(tmp_path, postgres):
+    """R13 at scale: two collector groups on one PostgreSQL, each taking its own sites
+    (--sites); every record of both sites stored once, each group stored only its own."""
+    key = init_role_key(tmp_path / "collector", "collector")
+    with MosquittoHarness(tmp_path / "mq", extra_config=BROKER_CONFIG) as broker:
+        fleets = [
+            Fleet(40, Broker("127.0.0.1", broker.port), key.public_key(), site=s, seed=i)
+            for i, s in enumerate(("osaka", "tokyo"))
+        ]
+        for f in fleets:
+            f.write_trust(tmp_path / "trust")
+        groups = [
+            CollectorProc(tmp_path, i, postgres.url, broker.port, None, "--sites", s)
+            for i, s in enumerate(("osaka", "tokyo"))
+        ]
+        for c in groups:
+            c.start()
+        try:
+            for f in fleets:
+                f.start()
+                f.generate(True)
+            wait_until(lambda: all(f.totals()[0] > 300 for f in fleets), 60, "records written")
+            for f in fleets:
+                f.generate(False)
+            wait_until(lambda: all(f.all_receipted() for f in fleets), 60, "all receipted")
+        finally:
+            for f in fleets:
+                f.stop()
+            for c in groups:
+                c.stop()
+    with psycopg.connect(postgres.url) as c:
+        got = dict(c.execute("SELECT site, count(*) FROM records GROUP BY site").fetchall())
+    want = {f.devices[0].site: f.totals()[0] for f in fleets}
+    assert got == want, (got, want)
+    stops = [
+        json.loads(ln)
+        for c in groups
+        for ln in c.log.read_text().splitlines()
+        if "collector_stopped" in ln
+    ]
+    assert [s["stored"] for s in stops] == [want["osaka"], want["tokyo"]], stops

@@ -113,6 +113,7 @@ class Collector:
         *,
         tls: Tls | None = None,
         share: str | None = None,
+        sites: tuple[str, ...] = (),
         watch: Watch | None = None,
         # Well under a device's default max_unreceipted (800), so a draining device is
         # never left waiting for the timer's receipt; each receipt costs a commit.
@@ -126,6 +127,9 @@ class Collector:
         # With a share group, collectors of one group split the devices' messages (MQTT
         # shared subscription): the store arbitrates.
         self.share = share
+        # Only these sites' topics (a shard of the company: a device's records then stay
+        # with one collector group); empty: every site.
+        self.sites = tuple(sites)
         self.watch = watch or Watch()
         self.trust_dir = Path(trust_dir)
         self._key = key
@@ -214,31 +218,35 @@ class Collector:
             self.store.close()
         log.info("collector_stopped", stored=self.stored, parked=self.parked)
 
+    def _mine(self, site: str) -> bool:
+        return not self.sites or site in self.sites
+
     # -- callbacks (paho's thread) ---------------------------------------------------
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
             log.error("broker_refused", reason=str(rc))
             return
         p = f"$share/{self.share}/{topics.PREFIX}" if self.share else topics.PREFIX
-        c.subscribe(
-            [
-                (f"{p}/+/+/event/#", 1),
-                (f"{p}/+/+/checkpoint", 1),
-                (f"{p}/+/+/status", 1),
-                (f"{p}/+/+/heartbeat", 0),
-                (f"{p}/+/+/alarm/journal.unavailable", 1),
+        subs = []
+        for site in self.sites or ("+",):
+            subs += [
+                (f"{p}/{site}/+/event/#", 1),
+                (f"{p}/{site}/+/checkpoint", 1),
+                (f"{p}/{site}/+/status", 1),
+                (f"{p}/{site}/+/heartbeat", 0),
+                (f"{p}/{site}/+/alarm/journal.unavailable", 1),
+                # Retained lists reach only plain subscriptions (not shared ones): every
+                # collector sees them; they are one row per device.
+                (f"{topics.PREFIX}/{site}/+/acl", 1),
             ]
-        )
-        # Retained lists reach only plain subscriptions (not shared ones): every
-        # collector sees them; they are one row per device.
-        c.subscribe(f"{topics.PREFIX}/+/+/acl", 1)
+        c.subscribe(subs)
         log.info("collector_connected", broker=f"{self.host}:{self.port}")
         # After a restart, tell every known device where we are: it resends the rest. A
         # thousand requests at once would make a thousand devices resend at once: they go
         # out in random order, RESENDS_PER_TICK at each receipt tick.
         with self._lock:
             self._flush_locked()
-            devices = self.store.devices()
+            devices = [d for d in self.store.devices() if self._mine(d[0])]
             self.store.commit()
             random.shuffle(devices)
             self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
@@ -317,7 +325,8 @@ class Collector:
         collectors on one PostgreSQL, one of them (an advisory lock) does it."""
         if isinstance(self.store, PostgresStore) and not self._leading:
             with self._lock:
-                self._leading = self.store.try_lead("edged-watch")
+                # One leader per shard: a group of other sites has its own.
+                self._leading = self.store.try_lead("edged-watch:" + ",".join(self.sites))
             if not self._leading:
                 return
         w = self.watch
@@ -327,6 +336,8 @@ class Collector:
             self.daily(now_ms)
         with self._lock:
             for st in self.store.statuses():
+                if not self._mine(st["site"]):
+                    continue
                 dev = (st["site"], st["device"])
                 quiet = (now_ms - st["heard_ms"]) / 1000
                 silent = quiet > w.silent
@@ -356,6 +367,8 @@ class Collector:
                     f"the device's clock has not been synchronised for {now - since:.0f} s",
                 )
             for a in self.store.acl_states():
+                if not self._mine(a["site"]):
+                    continue
                 dev = (a["site"], a["device"])
                 want, have = a["published_version"], a["applied_version"]
                 late = (

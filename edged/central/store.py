@@ -841,7 +841,10 @@ class PostgresStore(CentralStore):
     def try_lead(self, name: str) -> bool:
         """Take a session-wide advisory lock: one collector of many runs the central
         alarm checks; another takes over when its session ends."""
-        key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big") & (2**62 - 1)
+        import hashlib
+
+        # A 63-bit key from the whole name: each shard's leader lock is its own.
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
         row = self._db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         return bool(row and row[0])
 

@@ -27,6 +27,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         load_private_key(Path(args.key)),
         tls=b.tls,
         share=args.share,
+        sites=tuple(s for s in (args.sites or "").split(",") if s),
         watch=Watch(
             silent=args.silent_after,
             stall=args.stall_after,
@@ -89,6 +90,13 @@ def register(sub: Any) -> None:
         default=None,
         help="take devices' messages through the MQTT shared subscription $share/GROUP, with"
         " the other collectors of GROUP on the same store (default: none, every message)",
+    )
+    col.add_argument(
+        "--sites",
+        metavar="A,B",
+        default=None,
+        help="only these sites' topics: a shard of a large company, so that each device's"
+        " records stay with one collector group (default: every site)",
     )
     col.add_argument(
         "--silent-after",
