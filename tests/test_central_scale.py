@@ -202,3 +202,42 @@ def test_sites_shard_the_company_between_collector_groups(tmp_path, postgres):
         if "collector_stopped" in ln
     ]
     assert [s["stored"] for s in stops] == [want["osaka"], want["tokyo"]], stops
+
+
+def test_the_fleet_command_drives_a_collector(tmp_path, postgres):
+    """`edged sim fleet` as a person runs it: N devices with their keys written for the
+    collector, records at a rate, a restart on request, a line of progress; everything
+    it wrote is stored."""
+    init_role_key(tmp_path / "collector", "collector")
+    with MosquittoHarness(tmp_path / "mq", extra_config=BROKER_CONFIG) as broker:
+        col = CollectorProc(tmp_path, 0, postgres.url, broker.port, None)
+        args = [
+            EDGED, "sim", "fleet", "--devices", "30", "--broker", f"127.0.0.1:{broker.port}",
+            "--rate", "100", "--burst", "50", "--burst-every", "1", "--restart-every", "1",
+            "--seconds", "4", "--report-every", "1",
+            "--collector-pubkey", str(tmp_path / "collector" / "collector_ed25519.pub"),
+            "--trust-out", str(tmp_path / "trust"),
+        ]  # fmt: skip
+        fleet = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert fleet.stdout is not None
+        first = fleet.stdout.readline()
+        assert "30 device keys in" in first, first
+        col.start()  # the keys are there now
+        out, _ = fleet.communicate(timeout=60)
+        col.stop()
+    assert fleet.returncode == 0, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("fleet: ") and "written" in ln]
+    assert lines and "30/30 connected" in lines[-1], out
+    written = int(lines[-1].split(" written")[0].split()[-1])
+    with psycopg.connect(postgres.url) as c:
+        stored = c.execute("SELECT count(*) FROM records").fetchone()[0]
+        restarts = c.execute(
+            "SELECT count(*) FROM records WHERE type = 'daemon.started'"
+        ).fetchone()[0]
+    assert written > 200 and stored >= written - 150, (stored, written)  # the last second
+    assert restarts >= 2, restarts
