@@ -45,6 +45,22 @@ def fmt(xs: list[float]) -> str:
     return f"p50 {statistics.median(xs):8.2f} ms  p99 {pct(xs, 99):8.2f} ms"
 
 
+def _wait_state(ctx: int, st: list, want: int, timeout: float = 60.0) -> list:
+    """Wait for the reader state ``want``. A call that fails (a timeout on a loaded
+    machine) leaves ``st`` as it was: its result is no reader list, and passing that on
+    once made this loop spin for ever."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        rv, got = scard.SCardGetStatusChange(
+            ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
+        )
+        if rv == 0:
+            st = got
+            if st[0][1] & want:
+                return st
+    raise TimeoutError(f"reader state {want:#x} not reached in {timeout:.0f} s")
+
+
 def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
     """Insert -> card reported and its UID read, with nothing of edged in the way."""
     _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -55,12 +71,7 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
             card = VirtualCard(UID, port=port)
             t0 = time.monotonic_ns()
             card.insert()
-            while True:
-                rv, st = scard.SCardGetStatusChange(
-                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
-                )
-                if rv == 0 and st[0][1] & scard.SCARD_STATE_PRESENT:
-                    break
+            st = _wait_state(ctx, st, scard.SCARD_STATE_PRESENT)
             _, h, proto = scard.SCardConnect(
                 ctx,
                 name,
@@ -71,12 +82,7 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
             scard.SCardDisconnect(h, scard.SCARD_LEAVE_CARD)
             out.append((time.monotonic_ns() - t0) / 1e6)
             card.remove()
-            while True:
-                rv, st = scard.SCardGetStatusChange(
-                    ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
-                )
-                if rv == 0 and st[0][1] & scard.SCARD_STATE_EMPTY:
-                    break
+            st = _wait_state(ctx, st, scard.SCARD_STATE_EMPTY)
     finally:
         scard.SCardReleaseContext(ctx)
     return out
