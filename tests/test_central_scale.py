@@ -155,10 +155,10 @@ def test_collectors_share_the_load_and_lose_nothing_when_killed(tmp_path, postgr
         assert not bad, bad
     logs = [c.log.read_text() for c in collectors]
     assert not any("Traceback" in x for x in logs)
-    # The load was shared, and records did arrive out of order (and waited their turn).
+    # The load was shared (records waiting their turn, "parked", are counted in the logs;
+    # test_central_store.py makes them arrive out of order on purpose).
     stops = [json.loads(ln) for x in logs for ln in x.splitlines() if "collector_stopped" in ln]
     assert len(stops) == 3 and all(s["stored"] > 0 for s in stops), stops
-    assert sum(s["parked"] for s in stops) > 0, stops
 
 
 def test_sites_shard_the_company_between_collector_groups(tmp_path, postgres):

@@ -83,3 +83,38 @@ def test_a_device_head_is_held_by_one_collector_at_a_time(postgres):
 def test_a_wrong_store_url_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^--store postgresql://edged:\*\*\*@127\.0\.0\.1:1/x: "):
         open_store("postgresql://edged:secret@127.0.0.1:1/x")
+
+
+def test_records_out_of_order_across_two_collectors_wait_their_turn(tmp_path, postgres):
+    """R10: one device's records reach two collectors in reverse order (as a shared
+    subscription may deliver them): each waits in the store until its predecessor is
+    stored, by whichever collector; all end up once, in order, nothing left waiting."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from edged.simulators.fleet import FleetDevice
+
+    from edged.central.collector import Collector
+    from edged.protocol.keys import init_role_key, public_key_pem
+
+    key = init_role_key(tmp_path / "collector", "collector")
+    d = FleetDevice("tokyo", "door-1", Ed25519PrivateKey.generate())
+    (tmp_path / "trust" / "tokyo").mkdir(parents=True)
+    (tmp_path / "trust" / "tokyo" / "door-1.pub").write_text(public_key_pem(d.key.public_key()))
+    for _ in range(6):
+        d.append("door.opened", {"door": "main"})
+    wire = [(d.site, d.device, r.wire()) for r in d.records]
+    one, two = (Collector("127.0.0.1", 1, postgres.url, tmp_path / "trust", key) for _ in "ab")
+    try:
+        one.ingest_batch([wire[5], wire[3]])  # 6 and 4: nothing to extend yet
+        two.ingest_batch([wire[4], wire[2]])  # 5 and 3
+        assert one.store.seqs(("tokyo", "door-1")) == []
+        assert one.parked + two.parked == 4
+        one.ingest_batch([wire[1]])  # 2: still waits for 1
+        two.ingest_batch([wire[0]])  # 1: and with it 2..6, drained in order
+        seqs = two.store.seqs(("tokyo", "door-1"))
+        assert seqs == [1, 2, 3, 4, 5, 6], seqs
+        assert two.store.hashes(("tokyo", "door-1")) == [r.hash for r in d.records]
+        assert two.store.take_pending(("tokyo", "door-1"), 6) == []
+        assert two.store.head(("tokyo", "door-1")) == (6, d.records[5].hash)
+    finally:
+        one.close()
+        two.close()
