@@ -141,6 +141,14 @@ def register(sub: Any) -> None:
     rt = sub.add_parser(
         "retention", help="remove central records past their keeping period, once (cron)"
     )
-    rt.add_argument("--store", required=True, metavar="FILE.db|postgresql://…")
-    rt.add_argument("--keep-days", type=float, required=True, metavar="D")
+    rt.add_argument(
+        "--store", required=True, metavar="FILE.db|postgresql://…", help="the central store"
+    )
+    rt.add_argument(
+        "--keep-days",
+        type=float,
+        required=True,
+        metavar="D",
+        help="keep records this many days; older ones are removed and logged per device",
+    )
     rt.set_defaults(handler=_cmd_retention)
