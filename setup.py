@@ -23,5 +23,9 @@ packages.append("edged.examples")  # the example configuration and lists, as pac
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"edged.examples": ["*.toml", "*.csv", "*.conf"], "edged": ["py.typed"]},
+    package_data={
+        "edged.examples": ["*.toml", "*.csv", "*.conf"],
+        "edged": ["py.typed"],
+        "edged.central.console": ["templates/*.html", "static/*.css", "static/*.js"],
+    },
 )

@@ -177,6 +177,41 @@ ENGINE_MIGRATIONS[5] = {
         "DROP TABLE records_unpartitioned",
     ],
 }
+MIGRATIONS.append(
+    (
+        6,
+        [
+            # The console's people: a role each, the password under scrypt, failed logins
+            # in a row and until when the account is locked after too many.
+            """CREATE TABLE console_users (name TEXT PRIMARY KEY, role TEXT NOT NULL,
+               pw_hash TEXT NOT NULL, created_ts TEXT NOT NULL, failed INTEGER NOT NULL
+               DEFAULT 0, locked_until_ms {int} NOT NULL DEFAULT 0)""",
+            # Sessions by the SHA-256 of their token (a stolen table opens nothing), with
+            # the CSRF token of their forms.
+            """CREATE TABLE console_sessions (token_hash TEXT PRIMARY KEY, name TEXT NOT
+               NULL, csrf TEXT NOT NULL, created_ms {int} NOT NULL, seen_ms {int} NOT NULL)""",
+            # What people did in the console (R15, R16, R21): append-only, hash-chained.
+            """CREATE TABLE console_audit (seq {int} PRIMARY KEY, ts TEXT NOT NULL,
+               name TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL,
+               prev TEXT NOT NULL, hash TEXT NOT NULL)""",
+            "ALTER TABLE alarms ADD COLUMN acked_by TEXT",
+            "ALTER TABLE alarms ADD COLUMN acked_ts TEXT",
+            "ALTER TABLE alarms ADD COLUMN ack_comment TEXT",
+        ],
+    )
+)
+ENGINE_MIGRATIONS[6] = {
+    "sqlite": [
+        """CREATE TRIGGER console_audit_no_update BEFORE UPDATE ON console_audit BEGIN
+           SELECT RAISE(ABORT, 'console audit is append-only'); END""",
+        """CREATE TRIGGER console_audit_no_delete BEFORE DELETE ON console_audit BEGIN
+           SELECT RAISE(ABORT, 'console audit is append-only'); END""",
+    ],
+    "postgresql": [
+        """CREATE TRIGGER console_audit_no_update BEFORE UPDATE OR DELETE ON console_audit
+           FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
+    ],
+}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -681,6 +716,119 @@ class CentralStore:
         )
         rows = self._x(f"SELECT {', '.join(cols)} FROM device_status").fetchall()  # noqa: S608
         return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    # -- the console -------------------------------------------------------------------
+    def add_user(self, name: str, role: str, pw_hash: str, ts: str) -> None:
+        self._x(
+            "INSERT INTO console_users (name, role, pw_hash, created_ts) VALUES (?,?,?,?)"
+            " ON CONFLICT (name) DO UPDATE SET role=excluded.role, pw_hash=excluded.pw_hash,"
+            " failed=0, locked_until_ms=0",
+            (name, role, pw_hash, ts),
+        )
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        cols = ("name", "role", "pw_hash", "failed", "locked_until_ms")
+        row = self._x(
+            f"SELECT {', '.join(cols)} FROM console_users WHERE name = ?",  # noqa: S608
+            (name,),
+        ).fetchone()
+        return dict(zip(cols, row, strict=True)) if row else None
+
+    def note_login(self, name: str, failed: int, locked_until_ms: int) -> None:
+        self._x(
+            "UPDATE console_users SET failed = ?, locked_until_ms = ? WHERE name = ?",
+            (failed, locked_until_ms, name),
+        )
+
+    def add_session(self, token_hash: str, name: str, csrf: str, now_ms: int) -> None:
+        self._x(
+            "INSERT INTO console_sessions VALUES (?,?,?,?,?)",
+            (token_hash, name, csrf, now_ms, now_ms),
+        )
+
+    def session(self, token_hash: str, idle_ms: int, now_ms: int) -> dict[str, Any] | None:
+        """The session's user, role and CSRF token, if it was used within ``idle_ms``."""
+        row = self._x(
+            "SELECT s.name, u.role, s.csrf, s.seen_ms FROM console_sessions s JOIN"
+            " console_users u ON u.name = s.name WHERE s.token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        if row is None or now_ms - row[3] > idle_ms:
+            return None
+        self._x(
+            "UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?", (now_ms, token_hash)
+        )
+        return {"name": row[0], "role": row[1], "csrf": row[2]}
+
+    def drop_session(self, token_hash: str) -> None:
+        self._x("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
+
+    def audit(self, ts: str, name: str, action: str, detail: str) -> int:
+        """Append to the console's audit trail, chained by hash; its seq."""
+        import hashlib
+        import json as _json
+
+        self.begin()
+        last = self._x(
+            "SELECT seq, hash FROM console_audit ORDER BY seq DESC LIMIT 1"  # noqa: S608
+            + self._lock_suffix()
+        ).fetchone()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        body = {
+            "seq": seq,
+            "ts": ts,
+            "name": name,
+            "action": action,
+            "detail": detail,
+            "prev": prev,
+        }
+        h = hashlib.sha256(
+            _json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        ).hexdigest()
+        self._x(
+            "INSERT INTO console_audit VALUES (?,?,?,?,?,?,?)",
+            (seq, ts, name, action, detail, prev, h),
+        )
+        self.commit()
+        return seq
+
+    def audit_rows(self) -> list[dict[str, Any]]:
+        cols = ("seq", "ts", "name", "action", "detail", "prev", "hash")
+        rows = self._x(f"SELECT {', '.join(cols)} FROM console_audit ORDER BY seq").fetchall()  # noqa: S608
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def ack_alarm(self, alarm_id: int, name: str, ts: str, comment: str) -> bool:
+        cur = self._x(
+            "UPDATE alarms SET acked_by = ?, acked_ts = ?, ack_comment = ? WHERE id = ?"
+            " AND acked_by IS NULL",
+            (name, ts, comment, alarm_id),
+        )
+        return bool(cur.rowcount)
+
+    def alarm_list(self, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first (or, with ``after_id``, those after it, oldest first)."""
+        cols = (
+            "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts",
+            "acked_by", "acked_ts", "ack_comment",
+        )  # fmt: skip
+        sql = f"SELECT {', '.join(cols)} FROM alarms"  # noqa: S608
+        if after_id:
+            rows = self._x(sql + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        else:
+            rows = self._x(sql + " ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(zip(cols, r, strict=True)) for r in rows.fetchall()]
+
+    def recent_records(self, since_ts: str, types: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(site, device, body) of records of ``types`` since ``since_ts``, in order."""
+        marks = ",".join("?" * len(types))
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self._x(
+                f"SELECT site, device, body FROM records WHERE ts >= ? AND type IN ({marks})"  # noqa: S608
+                " ORDER BY site, device, seq",
+                (since_ts, *types),
+            )
+        ]
 
 
 def _int(v: Any) -> int | None:

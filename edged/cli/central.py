@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,62 @@ def _cmd_retention(args: argparse.Namespace) -> int:
             f" ({r['removed']} records, older than {cutoff})"
         )
     print(f"retention: {sum(r['removed'] for r in removed)} records removed before {cutoff}")
+    return 0
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    if getattr(args, "console_command", None) == "user":
+        return _cmd_console_user(args)
+    try:
+        import uvicorn
+
+        from edged.central.console.app import create_app
+    except ImportError as e:
+        from edged.errors import ConfigError
+
+        raise ConfigError(
+            f"console: {e.name} is not installed (pip install edged[central])"
+        ) from None
+    from edged.errors import ConfigError
+
+    host, _, port_s = args.listen.rpartition(":")
+    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ConfigError(f"console --listen {args.listen!r}: expected HOST:PORT")
+    host, port = host.strip("[]"), int(port_s)
+    app = create_app(args.store, tz=args.tz)
+    ssl = {"ssl_certfile": args.cert_file, "ssl_keyfile": args.key_file} if args.cert_file else {}
+    print(f"console on http{'s' if ssl else ''}://{host}:{port}/", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", **ssl)
+    return 0
+
+
+def _cmd_console_user(args: argparse.Namespace) -> int:
+    import getpass
+    import sys
+    import time
+
+    from edged.central.console.auth import ROLES, hash_password
+    from edged.central.store import open_store
+    from edged.errors import ConfigError
+    from edged.protocol.records import format_ts
+
+    if args.role not in ROLES:
+        raise ConfigError(f"console user add --role: one of {', '.join(ROLES)}")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+    if len(password) < 12:
+        raise ConfigError("console user add: the password needs 12 characters or more")
+    store = open_store(args.store)
+    try:
+        now = format_ts(int(time.time() * 1000))
+        store.add_user(args.name, args.role, hash_password(password), now)
+        detail = json.dumps({"name": args.name, "role": args.role}, ensure_ascii=False)
+        store.audit(now, "(command line)", "user_add", detail)
+    finally:
+        store.close()
+    print(f"console user {args.name} ({args.role}) saved")
     return 0
 
 
@@ -152,3 +209,25 @@ def register(sub: Any) -> None:
         help="keep records this many days; older ones are removed and logged per device",
     )
     rt.set_defaults(handler=_cmd_retention)
+    con = sub.add_parser("console", help="the web console on the central store")
+    con.add_argument(
+        "--store", required=True, metavar="FILE.db|postgresql://…", help="the central store"
+    )
+    con.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT (default: 127.0.0.1:8080, loopback)"
+    )
+    con.add_argument(
+        "--tz", default="Asia/Tokyo", help="the sites' time zone (default: Asia/Tokyo)"
+    )
+    con.add_argument("--cert-file", help="TLS certificate (default: none; or a reverse proxy)")
+    con.add_argument("--key-file", help="TLS key, with --cert-file")
+    csub = con.add_subparsers(dest="console_command", metavar="ACTION")
+    cu = csub.add_parser("user", help="manage console users")
+    cusub = cu.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    ua = cusub.add_parser("add", help="add a user, or set a user's role and password")
+    ua.add_argument("name", help="the user's name")
+    ua.add_argument("--role", required=True, help="viewer, auditor or admin")
+    ua.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    con.set_defaults(handler=_cmd_console)

@@ -1,0 +1,1 @@
+"""The central web console (issue 15)."""

@@ -1,0 +1,384 @@
+"""The web console on the central store: who is inside, alarms (live, acknowledged with a
+comment), devices, the ledger across doors, the console's own audit trail. Server-rendered
+pages (Starlette, Jinja2), one small vendored script for live alarms (server-sent events),
+nothing loaded from elsewhere. Every page needs a session; every form a CSRF token; every
+action is in the hash-chained audit trail (R15, R16, R21)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import secrets
+import threading
+import time
+import zoneinfo
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from edged.central.console.auth import (
+    COOKIE,
+    LOCK_MS,
+    MAX_FAILED,
+    SESSION_IDLE_MS,
+    check_password,
+    new_token,
+    role_allows,
+    token_hash,
+)
+from edged.central.ledger import central_ledger
+from edged.central.store import CentralStore, open_store
+from edged.ledger import Scope, to_csv, to_html
+from edged.protocol.records import format_ts
+
+HERE = Path(__file__).parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# Login attempts per client address and minute, whatever the user name.
+PER_ADDRESS = 20
+
+LABELS = {
+    "en": {
+        "overview": "Overview", "alarms": "Alarms", "ledger": "Ledger", "audit": "Audit trail",
+        "logout": "Log out", "login": "Log in", "user": "User", "password": "Password",
+        "inside": "Inside now", "devices": "Devices", "active": "Active alarms",
+        "ack": "Acknowledge", "comment": "Comment", "acked": "Acknowledged",
+        "heard": "Last heard", "backlog": "Backlog", "clock": "Clock", "none": "none",
+    },
+    "ja": {
+        "overview": "概要", "alarms": "警報", "ledger": "入退室管理表", "audit": "操作記録",
+        "logout": "ログアウト", "login": "ログイン", "user": "利用者", "password": "パスワード",
+        "inside": "在室者", "devices": "装置", "active": "未対応の警報",
+        "ack": "確認", "comment": "コメント", "acked": "確認済",
+        "heard": "最終受信", "backlog": "未送信", "clock": "時刻同期", "none": "なし",
+    },
+}  # fmt: skip
+
+
+class Console:
+    """The console's state: one store connection (used under a lock), its settings."""
+
+    def __init__(self, store: CentralStore, tz: str = "Asia/Tokyo") -> None:
+        self.store = store
+        self.tz = zoneinfo.ZoneInfo(tz)
+        self.lock = threading.Lock()
+        self.tries: dict[str, list[float]] = {}
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+        )
+
+    def db(self, fn: Callable[[CentralStore], Any]) -> Any:
+        with self.lock:
+            try:
+                return fn(self.store)
+            finally:
+                self.store.commit()
+
+    def local(self, ts: str | None) -> str:
+        if not ts:
+            return ""
+        try:
+            t = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return ts
+        return t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    def audit(self, user: str, action: str, detail: dict[str, Any]) -> None:
+        now = format_ts(int(time.time() * 1000))
+        text = json.dumps(detail, ensure_ascii=False, sort_keys=True)
+        self.db(lambda s: s.audit(now, user, action, text))
+
+
+def _session(c: Console, request: Request) -> dict[str, Any] | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    now = int(time.time() * 1000)
+    return c.db(lambda s: s.session(token_hash(token), SESSION_IDLE_MS, now))
+
+
+def _lang(request: Request) -> str:
+    lang = request.query_params.get("lang") or request.cookies.get("edged_lang") or "ja"
+    return lang if lang in LABELS else "ja"
+
+
+def page(c: Console, request: Request, name: str, who: dict[str, Any], **ctx: Any) -> Response:
+    lang = _lang(request)
+    html = c.env.get_template(name).render(
+        L=LABELS[lang], lang=lang, who=who, local=c.local, path=request.url.path, **ctx
+    )
+    resp = HTMLResponse(html)
+    resp.set_cookie("edged_lang", lang, httponly=True, secure=True, samesite="strict")
+    return resp
+
+
+def needs(role: str) -> Callable[[Callable[..., Response]], Callable[[Request], Any]]:
+    """A page for ``role`` or above: no session, to the login page; too low a role, 403."""
+
+    def wrap(fn: Callable[..., Response]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            c: Console = request.app.state.console
+            who = await asyncio.to_thread(_session, c, request)
+            if who is None:
+                return RedirectResponse("/login", status_code=303)
+            if not role_allows(who["role"], role):
+                return PlainTextResponse("forbidden for your role", status_code=403)
+            if request.method == "POST":
+                form = await request.form()
+                if not secrets.compare_digest(str(form.get("csrf", "")), who["csrf"]):
+                    return PlainTextResponse("bad CSRF token", status_code=403)
+                return await asyncio.to_thread(fn, c, request, who, dict(form))
+            return await asyncio.to_thread(fn, c, request, who)
+
+        return endpoint
+
+    return wrap
+
+
+# -- login -------------------------------------------------------------------------------
+async def login_form(request: Request) -> Response:
+    c: Console = request.app.state.console
+    nonce = new_token()
+    html = c.env.get_template("login.html").render(
+        L=LABELS[_lang(request)], lang=_lang(request), csrf=nonce, error=""
+    )
+    resp = HTMLResponse(html)
+    # Login CSRF: the form's token must match this cookie (double submit).
+    resp.set_cookie("edged_login", nonce, httponly=True, secure=True, samesite="strict")
+    return resp
+
+
+async def login(request: Request) -> Response:
+    c: Console = request.app.state.console
+    form = await request.form()
+    cookie = request.cookies.get("edged_login", "")
+    if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
+        return PlainTextResponse("bad CSRF token", status_code=403)
+    name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:256]
+    addr = request.client.host if request.client else "?"
+    now = time.time()
+    recent = [t for t in c.tries.get(addr, []) if now - t < 60]
+    if len(recent) >= PER_ADDRESS:
+        return _login_failed(c, request, "too many attempts from this address; wait a minute")
+    c.tries[addr] = [*recent, now]
+    ok, why = await asyncio.to_thread(_check_login, c, name, password)
+    if not ok:
+        return _login_failed(c, request, why)
+    token, csrf = new_token(), new_token()
+    now_ms = int(now * 1000)
+    c.db(lambda s: s.add_session(token_hash(token), name, csrf, now_ms))
+    c.audit(name, "login", {"address": addr})
+    resp = RedirectResponse("/", status_code=303)
+    resp.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="strict")
+    resp.delete_cookie("edged_login")
+    return resp
+
+
+def _check_login(c: Console, name: str, password: str) -> tuple[bool, str]:
+    user = c.db(lambda s: s.user(name))
+    now_ms = int(time.time() * 1000)
+    if user is None:
+        check_password(password, "scrypt$16384$8$1$00$00")  # the same time as a real try
+        return False, "wrong user name or password"
+    if user["locked_until_ms"] > now_ms:
+        return False, "this account is locked after failed logins; try again later"
+    if not check_password(password, user["pw_hash"]):
+        failed = user["failed"] + 1
+        until = now_ms + LOCK_MS if failed >= MAX_FAILED else 0
+        c.db(lambda s: s.note_login(name, 0 if until else failed, until))
+        c.audit(name, "login_failed", {"locked": bool(until)})
+        return False, "wrong user name or password"
+    c.db(lambda s: s.note_login(name, 0, 0))
+    return True, ""
+
+
+def _login_failed(c: Console, request: Request, why: str) -> Response:
+    nonce = new_token()
+    html = c.env.get_template("login.html").render(
+        L=LABELS[_lang(request)], lang=_lang(request), csrf=nonce, error=why
+    )
+    resp = HTMLResponse(html, status_code=401)
+    resp.set_cookie("edged_login", nonce, httponly=True, secure=True, samesite="strict")
+    return resp
+
+
+@needs("viewer")
+def logout(c: Console, request: Request, who: dict[str, Any], form: dict[str, Any]) -> Response:
+    token = request.cookies.get(COOKIE, "")
+    c.db(lambda s: s.drop_session(token_hash(token)))
+    c.audit(who["name"], "logout", {})
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+# -- pages -------------------------------------------------------------------------------
+@needs("viewer")
+def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    from edged.core.replay import snapshot_state
+
+    since = format_ts(int((time.time() - 86400) * 1000))
+    types = ("door.granted", "door.exit", "occupancy.reset", "journal.snapshot")
+    rows = c.db(lambda s: s.recent_records(since, types))
+    by_dev: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for site, device, body in rows:
+        by_dev.setdefault((site, device), []).append(json.loads(body))
+    inside = []
+    for (site, device), recs in sorted(by_dev.items()):
+        from edged.core.machine import Now
+
+        now = Now(0, int(time.time() * 1000), True)
+        occ = snapshot_state(recs, now, "")["occupancy"]
+        for area, people in occ.items():
+            for pid, name in sorted(people.items()):
+                inside.append(
+                    {"site": site, "device": device, "area": area, "id": pid, "name": name}
+                )
+    statuses = c.db(lambda s: s.statuses())
+    alarms = [
+        a for a in c.db(lambda s: s.alarm_list()) if not a["cleared_ts"] and not a["acked_by"]
+    ]
+    now_ms = int(time.time() * 1000)
+    return page(
+        c, request, "overview.html", who, inside=inside, statuses=statuses, alarms=alarms[:50],
+        now_ms=now_ms,
+    )  # fmt: skip
+
+
+@needs("viewer")
+def alarms(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    rows = c.db(lambda s: s.alarm_list())
+    last = max((a["id"] for a in rows), default=0)
+    return page(c, request, "alarms.html", who, alarms=rows, last=last)
+
+
+@needs("auditor")
+def ack(c: Console, request: Request, who: dict[str, Any], form: dict[str, Any]) -> Response:
+    try:
+        alarm_id = int(request.path_params["id"])
+    except ValueError:
+        return PlainTextResponse("no such alarm", status_code=404)
+    comment = str(form.get("comment", ""))[:500]
+    now = format_ts(int(time.time() * 1000))
+    if c.db(lambda s: s.ack_alarm(alarm_id, who["name"], now, comment)):
+        c.audit(who["name"], "alarm_ack", {"alarm": alarm_id, "comment": comment})
+    return RedirectResponse("/alarms", status_code=303)
+
+
+@needs("viewer")
+def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    q = request.query_params
+    site = q.get("site", "")
+    today = dt.datetime.now(c.tz).date()
+    try:
+        start = dt.date.fromisoformat(q.get("from") or today.replace(day=1).isoformat())
+        end = dt.date.fromisoformat(q.get("to") or today.isoformat())
+    except ValueError:
+        return PlainTextResponse("from/to: use YYYY-MM-DD", status_code=400)
+    scope = Scope(q.get("area") or None, q.get("door") or None, q.get("person") or None)
+    led = None
+    if site:
+        led = c.db(lambda s: central_ledger(s, site, start, end, str(c.tz), scope=scope))
+        fmt = q.get("format")
+        if fmt in ("csv", "html"):
+            c.audit(who["name"], "ledger_download", {"site": site, "from": str(start),
+                                                      "to": str(end), "format": fmt})  # fmt: skip
+            name = f"ledger-{site}-{start}-{end}.{fmt}"
+            body = to_csv(led) if fmt == "csv" else to_html(led, lang=_lang(request), device=site)
+            return Response(
+                body,
+                media_type="text/csv" if fmt == "csv" else "text/html",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+    sites = sorted({s["site"] for s in c.db(lambda s: s.statuses())})
+    return page(
+        c, request, "ledger.html", who, led=led, site=site, sites=sites, start=start, end=end,
+        q=dict(q),
+    )  # fmt: skip
+
+
+@needs("auditor")
+def audit_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    rows = c.db(lambda s: s.audit_rows())
+    return page(c, request, "audit.html", who, rows=rows[::-1][:500])
+
+
+def _alarms_after(c: Console, after: int) -> list[dict[str, Any]]:
+    return c.db(lambda s: s.alarm_list(after_id=after))
+
+
+async def events(request: Request) -> Response:
+    """New alarms as server-sent events, for the open pages."""
+    c: Console = request.app.state.console
+    who = await asyncio.to_thread(_session, c, request)
+    if who is None:
+        return PlainTextResponse("no session", status_code=401)
+    try:
+        after = int(request.query_params.get("after", "0"))
+    except ValueError:
+        after = 0
+
+    async def stream() -> AsyncIterator[str]:
+        last = after
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            rows = await asyncio.to_thread(_alarms_after, c, last)
+            for a in rows:
+                last = a["id"]
+                a["local"] = c.local(a["ts"])
+                yield f"id: {a['id']}\nevent: alarm\ndata: {json.dumps(a)}\n\n"
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+class Headers(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        resp = await call_next(request)
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["X-Frame-Options"] = "DENY"
+        if not request.url.path.startswith("/static/"):
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+
+def create_app(store: str | CentralStore, *, tz: str = "Asia/Tokyo") -> Starlette:
+    s = open_store(store) if isinstance(store, str) else store
+    app = Starlette(
+        routes=[
+            Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/", overview),
+            Route("/alarms", alarms),
+            Route("/alarms/{id}/ack", ack, methods=["POST"]),
+            Route("/ledger", ledger),
+            Route("/audit", audit_page),
+            Route("/events", events),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(Headers)],
+    )
+    app.state.console = Console(s, tz)
+    return app

@@ -1,0 +1,21 @@
+// Live alarms: server-sent events from /events, added at the top of the alarm table.
+// Text only (textContent): nothing from the network becomes markup.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  const body = document.querySelector("[data-live-alarms]");
+  if (!body || !window.EventSource) return;
+  const es = new EventSource("/events?after=" + encodeURIComponent(body.dataset.liveAlarms));
+  es.addEventListener("alarm", (ev) => {
+    const a = JSON.parse(ev.data);
+    if (document.getElementById("alarm-" + a.id)) return;
+    const tr = document.createElement("tr");
+    tr.id = "alarm-" + a.id;
+    tr.className = "alarm fresh " + a.source;
+    for (const v of [a.id, a.local, a.site + " / " + a.device, a.type, a.detail, a.source]) {
+      const td = document.createElement("td");
+      td.textContent = String(v);
+      tr.appendChild(td);
+    }
+    body.insertBefore(tr, body.firstChild);
+  });
+});
