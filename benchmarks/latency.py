@@ -45,19 +45,18 @@ def fmt(xs: list[float]) -> str:
     return f"p50 {statistics.median(xs):8.2f} ms  p99 {pct(xs, 99):8.2f} ms"
 
 
-def _wait_state(ctx: int, st: list, want: int, timeout: float = 60.0) -> list:
-    """Wait for the reader state ``want``. A call that fails (a timeout on a loaded
-    machine) leaves ``st`` as it was: its result is no reader list, and passing that on
-    once made this loop spin for ever."""
+def _wait_state(ctx: int, name: str, known: int, want: int, timeout: float = 60.0) -> int:
+    """Wait until the reader's state has ``want``; the state it then has. Only a call that
+    succeeded moves ``known``: a failed one (the reader not yet listed right after pcscd
+    started, or a 5 s timeout on a loaded machine) returns no reader list, and passing
+    that on made this loop spin for ever."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        rv, got = scard.SCardGetStatusChange(
-            ctx, 5000, [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in st]
-        )
-        if rv == 0:
-            st = got
-            if st[0][1] & want:
-                return st
+        rv, got = scard.SCardGetStatusChange(ctx, 5000, [(name, known)])
+        if rv == 0 and got:
+            known = got[0][1] & ~scard.SCARD_STATE_CHANGED
+            if known & want:
+                return known
     raise TimeoutError(f"reader state {want:#x} not reached in {timeout:.0f} s")
 
 
@@ -66,12 +65,12 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
     _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     out = []
     try:
-        _, st = scard.SCardGetStatusChange(ctx, 0, [(name, scard.SCARD_STATE_UNAWARE)])
+        known = _wait_state(ctx, name, scard.SCARD_STATE_UNAWARE, scard.SCARD_STATE_EMPTY)
         for _ in range(taps):
             card = VirtualCard(UID, port=port)
             t0 = time.monotonic_ns()
             card.insert()
-            st = _wait_state(ctx, st, scard.SCARD_STATE_PRESENT)
+            known = _wait_state(ctx, name, known, scard.SCARD_STATE_PRESENT)
             _, h, proto = scard.SCardConnect(
                 ctx,
                 name,
@@ -82,7 +81,7 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
             scard.SCardDisconnect(h, scard.SCARD_LEAVE_CARD)
             out.append((time.monotonic_ns() - t0) / 1e6)
             card.remove()
-            st = _wait_state(ctx, st, scard.SCARD_STATE_EMPTY)
+            known = _wait_state(ctx, name, known, scard.SCARD_STATE_EMPTY)
     finally:
         scard.SCardReleaseContext(ctx)
     return out
