@@ -74,14 +74,14 @@ def test_the_wheel_holds_every_package_and_data_file(wheel):
 
 
 def test_installed_wheel_imports_everything_and_runs_the_demo(wheel, tmp_path):
-    """Installed with its device and sim extras into a fresh virtualenv (pip's cache makes
+    """Installed with its device, sim and central extras into a fresh virtualenv (pip's cache makes
     the second time fast), outside the repository: every module imports and `edged demo
     --fast` walks the door and verifies its journal."""
     require_pcscd()
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     py = venv / "bin" / "python"
-    run(py, "-m", "pip", "install", "-q", f"{wheel}[device,sim]")
+    run(py, "-m", "pip", "install", "-q", f"{wheel}[device,sim,central]")
     probe = "\n".join(
         [
             "import importlib, pkgutil, edged",
