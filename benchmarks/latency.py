@@ -46,18 +46,23 @@ def fmt(xs: list[float]) -> str:
 
 
 def _wait_state(ctx: int, name: str, known: int, want: int, timeout: float = 60.0) -> int:
-    """Wait until the reader's state has ``want``; the state it then has. Only a call that
-    succeeded moves ``known``: a failed one (the reader not yet listed right after pcscd
-    started, or a 5 s timeout on a loaded machine) returns no reader list, and passing
+    """Wait until the reader's state has ``want`` (0: any answer); the state it then has.
+    Only a call that succeeded moves ``known``: a failed one (the reader not yet listed
+    right after pcscd started, or a 5 s timeout on a loaded machine) returns no reader
+    list, and passing
     that on made this loop spin for ever."""
     end = time.monotonic() + timeout
+    rv = -1
     while time.monotonic() < end:
         rv, got = scard.SCardGetStatusChange(ctx, 5000, [(name, known)])
         if rv == 0 and got:
             known = got[0][1] & ~scard.SCARD_STATE_CHANGED
-            if known & want:
+            if known & want or not want:
                 return known
-    raise TimeoutError(f"reader state {want:#x} not reached in {timeout:.0f} s")
+    raise TimeoutError(
+        f"reader {name!r}: state {want:#x} not reached in {timeout:.0f} s (last answer"
+        f" {rv & 0xFFFFFFFF:#x}, state {known:#x}, readers {scard.SCardListReaders(ctx, [])})"
+    )
 
 
 def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
@@ -65,7 +70,8 @@ def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
     _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     out = []
     try:
-        known = _wait_state(ctx, name, scard.SCARD_STATE_UNAWARE, scard.SCARD_STATE_EMPTY)
+        # Where the reader is now (any answer): pcscd may still be adding it.
+        known = _wait_state(ctx, name, scard.SCARD_STATE_UNAWARE, 0)
         for _ in range(taps):
             card = VirtualCard(UID, port=port)
             t0 = time.monotonic_ns()
