@@ -142,7 +142,16 @@ def test_nothing_without_a_session_and_forms_need_their_token(site):
     session's CSRF token is refused; strict headers on every answer; a viewer cannot
     acknowledge; five wrong passwords lock the account (then even the right one fails);
     a name with markup is shown as text; SQL metacharacters in filters are only text."""
-    for path in ("/", "/alarms", "/ledger", "/audit", "/ledger?site=tokyo&format=csv"):
+    paths = (
+        "/",
+        "/alarms",
+        "/ledger",
+        "/audit",
+        "/devices",
+        "/reviews",
+        "/ledger?site=tokyo&format=csv",
+    )
+    for path in paths:
         status, headers, _ = http(site.url + path)
         assert status == 303 and headers["Location"] == "/login", path
         assert "default-src 'self'" in headers["Content-Security-Policy"]
@@ -170,8 +179,10 @@ def test_nothing_without_a_session_and_forms_need_their_token(site):
     viewer = cookies_of(login(site, "ken")[1])
     assert http(site.url + f"/alarms/{alarm['id']}/ack", {"csrf": "x"}, viewer)[0] == 403
     assert http(site.url + "/audit", cookies=viewer)[0] == 403
+    assert http(site.url + "/reviews", cookies=viewer)[0] == 403
+    assert http(site.url + "/reviews", {"csrf": "x", "site": "tokyo"}, viewer)[0] == 403
     # SQL metacharacters are values, not SQL.
-    q = urllib.parse.urlencode({"site": "tokyo' OR '1'='1", "person": "x\"; DROP TABLE records;--"})
+    q = urllib.parse.urlencode({"site": "tokyo' OR '1'='1", "person": 'x"; DROP TABLE records;--'})
     status, _h, page = http(site.url + "/ledger?" + q, cookies=admin)
     assert status == 200 and "0 records from 0 devices" in page
     store = open_store(site.db)
@@ -187,7 +198,8 @@ def test_nothing_without_a_session_and_forms_need_their_token(site):
 def test_in_a_browser_log_in_see_an_alarm_live_acknowledge_and_file_the_ledger(site):
     """R8, R15: an alarm recorded while the page is open appears without reloading, is
     acknowledged with a comment; who did what is in the hash-chained audit trail; R16:
-    the month's ledger downloads as CSV and reads back."""
+    the month's ledger downloads as CSV and reads back, and the reviewer's sign-off of
+    the period is recorded like an acknowledgement."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -225,11 +237,30 @@ def test_in_a_browser_log_in_see_an_alarm_live_acknowledge_and_file_the_ledger(s
         page.screenshot(path=str(shots / "alarms.png"), full_page=True)
         page.goto(site.url + "/ledger?site=tokyo&lang=en")
         assert "every hash and chain link checked" in page.locator("#verify").inner_text()
+        # The site list comes from the store: the filter form keeps the site.
+        assert page.locator("select[name=site] option").all_inner_texts() == ["tokyo"]
         page.screenshot(path=str(shots / "ledger.png"), full_page=True)
         with page.expect_download() as dl:
             page.click("#csv")
         rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
         assert sorted(r[3] for r in rows if r[0] == "visit") == ["S1001", "S1002"]
+        # R16: the reviewer signs off the period; the sign-off is itself a record.
+        page.goto(site.url + "/reviews")
+        f = page.locator("#signoff")
+        f.locator("input[name=site]").fill("tokyo")
+        f.locator("input[name=from]").fill("2026-11-01")
+        f.locator("input[name=to]").fill("2026-11-30")
+        f.locator("input[name=method]").fill("ledger read against the door list")
+        f.locator("input[name=findings]").fill("none")
+        f.locator("button").click()
+        page.wait_for_url(site.url + "/reviews")
+        assert "ledger read against the door list" in page.locator("#reviews").inner_text()
+        page.screenshot(path=str(shots / "reviews.png"), full_page=True)
+        page.goto(site.url + "/devices")
+        shown = page.locator("#devices").inner_text()
+        # Never heard from (no heartbeat in this test): unknown, not "down".
+        assert "tokyo / door-1" in shown and "DOWN" not in shown and "NOT synced" not in shown
+        page.screenshot(path=str(shots / "devices.png"), full_page=True)
         page.goto(site.url + "/audit")
         page.screenshot(path=str(shots / "audit.png"), full_page=True)
         browser.close()
@@ -240,7 +271,8 @@ def test_in_a_browser_log_in_see_an_alarm_live_acknowledge_and_file_the_ledger(s
     rows = store.audit_rows()
     store.close()
     actions = [r["action"] for r in rows]
-    assert {"user_add", "login", "alarm_ack", "ledger_download"} <= set(actions), actions
+    want = {"user_add", "login", "alarm_ack", "ledger_download", "review_signoff"}
+    assert want <= set(actions), actions
     prev = GENESIS
     for r in rows:
         body = {k: r[k] for k in ("seq", "ts", "name", "action", "detail")} | {"prev": prev}

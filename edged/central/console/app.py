@@ -62,6 +62,7 @@ LABELS = {
         "inside": "Inside now", "devices": "Devices", "active": "Active alarms",
         "ack": "Acknowledge", "comment": "Comment", "acked": "Acknowledged",
         "heard": "Last heard", "backlog": "Backlog", "clock": "Clock", "none": "none",
+        "reviews": "Reviews", "signoff": "Sign off", "method": "How", "findings": "Findings",
     },
     "ja": {
         "overview": "概要", "alarms": "警報", "ledger": "入退室管理表", "audit": "操作記録",
@@ -69,6 +70,7 @@ LABELS = {
         "inside": "在室者", "devices": "装置", "active": "未対応の警報",
         "ack": "確認", "comment": "コメント", "acked": "確認済",
         "heard": "最終受信", "backlog": "未送信", "clock": "時刻同期", "none": "なし",
+        "reviews": "点検記録", "signoff": "点検を記録", "method": "点検方法", "findings": "所見",
     },
 }  # fmt: skip
 
@@ -309,11 +311,59 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
                 media_type="text/csv" if fmt == "csv" else "text/html",
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
-    sites = sorted({s["site"] for s in c.db(lambda s: s.statuses())})
+    sites = sorted({site for site, _d, _last in c.db(lambda s: s.devices())} | {site} - {""})
     return page(
         c, request, "ledger.html", who, led=led, site=site, sites=sites, start=start, end=end,
         q=dict(q),
     )  # fmt: skip
+
+
+@needs("viewer")
+def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    """Each device: last heard, head and receipts, backlog, clock, journal, the access
+    list published and applied, the best checkpoint seen."""
+    statuses = {(s["site"], s["device"]): s for s in c.db(lambda s: s.statuses())}
+    acls = {(a["site"], a["device"]): a for a in c.db(lambda s: s.acl_states())}
+    heads = {(s, d): last for s, d, last in c.db(lambda s: s.devices())}
+    rows = []
+    for dev in sorted(set(statuses) | set(heads) | set(acls)):
+        st, acl = statuses.get(dev, {}), acls.get(dev, {})
+        # A device never heard from shows dashes, not a clock or journal "down".
+        unknown = dict.fromkeys(
+            ("heard_ms", "head_seq", "acked_seq", "backlog", "clock_synced", "journal_ok")
+        )
+        rows.append(
+            {"site": dev[0], "device": dev[1], "stored": heads.get(dev, 0), **unknown, **st,
+             "acl_published": acl.get("published_version"),
+             "acl_applied": acl.get("applied_version")}
+        )  # fmt: skip
+    return page(c, request, "devices.html", who, rows=rows, now_ms=int(time.time() * 1000))
+
+
+@needs("auditor")
+def reviews(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    """Reviews of the records signed off (R16: the check of the records is itself
+    recorded, so that auditors can audit it)."""
+    rows = [r for r in c.db(lambda s: s.audit_rows()) if r["action"] == "review_signoff"]
+    for r in rows:
+        r["review"] = json.loads(r["detail"])
+    return page(c, request, "reviews.html", who, rows=rows[::-1])
+
+
+@needs("auditor")
+def review_signoff(
+    c: Console, request: Request, who: dict[str, Any], form: dict[str, Any]
+) -> Response:
+    review = {k: str(form.get(k, ""))[:2000] for k in ("site", "from", "to", "method", "findings")}
+    try:
+        dt.date.fromisoformat(review["from"])
+        dt.date.fromisoformat(review["to"])
+    except ValueError:
+        return PlainTextResponse("from/to: use YYYY-MM-DD", status_code=400)
+    if not review["site"] or not review["method"]:
+        return PlainTextResponse("site and method are required", status_code=400)
+    c.audit(who["name"], "review_signoff", review)
+    return RedirectResponse("/reviews", status_code=303)
 
 
 @needs("auditor")
@@ -375,6 +425,9 @@ def create_app(store: str | CentralStore, *, tz: str = "Asia/Tokyo") -> Starlett
             Route("/alarms/{id}/ack", ack, methods=["POST"]),
             Route("/ledger", ledger),
             Route("/audit", audit_page),
+            Route("/devices", devices),
+            Route("/reviews", reviews, methods=["GET"]),
+            Route("/reviews", review_signoff, methods=["POST"]),
             Route("/events", events),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
