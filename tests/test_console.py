@@ -35,7 +35,7 @@ PASSWORD = "correct horse battery"
 class Site:
     """A central store with one door's records, users, and a running console."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *console_args: str) -> None:
         self.tmp = tmp
         self.db = tmp / "central.db"
         self.key = init_role_key(tmp / "collector", "collector")
@@ -60,7 +60,15 @@ class Site:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [EDGED, "console", "--store", str(self.db), "--listen", f"127.0.0.1:{self.port}"],
+            [
+                EDGED,
+                "console",
+                "--store",
+                str(self.db),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                *console_args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -279,3 +287,71 @@ def test_in_a_browser_log_in_see_an_alarm_live_acknowledge_and_file_the_ledger(s
         text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         assert r["prev"] == prev and r["hash"] == hashlib.sha256(text.encode()).hexdigest()
         prev = r["hash"]
+
+
+def test_an_access_list_signed_offline_is_published_and_recorded(tmp_path, mosquitto):
+    """R5, R21: an admin uploads an envelope signed offline with the admin key (the
+    private key never reaches the console); it is checked against the admin's public key,
+    published retained to its device, and recorded; one signed with another key is
+    refused and the refusal recorded; a viewer does not get the page."""
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from edged.protocol.mqtt import Broker, new_client
+    from edged.protocol.signed import sign_doc
+
+    admin = init_role_key(tmp_path / "admin", "admin")
+    site = Site(
+        tmp_path, "--broker", f"127.0.0.1:{mosquitto.port}",
+        "--admin-pubkey", str(tmp_path / "admin" / "admin_ed25519.pub"),
+    )  # fmt: skip
+    try:
+        doc = {"site": "tokyo", "device": "door-1", "version": 3, "people": []}
+        good, forged = tmp_path / "acl-v3.json", tmp_path / "forged.json"
+        good.write_text(json.dumps(sign_doc(doc, admin)))
+        forged.write_text(json.dumps(sign_doc(doc, Ed25519PrivateKey.generate())))
+        got: list[bytes] = []
+        arrived = threading.Event()
+        sub = new_client(Broker("127.0.0.1", mosquitto.port), "acl-watch")
+        sub.on_connect = lambda c, *_a: c.subscribe("edged/v1/tokyo/door-1/acl", 1)
+        sub.on_message = lambda _c, _u, m: (got.append(bytes(m.payload)), arrived.set())
+        sub.connect("127.0.0.1", mosquitto.port)
+        sub.loop_start()
+        viewer = cookies_of(login(site, "ken")[1])
+        assert http(site.url + "/acl", cookies=viewer)[0] == 403
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            page = browser.new_page()
+            page.goto(site.url + "/login")
+            page.fill("input[name=user]", "ayako")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(site.url + "/")
+            page.goto(site.url + "/acl")
+            page.set_input_files("input[name=envelope]", str(forged))
+            page.click("#publish button")
+            assert "refused: unknown_key: signed by key" in page.content()
+            page.goto(site.url + "/acl")
+            page.set_input_files("input[name=envelope]", str(good))
+            page.click("#publish button")
+            page.wait_for_url("**/acl?m=**")
+            assert "published version 3 to tokyo/door-1" in page.locator("#message").inner_text()
+            row = page.locator("#acl tr", has_text="tokyo / door-1").inner_text().split()
+            assert row[-2:] == ["3", "-"], row  # published, not yet applied
+            page.screenshot(path=str(tmp_path / "acl.png"), full_page=True)
+            browser.close()
+        assert arrived.wait(10) and got == [good.read_bytes()]
+        sub.loop_stop()
+        sub.disconnect()
+    finally:
+        site.close()
+    store = open_store(site.db)
+    rows = store.audit_rows()
+    store.close()
+    done = [(r["action"], json.loads(r["detail"])) for r in rows if r["action"].startswith("acl")]
+    assert done[0][0] == "acl_refused" and done[0][1]["reason"] == "unknown_key", done
+    assert done[1] == ("acl_publish", {"site": "tokyo", "device": "door-1", "version": 3})

@@ -91,7 +91,12 @@ def _cmd_console(args: argparse.Namespace) -> int:
     if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
         raise ConfigError(f"console --listen {args.listen!r}: expected HOST:PORT")
     host, port = host.strip("[]"), int(port_s)
-    app = create_app(args.store, tz=args.tz)
+    from edged.protocol.keys import load_public_key
+    from edged.protocol.mqtt import Broker
+
+    broker = Broker.parse(args.broker) if args.broker else None
+    admin = load_public_key(Path(args.admin_pubkey)) if args.admin_pubkey else None
+    app = create_app(args.store, tz=args.tz, broker=broker, admin_key=admin)
     ssl = {"ssl_certfile": args.cert_file, "ssl_keyfile": args.key_file} if args.cert_file else {}
     print(f"console on http{'s' if ssl else ''}://{host}:{port}/", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", **ssl)
@@ -221,6 +226,13 @@ def register(sub: Any) -> None:
     )
     con.add_argument("--cert-file", help="TLS certificate (default: none; or a reverse proxy)")
     con.add_argument("--key-file", help="TLS key, with --cert-file")
+    con.add_argument(
+        "--broker", help="HOST:PORT where access lists are published (default: none, no publishing)"
+    )
+    con.add_argument(
+        "--admin-pubkey",
+        help="admin_ed25519.pub: uploaded lists must be signed by its key (default: none)",
+    )
     csub = con.add_subparsers(dest="console_command", metavar="ACTION")
     cu = csub.add_parser("user", help="manage console users")
     cusub = cu.add_subparsers(dest="user_command", required=True, metavar="ACTION")

@@ -19,6 +19,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -76,10 +77,21 @@ LABELS = {
 
 
 class Console:
-    """The console's state: one store connection (used under a lock), its settings."""
+    """The console's state: one store connection (used under a lock), its settings.
+    ``broker`` and ``admin_key``: where signed access lists are published, and the public
+    key they must be signed with (the private key never comes near the console)."""
 
-    def __init__(self, store: CentralStore, tz: str = "Asia/Tokyo") -> None:
+    def __init__(
+        self,
+        store: CentralStore,
+        tz: str = "Asia/Tokyo",
+        *,
+        broker: Any = None,
+        admin_key: Any = None,
+    ) -> None:
         self.store = store
+        self.broker = broker
+        self.admin_key = admin_key
         self.tz = zoneinfo.ZoneInfo(tz)
         self.lock = threading.Lock()
         self.tries: dict[str, list[float]] = {}
@@ -366,6 +378,68 @@ def review_signoff(
     return RedirectResponse("/reviews", status_code=303)
 
 
+@needs("admin")
+def acl_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    states = c.db(lambda s: s.acl_states())
+    return page(
+        c, request, "acl.html", who, states=states, message=request.query_params.get("m", "")
+    )
+
+
+MAX_ENVELOPE = 4 << 20
+
+
+async def acl_publish(request: Request) -> Response:
+    """Publish an access list signed offline with the admin key (R5, R21): checked here
+    against the admin's public key, published retained to its device, and recorded."""
+    from edged.protocol.signed import Rejected, parse_signed
+
+    c: Console = request.app.state.console
+    who = await asyncio.to_thread(_session, c, request)
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    if not role_allows(who["role"], "admin"):
+        return PlainTextResponse("forbidden for your role", status_code=403)
+    async with request.form(max_files=1, max_fields=4, max_part_size=MAX_ENVELOPE) as form:
+        if not secrets.compare_digest(str(form.get("csrf", "")), who["csrf"]):
+            return PlainTextResponse("bad CSRF token", status_code=403)
+        upload = form.get("envelope")
+        payload = await upload.read(MAX_ENVELOPE + 1) if isinstance(upload, UploadFile) else b""
+    if c.broker is None or c.admin_key is None:
+        return PlainTextResponse("start the console with --broker and --admin-pubkey", 400)
+    try:
+        doc = parse_signed(payload, c.admin_key, max_bytes=MAX_ENVELOPE)
+        site, device, version = doc.get("site"), doc.get("device"), doc.get("version")
+        if not (isinstance(site, str) and isinstance(device, str) and type(version) is int):
+            raise Rejected("malformed", "an envelope names its site, device and version")
+    except Rejected as e:
+        c.audit(who["name"], "acl_refused", {"reason": e.reason})
+        return PlainTextResponse(f"refused: {e}", status_code=400)
+    await asyncio.to_thread(_publish_retained, c.broker, site, device, payload)
+    # Known centrally at once (a collector would note it too): the alarm for a list not
+    # applied in time counts from now.
+    now_ms = int(time.time() * 1000)
+    c.db(lambda s: s.note_acl_published((site, device), version, now_ms))
+    c.audit(who["name"], "acl_publish", {"site": site, "device": device, "version": version})
+    return RedirectResponse(f"/acl?m=published+version+{version}+to+{site}/{device}", 303)
+
+
+def _publish_retained(broker: Any, site: str, device: str, payload: bytes) -> None:
+    from edged.protocol import topics
+    from edged.protocol.mqtt import new_client
+
+    cl = new_client(broker)
+    cl.connect(broker.host, broker.port)
+    cl.loop_start()
+    try:
+        cl.publish(topics.leaf(site, device, "acl"), payload, qos=1, retain=True).wait_for_publish(
+            10
+        )
+    finally:
+        cl.loop_stop()
+        cl.disconnect()
+
+
 @needs("auditor")
 def audit_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
     rows = c.db(lambda s: s.audit_rows())
@@ -413,7 +487,9 @@ class Headers(BaseHTTPMiddleware):
         return resp
 
 
-def create_app(store: str | CentralStore, *, tz: str = "Asia/Tokyo") -> Starlette:
+def create_app(
+    store: str | CentralStore, *, tz: str = "Asia/Tokyo", broker: Any = None, admin_key: Any = None
+) -> Starlette:
     s = open_store(store) if isinstance(store, str) else store
     app = Starlette(
         routes=[
@@ -426,6 +502,8 @@ def create_app(store: str | CentralStore, *, tz: str = "Asia/Tokyo") -> Starlett
             Route("/ledger", ledger),
             Route("/audit", audit_page),
             Route("/devices", devices),
+            Route("/acl", acl_page, methods=["GET"]),
+            Route("/acl", acl_publish, methods=["POST"]),
             Route("/reviews", reviews, methods=["GET"]),
             Route("/reviews", review_signoff, methods=["POST"]),
             Route("/events", events),
@@ -433,5 +511,5 @@ def create_app(store: str | CentralStore, *, tz: str = "Asia/Tokyo") -> Starlett
         ],
         middleware=[Middleware(Headers)],
     )
-    app.state.console = Console(s, tz)
+    app.state.console = Console(s, tz, broker=broker, admin_key=admin_key)
     return app
