@@ -229,6 +229,7 @@ def test_in_a_browser_log_in_see_an_alarm_live_acknowledge_and_file_the_ledger(s
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
         assert page.locator("#inside").inner_text().count("S1002") == 1
         page.goto(site.url + "/alarms?lang=en")
+        assert "Source" in page.locator("#alarms thead").inner_text()  # English when asked
         # A door alarm, recorded and stored now: on the open page within 2 s.
         site.door.append("alarm.door_held_open", {"door": "main", "seconds": 30})
         site.ingest()
@@ -332,6 +333,7 @@ def test_an_access_list_signed_offline_is_published_and_recorded(tmp_path, mosqu
             page.click("button[type=submit]")
             page.wait_for_url(site.url + "/")
             page.goto(site.url + "/acl")
+            assert page.locator("h2").inner_text() == "権限表"  # Japanese by default
             page.set_input_files("input[name=envelope]", str(forged))
             page.click("#publish button")
             assert "refused: unknown_key: signed by key" in page.content()
