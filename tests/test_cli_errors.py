@@ -58,6 +58,14 @@ def test_unwritable_or_missing_paths_are_one_line_errors(tmp_path, journal_db):
         edged("acl", "publish", str(tmp_path / "missing.json"), "--broker", "127.0.0.1:1"),
         "missing.json",
     )
+    # Not JSON, and JSON that is not a list: one line, nothing sent.
+    for name, text in (("garbage.json", "{not json"), ("other.json", '{"a": 1}')):
+        (tmp_path / name).write_text(text)
+        one_line_error(
+            edged("acl", "publish", str(tmp_path / name), "--broker", "127.0.0.1:1"),
+            name,
+            "not a signed access list",
+        )
 
 
 def test_a_missing_journal_is_named_as_such(tmp_path):

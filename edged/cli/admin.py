@@ -115,13 +115,23 @@ def _cmd_acl_publish(args: argparse.Namespace) -> int:
     from edged.protocol.mqtt import new_client
 
     payload = Path(args.file).read_bytes()
-    doc = json.loads(payload)
+    try:
+        doc = json.loads(payload)
+        site, device = doc["site"], doc["device"]
+        if not isinstance(site, str) or not isinstance(device, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        # The broker would carry anything; a file that is not a signed list is said here.
+        raise ConfigError(
+            f"{args.file}: not a signed access list (JSON with site and device;"
+            " make one with edged acl sign)"
+        ) from None
     b = broker_from_args(args)
     c = new_client(b)
     c.connect(b.host, b.port)
     c.loop_start()
     try:
-        topic = topics.leaf(doc["site"], doc["device"], "acl")
+        topic = topics.leaf(site, device, "acl")
         c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
     finally:
         c.loop_stop()
