@@ -90,6 +90,14 @@ class Watch:
     retention_days: float = 0.0
 
 
+def _alarm_message(
+    site: str, device: str, atype: str, detail: str, ts: Any, source: str, **more: Any
+) -> bytes:
+    """What the central alarm topic carries, for every kind of alarm (docs/mqtt.md)."""
+    doc = {"site": site, "device": device, "type": atype, "ts": ts, "source": source}
+    return json.dumps({**doc, "detail": detail, **more}).encode()
+
+
 def _alarm_detail(rec: dict[str, Any]) -> str:
     """A device alarm's own fields in a line (``door=main seconds=30``)."""
     parts = [
@@ -315,8 +323,9 @@ class Collector:
     def _announce_now(
         self, site: str, device: str, atype: str, detail: str, ts: str, source: str, **more: Any
     ) -> None:
-        doc = {"site": site, "device": device, "type": atype, "ts": ts, "source": source}
-        self._client.publish(CENTRAL_ALARMS, json.dumps({**doc, "detail": detail, **more}), qos=1)
+        self._client.publish(
+            CENTRAL_ALARMS, _alarm_message(site, device, atype, detail, ts, source, **more), qos=1
+        )
 
     # -- the central side's own alarms -------------------------------------------------
     def check_devices(self) -> None:
@@ -694,22 +703,8 @@ class Collector:
                 source="device",
                 seq=rec["seq"],
             )
-            self._announce.append(
-                (
-                    CENTRAL_ALARMS,
-                    json.dumps(
-                        {
-                            "site": dev[0],
-                            "device": dev[1],
-                            "type": rtype,
-                            "seq": rec["seq"],
-                            "ts": rec.get("ts"),
-                            "source": "device",
-                            "detail": detail,
-                        }
-                    ).encode(),
-                )
-            )
+            msg = _alarm_message(*dev, rtype, detail, rec.get("ts"), "device", seq=rec["seq"])
+            self._announce.append((CENTRAL_ALARMS, msg))
         self._uncommitted += 1
         self.stored += 1
         self._gap_asked.pop(dev, None)
@@ -942,9 +937,6 @@ class Collector:
         announce, self._announce = self._announce, []
         for topic, payload in announce:
             self._client.publish(topic, payload, qos=1)
-
-    def _send_receipt(self, site: str, device: str) -> None:
-        self._send_receipts([(site, device)])
 
     def _send_receipts(self, devs: list[tuple[str, str]]) -> None:
         """Receipts for what is committed of ``devs``: their heads read in one query,
