@@ -53,6 +53,8 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self';"
     " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# The largest file a form may carry (a signed access list).
+MAX_UPLOAD = 4 << 20
 # Login attempts per client address and minute, whatever the user name.
 PER_ADDRESS = 20
 
@@ -161,8 +163,12 @@ def page(c: Console, request: Request, name: str, who: dict[str, Any], **ctx: An
     return resp
 
 
-def needs(role: str) -> Callable[[Callable[..., Response]], Callable[[Request], Any]]:
-    """A page for ``role`` or above: no session, to the login page; too low a role, 403."""
+def needs(
+    role: str, *, max_fields: int = 8
+) -> Callable[[Callable[..., Response]], Callable[[Request], Any]]:
+    """A page for ``role`` or above: no session, to the login page; too low a role, 403.
+    A POST's form is read within bounds (one file, at most MAX_UPLOAD bytes of it, read
+    here as bytes) and needs the session's CSRF token."""
 
     def wrap(fn: Callable[..., Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -173,10 +179,14 @@ def needs(role: str) -> Callable[[Callable[..., Response]], Callable[[Request], 
             if not role_allows(who["role"], role):
                 return PlainTextResponse("forbidden for your role", status_code=403)
             if request.method == "POST":
-                form = await request.form()
-                if not secrets.compare_digest(str(form.get("csrf", "")), who["csrf"]):
-                    return PlainTextResponse("bad CSRF token", status_code=403)
-                return await asyncio.to_thread(fn, c, request, who, dict(form))
+                async with request.form(max_files=1, max_fields=max_fields) as form:
+                    if not secrets.compare_digest(str(form.get("csrf", "")), who["csrf"]):
+                        return PlainTextResponse("bad CSRF token", status_code=403)
+                    fields = {
+                        k: await v.read(MAX_UPLOAD + 1) if isinstance(v, UploadFile) else v
+                        for k, v in form.items()
+                    }
+                return await asyncio.to_thread(fn, c, request, who, fields)
             return await asyncio.to_thread(fn, c, request, who)
 
         return endpoint
@@ -186,12 +196,15 @@ def needs(role: str) -> Callable[[Callable[..., Response]], Callable[[Request], 
 
 # -- login -------------------------------------------------------------------------------
 async def login_form(request: Request) -> Response:
-    c: Console = request.app.state.console
+    return _login_page(request.app.state.console, request)
+
+
+def _login_page(c: Console, request: Request, error: str = "", status: int = 200) -> Response:
     nonce = new_token()
     html = c.env.get_template("login.html").render(
-        L=LABELS[_lang(request)], lang=_lang(request), csrf=nonce, error=""
+        L=LABELS[_lang(request)], lang=_lang(request), csrf=nonce, error=error
     )
-    resp = HTMLResponse(html)
+    resp = HTMLResponse(html, status_code=status)
     # Login CSRF: the form's token must match this cookie (double submit).
     resp.set_cookie("edged_login", nonce, httponly=True, secure=True, samesite="strict")
     return resp
@@ -242,13 +255,7 @@ def _check_login(c: Console, name: str, password: str) -> tuple[bool, str]:
 
 
 def _login_failed(c: Console, request: Request, why: str) -> Response:
-    nonce = new_token()
-    html = c.env.get_template("login.html").render(
-        L=LABELS[_lang(request)], lang=_lang(request), csrf=nonce, error=why
-    )
-    resp = HTMLResponse(html, status_code=401)
-    resp.set_cookie("edged_login", nonce, httponly=True, secure=True, samesite="strict")
-    return resp
+    return _login_page(c, request, why, 401)
 
 
 @needs("viewer")
@@ -264,19 +271,19 @@ def logout(c: Console, request: Request, who: dict[str, Any], form: dict[str, An
 # -- pages -------------------------------------------------------------------------------
 @needs("viewer")
 def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
+    from edged.core.machine import Now
     from edged.core.replay import snapshot_state
 
-    since = format_ts(int((time.time() - 86400) * 1000))
+    now_ms = int(time.time() * 1000)
+    since = format_ts(now_ms - 86_400_000)
     types = ("door.granted", "door.exit", "occupancy.reset", "journal.snapshot")
     rows = c.db(lambda s: s.recent_records(since, types))
     by_dev: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for site, device, body in rows:
         by_dev.setdefault((site, device), []).append(json.loads(body))
     inside = []
+    now = Now(0, now_ms, True)  # occupancy only: lock-out times are not shown here
     for (site, device), recs in sorted(by_dev.items()):
-        from edged.core.machine import Now
-
-        now = Now(0, int(time.time() * 1000), True)
         occ = snapshot_state(recs, now, "")["occupancy"]
         for area, people in occ.items():
             for pid, name in sorted(people.items()):
@@ -287,7 +294,6 @@ def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
     alarms = [
         a for a in c.db(lambda s: s.alarm_list()) if not a["cleared_ts"] and not a["acked_by"]
     ]
-    now_ms = int(time.time() * 1000)
     return page(
         c, request, "overview.html", who, inside=inside, statuses=statuses, alarms=alarms[:50],
         now_ms=now_ms,
@@ -402,36 +408,27 @@ def acl_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
     )
 
 
-MAX_ENVELOPE = 4 << 20
-
-
-async def acl_publish(request: Request) -> Response:
+@needs("admin", max_fields=4)
+def acl_publish(
+    c: Console, request: Request, who: dict[str, Any], form: dict[str, Any]
+) -> Response:
     """Publish an access list signed offline with the admin key (R5, R21): checked here
     against the admin's public key, published retained to its device, and recorded."""
     from edged.protocol.signed import Rejected, parse_signed
 
-    c: Console = request.app.state.console
-    who = await asyncio.to_thread(_session, c, request)
-    if who is None:
-        return RedirectResponse("/login", status_code=303)
-    if not role_allows(who["role"], "admin"):
-        return PlainTextResponse("forbidden for your role", status_code=403)
-    async with request.form(max_files=1, max_fields=4, max_part_size=MAX_ENVELOPE) as form:
-        if not secrets.compare_digest(str(form.get("csrf", "")), who["csrf"]):
-            return PlainTextResponse("bad CSRF token", status_code=403)
-        upload = form.get("envelope")
-        payload = await upload.read(MAX_ENVELOPE + 1) if isinstance(upload, UploadFile) else b""
+    payload = form.get("envelope")
+    payload = payload if isinstance(payload, bytes) else b""
     if c.broker is None or c.admin_key is None:
         return PlainTextResponse("start the console with --broker and --admin-pubkey", 400)
     try:
-        doc = parse_signed(payload, c.admin_key, max_bytes=MAX_ENVELOPE)
+        doc = parse_signed(payload, c.admin_key, max_bytes=MAX_UPLOAD)
         site, device, version = doc.get("site"), doc.get("device"), doc.get("version")
         if not (isinstance(site, str) and isinstance(device, str) and type(version) is int):
             raise Rejected("malformed", "an envelope names its site, device and version")
     except Rejected as e:
         c.audit(who["name"], "acl_refused", {"reason": e.reason})
         return PlainTextResponse(f"refused: {e}", status_code=400)
-    await asyncio.to_thread(_publish_retained, c.broker, site, device, payload)
+    _publish_retained(c.broker, site, device, payload)
     # Known centrally at once (a collector would note it too): the alarm for a list not
     # applied in time counts from now.
     now_ms = int(time.time() * 1000)
