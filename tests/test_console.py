@@ -357,3 +357,36 @@ def test_an_access_list_signed_offline_is_published_and_recorded(tmp_path, mosqu
     done = [(r["action"], json.loads(r["detail"])) for r in rows if r["action"].startswith("acl")]
     assert done[0][0] == "acl_refused" and done[0][1]["reason"] == "unknown_key", done
     assert done[1] == ("acl_publish", {"site": "tokyo", "device": "door-1", "version": 3})
+
+
+def test_live_alarms_from_the_start_come_once_each_in_order(site):
+    """R8: the event stream asked for alarms after 0 sends each alarm once, oldest first.
+    (It once sent the newest first, then took the oldest as its mark and sent them all
+    again every half second.)"""
+    import http.client
+
+    store = open_store(site.db)
+    for kind in ("tamper", "door_forced", "door_held_open"):
+        store.add_alarm("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), kind, "x")
+    store.close()
+    cookies = cookies_of(login(site, "ayako")[1])
+    conn = http.client.HTTPConnection("127.0.0.1", site.port, timeout=10)
+    session = {"Cookie": f"edged_session={cookies['edged_session']}"}
+    conn.request("GET", "/events?after=0", headers=session)
+    resp = conn.getresponse()
+    ids: list[int] = []
+    while len(ids) < 3:
+        line = resp.fp.readline().decode()
+        if line.startswith("id: "):
+            ids.append(int(line[4:]))
+    # Nothing more for five polls of the stream: no alarm is sent twice.
+    conn.sock.settimeout(2.5)
+    more = []
+    try:
+        while line := resp.fp.readline().decode():
+            more.append(line)
+    except (TimeoutError, OSError):
+        pass
+    conn.close()
+    assert ids == [1, 2, 3], ids
+    assert not [x for x in more if x.startswith("id: ")], more

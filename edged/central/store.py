@@ -596,9 +596,8 @@ class CentralStore:
         return [tuple(r) for r in self._x("SELECT type, detail FROM alarms ORDER BY id")]  # type: ignore[misc]
 
     def alarm_rows(self) -> list[dict[str, Any]]:
-        cols = ("id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts")
-        rows = self._x(f"SELECT {', '.join(cols)} FROM alarms ORDER BY id").fetchall()  # noqa: S608
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        """Every alarm, oldest first."""
+        return self.alarm_list(after_id=0, limit=2**62)
 
     def alarm_origins(self) -> set[tuple[str, str]]:
         """The (site, device) names alarms were raised under."""
@@ -805,14 +804,15 @@ class CentralStore:
         )
         return bool(cur.rowcount)
 
-    def alarm_list(self, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first (or, with ``after_id``, those after it, oldest first)."""
+    def alarm_list(self, after_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest first; with ``after_id`` (0: from the start), those after it, oldest
+        first."""
         cols = (
             "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts",
             "acked_by", "acked_ts", "ack_comment",
         )  # fmt: skip
         sql = f"SELECT {', '.join(cols)} FROM alarms"  # noqa: S608
-        if after_id:
+        if after_id is not None:
             rows = self._x(sql + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
         else:
             rows = self._x(sql + " ORDER BY id DESC LIMIT ?", (limit,))

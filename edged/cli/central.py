@@ -99,7 +99,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
     app = create_app(args.store, tz=args.tz, broker=broker, admin_key=admin)
     ssl = {"ssl_certfile": args.cert_file, "ssl_keyfile": args.key_file} if args.cert_file else {}
     print(f"console on http{'s' if ssl else ''}://{host}:{port}/", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", **ssl)
+    # Open live-alarm streams would hold a stop for ever: they get 5 s to end.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, **ssl)
     return 0
 
 

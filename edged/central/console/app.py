@@ -291,12 +291,13 @@ def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
                     {"site": site, "device": device, "area": area, "id": pid, "name": name}
                 )
     statuses = c.db(lambda s: s.statuses())
-    alarms = [
-        a for a in c.db(lambda s: s.alarm_list()) if not a["cleared_ts"] and not a["acked_by"]
-    ]
+    recent = c.db(lambda s: s.alarm_list())
+    alarms = [a for a in recent if not a["cleared_ts"] and not a["acked_by"]]
+    # Live updates start after the newest alarm of all, not the newest shown.
+    last = max((a["id"] for a in recent), default=0)
     return page(
         c, request, "overview.html", who, inside=inside, statuses=statuses, alarms=alarms[:50],
-        now_ms=now_ms,
+        now_ms=now_ms, last=last,
     )  # fmt: skip
 
 
