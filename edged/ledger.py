@@ -482,3 +482,46 @@ th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
 <div class="sign">{e(L["signature"])}</div>
 </body></html>
 """
+
+
+class PdfUnavailable(RuntimeError):
+    """No browser engine to print with: the ledger is still there as HTML and CSV."""
+
+
+def to_pdf(page_html: str, *, chromium: str | None = None, timeout: float = 60) -> bytes:
+    """The printable page as an A4 PDF, printed by headless Chromium: the same page as
+    the HTML download, so what is filed on paper and what is read on screen cannot
+    differ. Scripts and the network are off (the page has neither, and a name in it
+    must not be able to fetch anything)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = chromium or next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
+        None,
+    )
+    if not exe:
+        raise PdfUnavailable("PDF needs Chromium: apt install chromium fonts-noto-cjk")
+    with tempfile.TemporaryDirectory(prefix="edged-pdf-") as tmp:
+        src, out = os.path.join(tmp, "ledger.html"), os.path.join(tmp, "ledger.pdf")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(page_html)
+        args = [
+            exe, "--headless", "--disable-gpu", "--disable-javascript",
+            "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--no-pdf-header-footer", "--proxy-server=127.0.0.1:9",
+            f"--user-data-dir={tmp}/profile", f"--print-to-pdf={out}", f"file://{src}",
+        ]  # fmt: skip
+        if os.geteuid() == 0:
+            args.insert(1, "--no-sandbox")  # Chromium's sandbox refuses root
+        try:
+            subprocess.run(args, capture_output=True, timeout=timeout, check=False)
+            with open(out, "rb") as f:
+                pdf = f.read()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise PdfUnavailable(f"Chromium did not print the ledger: {e}") from None
+    if not pdf.startswith(b"%PDF"):
+        raise PdfUnavailable("Chromium did not print the ledger")
+    return pdf

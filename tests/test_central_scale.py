@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,54 +19,12 @@ from edged.simulators.mosquitto import MosquittoHarness
 from edged.protocol.keys import init_role_key
 from edged.protocol.mqtt import Broker
 from tests.conftest import EDGED
+from tests.helpers.central import CollectorProc, wait_until
 
 pytestmark = pytest.mark.system
 
 DEVICES = int(os.environ.get("EDGED_FLEET_DEVICES", "200"))
 BROKER_CONFIG = "max_queued_messages 100000\nmax_inflight_messages 100\n"
-
-
-def wait_until(pred, timeout: float, what: str, every: float = 0.2) -> None:
-    """Poll a condition of other processes (a database, a fleet) until it holds."""
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-class CollectorProc:
-    """``edged collect`` as a process of its own, so that it can be killed."""
-
-    def __init__(
-        self, tmp: Path, n: int, store: str, port: int, share: str | None, *extra: str
-    ) -> None:
-        key = tmp / "collector" / "collector_ed25519.key"
-        self.args = [
-            EDGED, "collect", "--broker", f"127.0.0.1:{port}", "--store", store,
-            "--trust", str(tmp / "trust"), "--key", str(key),
-        ]  # fmt: skip
-        if share:
-            self.args += ["--share", share]
-        self.args += list(extra)
-        self.log = tmp / f"collector-{n}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
-        # Subscribed once it says so in its log (the broker has taken the subscriptions).
-        wait_until(lambda: b"collector_connected" in self.log.read_bytes(), 30, "collector up")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 def stored(url: str) -> dict[str, list[tuple[int, str]]]:

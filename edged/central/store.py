@@ -17,12 +17,14 @@ ends it; a receipt is only ever sent for what a commit covered.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edged.central.present import FOLDED, Changes
 from edged.errors import ConfigError
 from edged.protocol.records import GENESIS
 
@@ -212,6 +214,23 @@ ENGINE_MIGRATIONS[6] = {
            FOR EACH ROW EXECUTE FUNCTION edged_append_only()""",
     ],
 }
+MIGRATIONS.append(
+    (
+        7,
+        [
+            # What is true now, folded from the records as they are stored (see
+            # edged.central.present): who is inside, and each door's and cabinet's state.
+            """CREATE TABLE present_people (site TEXT NOT NULL, device TEXT NOT NULL,
+               area TEXT NOT NULL, person TEXT NOT NULL, name TEXT NOT NULL, since_ts TEXT
+               NOT NULL, PRIMARY KEY (site, device, area, person))""",
+            """CREATE TABLE present_points (site TEXT NOT NULL, device TEXT NOT NULL,
+               kind TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, area TEXT NOT
+               NULL, ts TEXT NOT NULL, PRIMARY KEY (site, device, kind, name))""",
+        ],
+    )
+)
+# Migrations that also fill what they create from the records already stored.
+MIGRATION_FILLS = {7: "_fill_present"}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -250,6 +269,26 @@ class CentralStore:
     def _write_rows(self) -> None:
         rows, self._rows = self._rows, []
         self._exec_many("INSERT INTO records VALUES (?,?,?,?,?,?,?,?)", rows)
+        # In the same transaction: what is true now moves with the records.
+        changes = Changes()
+        for site, device, _seq, rtype, ts, _h, body, _c in rows:
+            changes.add(site, device, rtype, ts, body)
+        for sql, args in changes.statements():
+            self._exec_many(sql, args)
+
+    def _fill_present(self) -> None:
+        """Fold every stored record into the present tables (once, at migration 7)."""
+        marks = ",".join("?" * len(FOLDED))
+        changes = Changes()
+        cur = self._x(
+            f"SELECT site, device, type, ts, body FROM records WHERE type IN ({marks})"  # noqa: S608
+            " ORDER BY site, device, seq",
+            sorted(FOLDED),
+        )
+        for site, device, rtype, ts, body in cur.fetchall():
+            changes.add(site, device, rtype, ts, body)
+        for sql, args in changes.statements():
+            self._exec_many(sql, args)
 
     def begin(self) -> None:
         raise NotImplementedError
@@ -297,6 +336,8 @@ class CentralStore:
                 self._x(sql.format(int=self.INT, id=self.AUTO_ID))
             for sql in ENGINE_MIGRATIONS.get(version, {}).get(self.ENGINE, []):
                 self._x(sql)
+            if version in MIGRATION_FILLS:
+                getattr(self, MIGRATION_FILLS[version])()
             self._x(
                 "INSERT INTO schema_migrations VALUES (?, ?)",
                 (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
@@ -697,7 +738,9 @@ class CentralStore:
         )
 
     def acl_states(self) -> list[dict[str, Any]]:
-        cols = ("site", "device", "published_version", "published_ms", "applied_version")
+        cols = (
+            "site", "device", "published_version", "published_ms", "applied_version", "applied_ts"
+        )  # fmt: skip
         rows = self._x(f"SELECT {', '.join(cols)} FROM acl_state").fetchall()  # noqa: S608
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
@@ -818,17 +861,38 @@ class CentralStore:
             rows = self._x(sql + " ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(zip(cols, r, strict=True)) for r in rows.fetchall()]
 
-    def recent_records(self, since_ts: str, types: Sequence[str]) -> list[tuple[str, str, str]]:
-        """(site, device, body) of records of ``types`` since ``since_ts``, in order."""
-        marks = ",".join("?" * len(types))
-        return [
-            tuple(r)  # type: ignore[misc]
-            for r in self._x(
-                f"SELECT site, device, body FROM records WHERE ts >= ? AND type IN ({marks})"  # noqa: S608
-                " ORDER BY site, device, seq",
-                (since_ts, *types),
-            )
-        ]
+    def present_people(self) -> list[dict[str, Any]]:
+        """Who is inside now, by site, area and person (see edged.central.present)."""
+        cols = ("site", "device", "area", "person", "name", "since_ts")
+        rows = self._x(
+            f"SELECT {', '.join(cols)} FROM present_people ORDER BY site, area, person"  # noqa: S608
+        ).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def present_points(self) -> list[dict[str, Any]]:
+        """Each door's and cabinet's last recorded state."""
+        cols = ("site", "device", "kind", "name", "state", "area", "ts")
+        rows = self._x(
+            f"SELECT {', '.join(cols)} FROM present_points ORDER BY site, area, kind, name"  # noqa: S608
+        ).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def head_records(self) -> dict[Dev, dict[str, Any]]:
+        """Each device's newest stored record (its time and signing key id) and the
+        newest checkpoint it proved."""
+        rows = self._x(
+            "SELECT d.site, d.device, d.best_checkpoint, r.ts, r.body FROM devices d LEFT JOIN"
+            " records r ON r.site = d.site AND r.device = d.device AND r.seq = d.last_seq"
+        ).fetchall()
+        out: dict[Dev, dict[str, Any]] = {}
+        for site, device, checkpoint, ts, body in rows:
+            try:
+                kid = json.loads(body or "{}").get("key_id")
+            except (ValueError, AttributeError):
+                kid = None
+            kid = kid if isinstance(kid, str) else None
+            out[(site, device)] = {"ts": ts, "key_id": kid, "checkpoint": checkpoint}
+        return out
 
 
 def _int(v: Any) -> int | None:

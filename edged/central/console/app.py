@@ -16,6 +16,7 @@ import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -45,8 +46,9 @@ from edged.central.console.auth import (
 )
 from edged.central.ledger import central_ledger
 from edged.central.store import CentralStore, open_store
-from edged.ledger import Scope, to_csv, to_html
+from edged.ledger import PdfUnavailable, Scope, to_csv, to_html, to_pdf
 from edged.protocol.records import format_ts
+from edged.words import alarm_sentence, alarm_title, fields_of_detail
 
 HERE = Path(__file__).parent
 CSP = (
@@ -55,6 +57,9 @@ CSP = (
 )
 # The largest file a form may carry (a signed access list).
 MAX_UPLOAD = 4 << 20
+# Visits shown on one screen of the ledger (downloads hold them all).
+PER_PAGE = 500
+DOWNLOADS = {"csv": "text/csv", "html": "text/html", "pdf": "application/pdf"}
 # Login attempts per client address and minute, whatever the user name.
 PER_ADDRESS = 20
 
@@ -74,6 +79,9 @@ LABELS = {
         "door": "Door", "reviewer": "Reviewer", "period": "Period", "action": "Action",
         "acl": "Access lists", "envelope": "Signed envelope (edged acl sign)",
         "publish": "Publish", "ok": "ok", "unsynced": "NOT synced", "down": "DOWN",
+        "since": "Since", "cabinet": "Cabinet", "checkpoint": "Checkpoint",
+        "key": "Signing key", "state_open": "OPEN", "state_closed": "closed",
+        "state_locked": "locked", "pdf": "PDF", "doors": "Doors",
     },
     "ja": {
         "overview": "概要", "alarms": "警報", "ledger": "入退室管理表", "audit": "操作記録",
@@ -90,6 +98,9 @@ LABELS = {
         "door": "扉", "reviewer": "点検者", "period": "期間", "action": "操作",
         "acl": "権限表", "envelope": "署名済みの権限表 (edged acl sign)",
         "publish": "公開", "ok": "正常", "unsynced": "未同期", "down": "停止",
+        "since": "入室時刻", "cabinet": "キャビネット", "checkpoint": "チェックポイント",
+        "key": "署名鍵", "state_open": "開", "state_closed": "閉",
+        "state_locked": "施錠", "pdf": "PDF", "doors": "扉",
     },
 }  # fmt: skip
 
@@ -138,6 +149,14 @@ class Console:
         now = format_ts(int(time.time() * 1000))
         text = json.dumps(detail, ensure_ascii=False, sort_keys=True)
         self.db(lambda s: s.audit(now, user, action, text))
+
+
+def _worded(alarms: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Alarms with their title and sentence in ``lang`` (see edged.words)."""
+    for a in alarms:
+        a["title"] = alarm_title(a["type"], lang)
+        a["sentence"] = alarm_sentence(a["type"], fields_of_detail(a["detail"]), lang)
+    return alarms
 
 
 def _session(c: Console, request: Request) -> dict[str, Any] | None:
@@ -271,39 +290,35 @@ def logout(c: Console, request: Request, who: dict[str, Any], form: dict[str, An
 # -- pages -------------------------------------------------------------------------------
 @needs("viewer")
 def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    from edged.core.machine import Now
-    from edged.core.replay import snapshot_state
-
+    """Each site's areas: who is inside and each door's and cabinet's state (folded from
+    every stored record as it was stored, not a recent window), active alarms, devices."""
     now_ms = int(time.time() * 1000)
-    since = format_ts(now_ms - 86_400_000)
-    types = ("door.granted", "door.exit", "occupancy.reset", "journal.snapshot")
-    rows = c.db(lambda s: s.recent_records(since, types))
-    by_dev: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for site, device, body in rows:
-        by_dev.setdefault((site, device), []).append(json.loads(body))
-    inside = []
-    now = Now(0, now_ms, True)  # occupancy only: lock-out times are not shown here
-    for (site, device), recs in sorted(by_dev.items()):
-        occ = snapshot_state(recs, now, "")["occupancy"]
-        for area, people in occ.items():
-            for pid, name in sorted(people.items()):
-                inside.append(
-                    {"site": site, "device": device, "area": area, "id": pid, "name": name}
-                )
-    statuses = c.db(lambda s: s.statuses())
-    recent = c.db(lambda s: s.alarm_list())
-    alarms = [a for a in recent if not a["cleared_ts"] and not a["acked_by"]]
+    people, points, statuses, recent = c.db(
+        lambda s: (s.present_people(), s.present_points(), s.statuses(), s.alarm_list())
+    )
+    sites: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
+    for p in people:
+        sites.setdefault(p["site"], {}).setdefault(p["area"], {"people": [], "points": []})[
+            "people"
+        ].append(p)
+    for p in points:
+        sites.setdefault(p["site"], {}).setdefault(p["area"], {"people": [], "points": []})[
+            "points"
+        ].append(p)
+    alarms = _worded(
+        [a for a in recent if not a["cleared_ts"] and not a["acked_by"]], _lang(request)
+    )
     # Live updates start after the newest alarm of all, not the newest shown.
     last = max((a["id"] for a in recent), default=0)
     return page(
-        c, request, "overview.html", who, inside=inside, statuses=statuses, alarms=alarms[:50],
-        now_ms=now_ms, last=last,
+        c, request, "overview.html", who, sites=sites, inside=len(people), statuses=statuses,
+        alarms=alarms[:50], now_ms=now_ms, last=last,
     )  # fmt: skip
 
 
 @needs("viewer")
 def alarms(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    rows = c.db(lambda s: s.alarm_list())
+    rows = _worded(c.db(lambda s: s.alarm_list()), _lang(request))
     last = max((a["id"] for a in rows), default=0)
     return page(c, request, "alarms.html", who, alarms=rows, last=last)
 
@@ -336,20 +351,36 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
     if site:
         led = c.db(lambda s: central_ledger(s, site, start, end, str(c.tz), scope=scope))
         fmt = q.get("format")
-        if fmt in ("csv", "html"):
+        if fmt in DOWNLOADS:
+            generated = dt.datetime.now(c.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+            body: str | bytes = (
+                to_csv(led)
+                if fmt == "csv"
+                else to_html(led, lang=_lang(request), device=site, generated=generated)
+            )
+            if fmt == "pdf":
+                try:
+                    body = to_pdf(str(body))
+                except PdfUnavailable as e:
+                    return PlainTextResponse(str(e), status_code=503)
             c.audit(who["name"], "ledger_download", {"site": site, "from": str(start),
                                                       "to": str(end), "format": fmt})  # fmt: skip
             name = f"ledger-{site}-{start}-{end}.{fmt}"
-            body = to_csv(led) if fmt == "csv" else to_html(led, lang=_lang(request), device=site)
             return Response(
                 body,
-                media_type="text/csv" if fmt == "csv" else "text/html",
+                media_type=DOWNLOADS[fmt],
                 headers={"Content-Disposition": f'attachment; filename="{name}"'},
             )
     sites = sorted({site for site, _d, _last in c.db(lambda s: s.devices())} | {site} - {""})
+    keep = ("site", "from", "to", "area", "door", "person")
+    dl = urlencode({k: q.get(k) or "" for k in keep} | {"from": start, "to": end})
+    try:
+        first = max(0, int(q.get("first", "0")))
+    except ValueError:
+        first = 0
     return page(
         c, request, "ledger.html", who, led=led, site=site, sites=sites, start=start, end=end,
-        q=dict(q),
+        q=dict(q), dl=dl, first=first, per_page=PER_PAGE,
     )  # fmt: skip
 
 
@@ -360,9 +391,10 @@ def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
     statuses = {(s["site"], s["device"]): s for s in c.db(lambda s: s.statuses())}
     acls = {(a["site"], a["device"]): a for a in c.db(lambda s: s.acl_states())}
     heads = {(s, d): last for s, d, last in c.db(lambda s: s.devices())}
+    newest = c.db(lambda s: s.head_records())
     rows = []
     for dev in sorted(set(statuses) | set(heads) | set(acls)):
-        st, acl = statuses.get(dev, {}), acls.get(dev, {})
+        st, acl, new = statuses.get(dev, {}), acls.get(dev, {}), newest.get(dev, {})
         # A device never heard from shows dashes, not a clock or journal "down".
         unknown = dict.fromkeys(
             ("heard_ms", "head_seq", "acked_seq", "backlog", "clock_synced", "journal_ok")
@@ -370,7 +402,9 @@ def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
         rows.append(
             {"site": dev[0], "device": dev[1], "stored": heads.get(dev, 0), **unknown, **st,
              "acl_published": acl.get("published_version"),
-             "acl_applied": acl.get("applied_version")}
+             "acl_applied": acl.get("applied_version"), "acl_applied_ts": acl.get("applied_ts"),
+             "key_id": new.get("key_id"), "newest_ts": new.get("ts"),
+             "checkpoint": new.get("checkpoint")}
         )  # fmt: skip
     return page(c, request, "devices.html", who, rows=rows, now_ms=int(time.time() * 1000))
 
@@ -475,11 +509,13 @@ async def events(request: Request) -> Response:
     except ValueError:
         after = 0
 
+    lang = _lang(request)
+
     async def stream() -> AsyncIterator[str]:
         last = after
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            rows = await asyncio.to_thread(_alarms_after, c, last)
+            rows = _worded(await asyncio.to_thread(_alarms_after, c, last), lang)
             for a in rows:
                 last = a["id"]
                 a["local"] = c.local(a["ts"])

@@ -11,7 +11,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const tr = document.createElement("tr");
     tr.id = "alarm-" + a.id;
     tr.className = "alarm fresh " + a.source;
-    for (const v of [a.id, a.local, a.site + " / " + a.device, a.type, a.detail, a.source]) {
+    for (const v of [a.id, a.local, a.site + " / " + a.device, a.title + " " + a.type, a.sentence, a.source]) {
       const td = document.createElement("td");
       td.textContent = String(v);
       tr.appendChild(td);
