@@ -93,6 +93,14 @@ def test_who_is_inside_comes_from_the_whole_history_and_ignores_snapshots(
     ]
     points = {(p["site"], p["kind"], p["name"]): p["state"] for p in col.store.present_points()}
     assert points == {("tokyo", "door", "main"): "closed", ("tokyo", "cabinet", "cab-a"): "locked"}
+    # Per site, for a company's overview: counts, and every site with a device listed.
+    a.append("door.opened", {"door": "side"})
+    _ingest(col, a)
+    summary = {r["site"]: r for r in col.store.site_summary(0)}
+    assert sorted(summary) == ["osaka", "tokyo"]
+    assert (summary["tokyo"]["inside"], summary["tokyo"]["open_doors"]) == (1, 1)
+    assert summary["tokyo"]["open_cabinets"] == 0 and summary["osaka"]["inside"] == 1
+    assert [p["person"] for p in col.store.present_people("osaka")] == ["S9"]
     col.close()
 
 
@@ -110,6 +118,7 @@ def test_a_store_from_before_the_fold_is_filled_once(tmp_path):
     with sqlite3.connect(db) as c:  # back to version 6: the fold's tables gone
         c.execute("DROP TABLE present_people")
         c.execute("DROP TABLE present_points")
+        c.execute("DROP INDEX alarms_active")
         c.execute("DELETE FROM schema_migrations WHERE version >= 7")
     store = open_store(str(db))
     assert store.schema_version() == SCHEMA_VERSION

@@ -226,12 +226,22 @@ MIGRATIONS.append(
             """CREATE TABLE present_points (site TEXT NOT NULL, device TEXT NOT NULL,
                kind TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, area TEXT NOT
                NULL, ts TEXT NOT NULL, PRIMARY KEY (site, device, kind, name))""",
+            # The overview's alarms to act on, without reading the acknowledged ones.
+            """CREATE INDEX alarms_active ON alarms (id) WHERE cleared_ts IS NULL
+               AND acked_by IS NULL""",
         ],
     )
 )
 # Migrations that also fill what they create from the records already stored.
 MIGRATION_FILLS = {7: "_fill_present"}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+ALARM_COLUMNS = (
+    "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts", "acked_by",
+    "acked_ts", "ack_comment",
+)  # fmt: skip
+# A session's last use is written at most this often (the idle limit is 30 minutes).
+SESSION_TOUCH_MS = 30_000
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
 # resend instead (nothing from the network writes unbounded rows).
@@ -744,7 +754,7 @@ class CentralStore:
         rows = self._x(f"SELECT {', '.join(cols)} FROM acl_state").fetchall()  # noqa: S608
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    def statuses(self) -> list[dict[str, Any]]:
+    def statuses(self, site: str | None = None) -> list[dict[str, Any]]:
         cols = (
             "site",
             "device",
@@ -756,8 +766,7 @@ class CentralStore:
             "clock_synced",
             "journal_ok",
         )
-        rows = self._x(f"SELECT {', '.join(cols)} FROM device_status").fetchall()  # noqa: S608
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        return self._select("SELECT {cols} FROM device_status", cols, site, " ORDER BY device")
 
     # -- the console -------------------------------------------------------------------
     def add_user(self, name: str, role: str, pw_hash: str, ts: str) -> None:
@@ -797,9 +806,11 @@ class CentralStore:
         ).fetchone()
         if row is None or now_ms - row[3] > idle_ms:
             return None
-        self._x(
-            "UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?", (now_ms, token_hash)
-        )
+        if now_ms - row[3] > SESSION_TOUCH_MS:  # not a write (and a commit) per page
+            self._x(
+                "UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?",
+                (now_ms, token_hash),
+            )
         return {"name": row[0], "role": row[1], "csrf": row[2]}
 
     def drop_session(self, token_hash: str) -> None:
@@ -847,13 +858,21 @@ class CentralStore:
         )
         return bool(cur.rowcount)
 
+    def active_alarms(self, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """The newest alarms neither cleared nor acknowledged, and the newest alarm id."""
+        cols = ALARM_COLUMNS
+        rows = self._x(
+            f"SELECT {', '.join(cols)} FROM alarms WHERE cleared_ts IS NULL"  # noqa: S608
+            " AND acked_by IS NULL ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        last = self._x("SELECT max(id) FROM alarms").fetchone()[0] or 0
+        return [dict(zip(cols, r, strict=True)) for r in rows], last
+
     def alarm_list(self, after_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """The newest first; with ``after_id`` (0: from the start), those after it, oldest
         first."""
-        cols = (
-            "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts",
-            "acked_by", "acked_ts", "ack_comment",
-        )  # fmt: skip
+        cols = ALARM_COLUMNS
         sql = f"SELECT {', '.join(cols)} FROM alarms"  # noqa: S608
         if after_id is not None:
             rows = self._x(sql + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
@@ -861,21 +880,52 @@ class CentralStore:
             rows = self._x(sql + " ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(zip(cols, r, strict=True)) for r in rows.fetchall()]
 
-    def present_people(self) -> list[dict[str, Any]]:
-        """Who is inside now, by site, area and person (see edged.central.present)."""
-        cols = ("site", "device", "area", "person", "name", "since_ts")
+    def _select(self, sql: str, cols: Sequence[str], site: str | None, order: str) -> Any:
+        where = " WHERE site = ?" if site is not None else ""
         rows = self._x(
-            f"SELECT {', '.join(cols)} FROM present_people ORDER BY site, area, person"  # noqa: S608
+            sql.format(cols=", ".join(cols)) + where + order, (site,) if where else ()
         ).fetchall()
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    def present_points(self) -> list[dict[str, Any]]:
+    def present_people(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Who is inside now, by site, area and person (see edged.central.present)."""
+        cols = ("site", "device", "area", "person", "name", "since_ts")
+        sql = "SELECT {cols} FROM present_people"
+        return self._select(sql, cols, site, " ORDER BY site, area, person")
+
+    def present_points(self, site: str | None = None) -> list[dict[str, Any]]:
         """Each door's and cabinet's last recorded state."""
         cols = ("site", "device", "kind", "name", "state", "area", "ts")
-        rows = self._x(
-            f"SELECT {', '.join(cols)} FROM present_points ORDER BY site, area, kind, name"  # noqa: S608
-        ).fetchall()
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        sql = "SELECT {cols} FROM present_points"
+        return self._select(sql, cols, site, " ORDER BY site, area, kind, name")
+
+    def site_summary(self, heard_since_ms: int) -> list[dict[str, Any]]:
+        """Per site: people inside, doors and cabinets open, devices, and devices in
+        trouble (not heard since ``heard_since_ms``, or their journal down)."""
+        out: dict[str, dict[str, Any]] = {}
+
+        def row(site: str) -> dict[str, Any]:
+            return out.setdefault(
+                site, {"site": site, "inside": 0, "open_doors": 0, "open_cabinets": 0,
+                       "devices": 0, "trouble": 0},
+            )  # fmt: skip
+
+        for site, n in self._x("SELECT site, count(*) FROM present_people GROUP BY site"):
+            row(site)["inside"] = n
+        for site, kind, n in self._x(
+            "SELECT site, kind, count(*) FROM present_points WHERE state = 'open'"
+            " GROUP BY site, kind"
+        ):
+            row(site)["open_doors" if kind == "door" else "open_cabinets"] = n
+        for site, n, bad in self._x(
+            "SELECT site, count(*), sum(CASE WHEN heard_ms < ? OR journal_ok = 0 THEN 1"
+            " ELSE 0 END) FROM device_status GROUP BY site",
+            (heard_since_ms,),
+        ):
+            row(site).update(devices=n, trouble=int(bad or 0))
+        for (site,) in self._x("SELECT DISTINCT site FROM devices"):
+            row(site)
+        return [out[k] for k in sorted(out)]
 
     def head_records(self) -> dict[Dev, dict[str, Any]]:
         """Each device's newest stored record (its time and signing key id) and the

@@ -57,6 +57,8 @@ CSP = (
 )
 # The largest file a form may carry (a signed access list).
 MAX_UPLOAD = 4 << 20
+# A device not heard from for this long is in trouble (three missed heartbeats and more).
+TROUBLE_MS = 180_000
 # Visits shown on one screen of the ledger (downloads hold them all).
 PER_PAGE = 500
 DOWNLOADS = {"csv": "text/csv", "html": "text/html", "pdf": "application/pdf"}
@@ -82,6 +84,8 @@ LABELS = {
         "since": "Since", "cabinet": "Cabinet", "checkpoint": "Checkpoint",
         "key": "Signing key", "state_open": "OPEN", "state_closed": "closed",
         "state_locked": "locked", "pdf": "PDF", "doors": "Doors",
+        "sites": "Sites", "open_doors": "Doors open", "open_cabinets": "Cabinets open",
+        "trouble": "Devices in trouble",
     },
     "ja": {
         "overview": "概要", "alarms": "警報", "ledger": "入退室管理表", "audit": "操作記録",
@@ -101,6 +105,8 @@ LABELS = {
         "since": "入室時刻", "cabinet": "キャビネット", "checkpoint": "チェックポイント",
         "key": "署名鍵", "state_open": "開", "state_closed": "閉",
         "state_locked": "施錠", "pdf": "PDF", "doors": "扉",
+        "sites": "拠点", "open_doors": "開いている扉", "open_cabinets": "開いている書庫",
+        "trouble": "異常のある装置",
     },
 }  # fmt: skip
 
@@ -290,29 +296,30 @@ def logout(c: Console, request: Request, who: dict[str, Any], form: dict[str, An
 # -- pages -------------------------------------------------------------------------------
 @needs("viewer")
 def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    """Each site's areas: who is inside and each door's and cabinet's state (folded from
-    every stored record as it was stored, not a recent window), active alarms, devices."""
+    """Alarms to act on; then every site in a line (people inside, doors and cabinets
+    open, devices in trouble), or for one site (``?site=``, or the only one) its areas:
+    who is inside and each door's and cabinet's state. Both are folded from every
+    stored record as it was stored, so a page reads small tables, never the records."""
     now_ms = int(time.time() * 1000)
-    people, points, statuses, recent = c.db(
-        lambda s: (s.present_people(), s.present_points(), s.statuses(), s.alarm_list())
+    site = request.query_params.get("site")
+    summary, (alarms, last) = c.db(
+        lambda s: (s.site_summary(now_ms - TROUBLE_MS), s.active_alarms())
     )
-    sites: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = {}
-    for p in people:
-        sites.setdefault(p["site"], {}).setdefault(p["area"], {"people": [], "points": []})[
-            "people"
-        ].append(p)
-    for p in points:
-        sites.setdefault(p["site"], {}).setdefault(p["area"], {"people": [], "points": []})[
-            "points"
-        ].append(p)
-    alarms = _worded(
-        [a for a in recent if not a["cleared_ts"] and not a["acked_by"]], _lang(request)
-    )
-    # Live updates start after the newest alarm of all, not the newest shown.
-    last = max((a["id"] for a in recent), default=0)
+    if site is None and len(summary) == 1:
+        site = summary[0]["site"]
+    areas: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    statuses: list[dict[str, Any]] = []
+    if site is not None:
+        people, points, statuses = c.db(
+            lambda s: (s.present_people(site), s.present_points(site), s.statuses(site))
+        )
+        for key, rows in (("people", people), ("points", points)):
+            for p in rows:
+                areas.setdefault(p["area"], {"people": [], "points": []})[key].append(p)
     return page(
-        c, request, "overview.html", who, sites=sites, inside=len(people), statuses=statuses,
-        alarms=alarms[:50], now_ms=now_ms, last=last,
+        c, request, "overview.html", who, summary=summary, site=site, areas=areas,
+        statuses=statuses, alarms=_worded(alarms, _lang(request)), now_ms=now_ms, last=last,
+        trouble_ms=TROUBLE_MS,
     )  # fmt: skip
 
 
