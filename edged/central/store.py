@@ -489,14 +489,12 @@ class CentralStore:
     ) -> list[tuple[str, int, str, str]]:
         """(device, seq, hash, body) of a site's stored records with start <= ts < end,
         by device and seq: what a ledger is built from."""
-        return [
-            tuple(r)  # type: ignore[misc]
-            for r in self._x(
-                "SELECT device, seq, hash, body FROM records WHERE site=? AND ts >= ?"
-                " AND ts < ? ORDER BY device, seq",
-                (site, start_ts, end_ts),
-            )
-        ]
+        rows: list[tuple[str, int, str, str]] = self._x(
+            "SELECT device, seq, hash, body FROM records WHERE site=? AND ts >= ?"
+            " AND ts < ? ORDER BY device, seq",
+            (site, start_ts, end_ts),
+        ).fetchall()
+        return rows
 
     # -- records ahead of their turn ---------------------------------------------------
     def add_pending(self, dev: Dev, rec: dict[str, Any], body: str) -> bool:

@@ -15,14 +15,13 @@ import time
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -33,6 +32,8 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as Scope_
 
 from edged.central.console.auth import (
     COOKIE,
@@ -44,7 +45,7 @@ from edged.central.console.auth import (
     role_allows,
     token_hash,
 )
-from edged.central.ledger import central_ledger
+from edged.central.ledger import LedgerCache, central_ledger
 from edged.central.store import CentralStore, open_store
 from edged.ledger import PdfUnavailable, Scope, to_csv, to_html, to_pdf
 from edged.protocol.records import format_ts
@@ -129,10 +130,12 @@ class Console:
         self.admin_key = admin_key
         self.tz = zoneinfo.ZoneInfo(tz)
         self.lock = threading.Lock()
+        self.ledgers = LedgerCache()  # used under the lock
         self.tries: dict[str, list[float]] = {}
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
+            auto_reload=False,  # the templates are the installed package's
         )
 
     def db(self, fn: Callable[[CentralStore], Any]) -> Any:
@@ -146,10 +149,11 @@ class Console:
         if not ts:
             return ""
         try:
-            t = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+            t = dt.datetime.fromisoformat(ts)  # "…Z" (3.11+); strptime was half a page's time
         except ValueError:
             return ts
-        return t.astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+        t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        return t.astimezone(self.tz).isoformat(" ", "seconds")[:19]
 
     def audit(self, user: str, action: str, detail: dict[str, Any]) -> None:
         now = format_ts(int(time.time() * 1000))
@@ -198,6 +202,8 @@ def needs(
     def wrap(fn: Callable[..., Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             c: Console = request.app.state.console
+            if request.method != "POST":  # one trip to the worker thread: session and page
+                return await asyncio.to_thread(_checked_get, fn, role, c, request)
             who = await asyncio.to_thread(_session, c, request)
             if who is None:
                 return RedirectResponse("/login", status_code=303)
@@ -212,11 +218,20 @@ def needs(
                         for k, v in form.items()
                     }
                 return await asyncio.to_thread(fn, c, request, who, fields)
-            return await asyncio.to_thread(fn, c, request, who)
+            return PlainTextResponse("method not allowed", status_code=405)
 
         return endpoint
 
     return wrap
+
+
+def _checked_get(fn: Callable[..., Response], role: str, c: Console, request: Request) -> Response:
+    who = _session(c, request)
+    if who is None:
+        return RedirectResponse("/login", status_code=303)
+    if not role_allows(who["role"], role):
+        return PlainTextResponse("forbidden for your role", status_code=403)
+    return fn(c, request, who)
 
 
 # -- login -------------------------------------------------------------------------------
@@ -356,7 +371,9 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
     scope = Scope(q.get("area") or None, q.get("door") or None, q.get("person") or None)
     led = None
     if site:
-        led = c.db(lambda s: central_ledger(s, site, start, end, str(c.tz), scope=scope))
+        led = c.db(
+            lambda s: central_ledger(s, site, start, end, str(c.tz), scope=scope, cache=c.ledgers)
+        )
         fmt = q.get("format")
         if fmt in DOWNLOADS:
             generated = dt.datetime.now(c.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -532,16 +549,40 @@ async def events(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-class Headers(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        resp = await call_next(request)
-        resp.headers["Content-Security-Policy"] = CSP
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        resp.headers["X-Frame-Options"] = "DENY"
-        if not request.url.path.startswith("/static/"):
-            resp.headers["Cache-Control"] = "no-store"
-        return resp
+class Headers:
+    """Strict headers on every answer. Plain ASGI: Starlette's BaseHTTPMiddleware runs
+    each request through a task group and streams, which cost more than the page's own
+    queries did."""
+
+    STRICT: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-security-policy", CSP.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"
+                    or static
+                ]  # fmt: skip
+                headers += self.STRICT
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def create_app(
