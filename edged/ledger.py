@@ -116,6 +116,7 @@ CODES_JA = {
     "expired": "有効期限切れ",
     "not_yet_valid": "有効期間前",
     "outside_window": "許可時間外",
+    "holiday": "休業日",
     "area_not_allowed": "区域の権限なし",
     "already_inside": "入室中(アンチパスバック)",
     "pin_wrong": "暗証番号誤り",

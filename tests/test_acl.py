@@ -249,7 +249,7 @@ def test_acl_cli_import_show_and_version_rule(tmp_path):
         str(state),
     ]
     first = subprocess.run(cmd, capture_output=True, text=True)
-    assert first.returncode == 0 and "version 1 (5 people)" in first.stdout
+    assert first.returncode == 0 and "version 1 (6 people)" in first.stdout
     show = subprocess.run(
         [EDGED, "acl", "show", "--config", str(CONFIG), "--state-dir", str(state)],
         capture_output=True,

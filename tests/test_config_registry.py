@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def test_example_config_loads():
     assert cfg.doors["main"].mode == "fail_secure"
     assert cfg.areas["server-room"].kind == "management"
     assert cfg.areas["server-room"].pin_required and not cfg.areas["handling"].pin_required
+    assert cfg.calendar.country == "JP"
+    assert cfg.calendar.closed[dt.date(2026, 12, 29)] == "年末休業"
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,13 @@ def test_example_config_loads():
         ),
         (('site = "tokyo-hq"', ""), "site", "required key is missing"),
         (("pull_up = true", "pull_up = 1"), "gpio.pull_up", "expected true or false"),
+        (('country = "JP"', 'country = "XX"'), "calendar.country", "no holidays known"),
+        (('"2026-12-29" = ', '"29 Dec" = '), "calendar.closed_days.29 Dec", "YYYY-MM-DD"),
+        (
+            ('"2026-12-29" = "年末休業"', '"2026-12-29" = 1'),
+            "calendar.closed_days.2026-12-29",
+            "expected a string",
+        ),
         (("[readers.exit]", '[readers."Exit!"]'), "readers.Exit!", "names are"),
         (
             ('pcsc_name = "SONY FeliCa RC-S300/P (0000002)"', 'pcsc_name = "SONY FeliCa"'),

@@ -504,3 +504,62 @@ def test_escort_hands_over_or_raises_the_unescorted_alarm():
     missed = only(out, "alarm.lockcheck_missed")
     assert missed["method"] == "role_cannot_confirm"
     assert not r.core.alarm_active() and r.core.snapshot()["unescorted"] == {}
+
+
+def admitted(actions) -> bool:
+    """Not denied: let in, or on to the keypad's questions (the green LED blinks)."""
+    return not records(actions, "door.denied") and any(
+        isinstance(a, Indicate) and a.name == "green" and a.on for a in actions
+    )
+
+
+# Monday 2026-11-23 10:00 in Tokyo: 勤労感謝の日, a national holiday.
+HOLIDAY_10 = TUE_10 - 86_400_000
+
+
+def test_a_working_hours_window_stays_shut_on_a_public_holiday():
+    """R1, R5: "mon-fri 09:00-18:00" on a national holiday is denied as `holiday`, naming
+    the day; the same person is let in on the working day after; a window that names
+    `hol` opens on closed days too."""
+    rig = Rig(wall=HOLIDAY_10)
+    out = rig.tap("S2")
+    [d] = records(out, "door.denied")
+    assert d.fields["reason"] == "holiday" and d.fields["closed_day"] == "勤労感謝の日"
+    assert not unlocks(out)
+    rig.wall = TUE_10
+    assert admitted(rig.tap("S2"))  # on to the keypad's purpose question
+    ok = replace(
+        PEOPLE[1], id="S3", cards=("fp1:" + "3" * 32,), windows=("mon-fri,hol 09:00-18:00",)
+    )
+    acl = AccessList(4, "tokyo-hq", "k", {ok.id: ok})
+    rig = Rig(acl=acl, wall=HOLIDAY_10)
+    assert admitted(rig.ev(CardPresented(reader="entry", card=ok.cards[0], kind="felica")))
+    # Outside the window's hours on a holiday is still outside_window, not holiday.
+    rig = Rig(wall=HOLIDAY_10 + 10 * 3_600_000)  # 20:00
+    [d] = records(rig.tap("S2"), "door.denied")
+    assert d.fields["reason"] == "outside_window"
+
+
+def test_the_sites_own_closed_days_and_a_site_without_national_holidays():
+    """R5: a day the site closes (年末休業) shuts working-hours windows; a calendar with
+    no country lets a holiday be an ordinary Monday."""
+    from edged.core.calendar import CalendarConfig
+
+    closed = replace(CFG, calendar=CalendarConfig("JP", {dt.date(2026, 11, 24): "年末休業"}))
+    [d] = records(Rig(cfg=closed).tap("S2"), "door.denied")
+    assert (d.fields["reason"], d.fields["closed_day"]) == ("holiday", "年末休業")
+    open_ = replace(CFG, calendar=CalendarConfig("", {}))
+    assert admitted(Rig(cfg=open_, wall=HOLIDAY_10).tap("S2"))
+    # People without windows come in on any day.
+    assert admitted(Rig(wall=HOLIDAY_10).tap("S1"))
+
+
+def test_window_days_name_closed_days_only_on_their_own():
+    """R5: `hol` stands alone among a window's days; a range through it is an error."""
+    from edged.core.policy import HOL, parse_window
+
+    days, start, end = parse_window("mon-fri,hol 09:00-18:00")
+    assert days == frozenset({0, 1, 2, 3, 4, HOL}) and (start, end) == (540, 1080)
+    for bad in ("sun-hol 09:00-18:00", "hol-mon 09:00-18:00", "holiday 09:00-18:00"):
+        with pytest.raises(ValueError):
+            parse_window(bad)

@@ -104,3 +104,5 @@ def test_installed_wheel_imports_everything_and_runs_the_demo(wheel, tmp_path):
         timeout=600,
     )
     assert "OK:" in demo.stdout, demo.stdout[-2000:]
+    # R5: a working-hours window stays shut on the site's closed day.
+    assert "reason=holiday" in demo.stdout and "closed_day=創立記念日" in demo.stdout

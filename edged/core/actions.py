@@ -21,6 +21,7 @@ Denial = Literal[
     "expired",
     "area_not_allowed",
     "outside_window",
+    "holiday",
     "pin_locked_out",
     "already_inside",
     "pin_not_enrolled",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged.core.actions import Action, Denial, Indicate, Record, SetLock, Step
+from edged.core.calendar import Calendar
 from edged.core.doors import Door
 from edged.core.escort import Escorts
 from edged.core.events import (
@@ -103,6 +104,7 @@ class Core:
         self.acl = acl
         self._pin_check = pin_check
         self._tz = zoneinfo.ZoneInfo(config.clock.timezone)
+        self.calendar = Calendar(config.calendar)
         self.state = CoreState(
             doors={n: Door(d) for n, d in config.doors.items()},
             occupancy={a: {} for a in config.areas},
@@ -249,8 +251,13 @@ class Core:
         if p.windows:
             if not now.synced and policy == "deny_windowed":
                 return "clock_untrusted"
-            if not p.in_window(local.weekday(), local.hour * 60 + local.minute):
-                return "outside_window"
+            minute = local.hour * 60 + local.minute
+            closed = self.calendar.closed(local.date()) is not None
+            if not p.in_window(local.weekday(), minute, closed=closed):
+                # A working day's window would have let them in: the day is closed.
+                return "holiday" if closed and p.in_window(local.weekday(), minute) else (
+                    "outside_window"
+                )
         return None
 
     def _entry(self, door: str, card: str, kind: str, now: Now) -> list[Action]:
@@ -261,6 +268,9 @@ class Core:
         if p is None:
             return self._deny(door, card, "unknown_card", card_kind=kind)
         reason = self._check_person(p, area, now)
+        if reason == "holiday":
+            day = self.calendar.closed(self._local(now).date())
+            return self._deny(door, card, reason, p, closed_day=day)
         if reason:
             return self._deny(door, card, reason, p)
         if self.state.lockout.locked(card, now.mono):

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edged.core.calendar import CalendarConfig
 from edged.errors import ConfigError
 from edged.protocol.canonical import canonical_bytes
 from edged.protocol.privacy import (
@@ -33,6 +34,8 @@ _WINDOW = re.compile(
     r"^(?P<days>[a-z,-]+)\s+(?P<f>\d{2}):(?P<fm>\d{2})-(?P<t>\d{2}):(?P<tm>\d{2})$"
 )
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# In a window's days: the closed days (holidays and the site's own), as day 7.
+HOL = 7
 
 
 CARRY_IN = {"0": "none", "1": "approved_pc", "2": "approved_media"}
@@ -128,16 +131,23 @@ class SitePolicy(Protocol):
     def policy(self) -> PolicyConfig: ...
     @property
     def clock(self) -> ClockConfig: ...
+    @property
+    def calendar(self) -> CalendarConfig: ...
 
 
 # -- the access list ----------------------------------------------------------------------
 def parse_window(text: str) -> tuple[frozenset[int], int, int]:
-    """``"mon-fri 08:00-20:00"`` -> (weekdays 0=Mon.., start minute, end minute)."""
+    """``"mon-fri 08:00-20:00"`` -> (weekdays 0=Mon.., start minute, end minute).
+    ``hol`` among the days (never in a range) is :data:`HOL`: the window applies on
+    closed days too; without it, a closed day closes the window (edged.core.calendar)."""
     m = _WINDOW.match(text.strip().lower())
     if not m:
         raise ValueError(f"time window {text!r} is not like 'mon-fri 08:00-20:00'")
     days: set[int] = set()
     for part in m["days"].split(","):
+        if part == "hol":
+            days.add(HOL)
+            continue
         a, _, b = part.partition("-")
         if a not in _DAYS or (b and b not in _DAYS):
             raise ValueError(f"time window {text!r}: unknown day in {part!r}")
@@ -165,12 +175,14 @@ class Person:
     escort: bool = False
     pin: str | None = None  # scrypt hash
 
-    def in_window(self, weekday: int, minute: int) -> bool:
+    def in_window(self, weekday: int, minute: int, *, closed: bool = False) -> bool:
+        """Whether a window lets the person in at this weekday and minute; on a closed
+        day only windows that name ``hol``."""
         if not self.windows:
             return True
         for w in self.windows:
             days, start, end = parse_window(w)
-            if weekday in days and start <= minute < end:
+            if (HOL if closed else weekday) in days and start <= minute < end:
                 return True
         return False
 

@@ -6,6 +6,7 @@ typo never silently turns a safety feature off (Invariant 5).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 import zoneinfo
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.core.calendar import Calendar, CalendarConfig
 from edged.core.policy import (
     AreaConfig,
     CabinetConfig,
@@ -216,6 +218,7 @@ class Config:
     areas: dict[str, AreaConfig] = field(default_factory=dict)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     sync: SyncConfig | None = None  # None: offline, everything stays in the journal
     metrics_listen: str | None = None  # "127.0.0.1:9108": Prometheus text on loopback
 
@@ -321,6 +324,22 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         assume_synced=ck.get("assume_synced", bool, None),
     )
     ck.done()
+
+    cal = top.table("calendar")
+    closed_sec = cal.table("closed_days")
+    closed: dict[dt.date, str] = {}
+    for key in closed_sec.data:
+        try:
+            day = dt.date.fromisoformat(key)
+        except ValueError:
+            raise closed_sec.error(key, "closed days are dates YYYY-MM-DD") from None
+        closed[day] = closed_sec.get(key, str)
+    calendar = CalendarConfig(country=cal.get("country", str, "JP"), closed=closed)
+    try:
+        Calendar(calendar)
+    except ConfigError as e:
+        raise cal.error("country", str(e).split(": ", 1)[-1]) from None
+    cal.done()
 
     readers: dict[str, ReaderConfig] = {}
     for name, r in top.tables("readers").items():
@@ -470,6 +489,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         areas=areas,
         policy=policy,
         clock=clock,
+        calendar=calendar,
         sync=sync,
         metrics_listen=metrics_listen,
     )

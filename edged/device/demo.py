@@ -55,10 +55,13 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     cfg = load_config(cfg_path, state_dir=state_dir)
     # Time is compressed for the demo: the held-open alarm after 5 s instead of 30, and
     # an escort's earlier tap covers a visitor for 5 s instead of 30.
+    # Today is made a closed day of the site, to show a working-hours window kept shut.
+    today = dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).date()
     cfg = replace(
         cfg,
         doors={n: replace(d, held_open_seconds=5) for n, d in cfg.doors.items()},
         policy=replace(cfg.policy, escort_seconds=5),
+        calendar=replace(cfg.calendar, closed={**cfg.calendar.closed, today: "創立記念日"}),
     )
     sk, _pk, _fp = key_paths(state_dir)
     if sk.exists():
@@ -164,8 +167,10 @@ def _step(
         print("   (" + ("; ".join(asks) or "nothing recorded yet: waiting") + ")", flush=True)
     if pause:
         time.sleep(pause)
-    types = [r["type"] for r in resp.get("records", [])]
-    if expect is not None and expect not in types:
+    # "type" or "type:reason"
+    seen = {r["type"] for r in resp.get("records", [])}
+    seen |= {f"{r['type']}:{r.get('reason')}" for r in resp.get("records", [])}
+    if expect is not None and expect not in seen:
         print(f"   (expected a {expect} record)")
         return False
     return True
@@ -176,6 +181,7 @@ CARDS = {
     "visitor": "04C5D6E7F80912",  # V0042, visitor (MIFARE Ultralight)
     "former": "0123456789ABCDEF",  # S0999, rights ended 2026-09-30
     "admin": "04112233",  # A0001, administrator, escort (MIFARE Classic)
+    "kato": "04D1E2F3",  # S1003, staff, any hour of any day the office is open
 }
 
 Step = tuple[str | None, dict[str, Any], str | None]
@@ -219,7 +225,14 @@ def _scenario(ctl: SimController, pause: float) -> bool:
         (
             "A former employee's card: refused, his rights ended on 2026-09-30 (R5).",
             {"cmd": "tap", "card": f},
-            "door.denied",
+            "door.denied:expired",
+        ),
+        (
+            "Kato may come in at any hour of any day the office is open. Today is the"
+            " company's foundation day (創立記念日, a closed day in [calendar]): refused as"
+            " holiday (R5).",
+            {"cmd": "tap", "card": CARDS["kato"]},
+            "door.denied:holiday",
         ),
         (
             "Someone leaves with the exit button and the door stays open...",
