@@ -65,9 +65,23 @@ def _wait_state(ctx: int, name: str, known: int, want: int, timeout: float = 60.
     )
 
 
+def _context(timeout: float = 30.0) -> int:
+    """A PC/SC context, once pcscd takes one. Its answer was once ignored: a context asked
+    for while pcscd was still starting was no context, and every later call failed with
+    SCARD_E_INVALID_HANDLE until the 60 s wait gave up (a failed CI run)."""
+    end = time.monotonic() + timeout
+    while True:
+        rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if rv == 0:
+            return ctx
+        if time.monotonic() > end:
+            raise TimeoutError(f"pcscd gave no context in {timeout:.0f} s ({rv & 0xFFFFFFFF:#x})")
+        time.sleep(0.05)  # pcscd is starting: no event to wait on but its socket
+
+
 def raw_pyscard(port: int, name: str, taps: int) -> list[float]:
     """Insert -> card reported and its UID read, with nothing of edged in the way."""
-    _, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    ctx = _context()
     out = []
     try:
         # Where the reader is now (any answer): pcscd may still be adding it.

@@ -201,9 +201,22 @@ class GpioCabinets(CabinetSensors):
         self._cfg = dict(cabinets)
         self._clock = clock or SystemClock()
         self._reeds: dict[str, DigitalInputDevice] = {}
+        self._locks: dict[str, OutputDevice] = {}
         try:
             for c in self._cfg.values():
                 self._reeds[c.name] = _button(c.pin, gpio, pin_factory, f"cabinets.{c.name}.pin")
+                if c.lock_pin is not None:
+                    try:  # created holding the lock: a starting daemon releases nothing
+                        self._locks[c.name] = OutputDevice(
+                            c.lock_pin,
+                            active_high=c.lock_active_high,
+                            initial_value=False,
+                            pin_factory=pin_factory,
+                        )
+                    except (GPIOZeroError, OSError, RuntimeError) as e:
+                        raise DriverInitError(
+                            f"cabinets.{c.name}.lock_pin (GPIO {c.lock_pin}): {e}"
+                        ) from None
         except DriverInitError:
             self._close()
             raise
@@ -227,7 +240,18 @@ class GpioCabinets(CabinetSensors):
     def read_all(self) -> dict[str, bool]:
         return {name: self.locked(name) for name in self._reeds}
 
+    def set_released(self, cabinet: str, released: bool) -> None:
+        lock = self._locks.get(cabinet)
+        if lock is None:
+            raise DriverInitError(f"cabinets.{cabinet}: no electric lock (lock_pin)")
+        lock.value = released
+
+    def released(self) -> dict[str, bool]:
+        return {name: bool(lock.value) for name, lock in self._locks.items()}
+
     def _close(self) -> None:
+        for lock in self._locks.values():  # relays drop first: the locks hold
+            lock.close()
         for b in self._reeds.values():
             b.close()
 

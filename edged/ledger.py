@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edged.core.replay import mono_of
-from edged.protocol.records import format_ts, parse_ts
+from edged.protocol.records import ENVELOPE_FIELDS, format_ts, parse_ts
 
 
 class Verdict(Protocol):
@@ -46,7 +46,20 @@ LABELS = {
         "area": "区域",
         "purpose": "入室理由",
         "carry_in": "持込申告",
-        "escort": "立会者(確認者)",
+        "escort": "立会者",
+        "approver": "確認者",
+        "carry_out": "持出",
+        "company": "会社",
+        "host": "訪問先",
+        "unknown_person": "(不明)",
+        "exit_button": "退室ボタン",
+        "open_visits": "退室が記録されていない入室",
+        "reviews": "記録の点検",
+        "reviewed_at": "点検日時",
+        "reviewer": "点検者",
+        "method": "点検方法",
+        "findings": "結果",
+        "approved_by": "承認",
         "lockchecks": "最終退室者による施錠確認",
         "time": "日時",
         "confirmer": "確認者",
@@ -83,6 +96,19 @@ LABELS = {
         "purpose": "Purpose",
         "carry_in": "Carry-in",
         "escort": "Escort",
+        "approver": "Approver",
+        "carry_out": "Carried out",
+        "company": "Company",
+        "host": "Visiting",
+        "unknown_person": "(unknown)",
+        "exit_button": "exit button",
+        "open_visits": "Entries with no exit recorded",
+        "reviews": "Reviews of the records",
+        "reviewed_at": "Reviewed at",
+        "reviewer": "Reviewer",
+        "method": "How",
+        "findings": "Result",
+        "approved_by": "approved by",
         "lockchecks": "Last-leaver lock checks",
         "time": "Time",
         "confirmer": "Confirmed by",
@@ -117,6 +143,8 @@ CODES_JA = {
     "not_yet_valid": "有効期間前",
     "outside_window": "許可時間外",
     "holiday": "休業日",
+    "not_custodian": "書庫の管理者でない",
+    "not_inside": "在室記録なし",
     "area_not_allowed": "区域の権限なし",
     "already_inside": "入室中(アンチパスバック)",
     "pin_wrong": "暗証番号誤り",
@@ -138,11 +166,19 @@ CODES_JA = {
     "tamper": "筐体開放",
     "reader_lost": "読取機の取外し",
     "cabinet_unattended": "無人時の書庫開錠",
+    "cabinet_unauthorised": "管理者不在の書庫開放",
     "lockcheck_missed": "施錠確認なし",
     "pin_lockout": "暗証番号ロック",
     "acl_rejected": "権限表の拒否",
     "acl_invalid": "権限表の異常",
     "driver_fault": "機器異常",
+    "undeclared": "申告なし",
+    "locked": "施錠",
+    "open": "開",
+    "payroll": "給与計算",
+    "year-end-adjustment": "年末調整",
+    "audit": "監査",
+    "maintenance": "保守",
 }
 
 
@@ -158,6 +194,12 @@ class Visit:
     carry_in: str = ""
     escort: str = ""
     exit: str = ""
+    approver: str = ""  # 確認者: who answers for the entry (the list's, at the time)
+    company: str = ""
+    host: str = ""
+    carry_out: str = ""  # what was declared taken out at exit, and who approved it
+    carry_out_approver: str = ""
+    how: str = ""  # an exit with no known person: "exit_button", "unknown_card"
 
 
 @dataclass
@@ -171,7 +213,14 @@ class Ledger:
     lockchecks: list[dict[str, Any]] = field(default_factory=list)
     denied: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
     verify: Verdict | None = None
+    source: str = ""  # whose records: site/device and key id, or a site's devices
+
+    @property
+    def open_visits(self) -> list[Visit]:
+        """Entries of the period with no exit recorded (still inside, or left unseen)."""
+        return [v for v in self.visits if v.entry and not v.exit]
 
 
 def _local(ts: str, tz: zoneinfo.ZoneInfo) -> dt.datetime:
@@ -226,8 +275,28 @@ def new_ledger(start: dt.date, end: dt.date, tz_name: str, verify: Verdict | Non
 
 # The record types a ledger reads (and every alarm.*).
 LEDGER_TYPES = frozenset(
-    {"door.granted", "door.exit", "occupancy.reset", "lockcheck.confirmed", "door.denied"}
+    {
+        "door.granted",
+        "door.exit",
+        "door.exit_request",
+        "occupancy.reset",
+        "lockcheck.confirmed",
+        "door.denied",
+        "ledger.reviewed",
+    }
 )
+
+
+# What a review record says (R20): the period, who, how, with what result.
+REVIEW_FIELDS = ("from", "to", "reviewer", "method", "result")
+
+
+def _overlaps(r: dict[str, Any], start: dt.date, end: dt.date) -> bool:
+    try:
+        lo, hi = dt.date.fromisoformat(str(r.get("from"))), dt.date.fromisoformat(str(r.get("to")))
+    except ValueError:
+        return False
+    return lo <= end and hi >= start
 
 
 def add_records(
@@ -261,14 +330,32 @@ def add_records(
                 r.get("purpose", ""),
                 r.get("carry_in", ""),
                 r.get("escort_name") or r.get("escort") or "",
+                approver=r.get("approver_name") or r.get("approver") or "",
+                company=r.get("company", ""),
+                host=r.get("host_name") or r.get("host") or "",
             )
             open_visits[(r["person"], v.area)] = v
             if in_period:
                 led.visits.append(v)
-        elif rtype == "door.exit" and r.get("person"):
+        elif rtype == "door.exit" and r.get("person") and r.get("was_inside", True):
             left = open_visits.pop((r["person"], r.get("area", "")), None)
             if left is not None:
                 left.exit = when
+                left.carry_out = r.get("carry_out", "")
+                left.carry_out_approver = (
+                    r.get("carry_out_approver_name") or r.get("carry_out_approver") or ""
+                )
+        elif rtype in ("door.exit_request", "door.exit") and in_period:
+            # Out by the exit button, or a card the list does not know (or of someone not
+            # counted inside): an exit whose person the records cannot name.
+            how = "exit_button" if rtype == "door.exit_request" else r.get("reason", "")
+            led.visits.append(
+                Visit("", r.get("person") or "", r.get("name") or "", r.get("area", ""),
+                      exit=when, how=how)
+            )  # fmt: skip
+        elif rtype == "ledger.reviewed":
+            if _overlaps(r, start, end):
+                led.reviews.append({"time": when, **{k: str(r.get(k, "")) for k in REVIEW_FIELDS}})
         elif rtype == "occupancy.reset":
             for key in [k for k in open_visits if k[1] == r.get("area")]:
                 open_visits.pop(key).exit = f"{when} (reset)"
@@ -296,17 +383,9 @@ def add_records(
                 }
             )
         elif rtype.startswith("alarm.") and rtype != "alarm.cleared":
-            detail = {
-                k: v
-                for k, v in r.items()
-                if k in ("door", "area", "cabinet", "reader", "reason", "person", "open")
-            }
+            fields = {k: v for k, v in r.items() if k not in ENVELOPE_FIELDS}
             led.alarms.append(
-                {
-                    "time": when,
-                    "type": rtype.removeprefix("alarm."),
-                    "detail": json.dumps(detail, ensure_ascii=False),
-                }
+                {"time": when, "type": rtype.removeprefix("alarm."), "fields": fields}
             )
 
 
@@ -318,130 +397,155 @@ def finish(led: Ledger) -> Ledger:
     return led
 
 
-def to_csv(led: Ledger) -> str:
-    """One table: a ``section`` column says which part of the ledger a row belongs to."""
+def _alarm_text(a: dict[str, Any], lang: str) -> str:
+    from edged.words import alarm_sentence
+
+    return alarm_sentence(a["type"], a["fields"], lang)
+
+
+def to_csv(led: Ledger, *, lang: str = "ja") -> str:
+    """One table: a ``section`` column says which part of the ledger a row belongs to;
+    codes stay codes (for tools), alarm details are sentences in ``lang``."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(
-        [
-            "section",
-            "time",
-            "exit",
-            "id",
-            "name",
-            "area",
-            "purpose",
-            "carry_in",
-            "escort",
-            "result",
-            "detail",
-        ]
-    )
+        ["section", "time", "exit", "id", "name", "area", "purpose", "carry_in", "escort",
+         "result", "detail", "approver", "carry_out", "carry_out_approver", "company", "host",
+         "how"]
+    )  # fmt: skip
     for v in led.visits:
         w.writerow(
-            [
-                "visit",
-                v.entry,
-                v.exit,
-                v.person,
-                v.name,
-                v.area,
-                v.purpose,
-                v.carry_in,
-                v.escort,
-                "",
-                "",
-            ]
-        )
+            ["visit", v.entry, v.exit, v.person, v.name, v.area, v.purpose, v.carry_in,
+             v.escort, "", "", v.approver, v.carry_out, v.carry_out_approver, v.company,
+             v.host, v.how]
+        )  # fmt: skip
     for c in led.lockchecks:
         w.writerow(
-            [
-                "lockcheck",
-                c["time"],
-                "",
-                c["id"],
-                c["confirmer"],
-                c["area"],
-                "",
-                "",
-                "",
-                c["result"],
-                json.dumps(c["cabinets"], ensure_ascii=False),
-            ]
-        )
+            ["lockcheck", c["time"], "", c["id"], c["confirmer"], c["area"], "", "", "",
+             c["result"], json.dumps(c["cabinets"], ensure_ascii=False)]
+        )  # fmt: skip
     for d in led.denied:
         w.writerow(
             ["denied", d["time"], "", d["id"], d["name"], d["area"], "", "", "", d["reason"], ""]
         )
     for a in led.alarms:
-        w.writerow(["alarm", a["time"], "", "", "", "", "", "", "", a["type"], a["detail"]])
+        w.writerow(
+            ["alarm", a["time"], "", "", "", "", "", "", "", a["type"], _alarm_text(a, lang)]
+        )
+    for r in led.reviews:
+        w.writerow(
+            ["review", r["time"], "", "", r["reviewer"], "", "", "", "", r["result"],
+             f"{r['from']}..{r['to']}: {r['method']}"]
+        )  # fmt: skip
     res = led.verify
     w.writerow(
-        [
-            "verify",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "ok" if res and res.ok else "FAILED",
-            res.summary() if res else "not verified",
-        ]
-    )
+        ["verify", "", "", "", "", "", "", "", "", "ok" if res and res.ok else "FAILED",
+         res.summary() if res else "not verified"]
+    )  # fmt: skip
     return out.getvalue()
 
 
-def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str = "") -> str:
-    """A printable A4 page (one or more), Japanese labels by default."""
+def to_html(
+    led: Ledger,
+    *,
+    lang: str = "ja",
+    device: str = "",
+    generated: str = "",
+    titles: dict[str, str] | None = None,
+) -> str:
+    """A printable A4 page (one or more), Japanese labels by default. ``titles``: the
+    areas' titles from the configuration (else their names)."""
     L = LABELS[lang]
+    titles = titles or {}
+    device = device or led.source
 
     def code(c: str) -> str:
-        return CODES_JA.get(c, c) if lang == "ja" else c
+        return CODES_JA.get(c, c) if lang == "ja" else c.replace("_", " ")
 
     def e(s: object) -> str:
         return html.escape(str(s))
 
-    def table(headers: list[str], rows: list[list[str]]) -> str:
+    def table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
         if not rows:
             return f'<p class="none">{e(L["none"])}</p>'
         head = "".join(f"<th>{e(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def area(a: str) -> str:
+        return titles.get(a) or a
+
+    def carried(v: Visit) -> str:
+        if not v.carry_out or v.carry_out == "none":
+            return code(v.carry_out) if v.carry_out else ""
+        by = f" ({L['approved_by']} {v.carry_out_approver})" if v.carry_out_approver else ""
+        return code(v.carry_out) + by
+
+    def visitor(v: Visit) -> str:
+        return " / ".join(x for x in (v.company, v.host and f"{L['host']}: {v.host}") if x)
+
+    def person(v: Visit) -> str:
+        if v.name or v.person:
+            return v.name
+        return (
+            f"{L['unknown_person']} {code(v.how) if v.how != 'exit_button' else L['exit_button']}"
+        )
 
     visits = [
         [
-            v.entry,
+            v.entry or "-",
             v.exit or L["still_inside"],
-            v.name,
+            person(v) + (f" ({visitor(v)})" if visitor(v) else ""),
             v.person,
-            v.area,
-            v.purpose,
+            area(v.area),
+            code(v.purpose),
             code(v.carry_in),
+            carried(v),
             v.escort,
+            v.approver,
         ]
         for v in led.visits
     ]
     checks = [
         [
             c["time"],
-            c["area"],
+            area(c["area"]),
             c["confirmer"],
             L[c["result"]],
-            ", ".join(f"{k}: {s}" for k, s in c["cabinets"].items()),
+            ", ".join(f"{k}: {code(s)}" for k, s in c["cabinets"].items()),
         ]
         for c in led.lockchecks
     ]
     denied = [
-        [d["time"], d["area"], d["name"] or "-", d["id"] or "-", code(d["reason"])]
+        [d["time"], area(d["area"]), d["name"] or "-", d["id"] or "-", code(d["reason"])]
         for d in led.denied
     ]
-    alarms = [[a["time"], code(a["type"]), a["detail"]] for a in led.alarms]
+    from edged.words import alarm_title
+
+    def titled(a: dict[str, Any]) -> dict[str, Any]:
+        f = a["fields"]
+        return {**a, "fields": {**f, "area": area(f["area"])}} if "area" in f else a
+
+    alarms = [
+        [a["time"], alarm_title(a["type"], lang), _alarm_text(titled(a), lang)]
+        for a in led.alarms
+    ]
+    reviews = [
+        [r["time"], r["reviewer"], f"{r['from']} – {r['to']}", r["method"], r["result"]]
+        for r in led.reviews
+    ]
     times = [r[0] for r in (*visits, *checks, *denied, *alarms)] + [r[1] for r in visits]
     marked = any(t.endswith((RECONSTRUCTED, UNSYNCED)) for t in times)
     legend = f'<p class="none">{e(L["legend"])}</p>' if marked else ""
+    left_open = led.open_visits
+    open_line = (
+        f'<p class="open">{e(L["open_visits"])}: {len(left_open)} ('
+        + e(", ".join(f"{v.name or v.person} {v.entry}" for v in left_open[:20]))
+        + (" …" if len(left_open) > 20 else "")
+        + ")</p>"
+        if left_open
+        else ""
+    )
     v = led.verify
     verdict = (
         f'<span class="ok">{e(L["ok"])}</span>'
@@ -449,40 +553,34 @@ def to_html(led: Ledger, *, lang: str = "ja", device: str = "", generated: str =
         else f'<span class="bad">{e(L["bad"])}</span>'
     )
     vline = e(v.summary()) if v else ""
+    visit_heads = [L["entry"], L["exit"], L["person"], L["id"], L["area"], L["purpose"],
+                   L["carry_in"], L["carry_out"], L["escort"], L["approver"]]  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{e(L["title"])}</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <style>
-@page {{ size: A4; margin: 14mm 12mm; }}
-body {{ font-family: "Noto Sans CJK JP", "IPAexGothic", sans-serif; font-size: 9.5pt; }}
-h1 {{ font-size: 15pt; margin: 0 0 2mm; }} h2 {{ font-size: 11pt; margin: 5mm 0 1.5mm; }}
+@page {{ size: A4 landscape; margin: 10mm 10mm; }}
+body {{ font-family: "Noto Sans CJK JP", "IPAexGothic", sans-serif; font-size: 8.5pt; }}
+h1 {{ font-size: 15pt; margin: 0 0 2mm; }} h2 {{ font-size: 10.5pt; margin: 4mm 0 1.5mm; }}
 table {{ border-collapse: collapse; width: 100%; page-break-inside: auto; }}
 tr {{ page-break-inside: avoid; }} thead {{ display: table-header-group; }}
-th, td {{ border: 0.4pt solid #444; padding: 0.8mm 1.2mm; text-align: left; vertical-align: top; }}
+th, td {{ border: 0.4pt solid #444; padding: 0.6mm 1mm; text-align: left; vertical-align: top; }}
 th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
+table.visits {{ table-layout: fixed; }}
+table.visits th:nth-child(1), table.visits th:nth-child(2) {{ width: 11%; }}
+table.visits th:nth-child(3) {{ width: 15%; }} table.visits th:nth-child(4) {{ width: 6%; }}
+table.visits th:nth-child(5) {{ width: 12%; }} table.visits th:nth-child(8) {{ width: 12%; }}
 .ok {{ font-weight: bold; }} .bad {{ font-weight: bold; color: #b00; }}
-.hash {{ font-family: monospace; font-size: 7.5pt; word-break: break-all; }}
-.sign {{ margin-top: 8mm; float: right; border: 0.4pt solid #444; width: 30mm; height: 20mm; }}
-.none {{ color: #555; }}
+.hash {{ font-family: monospace; font-size: 7pt; word-break: break-all; }}
+.sign {{ margin-top: 6mm; float: right; border: 0.4pt solid #444; width: 30mm; height: 20mm; }}
+.none {{ color: #555; }} .open {{ color: #333; font-size: 8pt; }}
 </style></head><body>
 <h1>{e(L["title"])}</h1>
 <table class="meta"><tr><td>{e(L["period"])}: {led.start} – {led.end} ({e(led.tz)})</td>
 <td>{e(L["device"])}: {e(device)}</td><td>{e(L["generated"])}: {e(generated)}</td></tr></table>
 <h2>{e(L["visits"])}</h2>
-{
-        table(
-            [
-                L["entry"],
-                L["exit"],
-                L["person"],
-                L["id"],
-                L["area"],
-                L["purpose"],
-                L["carry_in"],
-                L["escort"],
-            ],
-            visits,
-        )
-    }
+{table(visit_heads, visits, "visits")}
+{open_line}
 <h2>{e(L["lockchecks"])}</h2>
 {table([L["time"], L["area"], L["confirmer"], L["result"], L["cabinets"]], checks)}
 <h2>{e(L["denied"])}</h2>
@@ -492,6 +590,8 @@ th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
 {legend}
 <h2>{e(L["verify"])}</h2>
 <p>{verdict}</p><p class="hash">{vline}</p>
+<h2>{e(L["reviews"])}</h2>
+{table([L["reviewed_at"], L["reviewer"], L["period"], L["method"], L["findings"]], reviews)}
 <div class="sign">{e(L["signature"])}</div>
 </body></html>
 """

@@ -41,6 +41,11 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "区域 {area} に誰もいない間に書庫 {cabinet} が開きました。",
         "Cabinet {cabinet} opened while nobody was inside {area}.",
     ),
+    "cabinet_unauthorised": (
+        "権限のない書庫開放", "Cabinet opened without its custodian",
+        "書庫 {cabinet} が管理者の立会いなしに開きました({why})。在室: {inside}",
+        "Cabinet {cabinet} opened without its custodian ({why}); inside: {inside}.",
+    ),
     "lockcheck_missed": (
         "施錠確認なし", "Lock check missed",
         "区域 {area} の最後の退室者 {name} が書庫の施錠を確認しませんでした。",
@@ -94,6 +99,15 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
 }  # fmt: skip
 
 
+def _text(v: Any) -> str | int | float | None:
+    """A field as it reads in a sentence: scalars as they are, a list of them joined."""
+    if isinstance(v, str | int | float) and not isinstance(v, bool):
+        return v
+    if isinstance(v, list) and all(isinstance(x, str | int) for x in v):
+        return ",".join(map(str, v)) or "-"
+    return None
+
+
 class _Fields(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -110,7 +124,7 @@ def alarm_title(atype: str, lang: str = "ja") -> str:
 def alarm_sentence(atype: str, fields: Mapping[str, Any], lang: str = "ja") -> str:
     """What happened, from the alarm record's fields."""
     words = ALARMS.get(atype.removeprefix("alarm."))
-    shown = _Fields({k: v for k, v in fields.items() if isinstance(v, str | int | float)})
+    shown = _Fields({k: _text(v) for k, v in fields.items() if _text(v) is not None})
     if words is None:
         return " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
     return (words[2] if lang == "ja" else words[3]).format_map(shown)

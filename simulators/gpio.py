@@ -195,6 +195,7 @@ class SimGpio:
                 for n in self.config.doors
             },
             "cabinets": self.cabinets.read_all(),
+            "cabinet_locks_released": self.cabinets.released(),
             "tamper": self.doors.tamper_active(),
             "indicators": self.indicators.states(),
         }

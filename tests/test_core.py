@@ -563,3 +563,134 @@ def test_window_days_name_closed_days_only_on_their_own():
     for bad in ("sun-hol 09:00-18:00", "hol-mon 09:00-18:00", "holiday 09:00-18:00"):
         with pytest.raises(ValueError):
             parse_window(bad)
+
+
+def _custodians_rig(cabinet_of=("A1",)):
+    people = [replace(p, cabinets=frozenset({"rack-back"})) if p.id in cabinet_of else p
+              for p in PEOPLE]  # fmt: skip
+    return Rig(acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
+
+
+def _into_server_room(rig, pid, pin="1234"):
+    rig.tap(pid, reader="server-entry")
+    first = "#" if pid.startswith("A") else ""  # an admin card's first step: # goes on
+    assert records(rig.keys(first + pin + "#", door="server"), "door.granted")
+
+
+def test_only_a_custodian_inside_releases_the_server_box(monkeypatch):
+    """R17: the rack's electric lock is released only for its appointed custodian, and
+    only while that custodian is inside the server room; the release is recorded before
+    the lock moves and ends by itself; anyone else's card is refused with the reason."""
+    from edged.core import SetCabinetLock
+
+    rig = _custodians_rig()
+    # A1, the custodian, is not inside yet: refused.
+    [d] = records(rig.tap("A1", reader="rack"), "cabinet.denied")
+    assert (d.fields["reason"], d.fields["person"]) == ("not_inside", "A1")
+    _into_server_room(rig, "A1")
+    _into_server_room(rig, "S1")
+    # S1 is inside but is not the box's custodian.
+    out = rig.tap("S1", reader="rack")
+    assert records(out, "cabinet.denied")[0].fields["reason"] == "not_custodian"
+    assert not [a for a in out if isinstance(a, SetCabinetLock)]
+    out = rig.tap("A1", reader="rack")
+    [g] = records(out, "cabinet.granted")
+    assert g.fields["inside"] == ["A1", "S1"]
+    release = [a for a in out if isinstance(a, SetCabinetLock)]
+    assert release == [SetCabinetLock("rack-back", True)]
+    assert out.index(g) < out.index(release[0])  # recorded first (Invariant 2)
+    # Opened while released: who was inside is recorded, no alarm.
+    out = rig.ev(CabinetChanged(cabinet="rack-back", locked=False))
+    [u] = records(out, "cabinet.unlocked")
+    assert u.fields["inside"] == ["A1", "S1"] and not records(out, "alarm.cabinet_unauthorised")
+    out = rig.advance(5.1)
+    assert SetCabinetLock("rack-back", False, needs_record=False) in out
+
+
+def test_a_server_box_opened_without_its_custodian_is_an_alarm():
+    """R17: the electric lock forced (no release) is `alarm.cabinet_unauthorised`; a
+    reed-only cabinet marked custodians_only, opened while only others are inside, is
+    one too; with its custodian inside it is not; nobody inside stays
+    `alarm.cabinet_unattended`."""
+    rig = _custodians_rig()
+    _into_server_room(rig, "S1")
+    out = rig.ev(CabinetChanged(cabinet="rack-back", locked=False))
+    [a] = records(out, "alarm.cabinet_unauthorised")
+    assert a.fields == {"cabinet": "rack-back", "area": "server-room", "why": "not_released",
+                        "inside": ["S1"]}  # fmt: skip
+    guarded = replace(CFG.cabinets["cab-a"], custodians_only=True)
+    cfg = replace(CFG, cabinets={**CFG.cabinets, "cab-a": guarded})
+    people = [replace(p, cabinets=frozenset({"cab-a"})) if p.id == "A1" else p for p in PEOPLE]
+    rig = Rig(cfg=cfg, acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
+    rig.core.state.occupancy["handling"] = {"S2": "Name S2"}
+    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    [a] = records(out, "alarm.cabinet_unauthorised")
+    assert (a.fields["why"], a.fields["inside"]) == ("no_custodian_inside", ["S2"])
+    rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
+    rig.core.state.occupancy["handling"]["A1"] = "Name A1"
+    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    assert not records(out, "alarm.cabinet_unauthorised")
+    assert records(out, "cabinet.unlocked")[0].fields["inside"] == ["A1", "S2"]
+    rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
+    rig.core.state.occupancy["handling"] = {}
+    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    assert records(out, "alarm.cabinet_unattended") and not records(
+        out, "alarm.cabinet_unauthorised"
+    )
+
+
+def _carry_out_rig(approval=True):
+    area = replace(CFG.areas["handling"], carry_out=True, carry_out_approval=approval)
+    cfg = replace(CFG, areas={**CFG.areas, "handling": area})
+    people = [replace(p, approves_carry_out=True) if p.id == "A1" else p for p in PEOPLE]
+    rig = Rig(cfg=cfg, acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
+    rig.core.state.occupancy["handling"] = {"S1": "Name S1", "A1": "Name A1", "S2": "Name S2"}
+    return rig
+
+
+def test_taking_a_pc_out_needs_the_approvers_card():
+    """R18: at exit the keypad asks what is taken out; an approved PC needs a second card
+    of someone inside with the right to approve: a colleague without it, and the leaver
+    themself, are refused and recorded; the approver's card lets the leaver out, and the
+    exit record carries the item and the approver."""
+    rig = _carry_out_rig()
+    out = rig.tap("S1", reader="exit")
+    assert not records(out) and rig.core.state.prompts["main"].step == "carry_out"
+    assert not records(rig.keys("1#"))  # approved_pc: now the approver's card
+    assert rig.core.state.prompts["main"].step == "carry_out_approval"
+    [r] = records(rig.tap("S2", reader="exit"))
+    assert (r.type, r.fields["reason"], r.fields["approver"]) == (
+        "carry_out.refused", "not_approver", "S2",
+    )  # fmt: skip
+    [r] = records(rig.tap("S1", reader="exit"))
+    assert r.fields["reason"] == "self"
+    out = rig.tap("A1", reader="exit")
+    approved, ex = records(out)
+    assert approved.type == "carry_out.approved" and approved.fields["item"] == "approved_pc"
+    assert (ex.type, ex.fields["person"], ex.fields["carry_out"]) == (
+        "door.exit", "S1", "approved_pc",
+    )  # fmt: skip
+    assert ex.fields["carry_out_approver"] == "A1" and unlocks(out)
+    assert "S1" not in rig.core.state.occupancy["handling"]
+    assert "A1" in rig.core.state.occupancy["handling"]  # the approver stays inside
+
+
+def test_nothing_taken_out_and_unapproved_carry_out():
+    """R18, Invariant 4: "nothing" lets the leaver out at once; a declared item with no
+    approval in time is an alarm, and the leaver is let out all the same; an area that
+    does not ask for approval records the item with the exit."""
+    rig = _carry_out_rig()
+    rig.tap("S2", reader="exit")
+    [ex] = records(rig.keys("0#"))
+    assert ex.type == "door.exit" and ex.fields["carry_out"] == "none"
+    rig.tap("S1", reader="exit")
+    rig.keys("2#")  # approved media, and nobody comes to approve
+    out = rig.advance(31)
+    alarm, ex = records(out)
+    assert alarm.type == "alarm.carry_out_unapproved" and alarm.fields["item"] == "approved_media"
+    assert ex.type == "door.exit" and ex.fields["carry_out_unfinished"] == "timeout"
+    assert unlocks(out)
+    rig = _carry_out_rig(approval=False)
+    rig.tap("S1", reader="exit")
+    [ex] = records(rig.keys("2#"))
+    assert ex.fields["carry_out"] == "approved_media" and "carry_out_approver" not in ex.fields

@@ -24,6 +24,7 @@ FELICA = "012E4CD9A1B2C3D4"  # S1001, staff with escort rights, PIN 4821
 EXPIRED = "0123456789ABCDEF"  # S0999
 VISITOR = "04C5D6E7F80912"  # V0042
 UNKNOWN = "0A0B0C0D0E0F1011"
+ADMIN = "04112233"  # A0001, the server box's custodian, PIN 7350
 
 
 @pytest.fixture
@@ -168,7 +169,7 @@ def test_reader_unplugged_is_an_alarm_with_buzzer_and_led(daemon):
     # Both readers back (the driver reports them together): the alarm outputs go quiet.
     st = daemon.state()
     assert st["core"]["readers_lost"] == {}
-    assert st["readers_online"] == ["entry", "exit", "server-entry", "server-exit"]
+    assert st["readers_online"] == ["entry", "exit", "rack", "server-entry", "server-exit"]
     assert st["hardware"]["indicators"]["red"] == "off"
     assert st["hardware"]["indicators"]["buzzer"] == "off"
 
@@ -401,3 +402,110 @@ def test_a_second_daemon_on_the_same_state_directory_is_refused(daemon):
     assert f"in use by PID {daemon.proc.pid}" in p.stdout + p.stderr
     assert "Traceback" not in p.stdout + p.stderr
     assert daemon.state()["journal"]["head_seq"] == head
+
+
+def test_the_server_box_opens_only_for_its_custodian(daemon):
+    """R17 end to end: at the rack's own reader (a real PC/SC reader through pcscd),
+    Yamada, inside but not the box's custodian, is refused; the administrator, its
+    custodian, releases the electric lock (the relay moves after the record), opens it
+    with who was inside recorded, and the lock holds again by itself; forcing it later
+    is an alarm that names who was inside."""
+    daemon.sim(cmd="tap", card=FELICA, reader="server-entry")
+    daemon.sim(cmd="keys", keys="4821#", door="server")
+    [d] = daemon.sim(cmd="tap", card=FELICA, reader="rack")["records"]
+    assert (d["type"], d["reason"], d["person"]) == ("cabinet.denied", "not_custodian", "S1001")
+    assert daemon.state()["hardware"]["cabinet_locks_released"] == {"rack-back": False}
+    daemon.sim(cmd="tap", card=ADMIN, reader="server-entry")
+    daemon.sim(cmd="keys", keys="#7350#", door="server")
+    [g] = daemon.sim(cmd="tap", card=ADMIN, reader="rack")["records"]
+    assert g["type"] == "cabinet.granted" and g["inside"] == ["A0001", "S1001"]
+    assert daemon.state()["hardware"]["cabinet_locks_released"] == {"rack-back": True}
+    [u] = daemon.sim(cmd="cabinet", name="rack-back", action="open")["records"]
+    assert u["type"] == "cabinet.unlocked" and u["inside"] == ["A0001", "S1001"]
+    daemon.sim(cmd="cabinet", name="rack-back", action="close")
+    # unlock_seconds (5) after the release the relay drops by itself: no record, a state.
+    assert daemon.wait_state(
+        lambda st: st["hardware"]["cabinet_locks_released"] == {"rack-back": False}, 15
+    )
+    out = daemon.sim(cmd="cabinet", name="rack-back", action="open")["records"]
+    assert [r["type"] for r in out] == ["cabinet.unlocked", "alarm.cabinet_unauthorised"]
+    assert out[1]["why"] == "not_released" and out[1]["inside"] == ["A0001", "S1001"]
+
+
+def test_taking_a_pc_out_is_approved_by_a_second_card(tmp_path):
+    """R18 end to end: with carry-out asked and approval required in the handling area,
+    Yamada declares a PC at exit on the keypad; the administrator, who may approve, taps
+    the exit reader; both are recorded and Yamada is let out; the approver stays in."""
+    require_pcscd()
+    cfg = tmp_path / "edged.toml"
+    cfg.write_text(
+        EXAMPLE.read_text()
+        .replace("# carry_out = true", "carry_out = true")
+        .replace("# carry_out_approval = true", "carry_out_approval = true")
+    )
+    acl = tmp_path / "acl.toml"
+    acl.write_text(ACL_EXAMPLE.read_text().replace(
+        'cabinets = ["rack-back"]', 'cabinets = ["rack-back"]\napproves_carry_out = true'
+    ))  # fmt: skip
+    state = tmp_path / "state"
+    from edged.protocol.keys import init_keys
+
+    init_keys(state)
+    assert import_acl(state, acl, cfg).returncode == 0
+    d = DaemonProc(state, cfg)
+    try:
+        d.sim(cmd="tap", card=FELICA)
+        d.sim(cmd="keys", keys="1#0#")
+        d.sim(cmd="tap", card=ADMIN)
+        assert d.types(d.sim(cmd="keys", keys="#3#1#")) == ["door.granted"]
+        assert d.sim(cmd="tap", card=FELICA, reader="exit")["records"] == []
+        assert d.state()["core"]["prompts"]["main"]["step"] == "carry_out"
+        assert d.sim(cmd="keys", keys="1#")["records"] == []
+        out = d.sim(cmd="tap", card=ADMIN, reader="exit")["records"]
+        assert [r["type"] for r in out] == ["carry_out.approved", "door.exit"]
+        assert out[0]["approver"] == "A0001" and out[0]["item"] == "approved_pc"
+        assert out[1]["person"] == "S1001" and out[1]["carry_out_approver"] == "A0001"
+        assert d.state()["core"]["occupancy"]["handling"] == ["A0001"]
+    finally:
+        d.stop()
+
+
+def test_the_review_of_the_ledger_is_itself_a_signed_record(daemon, tmp_path):
+    """R20, R16: `edged report --reviewed-by` has the running daemon (the journal's one
+    writer) record a signed ledger.reviewed: who, the period, how, the result; it is
+    printed on the ledger, with the approver (確認者) and the visitor's company and host
+    from the list; with no daemon running the command says so in one line."""
+    import datetime as dt
+    import zoneinfo
+
+    daemon.sim(cmd="tap", card=VISITOR)
+    daemon.sim(cmd="tap", card=FELICA)  # the escort: both go in
+    _escort, v = daemon.sim(cmd="keys", keys="3#1#")["records"]
+    assert (v["person"], v["company"], v["host_name"]) == ("V0042", "Sato Systems", "Yamada Taro")
+    today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Tokyo")).date().isoformat()
+    out = tmp_path / "ledger.html"
+    args = [EDGED, "report", "--db", str(daemon.state_dir / "journal.db"), "--from", today,
+            "--to", today, "--config", str(EXAMPLE), "--out", str(out)]  # fmt: skip
+    p = subprocess.run(
+        [*args, "--reviewed-by", "監査 彩子", "--method", "権限表と照合", "--result", "指摘なし"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "recorded ledger.reviewed" in p.stdout
+    page = out.read_text()
+    shown_all = ("記録の点検", "監査 彩子", "権限表と照合", "指摘なし", "確認者",
+                 "Admin Kobayashi", "Sato Systems", "Payroll handling area")  # fmt: skip
+    for shown in shown_all:
+        assert shown in page, shown
+    import sqlite3
+
+    with sqlite3.connect(daemon.state_dir / "journal.db") as c:
+        [body] = c.execute("SELECT body FROM records WHERE type = 'ledger.reviewed'").fetchone()
+    rec = json.loads(body)
+    assert (rec["reviewer"], rec["from"], rec["to"]) == ("監査 彩子", today, today)
+    assert rec["key_id"] and rec["seq"] > 1  # signed in the chain like every record
+    daemon.stop()
+    p = subprocess.run([*args, "--reviewed-by", "x", "--method", "y"], capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 2 and "no running daemon" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

@@ -37,7 +37,7 @@ def test_healthy_installation_passes(tmp_path):
     state = tmp_path / "state"
     cfg = mock_config(tmp_path)
     enrol(state, cfg)
-    ports = reader_ports(["entry", "exit", "server-entry", "server-exit"])
+    ports = reader_ports(["entry", "exit", "rack", "server-entry", "server-exit"])
     with PcscdHarness(tmp_path / "pcscd", ports):
         p = doctor(cfg, state)
     assert p.returncode == 0, p.stdout
@@ -130,6 +130,6 @@ def test_doctor_checks_a_simulated_rig(tmp_path):
         timeout=60,
     )
     assert "OK   gpio: simulated" in p.stdout, p.stdout
-    assert "OK   card readers: simulated: 4 virtual readers" in p.stdout, p.stdout
+    assert "OK   card readers: simulated: 5 virtual readers" in p.stdout, p.stdout
     assert "pin factory" not in p.stdout and "nfc drivers" not in p.stdout
     assert "FAIL" not in p.stdout and p.returncode == 0, p.stdout

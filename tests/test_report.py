@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,8 @@ def day(state_dir):
             purpose="payroll",
             carry_in="none",
             reason="ok",
+            approver="A1",
+            approver_name="小林 管理者",
         )
         at(
             5,
@@ -69,6 +72,9 @@ def day(state_dir):
             escort="S1",
             escort_name="山田 太郎",
             reason="escorted",
+            company="佐藤システム",
+            host="S1",
+            host_name="山田 太郎",
         )
         at(
             90,
@@ -79,7 +85,11 @@ def day(state_dir):
             person="V1",
             name="佐藤 (来訪者)",
             was_inside=True,
+            carry_out="approved_pc",
+            carry_out_approver="A1",
+            carry_out_approver_name="小林 管理者",
         )
+        at(95, "door.exit_request", door="main", area="handling", person=None)
         at(100, "alarm.door_held_open", door="main", seconds=30)
         at(101, "alarm.cleared", door="main", was="held_open")
         at(
@@ -112,6 +122,14 @@ def day(state_dir):
             name="山田 太郎",
             reason="ok",
         )  # the next day: outside the period
+        at(
+            60 * 24 + 60,
+            "ledger.reviewed",
+            **{"from": "2026-11-24", "to": "2026-11-24"},
+            reviewer="監査 彩子",
+            method="入退室管理表を権限表と照合",
+            result="指摘なし",
+        )  # reviewed the next day: printed on the ledger of the day it reviews
     return state_dir / "journal.db"
 
 
@@ -129,26 +147,35 @@ def test_csv_ledger_has_every_part(day):
     p = report(day, "--format", "csv")
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(io.StringIO(p.stdout)))
-    visits = [r for r in rows if r["section"] == "visit"]
+    visits = [r for r in rows if r["section"] == "visit" and r["id"]]
     assert [(v["id"], v["time"], v["exit"]) for v in visits] == [
         ("S1", "2026-11-24 09:00:00", "2026-11-24 18:00:00"),
         ("V1", "2026-11-24 10:00:00", "2026-11-24 10:30:00"),
     ]
     assert visits[1]["escort"] == "山田 太郎" and visits[1]["carry_in"] == "approved_pc"
-    assert visits[0]["purpose"] == "payroll"
+    assert visits[0]["purpose"] == "payroll" and visits[0]["approver"] == "小林 管理者"
+    assert (visits[1]["company"], visits[1]["host"]) == ("佐藤システム", "山田 太郎")
+    assert (visits[1]["carry_out"], visits[1]["carry_out_approver"]) == (
+        "approved_pc",
+        "小林 管理者",
+    )
+    [button] = [r for r in rows if r["section"] == "visit" and r["how"] == "exit_button"]
+    assert button["id"] == "" and button["exit"] == "2026-11-24 10:35:00"
+    [review] = [r for r in rows if r["section"] == "review"]
+    assert review["name"] == "監査 彩子" and review["result"] == "指摘なし"
     [lc] = [r for r in rows if r["section"] == "lockcheck"]
     assert lc["name"] == "山田 太郎" and lc["result"] == "confirmed" and "cab-a" in lc["detail"]
     assert [r["result"] for r in rows if r["section"] == "denied"] == ["expired"]
     assert [r["result"] for r in rows if r["section"] == "alarm"] == ["door_held_open"]
     [v] = [r for r in rows if r["section"] == "verify"]
-    assert v["result"] == "ok" and v["detail"].startswith("OK: 9 records, head seq 9 hash ")
+    assert v["result"] == "ok" and v["detail"].startswith("OK: 11 records, head seq 11 hash ")
 
 
 def test_html_ledger_is_japanese_printable_and_tied_to_the_log(day, tmp_path):
     """R16: the HTML ledger is in Japanese by default, sized for A4, with the head hash."""
     out = tmp_path / "ledger.html"
     p = report(day, "--out", str(out), "--device", "tokyo-hq/door-3f-1")
-    assert p.returncode == 0 and "2 visits" in p.stdout
+    assert p.returncode == 0 and "3 visits" in p.stdout
     page = out.read_text()
     for text in (
         "入退室管理表",
@@ -192,7 +219,8 @@ def test_printed_ledger_in_headless_chromium(day, tmp_path):
     if not chromium or not pdftotext:
         pytest.fail("chromium and poppler-utils are needed (scripts/test.sh installs them)")
     html_path = tmp_path / "ledger.html"
-    assert report(day, "--out", str(html_path)).returncode == 0
+    example = Path(__file__).parent.parent / "config" / "edged.toml"
+    assert report(day, "--out", str(html_path), "--config", str(example)).returncode == 0
     pdf = tmp_path / "ledger.pdf"
     subprocess.run(
         [
@@ -230,8 +258,26 @@ def test_printed_ledger_in_headless_chromium(day, tmp_path):
         "有効期限切れ",
         "改ざんなし",
         head[0][:32],
+        # R1: escort and approver apart; the visitor's company and host; what was taken
+        # out and who approved it; the exit-button exit; areas by title; alarms in words.
+        "立会者",
+        "確認者",
+        "小林 管理者",
+        "佐藤システム",
+        "許可PC (承認 小林 管理",  # the cell wraps before 者)
+        "(不明) 退室ボタン",
+        "Payroll handling area",
+        "扉 main が 30 秒を超えて開いたままです。",
+        # R20: the review of the period, printed on it.
+        "記録の点検",
+        "監査 彩子",
+        "入退室管理表を権限表と照合",
+        # Device identity and local creation time in the header.
+        "(key ",
+        "JST",
     ):
-        assert shown in text.replace("\n", " "), shown
+        # Narrow cells wrap in print: compare without any whitespace.
+        assert "".join(shown.split()) in "".join(text.split()), shown
 
 
 def test_times_recorded_before_ntp_are_placed_by_the_monotonic_clock(state_dir):

@@ -43,3 +43,12 @@ def test_a_stored_detail_line_becomes_a_sentence():
         alarm_sentence("door_forced", {}, "en") == "Door ? was opened without anyone being let in."
     )
     assert alarm_sentence("something_new", {"a": 1}, "en") == "a=1"
+
+
+def test_a_list_field_reads_as_a_list():
+    """R17: who was inside a cabinet's area is named in the alarm's sentence."""
+    f = {"cabinet": "rack-back", "why": "not_released", "inside": ["S1", "S2"]}
+    assert alarm_sentence("cabinet_unauthorised", f, "en") == (
+        "Cabinet rack-back opened without its custodian (not_released); inside: S1,S2."
+    )
+    assert fields_of_detail("cabinet=rack-back inside=S1,S2 why=not_released")["inside"] == "S1,S2"

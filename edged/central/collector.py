@@ -102,8 +102,14 @@ def _alarm_detail(rec: dict[str, Any]) -> str:
     """A device alarm's own fields in a line (``door=main seconds=30``)."""
     parts = [
         f"{k}={rec[k]}"
+        if isinstance(rec[k], str | int | float | bool)
+        else f"{k}={','.join(map(str, rec[k])) or '-'}"
         for k in sorted(rec)
-        if k not in ENVELOPE_FIELDS and isinstance(rec[k], str | int | float | bool)
+        if k not in ENVELOPE_FIELDS
+        and (
+            isinstance(rec[k], str | int | float | bool)
+            or (isinstance(rec[k], list) and all(isinstance(x, str | int) for x in rec[k]))
+        )
     ]
     return " ".join(parts)[:300]
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edged.central.store import CentralStore
@@ -133,7 +134,7 @@ def central_ledger(
             seen.update(f"{len(device)}:{device}{seq}:{h}{len(body)}:{body}".encode())
         kept = cache.get(key, seen.digest())
         if kept is not None:
-            return kept
+            return replace(kept, reviews=_reviews(store, site, start, end))
     verdict = CentralVerdict(site, signatures_checked=trust is not None)
     led = new_ledger(start, end, tz, verdict)
     by_device: dict[str, list[tuple[int, str, str]]] = {}
@@ -144,7 +145,27 @@ def central_ledger(
         verdict.records += len(own)
         verdict.devices += 1
         add_records(led, records, anchors_of(records), scope)
+    led.source = f"{site}: " + ", ".join(sorted(by_device)) if by_device else site
     led = finish(led)
     if cache is not None and trust is None:
         cache.put(key, seen.digest(), led)
-    return led
+    return replace(led, reviews=_reviews(store, site, start, end))
+
+
+def _reviews(store: CentralStore, site: str, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    """The sign-offs of this site's records whose period meets this one (R16, R20), from
+    the console's audit trail (``edged report --reviewed-by`` writes there too)."""
+    out = []
+    for row in store.audit_rows():
+        if row["action"] != "review_signoff":
+            continue
+        try:
+            d = json.loads(row["detail"])
+            lo, hi = dt.date.fromisoformat(d["from"]), dt.date.fromisoformat(d["to"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if d.get("site") == site and lo <= end and hi >= start:
+            out.append({"time": row["ts"], "from": d["from"], "to": d["to"],
+                        "reviewer": row["name"], "method": str(d.get("method", "")),
+                        "result": str(d.get("findings", ""))})  # fmt: skip
+    return out

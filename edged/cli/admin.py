@@ -32,7 +32,12 @@ def _cmd_acl_import(args: argparse.Namespace) -> int:
             f"--version {version}: must be newer than the active list's version {current.version}"
         )
     acl = import_admin_file(
-        Path(args.file), fp, site=cfg.site, version=version, areas=set(cfg.areas)
+        Path(args.file),
+        fp,
+        site=cfg.site,
+        version=version,
+        areas=set(cfg.areas),
+        cabinets=set(cfg.cabinets),
     )
     path = save_active(state_dir, acl)
     print(
@@ -96,7 +101,12 @@ def _cmd_acl_sign(args: argparse.Namespace) -> int:
     secret_dir = Path(args.card_secret_dir) if args.card_secret_dir else state_dir
     fp = CardFingerprinter(load_keys(secret_dir).fingerprint_secret)
     acl = import_admin_file(
-        Path(args.file), fp, site=cfg.site, version=args.version, areas=set(cfg.areas)
+        Path(args.file),
+        fp,
+        site=cfg.site,
+        version=args.version,
+        areas=set(cfg.areas),
+        cabinets=set(cfg.cabinets),
     )
     key = load_private_key(Path(args.key))
     expires = _dt.datetime.now(_dt.UTC) + _dt.timedelta(days=args.expires_days)

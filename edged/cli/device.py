@@ -120,9 +120,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"ERROR: {e}", file=sys.stderr)
             return 2
         led, label = build_ledger(db, start, end, args.tz, result), args.device
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    import zoneinfo
+
+    now = _dt.datetime.now(zoneinfo.ZoneInfo(args.tz)).strftime("%Y-%m-%d %H:%M %Z")
+    if args.reviewed_by:
+        _record_review(args, start, end, led)
     text = (
-        to_csv(led) if fmt == "csv" else to_html(led, lang=args.lang, device=label, generated=now)
+        to_csv(led, lang=args.lang)
+        if fmt == "csv"
+        else to_html(led, lang=args.lang, device=label, generated=now, titles=_titles(args))
     )
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -134,6 +140,65 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0 if result.ok else 1
+
+
+def _titles(args: argparse.Namespace) -> dict[str, str]:
+    """The areas' titles from ``--config``, printed instead of their names."""
+    from edged.device.config import load_config
+
+    if not args.config:
+        return {}
+    cfg = load_config(Path(args.config))
+    return {name: a.title for name, a in cfg.areas.items()}
+
+
+def _record_review(args: argparse.Namespace, start: Any, end: Any, led: Any) -> None:
+    """R20: the review of this period is itself recorded, signed, and printed on the
+    ledger: in the door's journal (by its running daemon, the journal's one writer), or
+    in the central store's audit trail."""
+    import datetime as _dt
+    import json as _json
+
+    if not args.method:
+        raise ConfigError("--reviewed-by: say how the records were checked (--method)")
+    review = {
+        "from": str(start),
+        "to": str(end),
+        "reviewer": args.reviewed_by[:64],
+        "method": args.method[:500],
+        "result": (args.result or "no findings")[:500],
+    }
+    if args.store is not None:
+        from edged.central.store import open_store
+        from edged.protocol.records import format_ts
+
+        now = format_ts(int(_dt.datetime.now(_dt.UTC).timestamp() * 1000))
+        store = open_store(args.store)
+        try:
+            detail = {"site": args.site, "from": review["from"], "to": review["to"],
+                      "method": review["method"], "findings": review["result"]}  # fmt: skip
+            store.audit(now, review["reviewer"], "review_signoff",
+                        _json.dumps(detail, ensure_ascii=False, sort_keys=True))  # fmt: skip
+            store.commit()
+        finally:
+            store.close()
+        led.reviews.append({"time": now, **review})
+        return
+    from edged.device.control import request
+
+    sock = StatePaths(Path(args.db).parent).control_socket
+    if not sock.exists():
+        raise ConfigError(
+            f"--reviewed-by: no running daemon at {sock.parent}: the review is a record of"
+            " the door's journal, written by its daemon (its one writer); start it and run"
+            " this again"
+        )
+    resp = request(sock, {"cmd": "review", **review})
+    if not resp.get("ok"):
+        raise ConfigError(f"--reviewed-by: {resp.get('error')}")
+    for r in resp.get("records", []):
+        led.reviews.append({"time": str(r.get("ts")), **review})
+    print(f"recorded ledger.reviewed (seq {resp['records'][0]['seq']}) in {args.db}")
 
 
 def _central_ledger(args: argparse.Namespace, start: Any, end: Any) -> tuple[Any, Any, str]:
@@ -325,6 +390,14 @@ def register(sub: Any) -> None:
         "--device", default="", help="name printed on the report (default: none, or the site)"
     )
     rp.add_argument("--pubkey", help="device public key; default: beside the journal")
+    rp.add_argument("--config", help="the device's config: areas printed by their titles")
+    rp.add_argument(
+        "--reviewed-by",
+        help="R20: record that NAME reviewed this period's records (a signed"
+        " ledger.reviewed record, or the central audit trail with --store)",
+    )
+    rp.add_argument("--method", help="with --reviewed-by: how the records were checked")
+    rp.add_argument("--result", help="with --reviewed-by: the findings (default: no findings)")
     rp.add_argument("--out", help="file to write (default: standard output)")
     rp.set_defaults(handler=_cmd_report)
     dr_ = sub.add_parser("doctor", help="check the installation, with a fix for each problem")

@@ -8,7 +8,9 @@ from typing import Any, Literal
 from edged.protocol.records import RecordType, is_alarm
 
 # The keypad's steps, in the order an entry asks them (R1, R3, R4, R6).
-Step = Literal["admin", "pin", "purpose", "carry_in", "lockcheck"]
+Step = Literal[
+    "admin", "pin", "purpose", "carry_in", "lockcheck", "carry_out", "carry_out_approval"
+]
 
 # Why a door says no: the ``reason`` of every door.denied (R1), so a misspelt reason is a
 # type error and the ledger's legend can list them all.
@@ -33,6 +35,8 @@ Denial = Literal[
     "prompt_cancelled",
     "prompt_timeout",
     "escort_needed",
+    "not_custodian",
+    "not_inside",
 ]
 
 
@@ -62,6 +66,15 @@ class SetLock(Action):
     """
 
     door: str
+    unlocked: bool
+    needs_record: bool = True
+
+
+@dataclass(frozen=True)
+class SetCabinetLock(Action):
+    """Release or relock a cabinet's electric lock; a release needs its record (R17)."""
+
+    cabinet: str
     unlocked: bool
     needs_record: bool = True
 

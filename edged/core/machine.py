@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.core.actions import Action, Denial, Indicate, Record, SetLock, Step
+from edged.core.actions import Action, Denial, Indicate, Record, SetCabinetLock, SetLock, Step
 from edged.core.calendar import Calendar
 from edged.core.doors import Door
 from edged.core.escort import Escorts
@@ -83,6 +83,7 @@ class CoreState:
     lockcheck_open: dict[str, list[str]] = field(default_factory=dict)  # area -> open cabinets
     escorts: Escorts = field(default_factory=Escorts)
     expiry_warned_on: str | None = None
+    cabinet_release: dict[str, int] = field(default_factory=dict)  # cabinet -> relock mono
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -115,6 +116,7 @@ class Core:
             self._door_of_reader[d.entry_reader] = (d.name, "entry")
             if d.exit_reader:
                 self._door_of_reader[d.exit_reader] = (d.name, "exit")
+        self._cabinet_of_reader = {c.reader: c.name for c in config.cabinets.values() if c.reader}
 
     # -- access list -----------------------------------------------------------------
     def set_acl(self, acl: AccessList, source: str) -> list[Action]:
@@ -195,6 +197,8 @@ class Core:
     # -- cards -----------------------------------------------------------------------
     def _card(self, ev: CardPresented, now: Now) -> list[Action]:
         door, direction = self._door_of_reader.get(ev.reader, (None, None))
+        if ev.reader in self._cabinet_of_reader:
+            return self._cabinet_card(self._cabinet_of_reader[ev.reader], ev.card, now)
         if door is None:
             return [
                 Record(
@@ -204,6 +208,8 @@ class Core:
             ]
         out: list[Action] = []
         pr = self.state.prompts.get(door)
+        if pr is not None and pr.step == "carry_out_approval" and direction == "exit":
+            return self._carry_out_approver(pr, ev.card, now)
         if pr is not None:
             out += self._end_prompt_cancelled(pr, now)
         if direction == "exit":
@@ -255,8 +261,10 @@ class Core:
             closed = self.calendar.closed(local.date()) is not None
             if not p.in_window(local.weekday(), minute, closed=closed):
                 # A working day's window would have let them in: the day is closed.
-                return "holiday" if closed and p.in_window(local.weekday(), minute) else (
-                    "outside_window"
+                return (
+                    "holiday"
+                    if closed and p.in_window(local.weekday(), minute)
+                    else ("outside_window")
                 )
         return None
 
@@ -382,13 +390,19 @@ class Core:
                         "escort": p.id,
                         "escort_name": p.name,
                         **extra,
+                        **self._answerable(v, area),
                     },
                 )
             )
             inside[v.id] = v.name
             self.state.escorts.entered(area, v.id, p.id)
         else:
-            fields = {**self._base(door, "entry", card, p), "reason": "ok", **extra}
+            fields = {
+                **self._base(door, "entry", card, p),
+                "reason": "ok",
+                **extra,
+                **self._answerable(p, area),
+            }
             if esc is not None:
                 fields.update(reason="escorted", escort=esc.id, escort_name=esc.name)
                 self.state.escorts.entered(area, p.id, esc.id)
@@ -398,6 +412,26 @@ class Core:
                 self.state.escorts.went_in(door, p, now.mono)
         self.state.lockout.right(card)
         return out + self._unlock(door, now, needs_record=True)
+
+    def _answerable(self, p: Person, area: str) -> dict[str, Any]:
+        """For the ledger (R1): who answers for this entry (確認者: the person's approver,
+        else the area's), and a visitor's company and host, by name as the list has them
+        now, so that the signed record says who they were at the time."""
+        out: dict[str, Any] = {}
+        people = self.acl.people if self.acl is not None else {}
+        a = self.cfg.areas.get(area)
+        approver = p.approver or (a.approver if a is not None else None)
+        if approver is not None and approver != p.id:
+            out["approver"] = approver
+            if approver in people:
+                out["approver_name"] = people[approver].name
+        if p.company:
+            out["company"] = p.company
+        if p.host:
+            out["host"] = p.host
+            if p.host in people:
+                out["host_name"] = people[p.host].name
+        return out
 
     def _unlock(self, door: str, now: Now, *, needs_record: bool) -> list[Action]:
         self.state.doors[door].unlock(now.mono)
@@ -441,6 +475,10 @@ class Core:
                 )
         elif step == "lockcheck":
             return self._lockcheck_entered(pr, entered, now)
+        elif step == "carry_out":
+            return self._carry_out_entered(pr, entered, now)
+        elif step == "carry_out_approval":
+            return []  # waiting for the approver's card, not for keys
         return self._next_step(pr, now)
 
     def _next_step(self, pr: Prompt, now: Now) -> list[Action]:
@@ -479,6 +517,8 @@ class Core:
         return out + self._idle()
 
     def _end_prompt_cancelled(self, pr: Prompt, now: Now) -> list[Action]:
+        if pr.step in ("carry_out", "carry_out_approval"):
+            return self._carry_out_unfinished(pr, now, "cancelled")
         self.state.prompts.pop(pr.door, None)
         if pr.step == "lockcheck":
             return [
@@ -511,10 +551,29 @@ class Core:
         ]
 
     # -- exit and the last leaver ----------------------------------------------------
-    def _exit(self, door: str, card: str, now: Now) -> list[Action]:
+    def _exit(
+        self, door: str, card: str, now: Now, carry: dict[str, Any] | None = None
+    ) -> list[Action]:
+        """A card at the exit reader. ``carry``: what was declared taken out (R18), once
+        the carry-out questions are answered (asked first where the area says so)."""
         area = self.cfg.doors[door].area
         p = self.acl.by_card(card) if self.acl else None
         inside = self.state.occupancy.setdefault(area, {})
+        a = self.cfg.areas.get(area)
+        if (
+            carry is None
+            and p is not None
+            and p.id in inside
+            and a is not None
+            and a.carry_out
+            and door in self.cfg.keypads
+        ):
+            steps: list[Step] = ["carry_out"]
+            self.state.prompts[door] = Prompt(
+                door, area, p, card, steps, self._prompt_deadline(now, door, steps)
+            )
+            return [Indicate("green", True, blink=True)]
+        carry = carry or {}
         if p is not None and p.id in inside:
             if len(inside) == 1 and self._area_cabinets(area):
                 if p.role not in CONFIRM_ROLES:
@@ -528,11 +587,15 @@ class Core:
                         "missed",
                         self._cabinet_states(area),
                         method="role_cannot_confirm",
+                        carry=carry,
                     )
-                return self._lockcheck_start(door, area, p, card, now)
+                return self._lockcheck_start(door, area, p, card, now, carry)
             del inside[p.id]
             return [
-                Record("door.exit", {**self._base(door, "exit", card, p), "was_inside": True}),
+                Record(
+                    "door.exit",
+                    {**self._base(door, "exit", card, p), "was_inside": True, **carry},
+                ),
                 *self._left(area, p, door),
                 *self._unlock(door, now, needs_record=False),
             ]
@@ -540,6 +603,70 @@ class Core:
         f = self._base(door, "exit", card, p)
         f.update(was_inside=False, reason="unknown_card" if p is None else "not_inside")
         return [Record("door.exit", f), *self._unlock(door, now, needs_record=False)]
+
+    # -- taking things out (R18) ----------------------------------------------------
+    def _carry_out_entered(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
+        if entered not in CARRY_IN:
+            pr.deadline = self._prompt_deadline(now, pr.door, pr.steps)  # ask again
+            return []
+        item = CARRY_IN[entered]
+        area = self.cfg.areas[pr.area]
+        if item == "none" or not area.carry_out_approval:
+            self.state.prompts.pop(pr.door, None)
+            return self._exit(pr.door, pr.card, now, {"carry_out": item})
+        # A second card, of someone inside with the right to approve, within the escort
+        # window; the leaver waits at the door meanwhile (the exit button always opens).
+        pr.collected["carry_out"] = item
+        pr.steps = ["carry_out_approval"]
+        pr.deadline = now.mono + int(self.cfg.policy.escort_seconds * NS)
+        return [Indicate("green", True, blink=True)]
+
+    def _carry_out_approver(self, pr: Prompt, card: str, now: Now) -> list[Action]:
+        q = self.acl.by_card(card) if self.acl is not None else None
+        f: dict[str, Any] = {"door": pr.door, "area": pr.area, "person": pr.person.id,
+                             "item": pr.collected["carry_out"], "card": card}  # fmt: skip
+        if q is not None:
+            f.update(approver=q.id, approver_name=q.name)
+        reason = (
+            "unknown_card" if q is None
+            else "self" if q.id == pr.person.id
+            else "not_approver" if not q.approves_carry_out
+            else "not_inside" if q.id not in self.state.occupancy.get(pr.area, {})
+            else None
+        )  # fmt: skip
+        if reason is not None:
+            return [Record("carry_out.refused", {**f, "reason": reason})]  # still waiting
+        assert q is not None
+        self.state.prompts.pop(pr.door, None)
+        carry = {"carry_out": f["item"], "carry_out_approver": q.id,
+                 "carry_out_approver_name": q.name}  # fmt: skip
+        return [
+            Record("carry_out.approved", {**f, "name": pr.person.name}),
+            *self._exit(pr.door, pr.card, now, carry),
+        ]
+
+    def _carry_out_unfinished(self, pr: Prompt, now: Now, why: str) -> list[Action]:
+        """The questions were not finished: out they go all the same (never trapped),
+        with what is known; an item declared but not approved is an alarm."""
+        self.state.prompts.pop(pr.door, None)
+        item = pr.collected.get("carry_out")
+        out: list[Action] = []
+        if item is not None:
+            out.append(
+                Record(
+                    "alarm.carry_out_unapproved",
+                    {
+                        "door": pr.door,
+                        "area": pr.area,
+                        "person": pr.person.id,
+                        "name": pr.person.name,
+                        "item": item,
+                        "why": why,
+                    },
+                )
+            )
+        carry = {"carry_out": item or "undeclared", "carry_out_unfinished": why}
+        return [*out, *self._exit(pr.door, pr.card, now, carry), *self._outputs()]
 
     def _left(self, area: str, p: Person, door: str) -> list[Action]:
         """Escort bookkeeping when ``p`` has left ``area`` (R2): a handover to another
@@ -584,7 +711,7 @@ class Core:
         }
 
     def _lockcheck_start(
-        self, door: str, area: str, p: Person, card: str, now: Now
+        self, door: str, area: str, p: Person, card: str, now: Now, carry: dict[str, Any]
     ) -> list[Action]:
         states = self._cabinet_states(area)
         open_ = [n for n, s in states.items() if s != "locked"]
@@ -610,10 +737,10 @@ class Core:
         if door not in self.cfg.keypads:
             # No keypad to confirm on: the check itself is recorded, the exit proceeds.
             return self._lockcheck_done(
-                door, area, p, card, now, "confirmed", states, method="no_keypad"
+                door, area, p, card, now, "confirmed", states, method="no_keypad", carry=carry
             )
         self.state.prompts[door] = Prompt(
-            door, area, p, card, steps, self._prompt_deadline(now, door, steps)
+            door, area, p, card, steps, self._prompt_deadline(now, door, steps), {"carry": carry}
         )
         return [Indicate("green", True, blink=True), *self._outputs()]
 
@@ -630,12 +757,14 @@ class Core:
             method = "key"
         self.state.prompts.pop(pr.door, None)
         states = self._cabinet_states(pr.area)
+        carry = pr.collected.get("carry", {})
         if any(s != "locked" for s in states.values()):
             # A cabinet opened while the leaver was confirming: back to the start.
-            return self._lockcheck_start(pr.door, pr.area, pr.person, pr.card, now)
+            return self._lockcheck_start(pr.door, pr.area, pr.person, pr.card, now, carry)
         return self._lockcheck_done(
-            pr.door, pr.area, pr.person, pr.card, now, "confirmed", states, method=method
-        )
+            pr.door, pr.area, pr.person, pr.card, now, "confirmed", states, method=method,
+            carry=carry,
+        )  # fmt: skip
 
     def _lockcheck_done(
         self,
@@ -648,6 +777,7 @@ class Core:
         states: dict[str, str],
         *,
         method: str,
+        carry: dict[str, Any] | None = None,
     ) -> list[Action]:
         inside = self.state.occupancy.setdefault(area, {})
         inside.pop(p.id, None)
@@ -669,7 +799,12 @@ class Core:
             ),
             Record(
                 "door.exit",
-                {**self._base(door, "exit", card, p), "was_inside": True, "last_leaver": True},
+                {
+                    **self._base(door, "exit", card, p),
+                    "was_inside": True,
+                    "last_leaver": True,
+                    **(carry or {}),
+                },
             ),
             *self._unlock(door, now, needs_record=False),
             *self._outputs(),
@@ -687,26 +822,75 @@ class Core:
         ]
 
     def _cabinet(self, ev: CabinetChanged) -> list[Action]:
+        """A reed switch changed. Every opening records who was inside (R17); a guarded
+        cabinet opened with none of its custodians inside, or an electric lock opened
+        without a release, is ``alarm.cabinet_unauthorised``."""
+        was_locked = self.state.cabinets.get(ev.cabinet, True)
         self.state.cabinets[ev.cabinet] = ev.locked
         c = self.cfg.cabinets.get(ev.cabinet)
         area = c.area if c else None
-        out: list[Action] = [
-            Record(
-                "cabinet.locked" if ev.locked else "cabinet.unlocked",
-                {"cabinet": ev.cabinet, "area": area},
-            )
-        ]
+        fields: dict[str, Any] = {"cabinet": ev.cabinet, "area": area}
+        inside = sorted(self.state.occupancy.get(area, {})) if area is not None else []
+        opened = not ev.locked and was_locked
+        if opened:
+            fields["inside"] = inside
+        out: list[Action] = [Record("cabinet.locked" if ev.locked else "cabinet.unlocked", fields)]
         if area is not None:
             open_ = self.state.lockcheck_open.get(area)
             if open_ is not None and ev.locked and ev.cabinet in open_:
                 open_.remove(ev.cabinet)
                 if not open_:
                     del self.state.lockcheck_open[area]
-            if not ev.locked and not self.state.occupancy.get(area):
+            if not ev.locked and not inside:
                 out.append(
                     Record("alarm.cabinet_unattended", {"cabinet": ev.cabinet, "area": area})
                 )
+            elif opened and c is not None and c.guarded:
+                why = None
+                if c.lock_pin is not None and ev.cabinet not in self.state.cabinet_release:
+                    why = "not_released"  # the electric lock was forced or bypassed
+                elif not [pid for pid in inside if self._custodian(pid, ev.cabinet)]:
+                    why = "no_custodian_inside"
+                if why is not None:
+                    out.append(
+                        Record(
+                            "alarm.cabinet_unauthorised",
+                            {"cabinet": ev.cabinet, "area": area, "why": why, "inside": inside},
+                        )
+                    )
         return out + self._outputs()
+
+    def _custodian(self, pid: str, cabinet: str) -> bool:
+        p = self.acl.people.get(pid) if self.acl is not None else None
+        return p is not None and cabinet in p.cabinets
+
+    def _cabinet_card(self, cabinet: str, card: str, now: Now) -> list[Action]:
+        """A card at a cabinet's own reader: only a custodian who is inside the area
+        releases its electric lock (R17)."""
+        c = self.cfg.cabinets[cabinet]
+        f: dict[str, Any] = {"cabinet": cabinet, "area": c.area, "card": card}
+        p = self.acl.by_card(card) if self.acl is not None else None
+        if p is not None:
+            f.update(person=p.id, name=p.name)
+        reason: str | None
+        if self.acl is None:
+            reason = "no_access_list"
+        elif p is None:
+            reason = "unknown_card"
+        else:
+            reason = self._check_person(p, c.area, now)
+            if reason is None and cabinet not in p.cabinets:
+                reason = "not_custodian"
+            if reason is None and p.id not in self.state.occupancy.get(c.area, {}):
+                reason = "not_inside"  # tailgated in, or the card of someone outside
+        if reason is not None:
+            return [Record("cabinet.denied", {**f, "reason": reason})]
+        self.state.cabinet_release[cabinet] = now.mono + int(c.unlock_seconds * NS)
+        inside = sorted(self.state.occupancy.get(c.area, {}))
+        return [
+            Record("cabinet.granted", {**f, "inside": inside}),
+            SetCabinetLock(cabinet, True),
+        ]
 
     # -- door contact ----------------------------------------------------------------
     def _contact(self, ev: DoorContact, now: Now) -> list[Action]:
@@ -723,10 +907,15 @@ class Core:
         times += [pr.deadline for pr in self.state.prompts.values()]
         times += self.state.escorts.deadlines()
         times += self.state.lockout.deadlines()
+        times += self.state.cabinet_release.values()
         return min(times) if times else None
 
     def tick(self, now: Now) -> list[Action]:
         out: list[Action] = []
+        for cab, until in list(self.state.cabinet_release.items()):
+            if now.mono >= until:
+                del self.state.cabinet_release[cab]
+                out.append(SetCabinetLock(cab, False, needs_record=False))
         for d in self.state.doors.values():
             if changed := d.tick(now.mono):
                 out += [*changed, *self._outputs()]
@@ -742,7 +931,11 @@ class Core:
                     "missed",
                     self._cabinet_states(pr.area),
                     method="timeout",
+                    carry=pr.collected.get("carry"),
                 )
+            elif pr.step in ("carry_out", "carry_out_approval"):
+                self.state.prompts[pr.door] = pr  # ended below, as a cancelled one is
+                out += self._carry_out_unfinished(pr, now, "timeout")
             else:
                 out += self._deny(pr.door, pr.card, "prompt_timeout", pr.person, step=pr.step)
                 out += self._idle()
@@ -784,6 +977,8 @@ class Core:
                 self.state.escorts.forget(area, a.fields["person"])
             elif isinstance(a, SetLock) and a.unlocked and a.needs_record:
                 self.state.doors[a.door].revert_unlock()
+            elif isinstance(a, SetCabinetLock) and a.unlocked and a.needs_record:
+                self.state.cabinet_release.pop(a.cabinet, None)
 
     # -- indicators ------------------------------------------------------------------
     def alarm_active(self) -> bool:
@@ -812,6 +1007,7 @@ class Core:
                 d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
             },
             "lockcheck_open": dict(s.lockcheck_open),
+            "cabinets_released": sorted(s.cabinet_release),
             "waiting_visitors": sorted(s.escorts.waiting),
             "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},
             "locked_out_cards": len(s.lockout.until),

@@ -52,6 +52,9 @@ class AreaConfig:
     purposes: dict[str, str]  # keypad code -> purpose; empty: no purpose asked
     carry_in: bool  # ask for a carry-in declaration (R4)
     lockcheck_pin: bool  # last leaver confirms with the PIN instead of "#"
+    carry_out: bool = False  # ask at exit what is taken out (R18)
+    carry_out_approval: bool = False  # taking something out needs an approver's card
+    approver: str | None = None  # 確認者 of the area's entries (a person id of the list)
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,24 @@ class DoorConfig:
 
 @dataclass(frozen=True)
 class CabinetConfig:
-    """A monitored cabinet, rack door or archive: its reed switch and which state is locked."""
+    """A monitored cabinet, rack door or archive: its reed switch and which state is
+    locked; optionally an electric lock with its own card reader, and whether only its
+    custodians (the access list's ``cabinets`` of each person) may open it (R17)."""
 
     name: str
     area: str
     pin: int
     locked_when: str  # "switch_closed" | "switch_open"
+    custodians_only: bool = False
+    lock_pin: int | None = None  # relay of an electric lock (energised: released)
+    lock_active_high: bool = True
+    reader: str | None = None  # the card reader on the cabinet (electric lock only)
+    unlock_seconds: float = 5.0
+
+    @property
+    def guarded(self) -> bool:
+        """Only custodians may open it: said so, or it has an electric lock."""
+        return self.custodians_only or self.lock_pin is not None
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,11 @@ class Person:
     windows: tuple[str, ...] = ()
     escort: bool = False
     pin: str | None = None  # scrypt hash
+    cabinets: frozenset[str] = frozenset()  # the cabinets this person may open (R17)
+    approves_carry_out: bool = False  # may approve taking media or terminals out (R18)
+    approver: str | None = None  # 確認者: the id of who answers for this person's entries
+    company: str | None = None  # a visitor's company
+    host: str | None = None  # the id of the person a visitor comes to see
 
     def in_window(self, weekday: int, minute: int, *, closed: bool = False) -> bool:
         """Whether a window lets the person in at this weekday and minute; on a closed
@@ -198,6 +218,18 @@ class Person:
             "windows": list(self.windows),
             "escort": self.escort,
             "pin": self.pin,
+            # Only when set: lists from before custodians keep their canonical form.
+            **({"cabinets": sorted(self.cabinets)} if self.cabinets else {}),
+            **({"approves_carry_out": True} if self.approves_carry_out else {}),
+            **{
+                k: v
+                for k, v in (
+                    ("approver", self.approver),
+                    ("company", self.company),
+                    ("host", self.host),
+                )
+                if v is not None
+            },
         }
 
 
@@ -274,7 +306,13 @@ def parse_date(src: str, where: str, v: Any) -> dt.date:
 
 
 def validate_person(
-    src: str, where: str, raw: dict[str, Any], areas: set[str] | None, *, stored: bool
+    src: str,
+    where: str,
+    raw: dict[str, Any],
+    areas: set[str] | None,
+    *,
+    stored: bool,
+    cabinets: set[str] | None = None,
 ) -> Person:
     """One person from a stored list (fingerprints, hashes) or, with ``stored=False``, the
     already-converted admin record. Errors name the source, the entry and the field."""
@@ -289,6 +327,11 @@ def validate_person(
         "windows",
         "escort",
         "pin",
+        "cabinets",
+        "approves_carry_out",
+        "approver",
+        "company",
+        "host",
     }
     pid = check_id(src, where, raw.get("id"))
     where = f"{where}[{pid}]"
@@ -349,13 +392,59 @@ def validate_person(
                 " import the administrator's list again",
             )
         raise person_error(src, f"{where}.pin", "stored lists hold PIN hashes only")
+    person_cabinets = raw.get("cabinets", [])
+    if not isinstance(person_cabinets, list) or not all(
+        isinstance(c, str) for c in person_cabinets
+    ):
+        raise person_error(src, f"{where}.cabinets", "must be a list of cabinet names")
+    if cabinets is not None:
+        unknown = sorted(set(person_cabinets) - cabinets)
+        if unknown:
+            raise person_error(src, f"{where}.cabinets", f"no cabinet {unknown[0]!r} in the config")
+    if person_cabinets and role == "visitor":
+        raise person_error(src, f"{where}.cabinets", "a visitor cannot be a cabinet's custodian")
+    approves = raw.get("approves_carry_out", False)
+    if not isinstance(approves, bool):
+        raise person_error(src, f"{where}.approves_carry_out", "must be true or false")
+    if approves and role == "visitor":
+        raise person_error(src, f"{where}.approves_carry_out", "a visitor cannot approve")
+    refs: dict[str, str | None] = {}
+    for key in ("approver", "host"):
+        v = raw.get(key)
+        if v is not None:
+            check_id(src, f"{where}.{key}", v)
+            if v == pid:
+                raise person_error(src, f"{where}.{key}", "cannot be the person themself")
+        refs[key] = v
+    company = raw.get("company")
+    if company is not None:
+        if not isinstance(company, str) or not 1 <= len(company) <= 64:
+            raise person_error(src, f"{where}.company", "must be a string of 1..64 characters")
+        if contains_individual_number(company):
+            raise person_error(src, f"{where}.company", "looks like it holds an Individual Number")
     return Person(
-        pid, name, role, tuple(cards), frozenset(person_areas), vf, vu, tuple(windows), escort, pin
-    )
+        pid, name, role, tuple(cards), frozenset(person_areas), vf, vu, tuple(windows), escort,
+        pin, frozenset(person_cabinets), approves, refs.get("approver"), company, refs.get("host"),
+    )  # fmt: skip
+
+
+def check_references(src: str, people: dict[str, Person]) -> None:
+    """Each approver and host names a person of the same list."""
+    for i, p in enumerate(people.values()):
+        for key, ref in (("approver", p.approver), ("host", p.host)):
+            if ref is not None and ref not in people:
+                raise ConfigError(
+                    f"{src}: people[{i}][{p.id}].{key}: no person {ref!r} in the list"
+                )
 
 
 def parse_stored(
-    data: bytes, src: str, areas: set[str] | None = None, *, max_bytes: int = 1 << 20
+    data: bytes,
+    src: str,
+    areas: set[str] | None = None,
+    *,
+    max_bytes: int = 1 << 20,
+    cabinets: set[str] | None = None,
 ) -> AccessList:
     """Validate a stored (fingerprinted) list; raises ConfigError naming src/field/reason."""
     if len(data) > max_bytes:
@@ -383,7 +472,7 @@ def parse_stored(
     for i, raw in enumerate(people_raw):
         if not isinstance(raw, dict):
             raise ConfigError(f"{src}: people[{i}]: must be an object")
-        p = validate_person(src, f"people[{i}]", raw, areas, stored=True)
+        p = validate_person(src, f"people[{i}]", raw, areas, stored=True, cabinets=cabinets)
         if p.id in people:
             raise ConfigError(f"{src}: people[{i}].id: duplicate id {p.id!r}")
         for c in p.cards:
@@ -393,4 +482,5 @@ def parse_stored(
                 )
             seen_cards[c] = p.id
         people[p.id] = p
+    check_references(src, people)
     return AccessList(version, site, card_key, people)

@@ -32,6 +32,7 @@ from edged.core.policy import (
     AccessList,
     Person,
     check_id,
+    check_references,
     parse_stored,
     person_error,
     validate_person,
@@ -136,6 +137,7 @@ def import_admin_file(
     site: str,
     version: int,
     areas: set[str] | None = None,
+    cabinets: set[str] | None = None,
 ) -> AccessList:
     """Read an administrator's TOML/CSV list and convert raw secrets on the spot.
 
@@ -184,10 +186,11 @@ def import_admin_file(
             if not (pin.isdigit() and 4 <= len(pin) <= 8):
                 raise person_error(src, f"{where}[{pid}].pin", "must be 4 to 8 digits")
             rec["pin"] = hash_pin(pin, pin_pepper(fingerprinter.secret))
-        p = validate_person(src, where, rec, areas, stored=True)
+        p = validate_person(src, where, rec, areas, stored=True, cabinets=cabinets)
         if p.id in people:
             raise person_error(src, f"{where}.id", f"duplicate id {p.id!r}")
         people[p.id] = p
+    check_references(src, people)
     return AccessList(version, site, fingerprinter.key_id, people)
 
 

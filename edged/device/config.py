@@ -296,6 +296,9 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             pin_required=a.get("pin_required", bool, kind == "management"),
             purposes=purposes,
             carry_in=a.get("carry_in", bool, False),
+            carry_out=a.get("carry_out", bool, False),
+            carry_out_approval=a.get("carry_out_approval", bool, False),
+            approver=a.get("approver", str, None),
             lockcheck_pin=a.get("lockcheck_pin", bool, False),
         )
         a.done()
@@ -389,11 +392,28 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         area = _name(c, "area")
         if areas and area not in areas:
             raise c.error("area", f"no area {area!r} is defined under [areas]")
+        reader = _name(c, "reader", None)
+        lock_pin = c.pin("lock_pin", None)
+        if reader is not None:
+            if reader not in readers:
+                raise c.error("reader", f"no reader {reader!r} is defined under [readers]")
+            if lock_pin is None:
+                raise c.error(
+                    "reader", "a cabinet's reader releases its electric lock: set lock_pin"
+                )
+            used = [d.name for d in doors.values() if reader in (d.entry_reader, d.exit_reader)]
+            if used:
+                raise c.error("reader", f"reader {reader!r} is already doors.{used[0]}'s")
         cabinets[name] = CabinetConfig(
             name=name,
             area=area,
             pin=c.required_pin("pin"),
             locked_when=c.choice("locked_when", ("switch_closed", "switch_open"), "switch_closed"),
+            custodians_only=c.get("custodians_only", bool, False),
+            lock_pin=lock_pin,
+            lock_active_high=c.get("lock_active_high", bool, True),
+            reader=reader,
+            unlock_seconds=float(c.number("unlock_seconds", 5, lo=1, hi=60)),
         )
         c.done()
 
@@ -459,6 +479,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             (door.exit_button_pin, f"doors.{door.name}.exit_button_pin"),
         ]
     claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
+    claims += [(c.lock_pin, f"cabinets.{c.name}.lock_pin") for c in cabinets.values()]
     for kp in keypads.values():
         claims += [(p, f"keypads.{kp.door}.rows") for p in kp.rows]
         claims += [(p, f"keypads.{kp.door}.cols") for p in kp.cols]

@@ -140,12 +140,40 @@ class SimController:
         if step == "lockcheck":
             how = "the PIN, then #" if area.lockcheck_pin else "#"
             return f"last one out: check every cabinet is locked, then confirm with {how}"
+        if step == "carry_out":
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(CARRY_IN.items()))
+            return f"declare what you take out ({codes}), then #"
+        if step == "carry_out_approval":
+            return "taking it out needs the card of someone inside who approves"
         return {
             "pin": "enter the PIN, then # (* clears)",
             "admin": "admin card: # to go on, 0# to reset the area's occupancy",
         }.get(step, f"waits for {step}")
 
     # commands
+    def cmd_review(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Record that the ledger of a period was reviewed: who, how, with what result
+        (R20): a signed ``ledger.reviewed`` record in this door's journal."""
+        import datetime as _dt
+
+        from edged.core import Record
+        from edged.ledger import REVIEW_FIELDS
+        from edged.protocol.privacy import contains_individual_number
+
+        fields = {k: _str(req, k, maxlen=500) for k in REVIEW_FIELDS}
+        try:
+            if _dt.date.fromisoformat(fields["to"]) < _dt.date.fromisoformat(fields["from"]):
+                raise ValueError("to is before from")
+        except ValueError as e:
+            raise ControlError(f"review: from/to: {e} (YYYY-MM-DD)") from None
+        if not fields["reviewer"] or not fields["method"]:
+            raise ControlError("review: reviewer and method are required")
+        if any(contains_individual_number(v) for v in fields.values()):
+            raise ControlError("review: a field looks like it holds an Individual Number")
+        before = self.d.processed_count
+        self.d.call(lambda: self.d.append_records([Record("ledger.reviewed", fields)]))
+        return self._done(before)
+
     def cmd_tap(self, req: dict[str, Any]) -> dict[str, Any]:
         from edged.simulators.vcard import Behaviour, CardKind
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from edged import __version__
 from edged.clock import Clock, SystemClock
-from edged.core import Core, Indicate, Record, SetLock
+from edged.core import Core, Indicate, Record, SetCabinetLock, SetLock
 from edged.core.actions import Action
 from edged.core.events import Event
 from edged.core.machine import Now
@@ -561,6 +561,11 @@ class Daemon:
                         log.error("unlock_refused_not_recorded", door=a.door)
                         continue
                     self.doors.set_unlocked(a.door, a.unlocked)
+                elif isinstance(a, SetCabinetLock) and self.cabinets is not None:
+                    if a.unlocked and a.needs_record and not committed:
+                        log.error("release_refused_not_recorded", cabinet=a.cabinet)
+                        continue
+                    self.cabinets.set_released(a.cabinet, a.unlocked)
                 elif isinstance(a, Indicate) and self.indicators is not None:
                     self.indicators.set(a.name, a.on, a.blink)
             except EdgedError as e:
@@ -578,6 +583,10 @@ class Daemon:
                 **{k: v for k, v in f.items() if k not in _ENVELOPE},
             )
         self._observed(event, written)
+
+    def append_records(self, records: list[Record]) -> None:
+        """Records that no event caused (a review of the ledger), on the core thread."""
+        self._execute(list(records), None)
 
     def _observed(self, event: Event | None, written: list[dict[str, Any]]) -> None:
         with self._cond:

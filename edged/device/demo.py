@@ -62,6 +62,9 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         doors={n: replace(d, held_open_seconds=5) for n, d in cfg.doors.items()},
         policy=replace(cfg.policy, escort_seconds=5),
         calendar=replace(cfg.calendar, closed={**cfg.calendar.closed, today: "創立記念日"}),
+        # Time windows are judged by the clock; a laptop or container without NTP would
+        # have them all refused as clock_untrusted, which is not what this story shows.
+        clock=replace(cfg.clock, assume_synced=True),
     )
     sk, _pk, _fp = key_paths(state_dir)
     if sk.exists():
@@ -80,6 +83,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
             fp,
             site=cfg.site,
             areas=set(cfg.areas),
+            cabinets=set(cfg.cabinets),
             version=current.version + 1 if current else 1,
         )
         save_active(state_dir, acl)
@@ -127,8 +131,10 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     report.write_text(
         to_html(
             ledger,
-            device=f"{cfg.site}/{cfg.device}",
-            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            generated=dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).strftime(
+                "%Y-%m-%d %H:%M %Z"
+            ),
+            titles={name: a.title for name, a in cfg.areas.items()},
         ),
         encoding="utf-8",
     )

@@ -122,11 +122,20 @@ class DoorIO(Device):
 
 
 class CabinetSensors(Device):
-    """Reed switches of cabinets and racks; emits CabinetChanged. Must override :meth:`read_all`."""
+    """Reed switches of cabinets and racks, and the electric locks of those that have one;
+    emits CabinetChanged. Must override :meth:`read_all`."""
 
     @abstractmethod
     def read_all(self) -> dict[str, bool]:
         """Every monitored cabinet: True when it reads locked (R6, R7)."""
+
+    def set_released(self, cabinet: str, released: bool) -> None:
+        """Release or hold a cabinet's electric lock (R17)."""
+        raise DriverInitError(f"cabinets.{cabinet}: this backend drives no electric locks")
+
+    def released(self) -> dict[str, bool]:
+        """Each electric lock: True while released."""
+        return {}
 
 
 class Indicators(Device):

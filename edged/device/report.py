@@ -4,6 +4,7 @@ ledger itself (rows, CSV, printable HTML) is :mod:`edged.ledger`."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 from edged.device.journal.reader import JournalReader
@@ -18,6 +19,17 @@ def build_ledger(
 ) -> Ledger:
     """Read the journal once, in seq order, and assemble the period's ledger."""
     led = new_ledger(start, end, tz_name, verify)
+    last: dict[str, object] = {}
+
+    def remembered() -> Iterator[dict[str, object]]:
+        for r in reader.bodies():
+            last.clear()
+            last.update(r)
+            yield r
+
     with JournalReader(db) as reader:
-        add_records(led, reader.bodies(), reader.first_synced_per_boot())
+        add_records(led, remembered(), reader.first_synced_per_boot())
+    if last:  # the journal's own identity, as its newest record signs it
+        who = "/".join(str(last[k]) for k in ("site", "device") if last.get(k))
+        led.source = f"{who} (key {last.get('key_id')})".strip()
     return led

@@ -63,6 +63,18 @@ class DaemonProc:
     def types(self, resp) -> list[str]:
         return [r["type"] for r in resp["records"]]
 
+    def wait_state(self, pred, timeout: float) -> bool:
+        """Whether the daemon's state came to satisfy ``pred`` within ``timeout`` s (for
+        what changes without a record to wait for, such as a relay dropping)."""
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred(self.state()):
+                return True
+            time.sleep(0.05)
+        return False
+
     def state(self):
         return self.sim(cmd="state")["state"]
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 EXAMPLE = Path(__file__).parent.parent.parent / "config" / "edged.toml"
-READERS = ("entry", "exit", "server-entry", "server-exit")
+READERS = ("entry", "exit", "server-entry", "server-exit", "rack")
 
 
 def this_machine(text: str | None = None) -> str:
@@ -21,7 +21,7 @@ def this_machine(text: str | None = None) -> str:
         assert n == 1, name
     t, n = re.subn(
         r'backend = "evdev".*\ndevice = .*\n',
-        'backend = "matrix"\nrows = [10, 11, 14, 15]\ncols = [2, 3, 0]\n',
+        'backend = "matrix"\nrows = [11, 14, 15, 1]\ncols = [2, 3, 0]\n',
         t,
     )
     assert n == 1
