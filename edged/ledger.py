@@ -527,8 +527,7 @@ def to_html(
         return {**a, "fields": {**f, "area": area(f["area"])}} if "area" in f else a
 
     alarms = [
-        [a["time"], alarm_title(a["type"], lang), _alarm_text(titled(a), lang)]
-        for a in led.alarms
+        [a["time"], alarm_title(a["type"], lang), _alarm_text(titled(a), lang)] for a in led.alarms
     ]
     reviews = [
         [r["time"], r["reviewer"], f"{r['from']} – {r['to']}", r["method"], r["result"]]

@@ -96,7 +96,10 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
         fleet.call(lambda: fleet._pump(a))
         got = heard.wait(lambda d: d["type"] == "alarm.door_held_open")
         assert (got["site"], got["device"], got["seq"], got["source"]) == (
-            "fleet", a.device, 1, "device"
+            "fleet",
+            a.device,
+            1,
+            "device",
         )
         assert col.wait_for(lambda: any(t == "door_held_open" for t, _d in col.alarms()))
 

@@ -31,7 +31,7 @@ def _unsigned(rec: dict) -> dict:
 def test_a_stored_record_reads_back_by_the_fast_way_and_the_full_way():
     """R13: canonical text is read by the cut; a nested "hash", text with spaces, a
     tampered value and a stored hash that differs are each answered right."""
-    text, h, want = _stored({"person": "S1", "name": "山田 \"太郎\""})
+    text, h, want = _stored({"person": "S1", "name": '山田 "太郎"'})
     assert check_stored(text, h) == want == check_hash(text)
     nested, hn, want_n = _stored({"cabinets": {"hash": "x" * 64}})
     assert check_stored(nested, hn) == want_n  # the cut hits the nested one: full way
