@@ -46,6 +46,11 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "書庫 {cabinet} が管理者の立会いなしに開きました({why})。在室: {inside}",
         "Cabinet {cabinet} opened without its custodian ({why}); inside: {inside}.",
     ),
+    "carry_out_unapproved": (
+        "未承認の持出", "Carry-out not approved",
+        "{name} が {item} の持出を承認なしで退室しました({why})。",
+        "{name} left with {item} that nobody approved ({why}).",
+    ),
     "lockcheck_missed": (
         "施錠確認なし", "Lock check missed",
         "区域 {area} の最後の退室者 {name} が書庫の施錠を確認しませんでした。",

@@ -285,3 +285,27 @@ def test_daemon_refuses_a_list_made_for_another_device(tmp_path):
         assert last.type == "alarm.acl_invalid" and "card key" in last.fields["error"]
     finally:
         d.journal.close()
+
+
+def test_every_field_of_a_person_survives_storing(tmp_path):
+    """R17, R18, R19, R1: custodianship, the right to approve carry-out, the approver,
+    a visitor's company and host, and a PIN's life are kept in the stored list and read
+    back the same (a field once fell out of the stored form unseen)."""
+    import datetime as dt
+
+    from edged.core.policy import AccessList, Person, parse_stored
+
+    full = Person(
+        "S1", "A", "staff", ("fp1:" + "1" * 32,), frozenset({"handling"}), dt.date(2026, 4, 1),
+        dt.date(2027, 3, 31), (), True, "scrypt+hmac$1$1$1$AA==$AA==", frozenset({"cab-a"}),
+        True, "S2", None, None, dt.date(2026, 4, 1), dt.date(2026, 10, 1), True,
+    )  # fmt: skip
+    visitor = Person(
+        "V1", "B", "visitor", (), frozenset({"handling"}), dt.date(2026, 4, 1),
+        dt.date(2026, 5, 1), company="Sato Systems", host="S1",
+    )  # fmt: skip
+    approver = Person("S2", "C", "staff", (), frozenset(), dt.date(2026, 4, 1),
+                      dt.date(2027, 3, 31))  # fmt: skip
+    acl = AccessList(1, "site", "k", {p.id: p for p in (full, visitor, approver)})
+    again = parse_stored(acl.canonical(), "t")
+    assert again.people == acl.people

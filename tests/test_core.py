@@ -336,7 +336,9 @@ def test_cabinet_opened_in_an_empty_area_is_an_alarm():
 
 
 def test_admin_resets_occupancy():
-    """R1: an admin card can reset occupancy, recorded with who was removed."""
+    """R1, R21: an admin card can reset occupancy, and that use of admin rights is a
+    record with who used them and who was removed; the same keys from a staff card are
+    only an answer to the purpose question (no admin step exists for it)."""
     r = Rig()
     enter(r, "S2")
     r.tap("A1")
@@ -344,6 +346,13 @@ def test_admin_resets_occupancy():
     reset = only(out, "occupancy.reset")
     assert reset["removed"] == ["S2"] and reset["by"] == "A1"
     assert r.core.snapshot()["occupancy"]["handling"] == [] and not unlocks(out)
+    r = Rig()
+    enter(r, "S2")
+    r.tap("S1")
+    out = r.keys("0#")
+    assert not records(out, "occupancy.reset")
+    assert only(out, "door.denied")["reason"] == "purpose_invalid"
+    assert r.core.snapshot()["occupancy"]["handling"] == ["S2"]
 
 
 def test_held_open_and_relock_timer():
@@ -694,3 +703,80 @@ def test_nothing_taken_out_and_unapproved_carry_out():
     rig.tap("S1", reader="exit")
     [ex] = records(rig.keys("2#"))
     assert ex.fields["carry_out"] == "approved_media" and "carry_out_approver" not in ex.fields
+
+
+def _pin_rig(**life):
+    people = [replace(p, **life) if p.id == "S1" else p for p in PEOPLE]
+    rig = Rig(acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
+    rig.core._pin_hash = lambda pin: f"scrypt$test${pin}"
+    return rig
+
+
+def test_an_initial_pin_is_changed_before_it_opens_anything():
+    """R19, R3: the administrator's initial PIN opens nothing until the holder sets a new
+    one at the keypad (twice); the new PIN is kept as a hash on this device (StorePin) and
+    recorded as `pin.changed` without any digit; the initial PIN no longer works."""
+    from edged.core.actions import StorePin
+
+    rig = _pin_rig(pin_initial=True)
+    rig.tap("S1", reader="server-entry")
+    assert not records(rig.keys("1234#", door="server"))
+    assert rig.core.state.prompts["server"].step == "pin_new"
+    assert not records(rig.keys("5678#", door="server"))
+    out = rig.keys("5678#", door="server")
+    changed, granted = records(out)
+    assert changed.type == "pin.changed" and granted.type == "door.granted"
+    assert "5678" not in repr(records(out)) and "1234" not in repr(records(out))
+    [store] = [a for a in out if isinstance(a, StorePin)]
+    assert store.hash == "scrypt$test$5678" and "scrypt" not in repr(store)
+    rig.core.state.occupancy["server-room"] = {}
+    rig.tap("S1", reader="server-entry")
+    [d] = records(rig.keys("1234#", door="server"))
+    assert d.fields["reason"] == "pin_wrong"
+    rig.tap("S1", reader="server-entry")
+    assert records(rig.keys("5678#", door="server"))[0].type == "door.granted"
+
+
+def test_a_new_pin_that_repeats_wrongly_or_keeps_the_old_is_refused():
+    """R19: the repeat must match; the new PIN must differ from the initial one."""
+    rig = _pin_rig(pin_initial=True)
+    rig.tap("S1", reader="server-entry")
+    rig.keys("1234#5678#", door="server")
+    [d] = records(rig.keys("5679#", door="server"))
+    assert (d.fields["reason"], d.fields["why"]) == ("pin_change_failed", "repeat_differs")
+    rig.tap("S1", reader="server-entry")
+    [d] = records(rig.keys("1234#1234#", door="server"))
+    assert (d.fields["reason"], d.fields["why"]) == ("pin_change_failed", "new_pin_unfit")
+    assert rig.core.state.local_pins == {}
+
+
+def test_an_expired_pin_opens_nothing_and_one_ending_soon_is_warned_of():
+    """R19: after its expiry a right PIN is refused as `pin_expired` (and does not count
+    towards lock-out); within the warning days the grant says how many days are left."""
+    rig = _pin_rig(pin_expires=dt.date(2026, 11, 23))
+    rig.tap("S1", reader="server-entry")
+    [d] = records(rig.keys("1234#", door="server"))
+    assert (d.fields["reason"], d.fields["expired"]) == ("pin_expired", "2026-11-23")
+    assert rig.core.state.lockout.failures == {}
+    rig = _pin_rig(pin_expires=dt.date(2026, 12, 4))
+    rig.tap("S1", reader="server-entry")
+    [g] = records(rig.keys("1234#", door="server"))
+    assert g.type == "door.granted" and g.fields["pin_expires_in_days"] == 10
+
+
+def test_a_pin_issued_again_by_the_administrator_replaces_the_one_changed_here():
+    """R19: a PIN changed at the door holds until the administrator issues a newer one."""
+    from edged.core.machine import LocalPin
+
+    rig = _pin_rig(pin_issued=dt.date(2026, 11, 1))
+    rig.core.state.local_pins["S1"] = LocalPin(
+        "scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1)
+    )
+    rig.tap("S1", reader="server-entry")
+    assert records(rig.keys("1234#", door="server"))[0].type == "door.granted"
+    rig = _pin_rig(pin_issued=dt.date(2026, 9, 1))
+    rig.core.state.local_pins["S1"] = LocalPin(
+        "scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1)
+    )
+    rig.tap("S1", reader="server-entry")
+    assert records(rig.keys("9999#", door="server"))[0].type == "door.granted"

@@ -509,3 +509,68 @@ def test_the_review_of_the_ledger_is_itself_a_signed_record(daemon, tmp_path):
                        text=True)  # fmt: skip
     assert p.returncode == 2 and "no running daemon" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_an_initial_pin_is_changed_at_the_door_and_stays_on_it(tmp_path):
+    """R19, R3 end to end: Yamada's PIN issued as initial opens the server room only
+    after he sets a new one on its keypad; the new PIN is a peppered hash in pins.json
+    (0600) on this device, named in no record, and it still holds after a restart."""
+    import os
+    import stat
+
+    require_pcscd()
+    acl = tmp_path / "acl.toml"
+    acl.write_text(
+        ACL_EXAMPLE.read_text().replace(
+            'pin = "4821"', 'pin = "4821"\npin_initial = true', 1
+        )
+    )  # fmt: skip
+    state = tmp_path / "state"
+    from edged.protocol.keys import init_keys
+
+    init_keys(state)
+    assert import_acl(state, acl).returncode == 0
+    d = DaemonProc(state)
+    try:
+        d.sim(cmd="tap", card=FELICA, reader="server-entry")
+        assert d.sim(cmd="keys", keys="4821#", door="server")["records"] == []
+        assert d.state()["core"]["prompts"]["server"]["step"] == "pin_new"
+        d.sim(cmd="keys", keys="1357#", door="server")
+        out = d.sim(cmd="keys", keys="1357#", door="server")["records"]
+        assert [r["type"] for r in out] == ["pin.changed", "door.granted"]
+        assert "1357" not in json.dumps(out) and "4821" not in json.dumps(out)
+    finally:
+        d.stop()
+    pins = state / "pins.json"
+    assert stat.S_IMODE(os.stat(pins).st_mode) == 0o600
+    doc = json.loads(pins.read_text())
+    assert list(doc) == ["S1001"] and doc["S1001"]["hash"].startswith("scrypt+hmac$")
+    d = DaemonProc(state)
+    try:
+        d.sim(cmd="tap", card=FELICA, reader="server-exit")  # out first (anti-passback)
+        d.sim(cmd="keys", keys="1357#", door="server")  # the last leaver's PIN check
+        d.sim(cmd="tap", card=FELICA, reader="server-entry")
+        [g] = d.sim(cmd="keys", keys="1357#", door="server")["records"]
+        assert g["type"] == "door.granted"
+    finally:
+        d.stop()
+
+
+def test_the_doors_display_asks_answers_and_names_open_cabinets(daemon):
+    """R1, R6 end to end: the simulated LCD at the main door shows the keypad's question
+    with its codes, the answer to a card with the reason in words, and for the last one
+    out the cabinet still open, in the katakana its ROM has."""
+
+    def lcd() -> list[str]:
+        return [row.rstrip() for row in daemon.sim(cmd="lcd")["lcd"]["main"]]
+
+    assert lcd() == ["ｶｰﾄﾞｦ ﾀｯﾁ", ""]
+    daemon.sim(cmd="tap", card=FELICA)
+    assert lcd() == ["ﾆｭｳｼﾂﾘﾕｳ", "1/2/3 #"]
+    daemon.sim(cmd="keys", keys="1#0#")
+    assert lcd()[0] == "ﾄﾞｳｿﾞ S1001"
+    daemon.sim(cmd="tap", card=EXPIRED)
+    assert lcd() == ["ﾆｭｳｼﾂ ﾃﾞｷﾏｾﾝ", "ｷｹﾞﾝｷﾞﾚ"]
+    daemon.sim(cmd="cabinet", name="cab-b", action="open")
+    daemon.sim(cmd="tap", card=FELICA, reader="exit")
+    assert lcd() == ["ｱｲﾃｲﾏｽ:", "cab-b"]

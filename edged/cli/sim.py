@@ -99,6 +99,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if resp.get("ok") and "lcd" in resp and not args.json:
+        for door, rows in sorted(resp["lcd"].items()):
+            if getattr(args, "door", None) in (None, door):
+                print(f"display {door}:")
+                for row in rows:
+                    print(f"  |{row}|")
+        return 0
     if args.json or "state" in resp:
         print(json.dumps(resp, ensure_ascii=False, indent=2))
     elif not resp.get("ok"):
@@ -141,6 +148,8 @@ def register(sub: Any) -> None:
     rd.add_argument("reader")
     rd.add_argument("action", choices=["unplug", "plug"])
     ssub.add_parser("state", help="relay, LEDs, buzzer, doors and alarms as JSON")
+    lc = ssub.add_parser("lcd", help="what each door's display shows")
+    lc.add_argument("--door", help="only this door's display")
     fl = ssub.add_parser(
         "fleet",
         help="run N simulated devices (own keys and journals) against a broker and collector",

@@ -9,7 +9,15 @@ from edged.protocol.records import RecordType, is_alarm
 
 # The keypad's steps, in the order an entry asks them (R1, R3, R4, R6).
 Step = Literal[
-    "admin", "pin", "purpose", "carry_in", "lockcheck", "carry_out", "carry_out_approval"
+    "admin",
+    "pin",
+    "pin_new",
+    "pin_repeat",
+    "purpose",
+    "carry_in",
+    "lockcheck",
+    "carry_out",
+    "carry_out_approval",
 ]
 
 # Why a door says no: the ``reason`` of every door.denied (R1), so a misspelt reason is a
@@ -37,6 +45,8 @@ Denial = Literal[
     "escort_needed",
     "not_custodian",
     "not_inside",
+    "pin_expired",
+    "pin_change_failed",
 ]
 
 
@@ -77,6 +87,19 @@ class SetCabinetLock(Action):
     cabinet: str
     unlocked: bool
     needs_record: bool = True
+
+
+@dataclass(frozen=True)
+class StorePin(Action):
+    """Keep a PIN changed at this door (its hash only), on this device alone (R19)."""
+
+    person: str
+    hash: str
+    set_on: str  # YYYY-MM-DD
+    expires: str
+
+    def __repr__(self) -> str:  # logs name the action, never the hash
+        return f"StorePin(person={self.person!r}, expires={self.expires!r})"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.core.actions import Action, Denial, Indicate, Record, SetCabinetLock, SetLock, Step
+from edged.core.actions import (
+    Action,
+    Denial,
+    Indicate,
+    Record,
+    SetCabinetLock,
+    SetLock,
+    Step,
+    StorePin,
+)
 from edged.core.calendar import Calendar
 from edged.core.doors import Door
 from edged.core.escort import Escorts
@@ -49,6 +58,24 @@ class Now:
     mono: int
     wall_ms: int
     synced: bool
+
+
+@dataclass(frozen=True)
+class LocalPin:
+    """A PIN changed at this door: its hash and life. Kept on the device only."""
+
+    hash: str
+    set_on: dt.date
+    expires: dt.date
+
+
+@dataclass(frozen=True)
+class _Pin:
+    """The PIN that holds for a person now: the list's, or one changed at this door."""
+
+    hash: str | None
+    expires: dt.date | None
+    initial: bool
 
 
 @dataclass
@@ -84,6 +111,7 @@ class CoreState:
     escorts: Escorts = field(default_factory=Escorts)
     expiry_warned_on: str | None = None
     cabinet_release: dict[str, int] = field(default_factory=dict)  # cabinet -> relock mono
+    local_pins: dict[str, LocalPin] = field(default_factory=dict)  # person -> changed here
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -100,10 +128,12 @@ class Core:
         acl: AccessList | None = None,
         *,
         pin_check: Callable[[str, str], bool] = lambda _pin, _stored: False,
+        pin_hash: Callable[[str], str] | None = None,
     ) -> None:
         self.cfg = config
         self.acl = acl
         self._pin_check = pin_check
+        self._pin_hash = pin_hash  # None: PINs cannot be changed at this door
         self._tz = zoneinfo.ZoneInfo(config.clock.timezone)
         self.calendar = Calendar(config.calendar)
         self.state = CoreState(
@@ -358,7 +388,7 @@ class Core:
         self, door: str, area: str, p: Person, card: str, now: Now, collected: dict[str, Any]
     ) -> list[Action]:
         extra: dict[str, Any] = {}
-        for key in ("purpose", "carry_in"):
+        for key in ("purpose", "carry_in", "pin_expires_in_days"):
             if key in collected:
                 extra[key] = collected[key]
         inside = self.state.occupancy.setdefault(area, {})
@@ -453,6 +483,8 @@ class Core:
         step = pr.step
         if step == "pin":
             return self._pin_entered(pr, entered, now)
+        if step in ("pin_new", "pin_repeat"):
+            return self._pin_change(pr, entered, now)
         if step == "purpose":
             area = self.cfg.areas[pr.area]
             if entered not in area.purposes:
@@ -489,16 +521,42 @@ class Core:
         self.state.prompts.pop(pr.door, None)
         return self._grant(pr.door, pr.area, pr.person, pr.card, now, pr.collected)
 
+    def _pin_of(self, p: Person) -> _Pin:
+        """The list's PIN, unless one was changed at this door since it was issued."""
+        local = self.state.local_pins.get(p.id)
+        if local is not None and (p.pin_issued is None or local.set_on >= p.pin_issued):
+            return _Pin(local.hash, local.expires, False)
+        return _Pin(p.pin, p.pin_expires, p.pin_initial)
+
     def _pin_ok(self, pr: Prompt, entered: str) -> bool:
-        return (
-            bool(pr.person.pin)
-            and entered.isdigit()
-            and self._pin_check(entered, pr.person.pin or "")
-        )
+        stored = self._pin_of(pr.person).hash
+        return bool(stored) and entered.isdigit() and self._pin_check(entered, stored or "")
 
     def _pin_entered(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
         if self._pin_ok(pr, entered):
             self.state.lockout.right(pr.card)
+            pin = self._pin_of(pr.person)
+            today = self._local(now).date()
+            if pin.expires is not None and today > pin.expires:
+                # R19: reviewed PINs: an expired one opens nothing (the administrator
+                # issues a new one); it was right, so it does not count towards lock-out.
+                self.state.prompts.pop(pr.door, None)
+                return (
+                    self._deny(pr.door, pr.card, "pin_expired", pr.person, expired=str(pin.expires))
+                    + self._idle()
+                )
+            if pin.initial:
+                if self._pin_hash is None:
+                    self.state.prompts.pop(pr.door, None)
+                    return self._deny(pr.door, pr.card, "pin_change_failed", pr.person,
+                                      why="cannot_change_here") + self._idle()  # fmt: skip
+                # R19: an initial PIN opens nothing until it is changed, here and now.
+                pr.steps[1:1] = ["pin_new", "pin_repeat"]
+                return self._next_step(pr, now)
+            if pin.expires is not None:
+                left = (pin.expires - today).days
+                if left <= self.cfg.policy.pin_warning_days:
+                    pr.collected["pin_expires_in_days"] = left
             return self._next_step(pr, now)
         self.state.prompts.pop(pr.door, None)
         n, locked = self.state.lockout.wrong(pr.card, now.mono)
@@ -515,6 +573,34 @@ class Core:
                 )
             )
         return out + self._idle()
+
+    def _pin_change(self, pr: Prompt, entered: str, now: Now) -> list[Action]:
+        """A new PIN, then the same again: kept as a hash on this device alone (StorePin),
+        recorded without any of its digits."""
+        if pr.step == "pin_new":
+            if not (entered.isdigit() and 4 <= len(entered) <= 8) or self._pin_ok(pr, entered):
+                self.state.prompts.pop(pr.door, None)
+                pr.collected.pop("new_pin", None)
+                return self._deny(pr.door, pr.card, "pin_change_failed", pr.person,
+                                  why="new_pin_unfit") + self._idle()  # fmt: skip
+            pr.collected["new_pin"] = entered  # in memory for this dialogue only
+            return self._next_step(pr, now)
+        new = pr.collected.pop("new_pin", "")
+        if entered != new or self._pin_hash is None:
+            self.state.prompts.pop(pr.door, None)
+            return self._deny(pr.door, pr.card, "pin_change_failed", pr.person,
+                              why="repeat_differs") + self._idle()  # fmt: skip
+        today = self._local(now).date()
+        expires = today + dt.timedelta(days=self.cfg.policy.pin_max_age_days)
+        h = self._pin_hash(new)
+        p = pr.person
+        self.state.local_pins[p.id] = LocalPin(h, today, expires)
+        out: list[Action] = [
+            StorePin(p.id, h, today.isoformat(), expires.isoformat()),
+            Record("pin.changed", {"door": pr.door, "area": pr.area, "person": p.id,
+                                   "name": p.name, "expires": expires.isoformat()}),
+        ]  # fmt: skip
+        return out + self._next_step(pr, now)
 
     def _end_prompt_cancelled(self, pr: Prompt, now: Now) -> list[Action]:
         if pr.step in ("carry_out", "carry_out_approval"):

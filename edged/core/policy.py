@@ -66,6 +66,8 @@ class PolicyConfig:
     escort_seconds: float = 30.0
     lockcheck_seconds: float = 60.0
     expiry_warning_days: int = 30
+    pin_warning_days: int = 14  # warn this long before a PIN expires (R19)
+    pin_max_age_days: int = 180  # life of a PIN changed at the door
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,9 @@ class Person:
     approver: str | None = None  # 確認者: the id of who answers for this person's entries
     company: str | None = None  # a visitor's company
     host: str | None = None  # the id of the person a visitor comes to see
+    pin_issued: dt.date | None = None  # when the list's PIN was issued (R19)
+    pin_expires: dt.date | None = None  # after this day it opens nothing
+    pin_initial: bool = False  # issued by the administrator: changed at the door first
 
     def in_window(self, weekday: int, minute: int, *, closed: bool = False) -> bool:
         """Whether a window lets the person in at this weekday and minute; on a closed
@@ -230,6 +235,12 @@ class Person:
                 )
                 if v is not None
             },
+            **{
+                k: v.isoformat()
+                for k, v in (("pin_issued", self.pin_issued), ("pin_expires", self.pin_expires))
+                if v is not None
+            },
+            **({"pin_initial": True} if self.pin_initial else {}),
         }
 
 
@@ -332,6 +343,9 @@ def validate_person(
         "approver",
         "company",
         "host",
+        "pin_issued",
+        "pin_expires",
+        "pin_initial",
     }
     pid = check_id(src, where, raw.get("id"))
     where = f"{where}[{pid}]"
@@ -422,9 +436,22 @@ def validate_person(
             raise person_error(src, f"{where}.company", "must be a string of 1..64 characters")
         if contains_individual_number(company):
             raise person_error(src, f"{where}.company", "looks like it holds an Individual Number")
+    life: dict[str, dt.date | None] = {}
+    for key in ("pin_issued", "pin_expires"):
+        v = raw.get(key)
+        life[key] = None if v is None else parse_date(src, f"{where}.{key}", v)
+        if v is not None and pin is None:
+            raise person_error(src, f"{where}.{key}", "only a person with a PIN has one")
+    issued, expires = life["pin_issued"], life["pin_expires"]
+    if issued and expires and expires < issued:
+        raise person_error(src, f"{where}.pin_expires", "is before pin_issued")
+    initial = raw.get("pin_initial", False)
+    if not isinstance(initial, bool):
+        raise person_error(src, f"{where}.pin_initial", "must be true or false")
     return Person(
         pid, name, role, tuple(cards), frozenset(person_areas), vf, vu, tuple(windows), escort,
         pin, frozenset(person_cabinets), approves, refs.get("approver"), company, refs.get("host"),
+        issued, expires, initial,
     )  # fmt: skip
 
 

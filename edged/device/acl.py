@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import hashlib
 import hmac
 import io
+import json
 import os
 import secrets
 import tomllib
@@ -86,6 +88,58 @@ def pin_checker(card_secret: bytes) -> Callable[[str, str], bool]:
     """``verify_pin`` bound to this device's pepper, for the core."""
     pepper = pin_pepper(card_secret)
     return lambda pin, stored: verify_pin(pin, stored, pepper)
+
+
+def pin_hasher(card_secret: bytes) -> Callable[[str], str]:
+    """``hash_pin`` bound to this device's pepper: for a PIN changed at the door."""
+    pepper = pin_pepper(card_secret)
+    return lambda pin: hash_pin(pin, pepper)
+
+
+# -- PINs changed at this door (R19) -------------------------------------------------------
+# They stay on this device, as peppered scrypt hashes in a 0600 file: nothing of them is
+# published, and the access list from the administrator never carries them. A person with
+# several doors changes the initial PIN at each (docs/install.md says so).
+def load_local_pins(state_dir: Path) -> dict[str, Any]:
+    """person -> LocalPin, from the state directory (empty when none was changed)."""
+    from edged.core.machine import LocalPin
+
+    path = StatePaths(Path(state_dir)).local_pins
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not readable as JSON ({e})") from None
+    out = {}
+    for pid, v in doc.items() if isinstance(doc, dict) else []:
+        try:
+            out[pid] = LocalPin(
+                str(v["hash"]),
+                dt.date.fromisoformat(v["set_on"]),
+                dt.date.fromisoformat(v["expires"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: {pid}: needs hash, set_on and expires") from None
+    return out
+
+
+def save_local_pin(state_dir: Path, person: str, h: str, set_on: str, expires: str) -> None:
+    """Add or replace one person's changed PIN: write, fsync, rename (never half a file)."""
+    path = StatePaths(Path(state_dir)).local_pins
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        doc = {}
+    doc[person] = {"hash": h, "set_on": set_on, "expires": expires}
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(doc, sort_keys=True).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 # -- the administrator's file --------------------------------------------------------------
@@ -186,6 +240,10 @@ def import_admin_file(
             if not (pin.isdigit() and 4 <= len(pin) <= 8):
                 raise person_error(src, f"{where}[{pid}].pin", "must be 4 to 8 digits")
             rec["pin"] = hash_pin(pin, pin_pepper(fingerprinter.secret))
+            # R19: a PIN has a life: issued today unless said, and (unless said) it ends
+            # with the person's rights, which last at most a year.
+            rec.setdefault("pin_issued", dt.date.today().isoformat())
+            rec.setdefault("pin_expires", rec.get("valid_until"))
         p = validate_person(src, where, rec, areas, stored=True, cabinets=cabinets)
         if p.id in people:
             raise person_error(src, f"{where}.id", f"duplicate id {p.id!r}")

@@ -201,6 +201,20 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """A character LCD at a door (HD44780 on an I2C backpack): what the keypad asks, the
+    answer to a card, the cabinets still open; in katakana ("ja") or English."""
+
+    door: str
+    backend: str = "hd44780"  # "sim" with --simulate, or for a test rig
+    address: int = 0x27
+    port: int = 1
+    cols: int = 16
+    rows: int = 2
+    language: str = "ja"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -221,6 +235,7 @@ class Config:
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     sync: SyncConfig | None = None  # None: offline, everything stays in the journal
     metrics_listen: str | None = None  # "127.0.0.1:9108": Prometheus text on loopback
+    displays: dict[str, DisplayConfig] = field(default_factory=dict)
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -310,6 +325,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         escort_seconds=float(p.number("escort_seconds", 30, lo=5, hi=300)),
         lockcheck_seconds=float(p.number("lockcheck_seconds", 60, lo=10, hi=600)),
         expiry_warning_days=int(p.number("expiry_warning_days", 30, lo=1, hi=180)),
+        pin_warning_days=int(p.number("pin_warning_days", 14, lo=0, hi=90)),
+        pin_max_age_days=int(p.number("pin_max_age_days", 180, lo=1, hi=366)),
     )
     p.done()
 
@@ -445,6 +462,24 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         keypads[door_name] = keypad
         k.done()
 
+    displays: dict[str, DisplayConfig] = {}
+    for door_name, dsec in top.tables("displays").items():
+        if door_name not in doors:
+            raise ConfigError(
+                f"{path}: displays.{door_name}: no door {door_name!r} is defined under [doors]"
+                " (a display is named after the door it serves)"
+            )
+        displays[door_name] = DisplayConfig(
+            door=door_name,
+            backend=dsec.choice("backend", ("hd44780", "sim")),
+            address=int(dsec.number("address", 0x27, lo=0x03, hi=0x77)),
+            port=int(dsec.number("port", 1, lo=0, hi=20)),
+            cols=int(dsec.choice("size", ("16x2", "20x4"), "16x2").split("x")[0]),
+            rows=int(dsec.choice("size", ("16x2", "20x4"), "16x2").split("x")[1]),
+            language=dsec.choice("language", ("ja", "en"), "ja"),
+        )
+        dsec.done()
+
     m = top.table("metrics")
     metrics_listen = m.get("listen", str, None)
     if metrics_listen is not None:
@@ -513,6 +548,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         calendar=calendar,
         sync=sync,
         metrics_listen=metrics_listen,
+        displays=displays,
     )
 
 

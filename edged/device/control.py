@@ -334,6 +334,12 @@ class SimController:
     def cmd_state(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"state": self.d.call(self.d.snapshot)}
 
+    def cmd_lcd(self, req: dict[str, Any]) -> dict[str, Any]:
+        """What each door's display shows now (as its ROM shows it)."""
+        if self.d.displays is None:
+            raise ControlError("no [displays] in the configuration")
+        return {"lcd": self.d.call(self.d.displays.text)}
+
 
 class ControlServer:
     """The Unix-socket server; ``close()`` is idempotent."""

@@ -24,11 +24,18 @@ from typing import Any
 from edged import __version__
 from edged.clock import Clock, SystemClock
 from edged.core import Core, Indicate, Record, SetCabinetLock, SetLock
-from edged.core.actions import Action
+from edged.core.actions import Action, StorePin
 from edged.core.events import Event
 from edged.core.machine import Now
 from edged.core.replay import REPLAYED
-from edged.device.acl import AccessList, load_active, pin_checker
+from edged.device.acl import (
+    AccessList,
+    load_active,
+    load_local_pins,
+    pin_checker,
+    pin_hasher,
+    save_local_pin,
+)
 from edged.device.clockwatch import ClockWatch
 from edged.device.config import Config
 from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
@@ -92,6 +99,7 @@ class Daemon:
         self.devices: list[Device] = []
         self.doors: DoorIO | None = None
         self.cabinets: CabinetSensors | None = None
+        self.displays: Any = None  # DoorDisplays, when the config has displays
         self.indicators: Indicators | None = None
         self.card_reader: Any = None
         self.journal: Journal | None = None
@@ -122,7 +130,12 @@ class Daemon:
         keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
         # PINs are checked under this device's pepper: the core gets it only now.
-        self.core = Core(self.cfg, pin_check=pin_checker(keys.fingerprint_secret))
+        self.core = Core(
+            self.cfg,
+            pin_check=pin_checker(keys.fingerprint_secret),
+            pin_hash=pin_hasher(keys.fingerprint_secret),
+        )
+        self.core.state.local_pins = load_local_pins(self.state_dir)
         witness_dir = self.cfg.journal.witness_dir
         self.journal = Journal(
             self.paths.journal,
@@ -215,6 +228,10 @@ class Daemon:
             **({"pcscd": self._sim_pcscd} if self.simulate else {}),
         )
         self.doors, self.cabinets, self.indicators = inst.doors, inst.cabinets, inst.indicators
+        if inst.displays:
+            from edged.device.display import DoorDisplays
+
+            self.displays = DoorDisplays(inst.displays, self.cfg)
         self.card_reader, self.rig, self.devices = inst.card_reader, inst.rig, inst.devices
 
     def _seed_core(self) -> list[Action]:
@@ -443,6 +460,9 @@ class Daemon:
         assert self.journal is not None
         while True:
             deadline = self.core.next_deadline()
+            if self.displays is not None:  # a result on a screen gives way on time
+                shown = self.displays.next_deadline()
+                deadline = shown if deadline is None else min(deadline, shown or deadline)
             mono = self.clock.mono_ns()
             # Wake for the core's next deadline, at least every 5 s for the journal's
             # checkpoint period, and in time for the systemd watchdog.
@@ -566,6 +586,14 @@ class Daemon:
                         log.error("release_refused_not_recorded", cabinet=a.cabinet)
                         continue
                     self.cabinets.set_released(a.cabinet, a.unlocked)
+                elif isinstance(a, StorePin):
+                    if not committed:  # not recorded: not changed (the old PIN holds)
+                        self.core.state.local_pins.pop(a.person, None)
+                        continue
+                    try:
+                        save_local_pin(self.state_dir, a.person, a.hash, a.set_on, a.expires)
+                    except OSError as e:  # in force until a restart; said loudly
+                        log.error("pin_store_failed", person=a.person, error=str(e))
                 elif isinstance(a, Indicate) and self.indicators is not None:
                     self.indicators.set(a.name, a.on, a.blink)
             except EdgedError as e:
@@ -583,6 +611,11 @@ class Daemon:
                 **{k: v for k, v in f.items() if k not in _ENVELOPE},
             )
         self._observed(event, written)
+        if self.displays is not None:
+            try:
+                self.displays.update(written, self.core.snapshot(), self.clock.mono_ns())
+            except (EdgedError, OSError) as e:  # a dead screen never stops the door
+                log.error("display_failed", error=str(e))
 
     def append_records(self, records: list[Record]) -> None:
         """Records that no event caused (a review of the ledger), on the core thread."""

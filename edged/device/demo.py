@@ -171,6 +171,7 @@ def _step(
             for d, p in core["prompts"].items()
         ]
         print("   (" + ("; ".join(asks) or "nothing recorded yet: waiting") + ")", flush=True)
+    _show_display(ctl)
     if pause:
         time.sleep(pause)
     # "type" or "type:reason"
@@ -180,6 +181,20 @@ def _step(
         print(f"   (expected a {expect} record)")
         return False
     return True
+
+
+_SHOWN: dict[str, str] = {}
+
+
+def _show_display(ctl: SimController) -> None:
+    """The door's LCD as a person at the door reads it, when it changed."""
+    if ctl.d.displays is None:
+        return
+    for door, rows in sorted(ctl.dispatch({"cmd": "lcd"})["lcd"].items()):
+        text = " / ".join(r.rstrip() for r in rows)
+        if _SHOWN.get(door) != text:
+            _SHOWN[door] = text
+            print(f"   [display {door}] {text}", flush=True)
 
 
 CARDS = {

@@ -154,6 +154,34 @@ class Keypad(Device):
     """Emits KeypadKey for each key pressed."""
 
 
+class Display(Device):
+    """A character display at a door. Backends write the cells: ``_write`` gets each row
+    already encoded for the HD44780 ROM and fitted to its width."""
+
+    def __init__(self, name: str, *, cols: int = 16, rows: int = 2) -> None:
+        super().__init__(name)
+        self.cols, self.rows = cols, rows
+        self.lines: list[str] = []
+
+    def show(self, lines: list[str]) -> None:
+        from edged.drivers.hd44780 import fit
+
+        if lines == self.lines:
+            return  # the bus is slow; a screen that did not change is not sent again
+        self.lines = list(lines)
+        self._write(fit(lines, self.cols, self.rows))
+
+    @abstractmethod
+    def _write(self, cells: list[bytes]) -> None:
+        """Put these rows on the screen."""
+
+    def _start(self) -> None:
+        """A display sends no events."""
+
+    def _close(self) -> None:
+        """Nothing to release unless the backend says so."""
+
+
 # Registry: (interface, backend name) -> "module:Class". Imported only when chosen, so a
 # device without evdev or a test machine without GPIO libraries still runs.
 _BACKENDS: dict[tuple[str, str], str] = {
@@ -161,6 +189,8 @@ _BACKENDS: dict[tuple[str, str], str] = {
     ("keypad", "matrix"): "edged.drivers.keypad:MatrixKeypad",
     ("keypad", "evdev"): "edged.drivers.evdev_keypad:EvdevKeypad",
     ("keypad", "sim"): "edged.simulators.keypad:SimKeypad",
+    ("display", "hd44780"): "edged.drivers.lcd:Hd44780Display",
+    ("display", "sim"): "edged.simulators.lcd:SimDisplay",
 }
 
 

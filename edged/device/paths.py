@@ -13,6 +13,7 @@ from pathlib import Path
 JOURNAL = "journal.db"  # the signed, hash-chained records
 SYNC_STATE = "sync.db"  # the last receipted seq and hash
 ACCESS_LIST = "acl.json"  # the stored access list (fingerprints, PIN hashes), 0600
+LOCAL_PINS = "pins.json"  # PINs changed at this door (hashes only), 0600; never sent
 CONTROL_SOCKET = "control.sock"  # edged status / edged sim
 PID = "edged.pid"
 LOCK = "edged.lock"  # held (flock) by the one daemon that uses this state directory
@@ -36,6 +37,10 @@ class StatePaths:
     @property
     def access_list(self) -> Path:
         return self.root / ACCESS_LIST
+
+    @property
+    def local_pins(self) -> Path:
+        return self.root / LOCAL_PINS
 
     @property
     def control_socket(self) -> Path:

@@ -15,7 +15,14 @@ from typing import Any
 
 from edged.clock import Clock
 from edged.device.config import Config
-from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators, make_device
+from edged.device.hardware import (
+    CabinetSensors,
+    Device,
+    Display,
+    DoorIO,
+    Indicators,
+    make_device,
+)
 from edged.device.paths import StatePaths
 from edged.errors import DriverInitError
 
@@ -30,11 +37,13 @@ class Installation:
     keypads: list[Device] = field(default_factory=list)
     card_reader: Any = None
     rig: Any = None
+    displays: dict[str, Display] = field(default_factory=dict)  # door -> its display
 
     @property
     def devices(self) -> list[Device]:
         """In start order; closed in reverse (relays drop first)."""
         out: list[Device] = [self.doors, self.cabinets, self.indicators, *self.keypads]
+        out += list(self.displays.values())
         return [*out, self.card_reader] if self.card_reader is not None else out
 
 
@@ -47,6 +56,20 @@ def _readers(bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -
     return make_device(
         "card_reader", "pcsc", readers=bindings, fingerprint=fingerprint, clock=clock
     )
+
+
+def _displays(cfg: Config, *, simulated: bool) -> dict[str, Display]:
+    """Each door's display; simulated ones keep their text (edged sim lcd)."""
+    out: dict[str, Display] = {}
+    for door, d in cfg.displays.items():
+        backend = "sim" if simulated else d.backend
+        kw: dict[str, Any] = {"name": door, "cols": d.cols, "rows": d.rows}
+        if backend == "hd44780":
+            kw.update(address=d.address, port=d.port)
+        dev = make_device("display", backend, **kw)
+        assert isinstance(dev, Display)
+        out[door] = dev
+    return out
 
 
 def _hardware(
@@ -75,6 +98,7 @@ def _hardware(
         indicators=GpioIndicators(cfg.indicators, pin_factory=pf),
         keypads=keypads,
         card_reader=_readers({n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
+        displays=_displays(cfg, simulated=False),
     )
 
 
@@ -93,6 +117,7 @@ def _sim(
         keypads=list(rig.keypads.values()),
         card_reader=_readers(rig.reader_bindings, fp, clock),
         rig=rig,
+        displays=_displays(cfg, simulated=True),
     )
 
 

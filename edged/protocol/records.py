@@ -71,6 +71,7 @@ RecordType = Literal[
     "lockcheck.open",
     "lockcheck.pin_wrong",
     "occupancy.reset",
+    "pin.changed",
     "reader.found",
     "system.changed",
     "tamper.cleared",

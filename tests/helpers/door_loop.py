@@ -42,8 +42,10 @@ def main() -> None:
     def on_relay(level: bool) -> None:
         if level:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            # The journal adds a checkpoint after every 1000th record in the same write:
+            # the reason for the unlock is the newest record that is not one.
             seq, rtype = conn.execute(
-                "SELECT seq, type FROM records ORDER BY seq DESC LIMIT 1"
+                "SELECT seq, type FROM records WHERE type != 'checkpoint' ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             conn.close()
             witness.write(f"E {seq} {rtype}\n")
