@@ -259,6 +259,21 @@ def _name(sec: _Section, key: str, default: Any = _REQUIRED) -> str:
     return v
 
 
+def _per_door(
+    top: _Section, key: str, doors: dict[str, DoorConfig], what: str
+) -> list[tuple[str, _Section]]:
+    """The tables of ``key`` (keypads, displays), each named after an existing door."""
+    out = []
+    for door_name, sec in top.tables(key).items():
+        if door_name not in doors:
+            raise ConfigError(
+                f"{top.file}: {key}.{door_name}: no door {door_name!r} is defined under"
+                f" [doors] ({what} is named after the door it serves)"
+            )
+        out.append((door_name, sec))
+    return out
+
+
 def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     top = _Section(data, "", path)
@@ -435,12 +450,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         c.done()
 
     keypads: dict[str, KeypadConfig] = {}
-    for door_name, k in top.tables("keypads").items():
-        if door_name not in doors:
-            raise ConfigError(
-                f"{path}: keypads.{door_name}: no door {door_name!r} is defined"
-                " under [doors] (a keypad is named after the door it serves)"
-            )
+    for door_name, k in _per_door(top, "keypads", doors, "a keypad"):
         backend = k.choice("backend", ("matrix", "evdev", "sim"))
         rows = tuple(k.get("rows", list, []))
         cols = tuple(k.get("cols", list, []))
@@ -463,19 +473,15 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         k.done()
 
     displays: dict[str, DisplayConfig] = {}
-    for door_name, dsec in top.tables("displays").items():
-        if door_name not in doors:
-            raise ConfigError(
-                f"{path}: displays.{door_name}: no door {door_name!r} is defined under [doors]"
-                " (a display is named after the door it serves)"
-            )
+    for door_name, dsec in _per_door(top, "displays", doors, "a display"):
+        width, _, height = dsec.choice("size", ("16x2", "20x4"), "16x2").partition("x")
         displays[door_name] = DisplayConfig(
             door=door_name,
             backend=dsec.choice("backend", ("hd44780", "sim")),
             address=int(dsec.number("address", 0x27, lo=0x03, hi=0x77)),
             port=int(dsec.number("port", 1, lo=0, hi=20)),
-            cols=int(dsec.choice("size", ("16x2", "20x4"), "16x2").split("x")[0]),
-            rows=int(dsec.choice("size", ("16x2", "20x4"), "16x2").split("x")[1]),
+            cols=int(width),
+            rows=int(height),
             language=dsec.choice("language", ("ja", "en"), "ja"),
         )
         dsec.done()
