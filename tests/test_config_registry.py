@@ -38,6 +38,9 @@ def test_example_config_loads():
         (("relay_pin = 17", 'relay_pin = "17"'), "doors.main.relay_pin", "expected an integer"),
         (("pin = 13", "pin = 6"), "cabinets.rack-back.pin", "already used by cabinets.cab-a.pin"),
         (("[keypads.server]", "[keypads.lobby]"), "keypads.lobby", "no door 'lobby'"),
+        (("[displays.main]", "[displays.lobby]"), "displays.lobby", "no door 'lobby'"),
+        (('size = "16x2"', 'size = "40x4"'), "displays.main.size", "must be one of"),
+        (("lock_pin = 10", "lock_pin = 17"), "cabinets.rack-back.lock_pin", "already used"),
         (
             ('timezone = "Asia/Tokyo"', 'timezone = "Mars/Base"'),
             "clock.timezone",
