@@ -23,6 +23,9 @@ if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
     # The central store on PostgreSQL: the tests start their own server (initdb in a
     # temporary directory, as the postgres user the package creates).
     apt_packages+=(postgresql)
+    # An independent verifier of the checkpoints and proofs: Go's sumdb/note and
+    # sumdb/tlog, built offline in GOPATH mode from Debian's sources.
+    apt_packages+=(golang-go golang-golang-x-mod-dev)
 fi
 
 missing=()

@@ -106,7 +106,12 @@ def test_hardware_path_builds_every_configured_device(tmp_path):
     keypads = {
         n: replace(k, backend="sim") if k.backend == "evdev" else k for n, k in cfg.keypads.items()
     }
-    cfg = replace(cfg, gpio=replace(cfg.gpio, backend="mock"), readers=readers, keypads=keypads)
+    # No I2C bus here: the LCD's place is taken by the simulated display, chosen by name.
+    displays = {n: replace(d, backend="sim") for n, d in cfg.displays.items()}
+    cfg = replace(
+        cfg, gpio=replace(cfg.gpio, backend="mock"), readers=readers, keypads=keypads,
+        displays=displays,
+    )  # fmt: skip
     init_keys(cfg.state_dir)
     with PcscdHarness(tmp_path / "pcscd", reader_ports(cfg.readers)):
         d = Daemon(cfg, control_socket=False)
@@ -123,6 +128,7 @@ def test_hardware_path_builds_every_configured_device(tmp_path):
             "GpioIndicators",
             "MatrixKeypad",
             "PcscCardReader",
+            "SimDisplay",
             "SimKeypad",
         ]
         assert d.rig is None and sorted(d.card_reader.online) == sorted(cfg.readers)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.device.paths import StatePaths
-from edged.errors import ConfigError, JournalCorruptError, KeyFileError
+from edged.errors import ConfigError, JournalCorruptError, JournalError, KeyFileError
 from edged.protocol.keys import (
     PUBLIC_KEY_FILE,
     init_keys,
@@ -58,9 +58,59 @@ def _journal_file(db: Path) -> Path:
     return db
 
 
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from edged.device.journal.proofs import prove_consistency, prove_inclusion, with_verifier
+
+    db = Path(args.db)
+    _journal_file(db)
+    if (args.seq is None) == (args.consistency is None):
+        raise ConfigError("prove: give --seq N (inclusion) or --consistency OLD NEW")
+    pub = load_public_key(Path(args.pubkey) if args.pubkey else db.parent / PUBLIC_KEY_FILE)
+    try:
+        if args.seq is not None:
+            doc = prove_inclusion(db, args.seq, args.size)
+        else:
+            old, new = args.consistency
+            if not 0 < old <= new:
+                raise ConfigError(f"--consistency {old} {new}: need 0 < OLD <= NEW")
+            doc = prove_consistency(db, old, new)
+    except JournalError as e:
+        raise ConfigError(str(e)) from None
+    text = json.dumps(with_verifier(doc, pub), ensure_ascii=False, indent=1) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_verify_proof(args: argparse.Namespace) -> int:
+    from edged.device.journal.proofs import check_proof
+    from edged.protocol.note import NoteError
+    from edged.protocol.tlog import ProofError
+
+    if not args.pubkey:
+        raise ConfigError("verify --proof: --pubkey DEVICE.pub is required (the enrolled key)")
+    pub = load_public_key(Path(args.pubkey))
+    try:
+        doc = json.loads(Path(args.proof).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{args.proof}: not a proof document ({e})") from None
+    try:
+        print(check_proof(doc, pub))
+    except (ProofError, NoteError, ValueError, KeyError, TypeError) as e:
+        print(f"FAIL: {e}")
+        return 1
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from edged.device.journal import verify_journal
 
+    if args.proof is not None:
+        return _cmd_verify_proof(args)
+    if args.db is None:
+        raise ConfigError("verify: give --db JOURNAL or --proof FILE")
     db = Path(args.db)
     if args.pubkey:
         pub_path = Path(args.pubkey)
@@ -338,11 +388,23 @@ def register(sub: Any) -> None:
     ks = ksub.add_parser("show", help="print the public key and key id")
     ks.add_argument("--state-dir", required=True)
     ks.set_defaults(handler=_cmd_keys_show)
-    v = sub.add_parser("verify", help="check every record of a journal")
-    v.add_argument("--db", required=True, help="journal file (journal.db)")
+    v = sub.add_parser("verify", help="check every record of a journal, or a proof")
+    v.add_argument("--db", help="journal file (journal.db)")
+    v.add_argument("--proof", help="a proof from edged prove: check it (no journal needed)")
     v.add_argument("--pubkey", help="device public key (PEM); default: beside the journal")
     v.add_argument("--json", action="store_true", help="machine-readable result")
     v.set_defaults(handler=_cmd_verify)
+    pv = sub.add_parser("prove", help="a Merkle proof against a signed checkpoint (C2SP, RFC 9162)")
+    pv.add_argument("--db", required=True, help="journal file (journal.db)")
+    pv.add_argument("--seq", type=int, help="the record to prove included")
+    pv.add_argument("--size", type=int, help="with --seq: the checkpoint's tree size")
+    pv.add_argument(
+        "--consistency", nargs=2, type=int, metavar=("OLD", "NEW"),
+        help="prove the log of NEW records extends the log of OLD (checkpoint sizes)",
+    )  # fmt: skip
+    pv.add_argument("--pubkey", help="device public key (PEM); default: beside the journal")
+    pv.add_argument("--out", help="file to write (default: standard output)")
+    pv.set_defaults(handler=_cmd_prove)
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = csub.add_parser("check", help="validate a configuration file")

@@ -1,6 +1,7 @@
 """The example configuration as an installer would edit it for this machine: the
 hardware installation (not --simulate) with MockFactory pins (no GPIO here), the
-simulated readers' PC/SC names and the server room's keypad on pins (no USB keypad)."""
+simulated readers' PC/SC names, the server room's keypad on pins (no USB keypad) and a
+simulated LCD (no I2C bus)."""
 
 from __future__ import annotations
 
@@ -24,5 +25,8 @@ def this_machine(text: str | None = None) -> str:
         'backend = "matrix"\nrows = [11, 14, 15, 1]\ncols = [2, 3, 0]\n',
         t,
     )
+    assert n == 1
+    # No I2C bus on this machine: the door's LCD is the simulated one.
+    t, n = re.subn(r'(\[displays\.main\][^\n]*\n)backend = "hd44780"', r'\1backend = "sim"', t)
     assert n == 1
     return t

@@ -21,6 +21,7 @@ import sqlite_utils
 from edged.clock import Clock, read_boot_id
 from edged.core.machine import Now
 from edged.core.replay import REPLAYED, snapshot_state
+from edged.device.journal import tree
 from edged.device.journal.witness import Head, HeadWitness
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
 from edged.protocol.keys import DeviceKeys
@@ -88,7 +89,7 @@ def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> No
     # One index (type: checkpoints, ledger queries). No ts index: reports scan by seq,
     # and every index is another page fsynced with each door decision.
     records.create_index(["type"], if_not_exists=True)
-    for sql in _TRIGGERS:
+    for sql in (*_TRIGGERS, *tree.SCHEMA):
         conn.execute(sql)
     conn.executemany(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
@@ -188,9 +189,38 @@ class Journal:
                 f" loaded key is {self._keys.key_id}; use the state directory it was made with"
             )
         self._conn = conn
+        self._grow_tree_of_old_journal(conn)
         row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
         self._last_cp_seq = row[0] or 0
         self._last_cp_mono = self._clock.mono_ns()
+
+    def _grow_tree_of_old_journal(self, conn: sqlite3.Connection) -> None:
+        """A journal from before the Merkle tree gets one, once, from its records."""
+        if conn.execute("SELECT 1 FROM tree_hashes LIMIT 1").fetchone() is not None:
+            return
+        if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None:
+            return
+        rows = conn.execute("SELECT seq, type, body, hash, sig FROM records ORDER BY seq")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            tree.backfill(
+                conn,
+                (Record(seq=q, type=t, body=b.encode(), hash=h, sig=g) for q, t, b, h, g in rows),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise JournalError(f"{self.path}: cannot build the record tree ({e})") from None
+
+    def _checkpoint_fields(self, tw: tree.TreeWriter, seq: int, prev: str) -> dict[str, Any]:
+        return {
+            "head_seq": seq,
+            "head_hash": prev,
+            **tree.checkpoint_fields(
+                tw, self._keys, self._origin.get("site", ""), self._origin.get("device", "")
+            ),
+        }
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -291,6 +321,7 @@ class Journal:
         with self._write() as conn:
             # Head read inside the write lock: correct even if another writer slipped in.
             seq, prev = self._head_in_tx()
+            tw = tree.TreeWriter(conn, seq)
             now = self._now()
             out: list[Record] = []
             rows = []
@@ -298,6 +329,7 @@ class Journal:
             for rtype, fields in items:
                 seq += 1
                 rec, row = self._build(seq, prev, rtype, fields, now)
+                tw.add(rec)
                 prev = rec.hash
                 out.append(rec)
                 rows.append(row)
@@ -305,13 +337,15 @@ class Journal:
                     wrote_cp = True
                     seq += 1
                     rec, row = self._build(
-                        seq, prev, "checkpoint", {"head_seq": seq - 1, "head_hash": prev}, now
+                        seq, prev, "checkpoint", self._checkpoint_fields(tw, seq - 1, prev), now
                     )
+                    tw.add(rec)
                     prev = rec.hash
                     rows.append(row)
                     self._last_cp_seq = seq
                     self._last_cp_mono = now[1]
             conn.executemany(_INSERT, rows)
+            tw.flush()
             if wrote_cp:
                 self._mark_head(seq)
         self._witnessed(seq, prev)
@@ -390,9 +424,14 @@ class Journal:
         fields)."""
         with self._write() as conn:
             seq, prev = self._head_in_tx()
+            tw = tree.TreeWriter(conn, seq)
             at, rtype, fields = make(seq, prev)
+            if rtype == "checkpoint":
+                fields = {**fields, **self._checkpoint_fields(tw, seq, prev)}
             rec, row = self._build(at, prev, rtype, fields, self._now())
+            tw.add(rec)
             conn.execute(_INSERT, row)
+            tw.flush()
             self._mark_head(rec.seq)
         self._witnessed(rec.seq, rec.hash)
         return rec
@@ -563,6 +602,7 @@ class Journal:
         with self._write() as conn:
             conn.execute("DROP TRIGGER records_no_delete")
             conn.execute("DELETE FROM records WHERE seq < ?", (keep_from,))
+            tree.prune_below(conn, tree.leaf_of(conn, keep_from))
             conn.execute(_TRIGGERS[1])
         return snap
 

@@ -24,6 +24,7 @@ the central copy catches it through signed checkpoints.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.device.journal.store import connect
 from edged.errors import JournalCorruptError
-from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, digest
+from edged.protocol import tlog
+from edged.protocol.note import Checkpoint, NoteError, open_note, origin_of
+from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, Record, digest
 from edged.protocol.signatures import NOT_CANONICAL, signature_problem
 
 
@@ -124,6 +127,46 @@ def verify_journal(path: Path, trusted: dict[str, Ed25519PublicKey]) -> VerifyRe
         conn.close()
 
 
+def _tree_start(conn: sqlite3.Connection, pruned: int) -> tlog.MemoryTree | None:
+    """The tree as it stood before the first kept record; None for a journal that has no
+    tree (from before it)."""
+    from edged.device.journal import tree as jtree
+
+    try:
+        if conn.execute("SELECT 1 FROM tree_hashes LIMIT 1").fetchone() is None:
+            return None
+        if not pruned:
+            return tlog.MemoryTree()
+        leaves = jtree.leaf_of(conn, pruned)
+        below = tlog.stored_hash_index(0, leaves)
+        kept = dict(conn.execute("SELECT idx, hash FROM tree_hashes WHERE idx < ?", (below,)))
+        return tlog.MemoryTree(kept, leaves)
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _tree_check(tree_: tlog.MemoryTree, obj: dict[str, Any], pub: Ed25519PublicKey) -> str | None:
+    """A checkpoint's tree size, root and signed note against the tree grown so far."""
+    if obj.get("type") != "checkpoint" or "tree_size" not in obj:
+        return None
+    if obj["tree_size"] != tree_.size:
+        return f"checkpoint says {obj['tree_size']} records in the tree, there are {tree_.size}"
+    try:
+        root = tree_.root()
+    except tlog.ProofError as e:
+        return f"the tree cannot be grown again ({e})"
+    origin = origin_of(str(obj.get("site", "")), str(obj.get("device", "")))
+    try:
+        cp = Checkpoint.parse(open_note(str(obj.get("note")), origin, pub))
+    except NoteError as e:
+        return f"checkpoint note: {e}"
+    if cp.root != root or cp.size != tree_.size or cp.origin != origin:
+        return "the signed checkpoint's root is not the tree of the records before it"
+    if obj.get("root") != base64.b64encode(root).decode():
+        return "the checkpoint's root field is not the tree's root"
+    return None
+
+
 def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> VerifyResult:
     expected = 1
     prev = GENESIS
@@ -148,6 +191,10 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
 
     def fail(seq: int, problem: str, detail: str) -> VerifyResult:
         return VerifyResult(False, count, expected - 1, prev, seq, problem, detail, jumps)
+
+    # The Merkle tree, grown again from the records (a pruned journal's start from the
+    # hashes it kept for it, which the signed roots then vouch for).
+    tree_ = _tree_start(conn, pruned)
 
     try:
         cur = conn.execute(
@@ -246,6 +293,11 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
             key_id,
         ):
             return fail(expected, "modified", "indexed columns disagree with the signed record")
+        if tree_ is not None:
+            problem = _tree_check(tree_, obj, pub)
+            if problem is not None:
+                return fail(expected, "tree", problem)
+            tree_.add(Record(seq=b_seq, type=c_type, body=body.encode(), hash=h, sig=c_sig).wire())
         prev = h
         count += 1
         expected += 1

@@ -1,0 +1,119 @@
+"""Proofs from a journal's Merkle tree, against its signed checkpoints (issue 17):
+that a record is in the log (inclusion), and that a later checkpoint's log extends an
+earlier one's (consistency). Each proof travels as one JSON document with the signed
+checkpoint note(s) and the device's note verifier key, so that anyone, with edged or
+with Go's ``golang.org/x/mod/sumdb/{note,tlog}``, can check it against the device's
+enrolled public key alone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edged.device.journal import tree
+from edged.device.journal.store import connect
+from edged.errors import JournalError
+from edged.protocol import tlog
+from edged.protocol.note import Checkpoint, NoteError, open_note, verifier_key
+from edged.protocol.records import Record
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode()
+
+
+def _checkpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT body FROM records WHERE type = 'checkpoint' ORDER BY seq"
+    ).fetchall()
+    out = [json.loads(b) for (b,) in rows]
+    return [c for c in out if isinstance(c.get("note"), str) and type(c.get("tree_size")) is int]
+
+
+def _checkpoint_of_size(conn: sqlite3.Connection, size: int | None, least: int) -> dict[str, Any]:
+    cps = [c for c in _checkpoints(conn) if c["tree_size"] >= least]
+    if size is not None:
+        cps = [c for c in cps if c["tree_size"] == size]
+    if not cps:
+        raise JournalError(
+            f"no signed checkpoint of {size if size is not None else f'{least} or more'}"
+            " records in this journal (checkpoints come every journal.checkpoint_every"
+            " records or checkpoint_seconds)"
+        )
+    return cps[-1]
+
+
+def prove_inclusion(db: Path, seq: int, size: int | None = None) -> dict[str, Any]:
+    """The proof that record ``seq`` is in the log of a signed checkpoint (the newest
+    covering it, or the one of ``size`` records)."""
+    conn = connect(Path(db), readonly=True)
+    try:
+        row = conn.execute(
+            "SELECT seq, type, body, hash, sig FROM records WHERE seq = ?", (seq,)
+        ).fetchone()
+        if row is None:
+            raise JournalError(f"{db}: no record with seq {seq} (pruned, or not yet written)")
+        rec = Record(seq=row[0], type=row[1], body=row[2].encode(), hash=row[3], sig=row[4])
+        leaf = tree.leaf_of(conn, seq)
+        cp = _checkpoint_of_size(conn, size, leaf + 1)
+        proof = tlog.prove_record(cp["tree_size"], leaf, tree.stored_reader(conn))
+    finally:
+        conn.close()
+    return {
+        "kind": "inclusion",
+        "checkpoint": cp["note"],
+        "leaf": leaf,
+        "record": rec.wire().decode(),
+        "proof": [_b64(h) for h in proof],
+    }
+
+
+def prove_consistency(db: Path, old: int, new: int) -> dict[str, Any]:
+    """The proof that the log of the signed checkpoint of ``new`` records extends the
+    one of ``old`` records."""
+    conn = connect(Path(db), readonly=True)
+    try:
+        a = _checkpoint_of_size(conn, old, 1)
+        b = _checkpoint_of_size(conn, new, old)
+        proof = tlog.prove_tree(new, old, tree.stored_reader(conn))
+    finally:
+        conn.close()
+    return {
+        "kind": "consistency",
+        "old": a["note"],
+        "checkpoint": b["note"],
+        "proof": [_b64(h) for h in proof],
+    }
+
+
+def with_verifier(doc: dict[str, Any], pub: Ed25519PublicKey) -> dict[str, Any]:
+    """The document with the note verifier key of the checkpoint's origin."""
+    origin = doc["checkpoint"].split("\n", 1)[0]
+    return {**doc, "verifier_key": verifier_key(origin, pub)}
+
+
+def check_proof(doc: dict[str, Any], pub: Ed25519PublicKey) -> str:
+    """What the proof proves, in a line; ProofError or NoteError if it does not."""
+    origin = str(doc.get("checkpoint", "")).split("\n", 1)[0]
+    cp = Checkpoint.parse(open_note(str(doc.get("checkpoint")), origin, pub))
+    proof = [base64.b64decode(p, validate=True) for p in doc.get("proof", [])]
+    if doc.get("kind") == "inclusion":
+        record = str(doc.get("record", "")).encode()
+        leaf = doc.get("leaf")
+        if type(leaf) is not int:
+            raise tlog.ProofError("inclusion proof: no leaf index")
+        tlog.check_record(proof, cp.size, cp.root, leaf, tlog.record_hash(record))
+        seq = json.loads(record).get("seq")
+        return f"OK: record seq {seq} is leaf {leaf} of {cp.origin}'s log of {cp.size} records"
+    if doc.get("kind") == "consistency":
+        old = Checkpoint.parse(open_note(str(doc.get("old")), origin, pub))
+        if old.origin != cp.origin:
+            raise NoteError("the two checkpoints are of different logs")
+        tlog.check_tree(proof, cp.size, cp.root, old.size, old.root)
+        return f"OK: {cp.origin}'s log of {cp.size} records extends its log of {old.size}"
+    raise tlog.ProofError("not an edged proof (kind: inclusion or consistency)")

@@ -1,0 +1,140 @@
+"""The journal's Merkle tree (RFC 9162 hashing, tlog's stored-hash layout) kept in the
+journal file beside the records, and the C2SP checkpoints made from it (issue 17).
+
+Leaf i is the i-th record appended, its canonical wire bytes (signature included). A
+record's seq is its leaf + 1 except after a gap (a journal put back and continued past
+the heads others saw): ``tree_offsets`` says from which seq on the difference changes,
+so a leaf is found without a row per record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from edged.protocol import tlog
+from edged.protocol.keys import DeviceKeys
+from edged.protocol.note import Checkpoint, origin_of, sign_note
+from edged.protocol.records import Record
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    # leaf = seq - 1 - offset for the seqs from from_seq on (until the next row).
+    """CREATE TABLE IF NOT EXISTS tree_offsets (from_seq INTEGER PRIMARY KEY,
+       offset INTEGER NOT NULL)""",
+)
+
+
+def stored_reader(conn: sqlite3.Connection) -> tlog.HashReader:
+    def read(idxs: Sequence[int]) -> list[bytes]:
+        if not idxs:
+            return []
+        marks = ",".join("?" * len(idxs))
+        got = dict(
+            conn.execute(
+                f"SELECT idx, hash FROM tree_hashes WHERE idx IN ({marks})",  # noqa: S608
+                list(idxs),
+            ).fetchall()
+        )
+        try:
+            return [got[i] for i in idxs]
+        except KeyError as e:
+            raise tlog.ProofError(f"tree hash {e} is not stored") from None
+
+    return read
+
+
+def offset_at(conn: sqlite3.Connection, seq: int) -> int:
+    row = conn.execute(
+        "SELECT offset FROM tree_offsets WHERE from_seq <= ? ORDER BY from_seq DESC LIMIT 1",
+        (seq,),
+    ).fetchone()
+    return row[0] if row else 0
+
+
+def leaf_of(conn: sqlite3.Connection, seq: int) -> int:
+    """The leaf index of the record with this seq."""
+    return seq - 1 - offset_at(conn, seq)
+
+
+class TreeWriter:
+    """The tree's growth within one write transaction: hashes kept here until ``flush``,
+    and read from here first, so a checkpoint in the middle of a batch sees its records."""
+
+    def __init__(self, conn: sqlite3.Connection, head_seq: int) -> None:
+        self.conn = conn
+        self.size = leaf_of(conn, head_seq) + 1 if head_seq else 0
+        self.offset = offset_at(conn, head_seq) if head_seq else 0
+        self.last_seq = head_seq
+        self.pending: dict[int, bytes] = {}
+        self.segments: list[tuple[int, int]] = []
+        self._stored = stored_reader(conn)
+
+    def read(self, idxs: Sequence[int]) -> list[bytes]:
+        missing = [i for i in idxs if i not in self.pending]
+        found = dict(zip(missing, self._stored(missing), strict=True))
+        return [self.pending[i] if i in self.pending else found[i] for i in idxs]
+
+    def add(self, rec: Record) -> None:
+        if rec.seq != self.last_seq + 1:  # a gap in seqs: leaves go on without one
+            self.offset = rec.seq - 1 - self.size
+            self.segments.append((rec.seq, self.offset))
+        base = tlog.stored_hash_count(self.size)
+        for i, h in enumerate(tlog.new_stored_hashes(self.size, rec.wire(), self.read)):
+            self.pending[base + i] = h
+        self.size += 1
+        self.last_seq = rec.seq
+
+    def root(self) -> bytes:
+        return tlog.tree_hash(self.size, self.read)
+
+    def flush(self) -> None:
+        self.conn.executemany(
+            "INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)", sorted(self.pending.items())
+        )
+        self.conn.executemany(
+            "INSERT INTO tree_offsets (from_seq, offset) VALUES (?, ?)", self.segments
+        )
+        self.pending, self.segments = {}, []
+
+
+def checkpoint_fields(tree: TreeWriter, keys: DeviceKeys, site: str, device: str) -> dict:
+    """What a checkpoint record says of the tree so far: its size and root, and the
+    C2SP checkpoint signed as a note by the device key (Go's note package opens it)."""
+    origin = origin_of(site, device)
+    cp = Checkpoint(origin, tree.size, tree.root())
+    note = sign_note(cp.text(), origin, keys.public_key, keys.sign)
+    return {"tree_size": cp.size, "root": cp.text().split("\n")[2], "note": note}
+
+
+def backfill(conn: sqlite3.Connection, records: Iterable[Record]) -> int:
+    """Build the tree of a journal from before it had one (every record kept, in seq
+    order); the number of leaves."""
+    tree = TreeWriter(conn, 0)
+    for rec in records:
+        tree.add(rec)
+        if len(tree.pending) > 20000:  # written in chunks: memory stays small
+            tree.flush()
+    tree.flush()
+    return tree.size
+
+
+def prune_below(conn: sqlite3.Connection, leaves: int) -> int:
+    """After the records of the first ``leaves`` leaves were pruned: drop their stored
+    hashes but the few that stand for them in every later root and proof (one complete
+    subtree per one-bit of ``leaves``). The tree keeps growing and proving the kept
+    records; storage stays bounded like the records'. The hashes dropped."""
+    if leaves <= 0:
+        return 0
+    keep = [
+        tlog.stored_hash_index(level, (leaves >> level) - 1)
+        for level in range(leaves.bit_length())
+        if (leaves >> level) & 1
+    ]
+    below = tlog.stored_hash_index(0, leaves)
+    marks = ",".join("?" * len(keep))
+    cur = conn.execute(
+        f"DELETE FROM tree_hashes WHERE idx < ? AND idx NOT IN ({marks})",  # noqa: S608
+        (below, *keep),
+    )
+    return cur.rowcount
