@@ -229,3 +229,56 @@ class MemoryTree:
 
     def root(self) -> Hash:
         return tree_hash(self.size, self.read)
+
+
+class Frontier:
+    """The right edge of a growing tree: the hash of each complete subtree of the binary
+    decomposition of its size, largest first. Enough to add leaves (the new stored
+    hashes are its merges) and to compute the root, in O(log n) memory: what an appender
+    and a verifier of millions of records keep."""
+
+    def __init__(self, size: int = 0, hashes: list[Hash] | None = None) -> None:
+        self.size = size
+        self.hashes = list(hashes or [])
+        if len(self.hashes) != size.bit_count():
+            raise ProofError("a frontier needs one hash per one-bit of its size")
+
+    @classmethod
+    def stored(cls, size: int, read: HashReader) -> Frontier:
+        """The frontier of a tree of ``size`` leaves from its stored hashes."""
+        return cls(size, read(frontier_indexes(size)))
+
+    def add(self, data: bytes) -> list[Hash]:
+        """Add a leaf; the hashes to store for it (tlog's order: leaf, then merges)."""
+        h = record_hash(data)
+        out = [h]
+        n = self.size
+        while n & 1:
+            h = node_hash(self.hashes.pop(), h)
+            out.append(h)
+            n >>= 1
+        self.hashes.append(h)
+        self.size += 1
+        return out
+
+    def root(self) -> Hash:
+        if not self.hashes:
+            return EMPTY
+        h = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            h = node_hash(left, h)
+        return h
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
+
+
+def frontier_indexes(size: int) -> list[int]:
+    """Where the frontier of a tree of ``size`` leaves is stored, largest subtree first."""
+    out = []
+    lo = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            out.append(stored_hash_index(level, lo >> level))
+            lo += 1 << level
+    return out

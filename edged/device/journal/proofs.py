@@ -68,7 +68,11 @@ def prove_inclusion(db: Path, seq: int, size: int | None = None) -> dict[str, An
         "kind": "inclusion",
         "checkpoint": cp["note"],
         "leaf": leaf,
-        "record": rec.wire().decode(),
+        # The leaf's bytes: the record's canonical body (its hash is SHA-256 of these,
+        # its signature is over that hash).
+        "record": rec.body.decode(),
+        "hash": rec.hash,
+        "sig": rec.sig,
         "proof": [_b64(h) for h in proof],
     }
 

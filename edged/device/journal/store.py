@@ -190,6 +190,7 @@ class Journal:
             )
         self._conn = conn
         self._grow_tree_of_old_journal(conn)
+        self._frontier = tree.load_frontier(conn)
         row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
         self._last_cp_seq = row[0] or 0
         self._last_cp_mono = self._clock.mono_ns()
@@ -321,7 +322,7 @@ class Journal:
         with self._write() as conn:
             # Head read inside the write lock: correct even if another writer slipped in.
             seq, prev = self._head_in_tx()
-            tw = tree.TreeWriter(conn, seq)
+            tw = tree.TreeWriter(conn, seq, self._frontier)
             now = self._now()
             out: list[Record] = []
             rows = []
@@ -348,6 +349,7 @@ class Journal:
             tw.flush()
             if wrote_cp:
                 self._mark_head(seq)
+        self._frontier = tw.frontier  # committed: the tree has grown
         self._witnessed(seq, prev)
         return out
 
@@ -424,7 +426,7 @@ class Journal:
         fields)."""
         with self._write() as conn:
             seq, prev = self._head_in_tx()
-            tw = tree.TreeWriter(conn, seq)
+            tw = tree.TreeWriter(conn, seq, self._frontier)
             at, rtype, fields = make(seq, prev)
             if rtype == "checkpoint":
                 fields = {**fields, **self._checkpoint_fields(tw, seq, prev)}
@@ -433,6 +435,7 @@ class Journal:
             conn.execute(_INSERT, row)
             tw.flush()
             self._mark_head(rec.seq)
+        self._frontier = tw.frontier
         self._witnessed(rec.seq, rec.hash)
         return rec
 

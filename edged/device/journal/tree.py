@@ -1,7 +1,7 @@
 """The journal's Merkle tree (RFC 9162 hashing, tlog's stored-hash layout) kept in the
 journal file beside the records, and the C2SP checkpoints made from it (issue 17).
 
-Leaf i is the i-th record appended, its canonical wire bytes (signature included). A
+Leaf i is the i-th record appended: its canonical body, the bytes its hash is of. A
 record's seq is its leaf + 1 except after a gap (a journal put back and continued past
 the heads others saw): ``tree_offsets`` says from which seq on the difference changes,
 so a leaf is found without a row per record.
@@ -58,44 +58,54 @@ def leaf_of(conn: sqlite3.Connection, seq: int) -> int:
 
 
 class TreeWriter:
-    """The tree's growth within one write transaction: hashes kept here until ``flush``,
-    and read from here first, so a checkpoint in the middle of a batch sees its records."""
+    """The tree's growth within one write transaction, driven by the frontier (no reads:
+    the hashes to store for a leaf are the frontier's merges). ``flush`` writes them;
+    the journal adopts ``frontier`` once the transaction committed."""
 
-    def __init__(self, conn: sqlite3.Connection, head_seq: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, head_seq: int, frontier: tlog.Frontier) -> None:
         self.conn = conn
-        self.size = leaf_of(conn, head_seq) + 1 if head_seq else 0
+        self.frontier = frontier.copy()
         self.offset = offset_at(conn, head_seq) if head_seq else 0
         self.last_seq = head_seq
-        self.pending: dict[int, bytes] = {}
+        self.pending: list[tuple[int, bytes]] = []
         self.segments: list[tuple[int, int]] = []
-        self._stored = stored_reader(conn)
 
-    def read(self, idxs: Sequence[int]) -> list[bytes]:
-        missing = [i for i in idxs if i not in self.pending]
-        found = dict(zip(missing, self._stored(missing), strict=True))
-        return [self.pending[i] if i in self.pending else found[i] for i in idxs]
+    @property
+    def size(self) -> int:
+        return self.frontier.size
 
     def add(self, rec: Record) -> None:
         if rec.seq != self.last_seq + 1:  # a gap in seqs: leaves go on without one
             self.offset = rec.seq - 1 - self.size
             self.segments.append((rec.seq, self.offset))
         base = tlog.stored_hash_count(self.size)
-        for i, h in enumerate(tlog.new_stored_hashes(self.size, rec.wire(), self.read)):
-            self.pending[base + i] = h
-        self.size += 1
+        for i, h in enumerate(self.frontier.add(leaf_data(rec))):
+            self.pending.append((base + i, h))
         self.last_seq = rec.seq
 
     def root(self) -> bytes:
-        return tlog.tree_hash(self.size, self.read)
+        return self.frontier.root()
 
     def flush(self) -> None:
-        self.conn.executemany(
-            "INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)", sorted(self.pending.items())
-        )
+        self.conn.executemany("INSERT INTO tree_hashes (idx, hash) VALUES (?, ?)", self.pending)
         self.conn.executemany(
             "INSERT INTO tree_offsets (from_seq, offset) VALUES (?, ?)", self.segments
         )
-        self.pending, self.segments = {}, []
+        self.pending, self.segments = [], []
+
+
+def leaf_data(rec: Record) -> bytes:
+    """What a leaf is: the record's canonical body, the very bytes its hash is of (and its
+    signature is over that hash), so no second serialisation per record."""
+    return rec.body
+
+
+def load_frontier(conn: sqlite3.Connection) -> tlog.Frontier:
+    """The frontier of the stored tree (its size: the leaf of the newest record + 1)."""
+    row = conn.execute("SELECT max(seq) FROM records").fetchone()
+    head = row[0] if row and row[0] else 0
+    size = leaf_of(conn, head) + 1 if head else 0
+    return tlog.Frontier.stored(size, stored_reader(conn))
 
 
 def checkpoint_fields(tree: TreeWriter, keys: DeviceKeys, site: str, device: str) -> dict:
@@ -110,7 +120,7 @@ def checkpoint_fields(tree: TreeWriter, keys: DeviceKeys, site: str, device: str
 def backfill(conn: sqlite3.Connection, records: Iterable[Record]) -> int:
     """Build the tree of a journal from before it had one (every record kept, in seq
     order); the number of leaves."""
-    tree = TreeWriter(conn, 0)
+    tree = TreeWriter(conn, 0, tlog.Frontier())
     for rec in records:
         tree.add(rec)
         if len(tree.pending) > 20000:  # written in chunks: memory stays small

@@ -37,7 +37,7 @@ from edged.device.journal.store import connect
 from edged.errors import JournalCorruptError
 from edged.protocol import tlog
 from edged.protocol.note import Checkpoint, NoteError, open_note, origin_of
-from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, Record, digest
+from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, digest
 from edged.protocol.signatures import NOT_CANONICAL, signature_problem
 
 
@@ -127,7 +127,7 @@ def verify_journal(path: Path, trusted: dict[str, Ed25519PublicKey]) -> VerifyRe
         conn.close()
 
 
-def _tree_start(conn: sqlite3.Connection, pruned: int) -> tlog.MemoryTree | None:
+def _tree_start(conn: sqlite3.Connection, pruned: int) -> tlog.Frontier | None:
     """The tree as it stood before the first kept record; None for a journal that has no
     tree (from before it)."""
     from edged.device.journal import tree as jtree
@@ -136,16 +136,14 @@ def _tree_start(conn: sqlite3.Connection, pruned: int) -> tlog.MemoryTree | None
         if conn.execute("SELECT 1 FROM tree_hashes LIMIT 1").fetchone() is None:
             return None
         if not pruned:
-            return tlog.MemoryTree()
-        leaves = jtree.leaf_of(conn, pruned)
-        below = tlog.stored_hash_index(0, leaves)
-        kept = dict(conn.execute("SELECT idx, hash FROM tree_hashes WHERE idx < ?", (below,)))
-        return tlog.MemoryTree(kept, leaves)
-    except sqlite3.DatabaseError:
+            return tlog.Frontier()
+        # The hashes kept for the pruned records; the signed roots vouch for them.
+        return tlog.Frontier.stored(jtree.leaf_of(conn, pruned), jtree.stored_reader(conn))
+    except (sqlite3.DatabaseError, tlog.ProofError):
         return None
 
 
-def _tree_check(tree_: tlog.MemoryTree, obj: dict[str, Any], pub: Ed25519PublicKey) -> str | None:
+def _tree_check(tree_: tlog.Frontier, obj: dict[str, Any], pub: Ed25519PublicKey) -> str | None:
     """A checkpoint's tree size, root and signed note against the tree grown so far."""
     if obj.get("type") != "checkpoint" or "tree_size" not in obj:
         return None
@@ -297,7 +295,7 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
             problem = _tree_check(tree_, obj, pub)
             if problem is not None:
                 return fail(expected, "tree", problem)
-            tree_.add(Record(seq=b_seq, type=c_type, body=body.encode(), hash=h, sig=c_sig).wire())
+            tree_.add(body.encode())
         prev = h
         count += 1
         expected += 1
