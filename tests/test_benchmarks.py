@@ -17,7 +17,9 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("name", ["journal", "decision", "latency", "sync", "central", "console"])
+@pytest.mark.parametrize(
+    "name", ["journal", "decision", "latency", "sync", "central", "console", "proofs"]
+)
 def test_benchmark_runs_in_quick_mode(name):
     require_pcscd()
     p = subprocess.run(
