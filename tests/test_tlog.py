@@ -36,11 +36,15 @@ def _mth(leaves: list[bytes]) -> bytes:
 
 
 def _grow(n: int) -> tuple[list[bytes], list[bytes]]:
-    tree = tlog.MemoryTree()
+    tree = tlog.Frontier()
     leaves = [f"record {i}".encode() for i in range(n)]
-    for data in leaves:
-        tree.add(data)
-    return leaves, [tree.hashes[i] for i in range(len(tree.hashes))]
+    stored: list[bytes] = []
+    for i, data in enumerate(leaves):
+        new = tree.add(data)  # tlog's order: the leaf, then what it completes
+        # The same as tlog's StoredHashes, which reads the left siblings back.
+        assert new == tlog.new_stored_hashes(i, data, lambda idx: [stored[j] for j in idx])
+        stored += new
+    return leaves, stored
 
 
 def test_tree_heads_and_proofs_agree_with_the_rfc():

@@ -207,30 +207,6 @@ def check_tree(proof: Sequence[Hash], n: int, root_n: Hash, m: int, root_m: Hash
         raise ProofError("consistency proof does not join the two roots")
 
 
-class MemoryTree:
-    """A tree built in memory (a verifier's own), from a start that may be given as the
-    stored hashes of its first ``size`` leaves (a pruned journal's)."""
-
-    def __init__(self, stored: dict[int, Hash] | None = None, size: int = 0) -> None:
-        self.hashes: dict[int, Hash] = dict(stored or {})
-        self.size = size
-
-    def read(self, idxs: Sequence[int]) -> list[Hash]:
-        try:
-            return [self.hashes[i] for i in idxs]
-        except KeyError as e:
-            raise ProofError(f"tree hash {e} is not known") from None
-
-    def add(self, data: bytes) -> None:
-        base = stored_hash_count(self.size)
-        for i, h in enumerate(new_stored_hashes(self.size, data, self.read)):
-            self.hashes[base + i] = h
-        self.size += 1
-
-    def root(self) -> Hash:
-        return tree_hash(self.size, self.read)
-
-
 class Frontier:
     """The right edge of a growing tree: the hash of each complete subtree of the binary
     decomposition of its size, largest first. Enough to add leaves (the new stored
