@@ -39,10 +39,14 @@ def _grow(n: int) -> tuple[list[bytes], list[bytes]]:
     tree = tlog.Frontier()
     leaves = [f"record {i}".encode() for i in range(n)]
     stored: list[bytes] = []
+
+    def read(idx: list[int]) -> list[bytes]:
+        return [stored[j] for j in idx]
+
     for i, data in enumerate(leaves):
         new = tree.add(data)  # tlog's order: the leaf, then what it completes
         # The same as tlog's StoredHashes, which reads the left siblings back.
-        assert new == tlog.new_stored_hashes(i, data, lambda idx: [stored[j] for j in idx])
+        assert new == tlog.new_stored_hashes(i, data, read)
         stored += new
     return leaves, stored
 
