@@ -936,6 +936,7 @@ class Collector:
             self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
             self._dirty.clear()
         self.store.commit()
+        self._witness(self.store.take_tree_events())
         # Heads are the store's between transactions: another collector may move them.
         self._heads.clear()
         self._known = {}
@@ -943,6 +944,54 @@ class Collector:
         announce, self._announce = self._announce, []
         for topic, payload in announce:
             self._client.publish(topic, payload, qos=1)
+
+    def _witness(self, events: list[tuple[tuple[str, str], int, str, int, bytes]]) -> None:
+        """Each stored checkpoint against this store's own tree of the device's records
+        (issue 17): the same size and root, under the device's signature, and the
+        collector cosigns it (a second note signature, which Go's note package checks
+        too) and publishes it retained; otherwise the device's signed tree is not the
+        history it sent, and that is an alarm."""
+        from edged.protocol.note import Checkpoint, NoteError, add_signature, open_note, origin_of
+
+        for (site, device), seq, body, size, root in events:
+            try:
+                rec = json.loads(body)
+            except ValueError:
+                continue
+            note = rec.get("note")
+            if not isinstance(note, str):
+                continue  # a checkpoint from before the tree
+            pub = self._trusted(site, device)[0]
+            if pub is None:
+                continue
+            origin = origin_of(site, device)
+            try:
+                cp = Checkpoint.parse(open_note(note, origin, pub))
+            except NoteError as e:
+                self._alarm(site, device, "bad_checkpoint", f"seq {seq}: {e}")
+                continue
+            if (cp.size, cp.root, cp.origin) != (size, root, origin):
+                self._alarm(
+                    site, device, "bad_checkpoint",
+                    f"seq {seq}: the device signed a tree of {cp.size} records that is not"
+                    f" this copy's tree of {size}: its history is not the one it sent",
+                )  # fmt: skip
+                continue
+            cosigned = add_signature(
+                note, self.witness_name, self._key.public_key(), self._key.sign
+            )
+            self.store.add_cosigned(
+                (site, device), size, cosigned, format_ts(int(time.time() * 1000))
+            )
+            self.store.commit()
+            self._client.publish(
+                topics.leaf(site, device, "cosigned"), cosigned, qos=1, retain=True
+            )
+
+    @property
+    def witness_name(self) -> str:
+        """The collector's name in the notes it cosigns."""
+        return f"edged-collector/{key_id_of(self._key.public_key())}"
 
     def _send_receipts(self, devs: list[tuple[str, str]]) -> None:
         """Receipts for what is committed of ``devs``: their heads read in one query,

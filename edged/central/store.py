@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from edged.central.present import FOLDED, Changes
+from edged.central.verify import canonical_body
 from edged.errors import ConfigError
 from edged.protocol.records import GENESIS
+from edged.protocol.tlog import Frontier
 
 Dev = tuple[str, str]  # (site, device)
 
@@ -232,8 +234,24 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        8,
+        [
+            # Each device's Merkle tree as the central copy grows it (issue 17): its size
+            # and frontier (hex hashes, one per one-bit of the size; size -1: unknown, the
+            # start of the records is gone), to check the device's signed checkpoints.
+            "ALTER TABLE devices ADD COLUMN tree_size {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE devices ADD COLUMN tree_frontier TEXT NOT NULL DEFAULT ''",
+            # Checkpoints this store checked against its own tree and cosigned.
+            """CREATE TABLE cosigned (site TEXT NOT NULL, device TEXT NOT NULL, size {int}
+               NOT NULL, note TEXT NOT NULL, ts TEXT NOT NULL,
+               PRIMARY KEY (site, device, size))""",
+        ],
+    )
+)
 # Migrations that also fill what they create from the records already stored.
-MIGRATION_FILLS = {7: "_fill_present"}
+MIGRATION_FILLS = {7: "_fill_present", 8: "_fill_trees"}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 ALARM_COLUMNS = (
@@ -259,6 +277,8 @@ class CentralStore:
     # Records of the open transaction not yet sent: written in one executemany before
     # any other statement and before commit, so every read sees them.
     _rows: list[tuple[Any, ...]]
+    # Checkpoint records stored in the open transaction, with the tree before each.
+    tree_events: list[tuple[Dev, int, str, int, bytes]]
 
     def _exec(self, sql: str, params: Sequence[Any]) -> Any:
         raise NotImplementedError
@@ -285,6 +305,82 @@ class CentralStore:
             changes.add(site, device, rtype, ts, body)
         for sql, args in changes.statements():
             self._exec_many(sql, args)
+        self._grow_trees(rows)
+
+    def _grow_trees(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Each device's tree grows by its stored records, in order; a checkpoint record
+        is compared with the tree before it (see ``tree_events``)."""
+        by_dev: dict[Dev, list[tuple[Any, ...]]] = {}
+        for r in rows:
+            by_dev.setdefault((r[0], r[1]), []).append(r)
+        trees = {
+            (site, device): (size, frontier)
+            for site, device, size, frontier in self._for_keys(
+                "SELECT site, device, tree_size, tree_frontier FROM devices WHERE"
+                " (site, device) IN (VALUES",
+                list(by_dev),
+            )
+        }
+        updates = []
+        for dev, recs in by_dev.items():
+            size, text = trees.get(dev, (0, ""))
+            if size < 0:
+                continue  # the start of this device's records is gone: no tree to check
+            tree = Frontier(
+                size, [bytes.fromhex(text[i : i + 64]) for i in range(0, len(text), 64)]
+            )
+            for _s, _d, seq, rtype, _ts, h, body, _c in recs:
+                if rtype == "checkpoint":
+                    self.tree_events.append((dev, seq, body, tree.size, tree.root()))
+                tree.add(canonical_body(body, h))  # a leaf is what the hash is of
+            updates.append((tree.size, "".join(h.hex() for h in tree.hashes), *dev))
+        self._exec_many(
+            "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
+            updates,
+        )
+
+    def take_tree_events(self) -> list[tuple[Dev, int, str, int, bytes]]:
+        """The checkpoint records stored since the last call: (device, seq, body, the
+        central tree's size and root before it)."""
+        out, self.tree_events = self.tree_events, []
+        return out
+
+    def add_cosigned(self, dev: Dev, size: int, note: str, ts: str) -> None:
+        self._x(
+            "INSERT INTO cosigned VALUES (?,?,?,?,?) ON CONFLICT (site, device, size) DO NOTHING",
+            (*dev, size, note, ts),
+        )
+
+    def cosigned(self, dev: Dev) -> list[tuple[int, str]]:
+        return [
+            (size, note)
+            for size, note in self._x(
+                "SELECT size, note FROM cosigned WHERE site = ? AND device = ? ORDER BY size",
+                dev,
+            ).fetchall()
+        ]
+
+    def _fill_trees(self) -> None:
+        """Grow every device's tree from the records already stored (migration 8); a
+        device whose first records were removed by retention has none (size -1)."""
+        firsts = self._x("SELECT site, device, min(seq) FROM records GROUP BY site, device")
+        for site, device, first in firsts.fetchall():
+            if first != 1:
+                self._x(
+                    "UPDATE devices SET tree_size = -1 WHERE site = ? AND device = ?",
+                    (site, device),
+                )
+                continue
+            tree = Frontier()
+            for h, body in self._x(
+                "SELECT hash, body FROM records WHERE site = ? AND device = ? ORDER BY seq",
+                (site, device),
+            ).fetchall():
+                tree.add(canonical_body(body, h))
+            self._x(
+                "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
+                (tree.size, "".join(h.hex() for h in tree.hashes), site, device),
+            )
 
     def _fill_present(self) -> None:
         """Fold every stored record into the present tables (once, at migration 7)."""
@@ -959,6 +1055,7 @@ class SqliteStore(CentralStore):
         self.path = Path(path)
         self.url = str(self.path)
         self._rows = []
+        self.tree_events = []
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -990,6 +1087,7 @@ class SqliteStore(CentralStore):
 
     def rollback(self) -> None:
         self._rows = []
+        self.tree_events = []
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -1014,6 +1112,7 @@ class PostgresStore(CentralStore):
             ) from None
         self.url = url
         self._rows = []
+        self.tree_events = []
         try:
             # Autocommit, with explicit BEGIN/COMMIT: a read outside a batch never leaves
             # a transaction open (and row locks held) behind it.
@@ -1057,6 +1156,7 @@ class PostgresStore(CentralStore):
 
     def rollback(self) -> None:
         self._rows = []
+        self.tree_events = []
         if self._in_tx:
             self._in_tx = False
             self._db.execute("ROLLBACK")

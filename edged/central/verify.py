@@ -77,6 +77,20 @@ def check_stored(text: str, h: str) -> dict[str, Any] | str:
     return rec
 
 
+def canonical_body(text: str, h: str) -> bytes:
+    """The canonical body (what the record's hash is of, and a Merkle leaf is) of a
+    stored wire record: the fast cut when it hashes to ``h``, else rebuilt."""
+    cut = _member(text, "hash")
+    if cut is not None:
+        rest = _member(cut[0], "sig")
+        if rest is not None and digest(rest[0].encode()) == h:
+            return rest[0].encode()
+    rec = json.loads(text)
+    rec.pop("hash", None)
+    rec.pop("sig", None)
+    return dumps_checked(rec)
+
+
 def check_record(
     payload: bytes,
     key: Ed25519PublicKey | None,

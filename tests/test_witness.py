@@ -1,0 +1,82 @@
+"""The collector as a witness of each device's Merkle tree (issue 17, R9, R13): a
+checkpoint the device signed is checked against the central copy's own tree of the
+records it stored; when they agree the collector cosigns it (a second note signature),
+keeps it and publishes it; when the device's signed tree is not the history it sent,
+that is an alarm and nothing is cosigned."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from edged.central.collector import Collector
+from edged.central.store import open_store
+from edged.clock import FakeClock
+from edged.device.journal import Journal
+from edged.device.journal.reader import JournalReader
+from edged.protocol.keys import init_keys, init_role_key, load_keys, public_key_pem
+from edged.protocol.note import Checkpoint, open_note, origin_of
+
+pytestmark = pytest.mark.integration
+
+
+def _journal(tmp_path, n: int, *, corrupt_after: int | None = None):
+    state = tmp_path / "state"
+    init_keys(state)
+    keys = load_keys(state)
+    path = state / "journal.db"
+    with Journal(path, keys, FakeClock(), boot_id="b", checkpoint_every=5, site="tokyo",
+                 device="door-1") as j:  # fmt: skip
+        for i in range(n):
+            if corrupt_after is not None and i == corrupt_after:
+                # The device's own tree goes wrong (a bad SD card, or a forger who kept
+                # the records and changed the tree): its next checkpoint signs a root
+                # that is not the tree of the records it sends.
+                j._frontier.hashes[0] = bytes(32)
+            j.append("door.opened", door="main", n=i)
+    with JournalReader(path) as r:
+        wire = [rec.wire() for rec in r.page(1, 10_000)]
+    return keys, wire
+
+
+def _collector(tmp_path, keys):
+    (tmp_path / "trust" / "tokyo").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "trust" / "tokyo" / "door-1.pub").write_text(public_key_pem(keys.public_key))
+    key = init_role_key(tmp_path / "collector", "collector")
+    return key, Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+
+
+def test_the_collector_cosigns_the_checkpoints_of_the_history_it_holds(tmp_path):
+    """R9, R13: every checkpoint of an honest device is cosigned: the note opens with
+    the device's key and with the collector's, and names the central copy's tree."""
+    keys, wire = _journal(tmp_path, 22)
+    key, col = _collector(tmp_path, keys)
+    col.ingest_batch([("tokyo", "door-1", w) for w in wire])
+    col.flush()
+    cosigned = col.store.cosigned(("tokyo", "door-1"))
+    col.close()
+    assert [size for size, _n in cosigned] == [5, 11, 17, 23]
+    origin = origin_of("tokyo", "door-1")
+    for size, note in cosigned:
+        text = open_note(note, origin, keys.public_key)
+        assert open_note(note, col.witness_name, key.public_key()) == text
+        assert Checkpoint.parse(text).size == size
+    with sqlite3.connect(tmp_path / "central.db") as c:
+        assert c.execute("SELECT count(*) FROM alarms").fetchone()[0] == 0
+
+
+def test_a_signed_tree_that_is_not_the_history_sent_is_an_alarm(tmp_path):
+    """R9, R10: a device whose signed checkpoint names another tree than the records it
+    sent gets `bad_checkpoint` from that checkpoint on, and no cosignature for it."""
+    keys, wire = _journal(tmp_path, 12, corrupt_after=7)
+    _key, col = _collector(tmp_path, keys)
+    col.ingest_batch([("tokyo", "door-1", w) for w in wire])
+    col.flush()
+    cosigned = [size for size, _n in col.store.cosigned(("tokyo", "door-1"))]
+    col.close()
+    store = open_store(tmp_path / "central.db")
+    alarms = [a for a in store.alarm_list() if a["type"] == "bad_checkpoint"]
+    store.close()
+    assert cosigned == [5]  # the checkpoint before the tree went wrong
+    assert alarms and "is not this copy's tree" in alarms[0]["detail"], alarms
