@@ -81,6 +81,11 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "記録を書き込めません。扉は閉じたままです。",
         "Records cannot be written; the door stays locked.",
     ),
+    "checkpoint_contradicted": (
+        "記録の不一致", "Journal contradicts a cosigned checkpoint",
+        "集中側が確認した {size} 件の記録と装置の記録が一致しません({why})。",
+        "The journal does not hold the {size} records the collector cosigned ({why}).",
+    ),
     "journal_rollback": (
         "記録の巻き戻し", "Journal rolled back",
         "装置の記録が以前の状態に戻されました。",

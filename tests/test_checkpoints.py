@@ -164,3 +164,28 @@ def test_a_journal_from_before_the_tree_gets_one(tmp_path):
         cp = j.checkpoint()
     assert json.loads(cp.body)["tree_size"] == 25
     assert verify_journal(path, {keys.key_id: keys.public_key}).ok
+
+
+def test_a_journal_tells_a_cosigned_checkpoint_it_does_not_hold(tmp_path):
+    """R9, R10: against a checkpoint someone else signed, a journal with fewer records is
+    a rollback, one with another tree at that size a fork, the same history agrees."""
+    from edged.device.journal.tree import stored_reader
+    from edged.protocol import tlog
+
+    def journal(path, n, changed_at=None):
+        state = path / "state"
+        init_keys(state)
+        with Journal(state / "journal.db", load_keys(state), FakeClock(), boot_id="b",
+                     site="tokyo", device="door-1") as j:  # fmt: skip
+            for i in range(n):
+                j.append("door.opened", door="main", n=-1 if i == changed_at else i)
+        return state / "journal.db"
+
+    seen = journal(tmp_path / "a", 30)
+    with Journal(seen, load_keys(seen.parent), FakeClock(), boot_id="b") as j:
+        root20 = tlog.tree_hash(20, stored_reader(j.conn))
+        assert j.contradicts(20, root20) is None
+    other = journal(tmp_path / "b", 25, changed_at=3)  # another history (and key)
+    with Journal(other, load_keys(other.parent), FakeClock(), boot_id="b") as j:
+        assert j.contradicts(20, root20) == "fork"
+        assert j.contradicts(26, root20) == "rollback"

@@ -1096,6 +1096,13 @@ class Collector:
         with self._lock:
             return self.store.alarms()
 
+    def store_cosigned(self, site: str, device: str) -> list[tuple[int, str]]:
+        """The device's checkpoints this collector cosigned: (tree size, note)."""
+        with self._lock:
+            out = self.store.cosigned((site, device))
+            self.store.commit()
+            return out
+
     def alarm_origins(self) -> set[tuple[str, str]]:
         with self._lock:
             return self.store.alarm_origins()

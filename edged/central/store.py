@@ -27,7 +27,7 @@ from typing import Any
 from edged.central.present import FOLDED, Changes
 from edged.central.verify import canonical_body
 from edged.errors import ConfigError
-from edged.protocol.records import GENESIS
+from edged.protocol.records import GENESIS, ROLLBACK
 from edged.protocol.tlog import Frontier
 
 Dev = tuple[str, str]  # (site, device)
@@ -332,12 +332,30 @@ class CentralStore:
             for _s, _d, seq, rtype, _ts, h, body, _c in recs:
                 if rtype == "checkpoint":
                     self.tree_events.append((dev, seq, body, tree.size, tree.root()))
+                elif rtype == ROLLBACK:
+                    # The device went back to an older copy of its journal, and its tree
+                    # with it: from here on its tree is the one of the records up to
+                    # found_seq, which this copy holds (the rest stays stored, apart).
+                    found = json.loads(body).get("found_seq")
+                    if type(found) is int:
+                        tree = self._tree_upto(dev, found)
                 tree.add(canonical_body(body, h))  # a leaf is what the hash is of
             updates.append((tree.size, "".join(h.hex() for h in tree.hashes), *dev))
         self._exec_many(
             "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
             updates,
         )
+
+    def _tree_upto(self, dev: Dev, seq: int) -> Frontier:
+        """The tree of the device's stored records up to ``seq``."""
+        tree = Frontier()
+        for h, body in self._x(
+            "SELECT hash, body FROM records WHERE site = ? AND device = ? AND seq <= ?"
+            " ORDER BY seq",
+            (*dev, seq),
+        ).fetchall():
+            tree.add(canonical_body(body, h))
+        return tree
 
     def take_tree_events(self) -> list[tuple[Dev, int, str, int, bytes]]:
         """The checkpoint records stored since the last call: (device, seq, body, the

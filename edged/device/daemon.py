@@ -194,6 +194,36 @@ class Daemon:
         except EdgedError as e:
             log.error("rollback_check_failed", error=str(e))
 
+    def _cosigned(self, payload: bytes) -> None:
+        """A checkpoint of this device that the collector checked against the records it
+        holds and cosigned (issue 17). Signed by this device and by the collector, it is
+        the history someone else saw: a journal with fewer records than it names went
+        back, one with another tree at its size forked. Either is an alarm, recorded."""
+        from edged.protocol.keys import key_id_of, load_public_key
+        from edged.protocol.note import Checkpoint, NoteError, open_note, origin_of
+
+        assert self.journal is not None and self.cfg.sync is not None
+        if self.cfg.sync.collector_pubkey is None:
+            return
+        collector = load_public_key(self.cfg.sync.collector_pubkey)
+        origin = origin_of(self.cfg.site, self.cfg.device)
+        try:
+            note = payload.decode()
+            open_note(note, f"edged-collector/{key_id_of(collector)}", collector)
+            cp = Checkpoint.parse(open_note(note, origin, self._keys.public_key))
+        except (NoteError, UnicodeDecodeError) as e:
+            log.warning("cosigned_checkpoint_refused", error=str(e))
+            return
+        why = self.journal.contradicts(cp.size, cp.root)
+        last = self.journal.last_of_type("alarm.checkpoint_contradicted")
+        if why is not None and not (last and last.get("size") == cp.size):  # once each
+            log.warning("checkpoint_contradicted", size=cp.size, why=why)
+            self._execute(
+                [Record("alarm.checkpoint_contradicted", {"size": cp.size, "why": why,
+                                                          "tree_size": self.journal.tree_size})],
+                None,
+            )  # fmt: skip
+
     def _start_records(self) -> list[Action]:
         """``daemon.started`` with the running version and configuration hash, and, when
         either differs from the last start's, ``system.changed`` saying from what to what:
@@ -317,6 +347,8 @@ class Daemon:
         elif kind == "central_head":
             doc = json.loads(payload)
             self.queue.put(_Call(lambda: self._central_head(doc["seq"], doc["hash"])))
+        elif kind == "cosigned":
+            self.queue.put(_Call(lambda: self._cosigned(payload)))
 
     def _apply_envelope(self, payload: bytes) -> None:
         from edged.device.acl import save_active

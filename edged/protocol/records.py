@@ -33,6 +33,7 @@ RecordType = Literal[
     "alarm.cabinet_unattended",
     "alarm.cabinet_unauthorised",
     "alarm.carry_out_unapproved",
+    "alarm.checkpoint_contradicted",
     "alarm.cleared",
     "alarm.door_forced",
     "alarm.door_held_open",

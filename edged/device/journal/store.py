@@ -224,6 +224,25 @@ class Journal:
         }
 
     @property
+    def tree_size(self) -> int:
+        return self._frontier.size
+
+    def contradicts(self, size: int, root: bytes) -> str | None:
+        """Whether this journal's tree contradicts a checkpoint of ``size`` and ``root``
+        that someone else signed: "rollback" (fewer records than it names), "fork"
+        (another tree at its size); None when it agrees, or when pruning left no way to
+        tell."""
+        if size > self._frontier.size:
+            return "rollback"
+        from edged.protocol import tlog
+
+        try:
+            mine = tlog.tree_hash(size, tree.stored_reader(self.conn))
+        except tlog.ProofError:
+            return None
+        return None if mine == root else "fork"
+
+    @property
     def conn(self) -> sqlite3.Connection:
         if self._stale:
             self._reopen()

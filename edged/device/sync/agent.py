@@ -349,7 +349,10 @@ class SyncAgent:
             log.error("broker_refused", reason=str(rc))
             return
         base = topics.base(self.site, self.device)
-        c.subscribe([(f"{base}/acl", 1), (f"{base}/cmd", 1), (f"{base}/receipt", 1)])
+        c.subscribe(
+            [(f"{base}/acl", 1), (f"{base}/cmd", 1), (f"{base}/receipt", 1),
+             (f"{base}/cosigned", 1)]
+        )  # fmt: skip
         # Resend everything the collector has not receipted (it drops duplicates).
         self._up_since = time.monotonic()
         self._inflight.clear()
@@ -384,6 +387,8 @@ class SyncAgent:
                 self._command(bytes(msg.payload))
             elif kind == "acl" and msg.payload:
                 self._on_inbound("acl", bytes(msg.payload))
+            elif kind == "cosigned" and msg.payload and len(msg.payload) <= 4096:
+                self._on_inbound("cosigned", bytes(msg.payload))
         except Rejected as e:
             log.warning("inbound_ignored", topic=msg.topic, reason=e.reason, detail=e.detail)
         except Exception as e:
