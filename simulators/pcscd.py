@@ -185,9 +185,35 @@ class PcscdHarness(ServiceProcess):
             tail = "\n".join(self.log_lines[-10:])
             self.stop()
             raise DriverInitError(f"pcscd did not become ready in {timeout}s:\n{tail}")
+        self._wait_listed(timeout)
         log.info(
             "pcscd_started", pid=self._proc.pid, readers=sorted(set(self.readers) - self.unplugged)
         )
+
+    def _wait_listed(self, timeout: float) -> None:
+        """Until pcscd lists every plugged reader. "daemon ready" comes before the last of
+        several serial readers is up, and a reader missing from a driver's first listing
+        is rightly an alarm (reader_lost): with five readers a daemon started at once
+        sometimes saw one missing."""
+        import time
+
+        try:
+            from smartcard import scard
+        except ImportError:
+            return  # nothing here will ask pcscd for readers
+        want = {pcsc_reader_name(n) for n in self.readers if n not in self.unplugged}
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if rv == scard.SCARD_S_SUCCESS:
+                try:
+                    rv, names = scard.SCardListReaders(ctx, [])
+                finally:
+                    scard.SCardReleaseContext(ctx)
+                if rv == scard.SCARD_S_SUCCESS and want <= set(names):
+                    return
+            time.sleep(0.05)  # pcscd announces no event for this: its list is polled
+        raise DriverInitError(f"pcscd did not list {sorted(want)} within {timeout}s")
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -72,8 +72,8 @@ def test_a_restored_old_journal_is_seen_at_start_and_sync_goes_on(site, tmp_path
         run.d.call(lambda: run.d.journal.checkpoint())  # seq 8: a signed tree of 7
         assert run.head() == 8
         snapshot(site.state / "journal.db", old)
-        run.presses(20)
-        run.d.call(lambda: run.d.journal.checkpoint())
+        run.presses(21)
+        run.d.call(lambda: run.d.journal.checkpoint())  # seq 30
         receipted(run)
         run.stop()
         stored = central_seqs(col)
