@@ -51,6 +51,18 @@ def _member(text: str, key: str) -> tuple[str, str] | None:
     return text[:at] + text[end:], value
 
 
+def _cut_body(text: str, h: str) -> tuple[str, str] | None:
+    """(body, sig) of a stored wire record whose ``hash`` and ``sig`` members, cut out,
+    leave exactly the bytes that hash to ``h``; None when the cut does not."""
+    cut = _member(text, "hash")
+    if cut is None or cut[1] != h:
+        return None
+    rest = _member(cut[0], "sig")
+    if rest is None or digest(rest[0].encode()) != h:
+        return None
+    return rest
+
+
 def check_stored(text: str, h: str) -> dict[str, Any] | str:
     """A stored record checked again against its stored hash ``h``: the record if its
     hash matches, else why not.
@@ -60,17 +72,15 @@ def check_stored(text: str, h: str) -> dict[str, Any] | str:
     string the device hashed, and the record is parsed from those very bytes, so nothing
     in the rest of the text can change what is read. Whatever the cut does not turn into
     exactly those bytes (text not canonical, a nested "hash") goes the full way."""
-    cut = _member(text, "hash")
-    if cut is not None and cut[1] == h:
-        rest = _member(cut[0], "sig")
-        if rest is not None and digest(rest[0].encode()) == h:
-            try:
-                rec = json.loads(rest[0])
-            except ValueError:
-                rec = None
-            if isinstance(rec, dict):
-                rec["hash"], rec["sig"] = h, rest[1]
-                return rec
+    cut = _cut_body(text, h)
+    if cut is not None:
+        try:
+            rec = json.loads(cut[0])
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            rec["hash"], rec["sig"] = h, cut[1]
+            return rec
     rec = check_hash(text)
     if not isinstance(rec, str) and rec.get("hash") != h:
         return "stored hash differs from the record's"
@@ -80,11 +90,9 @@ def check_stored(text: str, h: str) -> dict[str, Any] | str:
 def canonical_body(text: str, h: str) -> bytes:
     """The canonical body (what the record's hash is of, and a Merkle leaf is) of a
     stored wire record: the fast cut when it hashes to ``h``, else rebuilt."""
-    cut = _member(text, "hash")
+    cut = _cut_body(text, h)
     if cut is not None:
-        rest = _member(cut[0], "sig")
-        if rest is not None and digest(rest[0].encode()) == h:
-            return rest[0].encode()
+        return cut[0].encode()
     rec = json.loads(text)
     rec.pop("hash", None)
     rec.pop("sig", None)
