@@ -340,7 +340,7 @@ class CentralStore:
                     if type(found) is int:
                         tree = self._tree_upto(dev, found)
                 tree.add(canonical_body(body, h))  # a leaf is what the hash is of
-            updates.append((tree.size, "".join(h.hex() for h in tree.hashes), *dev))
+            updates.append((tree.size, _frontier_text(tree), *dev))
         self._exec_many(
             "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
             updates,
@@ -389,15 +389,10 @@ class CentralStore:
                     (site, device),
                 )
                 continue
-            tree = Frontier()
-            for h, body in self._x(
-                "SELECT hash, body FROM records WHERE site = ? AND device = ? ORDER BY seq",
-                (site, device),
-            ).fetchall():
-                tree.add(canonical_body(body, h))
+            tree = self._tree_upto((site, device), 2**62)
             self._x(
                 "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
-                (tree.size, "".join(h.hex() for h in tree.hashes), site, device),
+                (tree.size, _frontier_text(tree), site, device),
             )
 
     def _fill_present(self) -> None:
@@ -1055,6 +1050,11 @@ class CentralStore:
             kid = kid if isinstance(kid, str) else None
             out[(site, device)] = {"ts": ts, "key_id": kid, "checkpoint": checkpoint}
         return out
+
+
+def _frontier_text(tree: Frontier) -> str:
+    """A device's tree frontier as the head row keeps it: its hashes in hex, in order."""
+    return "".join(h.hex() for h in tree.hashes)
 
 
 def _int(v: Any) -> int | None:

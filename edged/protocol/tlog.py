@@ -82,9 +82,10 @@ def _subtree_indexes(lo: int, hi: int, need: list[int]) -> None:
         lo += 1 << level
 
 
-def _hash_range(lo: int, hi: int, hashes: list[Hash]) -> Hash:
-    """MTH of leaves [lo, hi) from the covering subtrees' hashes (in the order
-    :func:`_subtree_indexes` listed them), as RFC 9162 combines them (right to left)."""
+def _fold(hashes: Sequence[Hash]) -> Hash:
+    """The hash of leaves covered by complete subtrees (largest first, as
+    :func:`_subtree_indexes` lists them and a frontier keeps them), combined as RFC 9162
+    does: right to left."""
     h = hashes[-1]
     for left in reversed(hashes[:-1]):
         h = node_hash(left, h)
@@ -93,17 +94,13 @@ def _hash_range(lo: int, hi: int, hashes: list[Hash]) -> Hash:
 
 def tree_hash(n: int, read: HashReader) -> Hash:
     """The root of the first ``n`` leaves."""
-    if n == 0:
-        return EMPTY
-    need: list[int] = []
-    _subtree_indexes(0, n, need)
-    return _hash_range(0, n, read(need))
+    return _mth(0, n, read) if n else EMPTY
 
 
 def _mth(lo: int, hi: int, read: HashReader) -> Hash:
     need: list[int] = []
     _subtree_indexes(lo, hi, need)
-    return _hash_range(lo, hi, read(need))
+    return _fold(read(need))
 
 
 def _largest_power_below(n: int) -> int:
@@ -238,12 +235,7 @@ class Frontier:
         return out
 
     def root(self) -> Hash:
-        if not self.hashes:
-            return EMPTY
-        h = self.hashes[-1]
-        for left in reversed(self.hashes[:-1]):
-            h = node_hash(left, h)
-        return h
+        return _fold(self.hashes) if self.hashes else EMPTY
 
     def copy(self) -> Frontier:
         return Frontier(self.size, self.hashes)
