@@ -105,6 +105,27 @@ def pcscd(tmp_path_factory):
     h.stop()
 
 
+GO_SOURCE = Path(__file__).parent / "go" / "verify_edged.go"
+GOPATH = "/usr/share/gocode"
+
+
+@pytest.fixture(scope="session")
+def go_verifier(tmp_path_factory) -> Path:
+    """Go's verifier of edged's proofs, built offline in GOPATH mode from Debian's x/mod
+    sources (tests/go/verify_edged.go)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("go") is None or not Path(GOPATH, "src/golang.org/x/mod").is_dir():
+        pytest.fail("golang-go and golang-golang-x-mod-dev are needed (scripts/test.sh)")
+    out = tmp_path_factory.mktemp("go") / "verify_edged"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOFLAGS": "",
+           "GOCACHE": str(out.parent / "cache"), "GOPROXY": "off"}  # fmt: skip
+    subprocess.run(["go", "build", "-o", str(out), str(GO_SOURCE)], env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    return out
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real Mosquitto on a free loopback port; fails loudly when not installed."""

@@ -7,8 +7,6 @@ here offline, accept them and refuse tampered ones."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -21,23 +19,6 @@ from edged.protocol.keys import init_keys, load_keys
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.system
-
-GO_SOURCE = Path(__file__).parent / "go" / "verify_edged.go"
-GOPATH = "/usr/share/gocode"
-
-
-@pytest.fixture(scope="module")
-def go_verifier(tmp_path_factory) -> Path:
-    """Go's verifier, built offline in GOPATH mode from Debian's x/mod sources."""
-    if shutil.which("go") is None or not Path(GOPATH, "src/golang.org/x/mod").is_dir():
-        pytest.fail("golang-go and golang-golang-x-mod-dev are needed (scripts/test.sh)")
-    out = tmp_path_factory.mktemp("go") / "verify_edged"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH, "GOFLAGS": "",
-           "GOCACHE": str(out.parent / "cache"), "GOPROXY": "off"}  # fmt: skip
-    subprocess.run(["go", "build", "-o", str(out), str(GO_SOURCE)], env=env, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
-    return out
-
 
 @pytest.fixture
 def journal(tmp_path) -> Path:

@@ -37,11 +37,12 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edged.central.store import CentralStore, PostgresStore, open_store
-from edged.central.trust import TrustStore
-from edged.central.verify import WRONG_ORIGIN, check_record, verify_record
+from edged.central.trust import DeviceEpochs, TrustStore
+from edged.central.verify import WRONG_ORIGIN, check_record
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import jitter_paho
+from edged.protocol.epochs import CERT
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker, Tls, new_client
 from edged.protocol.records import (
@@ -52,7 +53,6 @@ from edged.protocol.records import (
     is_alarm,
     parse_ts,
 )
-from edged.protocol.signatures import record_signature_problem
 from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
@@ -150,6 +150,8 @@ class Collector:
         self._receipt_every = receipt_every
         self._receipt_seconds = receipt_seconds
         self.trust = TrustStore(self.trust_dir)
+        # Which key signed a record: the device's epochs, from its pinned identity on.
+        self.epochs = DeviceEpochs(self.trust, self.store.epoch_certs)
         self._audit_due = self.store.any_unchecked()
         # Each device's (last_seq, last_hash) within the open transaction: locked in the
         # store at a batch's start, written back and forgotten at its commit (another
@@ -296,7 +298,10 @@ class Collector:
         return self.trust.key(site, device)
 
     def _verify(self, site: str, device: str, payload: bytes) -> dict[str, Any] | str:
-        return verify_record(payload, self._trusted(site, device)[0], (site, device))
+        rec = check_record(payload, *self._trusted(site, device), origin=(site, device))
+        if isinstance(rec, str):
+            return rec
+        return self.epochs.problem((site, device), rec) or rec
 
     def _alarm(self, site: str, device: str, atype: str, detail: str) -> None:
         """Store and announce an alarm, at most once a minute per (device, type): the
@@ -560,11 +565,17 @@ class Collector:
                 heads[(site, device)] = (rec["seq"], rec["hash"])
         proven: set[int] = set()
         tails: set[int] = set()
-        for (site, device), run in runs.items():
-            key = self._trusted(site, device)[0]
+        for dev, run in runs.items():
+            for i in run:
+                rec = checked[i]
+                assert not isinstance(rec, str)  # checked above
+                # An epoch certificate in the run: checked on its own against the key
+                # before it, so the run's last record may be of the epoch it begins.
+                if rec.get("type") == CERT and self.epochs.problem(dev, rec) is None:
+                    self.epochs.learn(dev, rec)
             tail = checked[run[-1]]
-            assert key is not None and not isinstance(tail, str)  # checked above
-            if record_signature_problem(tail, key) is None:
+            assert not isinstance(tail, str)
+            if self.epochs.problem(dev, tail) is None:
                 proven.update(run)
                 tails.add(run[-1])
         return proven, tails
@@ -583,9 +594,8 @@ class Collector:
             marks = []
             for site, device, seq, body in rows:
                 # Parsed, hashed and matched to the device's key when it was stored: only
-                # the signature is left to check.
-                key = self._trusted(site, device)[0]
-                why = record_signature_problem(json.loads(body), key) if key else "unknown device"
+                # the signature is left to check, under the key of its epoch.
+                why = self.epochs.problem((site, device), json.loads(body))
                 bad = why is not None
                 if bad:
                     self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
@@ -621,19 +631,23 @@ class Collector:
                 self._alarm(site, device, kind, rec)
                 return
 
+            dev = (site, device)
+            last, last_hash = self._head_locked(dev)
+
             def forged() -> bool:
                 nonlocal checked
                 if authentic or checked:
                     return False
                 checked = True
-                key = self._trusted(site, device)[0]
-                why = record_signature_problem(rec, key) if key is not None else "unknown device"
-                if why is not None:
-                    self._alarm(site, device, "bad_record", why)
+                why = self.epochs.problem(dev, rec)
+                if self.epochs.unknown_epoch(why) and rec["seq"] > last + 1:
+                    # Ahead of the certificate of its epoch, which is on its way: not
+                    # stored, not an alarm; the device sends it again with the rest.
+                    log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])
+                elif why is not None:
+                    self._alarm(site, device, "bad_record", f"seq {rec['seq']}: {why}")
                 return why is not None
 
-            dev = (site, device)
-            last, last_hash = self._head_locked(dev)
             seq = rec["seq"]
             if rec.get("type") == ROLLBACK:
                 self._rollback_record_locked(dev, payload, rec, forged, checked)
@@ -696,6 +710,10 @@ class Collector:
         self._dirty.add(dev)
         self._touched.add(dev)
         rtype = str(rec.get("type"))
+        if rtype == CERT:
+            why = self.epochs.learn(dev, rec)
+            if why is not None:
+                self._alarm(*dev, "epoch_conflict", f"seq {rec['seq']}: {why}")
         if rtype == "acl.applied" and type(rec.get("version")) is int:
             self.store.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
         if is_alarm(rtype):
@@ -886,7 +904,15 @@ class Collector:
         """A device says, signed, that its journal cannot record: a central alarm, since
         the device's own alarm record can only follow once its storage works again."""
         try:
-            doc = parse_signed(payload, self._trusted(site, device)[0], max_bytes=4096)
+            # Signed by the key in force at the device: one of its known epochs'.
+            with self._lock:
+                chain = self.epochs.chain((site, device))
+            kid = str(json.loads(payload).get("key_id")) if len(payload) <= 4096 else ""
+            keys = {key_id_of(e.key): e.key for e in chain.epochs} if chain else {}
+            doc = parse_signed(payload, keys.get(kid), max_bytes=4096)
+        except (ValueError, AttributeError):
+            log.warning("device_alarm_ignored", site=site, device=device, reason="malformed")
+            return
         except Rejected as e:
             log.warning("device_alarm_ignored", site=site, device=device, reason=e.reason)
             return
@@ -951,7 +977,7 @@ class Collector:
         collector cosigns it (a second note signature, which Go's note package checks
         too) and publishes it retained; otherwise the device's signed tree is not the
         history it sent, and that is an alarm."""
-        from edged.protocol.note import Checkpoint, NoteError, add_signature, open_note, origin_of
+        from edged.protocol.note import NoteError, add_signature, origin_of
 
         for (site, device), seq, body, size, root in events:
             try:
@@ -961,12 +987,12 @@ class Collector:
             note = rec.get("note")
             if not isinstance(note, str):
                 continue  # a checkpoint from before the tree
-            pub = self._trusted(site, device)[0]
-            if pub is None:
+            chain = self.epochs.chain((site, device))
+            if chain is None:
                 continue
             origin = origin_of(site, device)
             try:
-                cp = Checkpoint.parse(open_note(note, origin, pub))
+                cp = chain.open_checkpoint(note, origin)
             except NoteError as e:
                 self._alarm(site, device, "bad_checkpoint", f"seq {seq}: {e}")
                 continue

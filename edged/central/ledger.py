@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edged.central.store import CentralStore
-from edged.central.trust import TrustStore
-from edged.central.verify import check_stored, verify_record
+from edged.central.trust import DeviceEpochs, TrustStore
+from edged.central.verify import check_record, check_stored
 from edged.ledger import Ledger, Scope, add_records, anchors_of, finish, new_ledger
 from edged.protocol.records import ROLLBACK, format_ts
 
@@ -64,16 +64,22 @@ def _check_device(
     site: str,
     device: str,
     rows: list[tuple[int, str, str]],
-    trust: TrustStore | None,
+    epochs: DeviceEpochs | None,
     v: CentralVerdict,
 ) -> list[dict[str, Any]]:
     """The device's records as dicts, in seq order; problems and gaps noted in ``v``."""
     out: list[dict[str, Any]] = []
-    key = trust.key(site, device)[0] if trust is not None else None
     prev: tuple[int, str] | None = None
+    dev = (site, device)
     for seq, h, body in rows:
-        # Without a trust directory, what can be checked again is each hash and link.
-        rec = verify_record(body.encode(), key, (site, device)) if trust else check_stored(body, h)
+        # Without a trust directory, what can be checked again is each hash and link;
+        # with one, each signature too, under the key of the record's epoch.
+        if epochs is not None:
+            rec = check_record(body.encode(), *epochs.trust.key(*dev), origin=dev)
+            if not isinstance(rec, str):
+                rec = epochs.problem(dev, rec) or rec
+        else:
+            rec = check_stored(body, h)
         if isinstance(rec, str):
             v.problems.append(f"{device} seq {seq}: {rec}")
             continue
@@ -140,8 +146,9 @@ def central_ledger(
     by_device: dict[str, list[tuple[int, str, str]]] = {}
     for device, seq, h, body in rows:
         by_device.setdefault(device, []).append((seq, h, body))
+    epochs = DeviceEpochs(trust, store.epoch_certs) if trust is not None else None
     for device, own in sorted(by_device.items()):
-        records = _check_device(site, device, own, trust, verdict)
+        records = _check_device(site, device, own, epochs, verdict)
         verdict.records += len(own)
         verdict.devices += 1
         add_records(led, records, anchors_of(records), scope)

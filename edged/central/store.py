@@ -27,6 +27,7 @@ from typing import Any
 from edged.central.present import FOLDED, Changes
 from edged.central.verify import canonical_body
 from edged.errors import ConfigError
+from edged.protocol.epochs import CERT
 from edged.protocol.records import GENESIS, ROLLBACK
 from edged.protocol.tlog import Frontier
 
@@ -250,8 +251,21 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        9,
+        [
+            # Each device's epoch certificates (issue 17): the links from its pinned
+            # identity to the keys that sign its records now. Kept apart from the records
+            # so that retention, which removes old months, never cuts the chain.
+            """CREATE TABLE device_epochs (site TEXT NOT NULL, device TEXT NOT NULL, epoch
+               {int} NOT NULL, seq {int} NOT NULL, wire TEXT NOT NULL,
+               PRIMARY KEY (site, device, epoch))""",
+        ],
+    )
+)
 # Migrations that also fill what they create from the records already stored.
-MIGRATION_FILLS = {7: "_fill_present", 8: "_fill_trees"}
+MIGRATION_FILLS = {7: "_fill_present", 8: "_fill_trees", 9: "_fill_epochs"}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 ALARM_COLUMNS = (
@@ -305,7 +319,40 @@ class CentralStore:
             changes.add(site, device, rtype, ts, body)
         for sql, args in changes.statements():
             self._exec_many(sql, args)
+        self._keep_epochs(rows)
         self._grow_trees(rows)
+
+    def _keep_epochs(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        certs = [
+            (site, device, json.loads(body).get("next_epoch"), seq, body)
+            for site, device, seq, rtype, _ts, _h, body, _c in rows
+            if rtype == CERT
+        ]
+        if certs:
+            self._exec_many(
+                "INSERT INTO device_epochs VALUES (?,?,?,?,?)"
+                " ON CONFLICT (site, device, epoch) DO NOTHING",
+                certs,
+            )
+
+    def epoch_certs(self, dev: Dev) -> list[str]:
+        """A device's stored epoch certificates (wire records), in epoch order."""
+        return [
+            w
+            for (w,) in self._x(
+                "SELECT wire FROM device_epochs WHERE site = ? AND device = ? ORDER BY epoch",
+                dev,
+            ).fetchall()
+        ]
+
+    def _fill_epochs(self) -> None:
+        """The certificates among the records already stored (migration 9)."""
+        rows = self._x(
+            "SELECT site, device, seq, type, ts, hash, body, 0 FROM records WHERE type = ?"
+            " ORDER BY site, device, seq",
+            (CERT,),
+        ).fetchall()
+        self._keep_epochs(rows)
 
     def _grow_trees(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Each device's tree grows by its stored records, in order; a checkpoint record

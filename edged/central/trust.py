@@ -5,12 +5,15 @@ neither, so one device's records can never pass as another's (R9, R13)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.errors import EdgedError
 from edged.log import get_logger
+from edged.protocol.epochs import CERT, EpochChain
 from edged.protocol.keys import key_id_of, load_public_key
 
 log = get_logger("collector")
@@ -63,3 +66,56 @@ class TrustStore:
         if (site, device) not in self._keys and time.monotonic() - self._loaded > 5.0:
             self.load()
         return self._keys.get((site, device), (None, ""))
+
+
+class DeviceEpochs:
+    """Each device's signing epochs as far as they are proven (issue 17): from its
+    pinned identity key through the epoch certificates stored centrally
+    (``certs(site, device)`` reads them) and those met on the way in. The one place the
+    collector asks which key signed a record."""
+
+    def __init__(self, trust: TrustStore, certs: Callable[[tuple[str, str]], list[str]]) -> None:
+        self.trust = trust
+        self._certs = certs
+        self._chains: dict[tuple[str, str], EpochChain] = {}
+
+    def chain(self, dev: tuple[str, str], *, reload: bool = False) -> EpochChain | None:
+        pub = self.trust.key(*dev)[0]
+        if pub is None:
+            return None
+        chain = self._chains.get(dev)
+        if chain is None or chain.identity is not pub or reload:
+            chain = EpochChain(pub)
+            for wire in self._certs(dev):
+                why = chain.learn_wire(wire)
+                if why is not None:
+                    log.error("epoch_certificate_invalid", site=dev[0], device=dev[1], error=why)
+                    break
+            self._chains[dev] = chain
+        return chain
+
+    def problem(self, dev: tuple[str, str], rec: dict[str, Any]) -> str | None:
+        """Why ``rec`` (hash checked) is not signed by the key of its epoch, or None. An
+        epoch this collector has not seen yet is looked for in the store once (another
+        collector of the group may have stored its certificate)."""
+        chain = self.chain(dev)
+        if chain is None:
+            return "device not in the trust directory"
+        why = chain.problem(rec)
+        if why is not None and why.startswith("signed in epoch"):
+            chain = self.chain(dev, reload=True)
+            why = chain.problem(rec) if chain is not None else why
+        return why
+
+    def learn(self, dev: tuple[str, str], rec: dict[str, Any]) -> str | None:
+        """A ``key.epoch`` record on the device's chain: its next key proven (or why not)."""
+        chain = self.chain(dev)
+        if chain is None or rec.get("type") != CERT:
+            return None
+        return chain.learn(rec)
+
+    def unknown_epoch(self, why: str | None) -> bool:
+        return why is not None and why.startswith("signed in epoch")
+
+    def forget(self, dev: tuple[str, str]) -> None:
+        self._chains.pop(dev, None)

@@ -1,6 +1,6 @@
 """Checking a record that arrives from a device: parse, canonical form, hash, the device's
-pinned key, the (site, device) it is bound to, and its signature (the one check in
-:mod:`edged.protocol.signatures`)."""
+pinned key and the (site, device) it is bound to. Its signature is checked under the key
+of its epoch (:class:`edged.central.trust.DeviceEpochs`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from edged.errors import EdgedError
 from edged.protocol.canonical import dumps_checked
 from edged.protocol.keys import key_id_of
 from edged.protocol.records import digest
-from edged.protocol.signatures import record_signature_problem
 
 WRONG_ORIGIN = "record of another site or device"
 
@@ -127,15 +126,3 @@ def check_record(
     if not isinstance(sig, str):
         return "bad signature"
     return rec
-
-
-def verify_record(
-    payload: bytes, key: Ed25519PublicKey | None, origin: tuple[str, str] | None = None
-) -> dict[str, Any] | str:
-    """A wire record checked in full against the device's public key: the record, or why
-    it is refused."""
-    rec = check_record(payload, key, origin=origin)
-    if isinstance(rec, str):
-        return rec
-    assert key is not None  # check_record refuses records of unknown devices
-    return record_signature_problem(rec, key) or rec

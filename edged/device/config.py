@@ -189,6 +189,10 @@ class JournalConfig:
 
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 3600.0
+    # Forward-secure signing (docs/proofs.md): a new key every epoch_seconds or
+    # epoch_records records, whichever comes first; the previous key is erased.
+    epoch_seconds: float = 86400.0
+    epoch_records: int = 100_000
     # Where the head witness lives: outside the state directory, so that restoring an old
     # copy of that directory does not also restore the witness (default: STATE_DIR-witness).
     witness_dir: Path | None = None
@@ -295,6 +299,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     journal = JournalConfig(
         checkpoint_every=int(j.number("checkpoint_every", 1000, lo=1, hi=10**6)),
         checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
+        epoch_seconds=float(j.number("epoch_seconds", 86400, lo=60, hi=86400 * 31)),
+        epoch_records=int(j.number("epoch_records", 100_000, lo=10, hi=10**8)),
         witness_dir=Path(j.get("witness_dir", str, str(sd.with_name(sd.name + "-witness")))),
         keep_days=float(j.number("keep_days", 400, lo=0, hi=36500)),
         prune_batch=int(j.number("prune_batch", 10000, lo=1, hi=10**7)),

@@ -146,6 +146,8 @@ class Daemon:
             site=self.cfg.site,
             device=self.cfg.device,
             witness=HeadWitness(witness_dir, keys.key_id) if witness_dir else None,
+            epoch_records=self.cfg.journal.epoch_records,
+            epoch_seconds=self.cfg.journal.epoch_seconds,
         )
         self.guard = GuardedJournal(self.journal, self.clock, self._journal_fault_changed)
 
@@ -200,7 +202,7 @@ class Daemon:
         the history someone else saw: a journal with fewer records than it names went
         back, one with another tree at its size forked. Either is an alarm, recorded."""
         from edged.protocol.keys import key_id_of, load_public_key
-        from edged.protocol.note import Checkpoint, NoteError, open_note, origin_of
+        from edged.protocol.note import NoteError, open_note, origin_of
 
         assert self.journal is not None and self.cfg.sync is not None
         if self.cfg.sync.collector_pubkey is None:
@@ -210,7 +212,7 @@ class Daemon:
         try:
             note = payload.decode()
             open_note(note, f"edged-collector/{key_id_of(collector)}", collector)
-            cp = Checkpoint.parse(open_note(note, origin, self._keys.public_key))
+            cp = self.journal.chain.open_checkpoint(note, origin)
         except (NoteError, UnicodeDecodeError) as e:
             log.warning("cosigned_checkpoint_refused", error=str(e))
             return
@@ -447,7 +449,7 @@ class Daemon:
                     clock=self.clock,
                     boot_id=read_boot_id(),
                     on_inbound=self._inbound,
-                    device_key=self._keys.signing_key,
+                    device_key=lambda: self._keys.store.current().private,
                 )
                 self.sync.start()
             self._execute(self._seed_core(), None)

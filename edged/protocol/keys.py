@@ -12,6 +12,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -20,6 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from edged.errors import KeyFileError
+
+if TYPE_CHECKING:
+    from edged.device.keystore import KeyStore
 
 SIGNING_KEY_FILE = "device_ed25519.key"
 PUBLIC_KEY_FILE = "device_ed25519.pub"
@@ -108,15 +112,18 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 @dataclass(frozen=True)
 class DeviceKeys:
-    """The device's signing key, its public half and id, and the fingerprint secret."""
+    """The device's enrolled identity (public key and id), the key store that holds the
+    signing key of the epoch in force (edged.device.keystore), and the card-fingerprint
+    secret."""
 
-    signing_key: Ed25519PrivateKey
     public_key: Ed25519PublicKey
     key_id: str
     fingerprint_secret: bytes
+    store: KeyStore
 
     def sign(self, digest: bytes) -> bytes:
-        return self.signing_key.sign(digest)
+        """Signed with the key in force (epoch 0's is the identity key)."""
+        return self.store.current().sign(digest)
 
     def __repr__(self) -> str:
         return f"DeviceKeys(key_id={self.key_id!r})"
@@ -124,8 +131,11 @@ class DeviceKeys:
     @classmethod
     def generate(cls) -> DeviceKeys:
         """Fresh keys in memory (tests, simulations); use :func:`init_keys` for files."""
+        from edged.device.keystore import MemoryKeyStore
+
         sk = Ed25519PrivateKey.generate()
-        return cls(sk, sk.public_key(), key_id_of(sk.public_key()), secrets.token_bytes(32))
+        pk = sk.public_key()
+        return cls(pk, key_id_of(pk), secrets.token_bytes(32), MemoryKeyStore(sk))
 
 
 def key_paths(state_dir: Path) -> tuple[Path, Path, Path]:
@@ -151,10 +161,15 @@ def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
         )
     for p in existing:
         p.unlink()
+    from edged.device.keystore import CERTS_FILE, EPOCH_KEY_FILE, NEXT_KEY_FILE, erase
+
+    for name in (EPOCH_KEY_FILE, NEXT_KEY_FILE):
+        erase(state_dir / name)  # a new identity starts at epoch 0
+    (state_dir / CERTS_FILE).unlink(missing_ok=True)
     keys = DeviceKeys.generate()
     _write_private(
         sk_path,
-        keys.signing_key.private_bytes(
+        keys.store.current().private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -168,9 +183,20 @@ def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
 
 
 def load_keys(state_dir: Path) -> DeviceKeys:
-    """Load the device keys, refusing files others can read."""
-    sk_path, _pk_path, fp_path = key_paths(state_dir)
-    sk = load_private_key(sk_path)
+    """Load the device's identity and its key store, refusing secret files others can
+    read. The identity's private half is gone after the first epoch change: the public
+    half in ``device_ed25519.pub`` is the identity from then on."""
+    from edged.device.keystore import FileKeyStore
+
+    sk_path, pk_path, fp_path = key_paths(state_dir)
+    store = FileKeyStore(state_dir, sk_path)
+    if sk_path.exists() or not pk_path.exists():
+        pk = load_private_key(sk_path).public_key()
+        if pk_path.exists() and key_id_of(load_public_key(pk_path)) != key_id_of(pk):
+            raise KeyFileError(f"{pk_path}: is not the public half of {sk_path}")
+    else:
+        pk = load_public_key(pk_path)
+        store.current()  # the key in force must be there: say so now, not at the first record
     check_private_file(fp_path)
     try:
         secret = bytes.fromhex(fp_path.read_text().strip())
@@ -178,8 +204,7 @@ def load_keys(state_dir: Path) -> DeviceKeys:
         raise KeyFileError(f"{fp_path}: fingerprint secret is not hex ({e})") from None
     if len(secret) < 32:
         raise KeyFileError(f"{fp_path}: fingerprint secret shorter than 32 bytes")
-    pk = sk.public_key()
-    return DeviceKeys(sk, pk, key_id_of(pk), secret)
+    return DeviceKeys(pk, key_id_of(pk), secret, store)
 
 
 def init_role_key(directory: Path, role: str, *, force: bool = False) -> Ed25519PrivateKey:

@@ -66,6 +66,7 @@ RecordType = Literal[
     "event.unknown",
     "event.unknown_door",
     "journal.snapshot",
+    "key.epoch",
     "ledger.reviewed",
     "lockcheck.cancelled",
     "lockcheck.confirmed",
@@ -100,6 +101,7 @@ ENVELOPE_FIELDS = frozenset(
         "hash",
         "sig",
         "key_id",
+        "epoch",  # which key of the device signed it (0: the identity; docs/proofs.md)
         "site",
         "device",
     }

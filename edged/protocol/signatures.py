@@ -23,13 +23,3 @@ def signature_problem(key: Ed25519PublicKey, sig_hex: object, message: bytes) ->
         return BAD
     # Same bytes, other spelling (upper case, spaces): a change to what was stored.
     return NOT_CANONICAL if raw.hex() != sig_hex else None
-
-
-def record_signature_problem(rec: dict[str, object], key: Ed25519PublicKey) -> str | None:
-    """A record's signature is over the 32 bytes of its ``hash``."""
-    h = rec.get("hash")
-    try:
-        digest = bytes.fromhex(h) if isinstance(h, str) else b""
-    except ValueError:
-        return BAD
-    return signature_problem(key, rec.get("sig"), digest) if digest else BAD

@@ -42,7 +42,7 @@ class Site:
     ) -> None:
         self.tmp = tmp
         self.state = state or tmp / "state"
-        if not (self.state / "device_ed25519.key").exists():
+        if not (self.state / PUBLIC_KEY_FILE).exists():
             init_keys(self.state)
         central = tmp / "central"
         self.collector_key = init_role_key(central, "collector")

@@ -19,8 +19,10 @@ from edged.device.journal import tree
 from edged.device.journal.store import connect
 from edged.errors import JournalError
 from edged.protocol import tlog
-from edged.protocol.note import Checkpoint, NoteError, open_note, verifier_key
-from edged.protocol.records import Record
+from edged.protocol.canonical import dumps_checked
+from edged.protocol.epochs import EpochChain
+from edged.protocol.note import NoteError, verifier_key
+from edged.protocol.records import Record, digest
 
 
 def _b64(h: bytes) -> str:
@@ -48,6 +50,19 @@ def _checkpoint_of_size(conn: sqlite3.Connection, size: int | None, least: int) 
     return cps[-1]
 
 
+def _certs(conn: sqlite3.Connection, *recs: dict[str, Any]) -> list[dict[str, str]]:
+    """The epoch certificates a checker needs for these records: from epoch 1 up to the
+    newest epoch among them, each as its canonical body and signature."""
+    upto = max(int(r.get("epoch", 0)) for r in recs)
+    out = []
+    for (wire,) in conn.execute("SELECT wire FROM epochs WHERE epoch <= ? ORDER BY epoch", (upto,)):
+        rec = json.loads(wire)
+        sig = rec.pop("sig")
+        rec.pop("hash")
+        out.append({"record": dumps_checked(rec).decode(), "sig": sig})
+    return out
+
+
 def prove_inclusion(db: Path, seq: int, size: int | None = None) -> dict[str, Any]:
     """The proof that record ``seq`` is in the log of a signed checkpoint (the newest
     covering it, or the one of ``size`` records)."""
@@ -62,6 +77,7 @@ def prove_inclusion(db: Path, seq: int, size: int | None = None) -> dict[str, An
         leaf = tree.leaf_of(conn, seq)
         cp = _checkpoint_of_size(conn, size, leaf + 1)
         proof = tlog.prove_record(cp["tree_size"], leaf, tree.stored_reader(conn))
+        certs = _certs(conn, cp, rec.fields)
     finally:
         conn.close()
     return {
@@ -74,6 +90,7 @@ def prove_inclusion(db: Path, seq: int, size: int | None = None) -> dict[str, An
         "hash": rec.hash,
         "sig": rec.sig,
         "proof": [_b64(h) for h in proof],
+        "epochs": certs,
     }
 
 
@@ -85,6 +102,7 @@ def prove_consistency(db: Path, old: int, new: int) -> dict[str, Any]:
         a = _checkpoint_of_size(conn, old, 1)
         b = _checkpoint_of_size(conn, new, old)
         proof = tlog.prove_tree(new, old, tree.stored_reader(conn))
+        certs = _certs(conn, a, b)
     finally:
         conn.close()
     return {
@@ -92,19 +110,25 @@ def prove_consistency(db: Path, old: int, new: int) -> dict[str, Any]:
         "old": a["note"],
         "checkpoint": b["note"],
         "proof": [_b64(h) for h in proof],
+        "epochs": certs,
     }
 
 
 def with_verifier(doc: dict[str, Any], pub: Ed25519PublicKey) -> dict[str, Any]:
-    """The document with the note verifier key of the checkpoint's origin."""
+    """The document with the note verifier key of the device's identity (epoch 0) under
+    the checkpoint's origin; the epoch certificates lead from it to later keys."""
     origin = doc["checkpoint"].split("\n", 1)[0]
     return {**doc, "verifier_key": verifier_key(origin, pub)}
 
 
 def check_proof(doc: dict[str, Any], pub: Ed25519PublicKey) -> str:
-    """What the proof proves, in a line; ProofError or NoteError if it does not."""
+    """What the proof proves, in a line; ProofError or NoteError if it does not. ``pub``
+    is the device's enrolled identity; the document's epoch certificates must lead from
+    it to the keys that signed the checkpoints (and, for inclusion, the record)."""
     origin = str(doc.get("checkpoint", "")).split("\n", 1)[0]
-    cp = Checkpoint.parse(open_note(str(doc.get("checkpoint")), origin, pub))
+    chain = EpochChain(pub)
+    chain.learn_doc(list(doc.get("epochs", [])))
+    cp = chain.open_checkpoint(str(doc.get("checkpoint")), origin)
     proof = [base64.b64decode(p, validate=True) for p in doc.get("proof", [])]
     if doc.get("kind") == "inclusion":
         record = str(doc.get("record", "")).encode()
@@ -112,10 +136,16 @@ def check_proof(doc: dict[str, Any], pub: Ed25519PublicKey) -> str:
         if type(leaf) is not int:
             raise tlog.ProofError("inclusion proof: no leaf index")
         tlog.check_record(proof, cp.size, cp.root, leaf, tlog.record_hash(record))
-        seq = json.loads(record).get("seq")
+        fields = json.loads(record)
+        seq = fields.get("seq")
+        # In the log, and signed by the key of its own epoch: a thief's key of a later
+        # epoch makes neither a record of an earlier one nor its checkpoint.
+        why = chain.problem({**fields, "hash": digest(record), "sig": doc.get("sig")})
+        if why is not None:
+            raise NoteError(f"record seq {seq}: {why}")
         return f"OK: record seq {seq} is leaf {leaf} of {cp.origin}'s log of {cp.size} records"
     if doc.get("kind") == "consistency":
-        old = Checkpoint.parse(open_note(str(doc.get("old")), origin, pub))
+        old = chain.open_checkpoint(str(doc.get("old")), origin)
         if old.origin != cp.origin:
             raise NoteError("the two checkpoints are of different logs")
         tlog.check_tree(proof, cp.size, cp.root, old.size, old.root)

@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.clock import Clock, read_boot_id
 from edged.core.machine import Now
 from edged.core.replay import REPLAYED, snapshot_state
 from edged.device.journal import tree
 from edged.device.journal.witness import Head, HeadWitness
+from edged.device.keystore import EpochKey
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.protocol.keys import DeviceKeys
+from edged.protocol.epochs import CERT, EpochChain, raw_hex
+from edged.protocol.keys import DeviceKeys, key_id_of
 from edged.protocol.privacy import check_fields
 from edged.protocol.records import (
     ENVELOPE_FIELDS,
@@ -34,6 +37,7 @@ from edged.protocol.records import (
     SNAPSHOT,
     Record,
     format_ts,
+    parse_ts,
     seal,
 )
 
@@ -52,6 +56,28 @@ _TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
        BEGIN SELECT RAISE(ABORT, 'edged journal is append-only: DELETE refused'); END""",
 )
+
+
+# The certificate of each epoch after the first (a copy of its ``key.epoch`` record, in
+# wire form): never pruned, so a pruned journal still links its keys to the identity.
+_EPOCH_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, seq INTEGER NOT NULL,
+       wire TEXT NOT NULL)""",
+    """CREATE TRIGGER IF NOT EXISTS epochs_no_change BEFORE UPDATE ON epochs
+       BEGIN SELECT RAISE(ABORT, 'edged epochs are append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS epochs_no_delete BEFORE DELETE ON epochs
+       BEGIN SELECT RAISE(ABORT, 'edged epochs are append-only'); END""",
+)
+
+
+def load_chain(conn: sqlite3.Connection, identity: Ed25519PublicKey) -> EpochChain:
+    """The journal's epochs, each certificate checked against its predecessor's key."""
+    chain = EpochChain(identity)
+    for epoch, wire in conn.execute("SELECT epoch, wire FROM epochs ORDER BY epoch"):
+        why = chain.learn_wire(wire)
+        if why is not None:
+            raise JournalCorruptError(f"epoch {epoch}: {why}")
+    return chain
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -89,7 +115,7 @@ def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> No
     # One index (type: checkpoints, ledger queries). No ts index: reports scan by seq,
     # and every index is another page fsynced with each door decision.
     records.create_index(["type"], if_not_exists=True)
-    for sql in (*_TRIGGERS, *tree.SCHEMA):
+    for sql in (*_TRIGGERS, *tree.SCHEMA, *_EPOCH_SCHEMA):
         conn.execute(sql)
     conn.executemany(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
@@ -118,9 +144,15 @@ class Journal:
         site: str = "",
         device: str = "",
         witness: HeadWitness | None = None,
+        epoch_records: int = 100_000,
+        epoch_seconds: float = 86400.0,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise ValueError("checkpoint_every must be >= 1 and checkpoint_seconds > 0")
+        if epoch_records < 1 or epoch_seconds <= 0:
+            raise ValueError("epoch_records must be >= 1 and epoch_seconds > 0")
+        self._epoch_records = epoch_records
+        self._epoch_ms = int(epoch_seconds * 1000)
         self.path = Path(path)
         self._keys = keys
         self._clock = clock
@@ -190,10 +222,17 @@ class Journal:
             )
         self._conn = conn
         self._grow_tree_of_old_journal(conn)
+        self._take_up_epoch(conn, meta.get("created", ""))
         self._frontier = tree.load_frontier(conn)
         row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
         self._last_cp_seq = row[0] or 0
         self._last_cp_mono = self._clock.mono_ns()
+        if self._key_store_head is not None:
+            # The key store saw this journal at a later certificate than it holds: the
+            # file went back. Said, signed, before anything else (docs/rollback.md).
+            known, self._key_store_head = self._key_store_head, None
+            if self.find_rollback([known]) is not None:
+                self.append_rollback(known)
 
     def _grow_tree_of_old_journal(self, conn: sqlite3.Connection) -> None:
         """A journal from before the Merkle tree gets one, once, from its records."""
@@ -214,12 +253,96 @@ class Journal:
                 conn.execute("ROLLBACK")
             raise JournalError(f"{self.path}: cannot build the record tree ({e})") from None
 
-    def _checkpoint_fields(self, tw: tree.TreeWriter, seq: int, prev: str) -> dict[str, Any]:
+    def _take_up_epoch(self, conn: sqlite3.Connection, created: str) -> None:
+        """Match the journal's newest epoch with the key store's key in force: finish an
+        epoch change that committed its certificate but crashed before the key store
+        took the next key up; drop one that never committed; take certificates the key
+        store kept that a restored older journal lacks. A journal signed beyond the key
+        the store holds cannot go on (its key is lost): the error says so."""
+        try:
+            chain = load_chain(conn, self._keys.public_key)
+        except JournalCorruptError as e:
+            raise JournalCorruptError(f"{self.path}: {e}") from None
+        store = self._keys.store
+        newest = chain.latest
+        pending = store.pending()
+        if pending is not None:
+            same = raw_hex(pending.public_key) == raw_hex(newest.key)
+            if pending.epoch == newest.number and same:
+                store.commit(self._cert_wire(conn, newest.number))
+            else:
+                store.discard()
+        current = store.current()
+        self._key_store_head: Head | None = None
+        if current.epoch > newest.number:
+            # The file is older than the key (put back from a copy): the certificates
+            # between are in the key store, each checked against its predecessor.
+            added = []
+            for wire in store.certs():
+                n = len(chain.epochs)
+                if chain.learn_wire(wire) is None and len(chain.epochs) > n:
+                    added.append((chain.latest.number, chain.latest.after_seq, wire))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO epochs (epoch, seq, wire) VALUES (?, ?, ?)", added)
+            conn.execute("COMMIT")
+            if added:
+                cert = json.loads(added[-1][2])
+                self._key_store_head = Head(cert["seq"], cert["hash"], "key store")
+        if current.epoch != chain.latest.number or raw_hex(current.public_key) != raw_hex(
+            chain.latest.key
+        ):
+            raise JournalError(
+                f"{self.path}: the journal is signed up to epoch {chain.latest.number} but the"
+                f" key store holds the key of epoch {current.epoch}; the key in force is lost,"
+                " so nothing more can be signed here (re-enrol: edged keys init --force)"
+            )
+        self.chain = chain
+        self._signer = current
+        wire = self._cert_wire(conn, chain.latest.number) if chain.latest.number else ""
+        ts = json.loads(wire)["ts"] if wire else created
+        try:
+            self._epoch_start_ms = parse_ts(ts)
+        except ValueError:
+            self._epoch_start_ms = self._clock.wall_ms()
+
+    @staticmethod
+    def _cert_wire(conn: sqlite3.Connection, epoch: int) -> str:
+        row = conn.execute("SELECT wire FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
+        return str(row[0]) if row else ""
+
+    @property
+    def epoch(self) -> int:
+        return self._signer.epoch
+
+    def _epoch_due(self, seq: int) -> bool:
+        if seq - self.chain.latest.after_seq >= self._epoch_records:
+            return True
+        return abs(self._clock.wall_ms() - self._epoch_start_ms) >= self._epoch_ms
+
+    def _next_epoch(
+        self, tw: tree.TreeWriter, seq: int, prev: str, now: tuple[str, int, bool]
+    ) -> tuple[Record, tuple[Any, ...], EpochKey]:
+        """The certificate of the next epoch, signed by the key in force: the next key,
+        made and kept by the key store but not in force until this commits."""
+        nxt = self._keys.store.prepare(self._signer.epoch + 1)
+        fields = {
+            "next_epoch": nxt.epoch,
+            "next_key": raw_hex(nxt.public_key),
+            "next_key_id": key_id_of(nxt.public_key),
+            "leaf": tw.size,
+        }
+        rec, row = self._build(seq, prev, CERT, fields, now, self._signer)
+        return rec, row, nxt
+
+    def _checkpoint_fields(
+        self, tw: tree.TreeWriter, seq: int, prev: str, signer: EpochKey | None = None
+    ) -> dict[str, Any]:
+        signer = signer or self._signer
         return {
             "head_seq": seq,
             "head_hash": prev,
             **tree.checkpoint_fields(
-                tw, self._keys, self._origin.get("site", ""), self._origin.get("device", "")
+                tw, signer, self._origin.get("site", ""), self._origin.get("device", "")
             ),
         }
 
@@ -298,9 +421,16 @@ class Journal:
         return format_ts(self._clock.wall_ms()), self._clock.mono_ns(), self._clock.synced()
 
     def _build(
-        self, seq: int, prev: str, rtype: str, fields: dict[str, Any], now: tuple[str, int, bool]
+        self,
+        seq: int,
+        prev: str,
+        rtype: str,
+        fields: dict[str, Any],
+        now: tuple[str, int, bool],
+        signer: EpochKey | None = None,
     ) -> tuple[Record, tuple[Any, ...]]:
-        """The signed record and its table row."""
+        """The signed record and its table row, signed by ``signer`` (the key in force)."""
+        signer = signer or self._signer
         ts, mono, synced = now
         obj = dict(fields)
         obj.update(self._origin)
@@ -313,8 +443,9 @@ class Journal:
             type=rtype,
             prev=prev,
             key_id=self._keys.key_id,
+            epoch=signer.epoch,
         )
-        rec = seal(obj, self._keys.sign)
+        rec = seal(obj, signer.sign)
         row = (seq, rtype, ts, prev, rec.hash, rec.sig, self._keys.key_id, rec.body.decode("utf-8"))
         return rec, row
 
@@ -346,9 +477,20 @@ class Journal:
             out: list[Record] = []
             rows = []
             wrote_cp = False
+            signer, cert = self._signer, None
+            if self._epoch_due(seq + 1):
+                seq += 1
+                rec, row, signer = self._next_epoch(tw, seq, prev, now)
+                tw.add(rec)
+                prev, cert = rec.hash, rec
+                rows.append(row)
+                conn.execute(
+                    "INSERT INTO epochs (epoch, seq, wire) VALUES (?, ?, ?)",
+                    (signer.epoch, seq, rec.wire().decode()),
+                )
             for rtype, fields in items:
                 seq += 1
-                rec, row = self._build(seq, prev, rtype, fields, now)
+                rec, row = self._build(seq, prev, rtype, fields, now, signer)
                 tw.add(rec)
                 prev = rec.hash
                 out.append(rec)
@@ -357,7 +499,12 @@ class Journal:
                     wrote_cp = True
                     seq += 1
                     rec, row = self._build(
-                        seq, prev, "checkpoint", self._checkpoint_fields(tw, seq - 1, prev), now
+                        seq,
+                        prev,
+                        "checkpoint",
+                        self._checkpoint_fields(tw, seq - 1, prev, signer),
+                        now,
+                        signer,
                     )
                     tw.add(rec)
                     prev = rec.hash
@@ -369,8 +516,19 @@ class Journal:
             if wrote_cp:
                 self._mark_head(seq)
         self._frontier = tw.frontier  # committed: the tree has grown
+        if cert is not None:
+            self._epoch_taken_up(cert, signer)
         self._witnessed(seq, prev)
         return out
+
+    def _epoch_taken_up(self, cert: Record, signer: EpochKey) -> None:
+        """The certificate is committed: the next key is in force, the old one erased.
+        A crash before this is finished when the journal is opened again."""
+        wire = cert.wire().decode()
+        self.chain.learn_wire(wire)
+        self._signer = signer
+        self._epoch_start_ms = parse_ts(cert.fields["ts"])
+        self._keys.store.commit(wire)
 
     def _witnessed(self, seq: int, h: str) -> None:
         # After the commit returned: the witness may lag the journal, never lead it.

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from edged.protocol import tlog
-from edged.protocol.keys import DeviceKeys
 from edged.protocol.note import Checkpoint, origin_of, sign_note
 from edged.protocol.records import Record
+
+if TYPE_CHECKING:
+    from edged.device.keystore import EpochKey
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tree_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
@@ -108,12 +111,12 @@ def load_frontier(conn: sqlite3.Connection) -> tlog.Frontier:
     return tlog.Frontier.stored(size, stored_reader(conn))
 
 
-def checkpoint_fields(tree: TreeWriter, keys: DeviceKeys, site: str, device: str) -> dict:
+def checkpoint_fields(tree: TreeWriter, signer: EpochKey, site: str, device: str) -> dict:
     """What a checkpoint record says of the tree so far: its size and root, and the
-    C2SP checkpoint signed as a note by the device key (Go's note package opens it)."""
+    C2SP checkpoint signed as a note by the key in force (Go's note package opens it)."""
     origin = origin_of(site, device)
     cp = Checkpoint(origin, tree.size, tree.root())
-    note = sign_note(cp.text(), origin, keys.public_key, keys.sign)
+    note = sign_note(cp.text(), origin, signer.public_key, signer.sign)
     return {"tree_size": cp.size, "root": cp.text().split("\n")[2], "note": note}
 
 

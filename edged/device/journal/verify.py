@@ -33,12 +33,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edged.device.journal.store import connect
+from edged.device.journal.store import connect, load_chain
 from edged.errors import JournalCorruptError
 from edged.protocol import tlog
+from edged.protocol.epochs import CERT, EpochChain
 from edged.protocol.note import Checkpoint, NoteError, open_note, origin_of
 from edged.protocol.records import FORMAT, GENESIS, ROLLBACK, SNAPSHOT, digest
-from edged.protocol.signatures import NOT_CANONICAL, signature_problem
+from edged.protocol.signatures import NOT_CANONICAL
 
 
 @dataclass
@@ -193,6 +194,18 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
     # The Merkle tree, grown again from the records (a pruned journal's start from the
     # hashes it kept for it, which the signed roots then vouch for).
     tree_ = _tree_start(conn, pruned)
+    # The device's signing epochs, from its identity key on: a record must be signed by
+    # the key of the epoch its seq lies in (a key stolen later signs nothing earlier).
+    chain: EpochChain | None = None
+    try:
+        has_epochs = (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'epochs'"
+            ).fetchone()
+            is not None
+        )
+    except sqlite3.DatabaseError:
+        has_epochs = False
 
     try:
         cur = conn.execute(
@@ -269,13 +282,25 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         pub = trusted.get(key_id) if isinstance(key_id, str) else None
         if pub is None:
             return fail(expected, "unknown key", f"signed by untrusted key id {key_id!r}")
-        why = signature_problem(pub, c_sig, bytes.fromhex(h))
-        if why == NOT_CANONICAL:
+        if chain is None or chain.identity is not pub:
+            try:
+                chain = load_chain(conn, pub) if has_epochs else EpochChain(pub)
+            except JournalCorruptError as e:
+                return fail(expected, "bad signature", f"the journal's epoch certificates: {e}")
+        obj["hash"], obj["sig"] = h, c_sig
+        why = chain.problem(obj)
+        if why is not None and why.startswith(NOT_CANONICAL):
             # Same signature bytes, other spelling: still a change to the stored record,
             # and one form only is ever written.
-            return fail(expected, "modified", why)
+            return fail(expected, "modified", NOT_CANONICAL)
         if why is not None:
-            return fail(expected, "bad signature", f"signature does not verify under key {key_id}")
+            return fail(expected, "bad signature", f"{why}, device key {key_id}")
+        if obj.get("type") == CERT:
+            why = chain.learn(obj)
+            if why is not None:
+                return fail(expected, "bad signature", why)
+        key_now = chain.key_for(obj)
+        assert not isinstance(key_now, str)  # problem() found it
         if obj.get("prev") != prev:
             return fail(
                 expected,
@@ -283,6 +308,7 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
                 f"prev does not link to seq {expected - 1}: this record or its predecessor"
                 " was substituted",
             )
+        del obj["hash"], obj["sig"]
         if (c_seq, c_type, c_ts, c_prev, c_key) != (
             b_seq,
             obj.get("type"),
@@ -292,7 +318,7 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         ):
             return fail(expected, "modified", "indexed columns disagree with the signed record")
         if tree_ is not None:
-            problem = _tree_check(tree_, obj, pub)
+            problem = _tree_check(tree_, obj, key_now)
             if problem is not None:
                 return fail(expected, "tree", problem)
             tree_.add(body.encode())

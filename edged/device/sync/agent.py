@@ -32,6 +32,7 @@ from edged.device.config import SyncConfig
 from edged.device.journal.reader import JournalReader
 from edged.device.journal.witness import Head
 from edged.device.paths import StatePaths
+from edged.errors import EdgedError
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import Backoff
@@ -80,7 +81,7 @@ class SyncAgent:
         on_inbound: Inbound,
         retry_seconds: float = 1.0,
         retry_cap_seconds: float = 60.0,
-        device_key: Ed25519PrivateKey | None = None,
+        device_key: Callable[[], Ed25519PrivateKey] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
@@ -93,7 +94,9 @@ class SyncAgent:
         self._backoff = backoff or Backoff(retry_seconds, max(retry_seconds, retry_cap_seconds))
         self._up_since: float | None = None
         self._collector = load_public_key(cfg.collector_pubkey) if cfg.collector_pubkey else None
-        self._device_key = device_key  # signs alarms sent while the journal cannot record
+        # The key in force (it changes each epoch): signs alarms sent while the journal
+        # cannot record.
+        self._device_key = device_key
         self._fault: dict[str, Any] | None = None
         self._fault_alarm_due = False
         self._beat_now = False
@@ -451,7 +454,10 @@ class SyncAgent:
             **fault,
         }
         if self._device_key is not None:
-            doc = sign_doc(doc, self._device_key)
+            try:
+                doc = sign_doc(doc, self._device_key())
+            except EdgedError as e:  # the key store unreadable: sent unsigned, said so
+                log.error("fault_alarm_unsigned", error=str(e))
         info = c.publish(
             topics.alarm(self.site, self.device, "journal.unavailable"), json.dumps(doc), qos=1
         )
