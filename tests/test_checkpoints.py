@@ -20,6 +20,7 @@ from tests.conftest import EDGED
 
 pytestmark = pytest.mark.system
 
+
 @pytest.fixture
 def journal(tmp_path) -> Path:
     state = tmp_path / "state"

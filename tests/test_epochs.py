@@ -104,7 +104,8 @@ def test_an_epoch_begins_each_day_too(state):
     with _open(state, clock, every=1000, epoch_seconds=3600) as j:
         j.append("door.opened", door="main")
         assert j.epoch == 1
-    assert verify_journal(state / "journal.db", {load_keys(state).key_id: load_keys(state).public_key}).ok
+    keys = load_keys(state)
+    assert verify_journal(state / "journal.db", {keys.key_id: keys.public_key}).ok
 
 
 def _stolen_rewrite(state: Path, tmp_path: Path, *, relabel: bool) -> tuple[Path, list[bytes]]:
@@ -215,6 +216,7 @@ def test_an_epoch_change_cut_by_a_crash_is_finished_or_dropped(state, monkeypatc
     """R9, R14: the certificate committed but the key store not yet told (power lost):
     opening the journal puts the next key in force and erases the old one. A next key
     made but whose certificate never committed is dropped."""
+
     def lost_power(self, wire):
         raise KeyboardInterrupt("power lost")
 
@@ -271,6 +273,26 @@ def test_a_journal_beyond_its_key_store_refuses_to_sign(state, tmp_path):
     with pytest.raises(JournalError, match="signed up to epoch 2 but the key store holds the key"
                        " of epoch 1; the key in force is lost"):  # fmt: skip
         _open(state)
+
+
+def test_a_key_store_that_cannot_finish_the_change_does_not_stop_the_door(state, monkeypatch):
+    """R9, R14: the certificate is committed but the key store cannot erase or rename
+    (a full or failing card): the append still returns, the next key signs from then
+    on, and the change is finished when the journal is opened again."""
+
+    def disk_full(self, wire):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FileKeyStore, "commit", disk_full)
+    with _open(state) as j:
+        recs = [j.append("door.opened", door="main", n=i) for i in range(12)]
+        assert j.epoch == 1 and recs[-1].fields["epoch"] == 1
+    monkeypatch.undo()
+    with _open(state) as j:
+        assert j.epoch == 1
+    assert not (state / NEXT_KEY_FILE).exists() and not (state / SIGNING_KEY_FILE).exists()
+    keys = load_keys(state)
+    assert verify_journal(state / "journal.db", {keys.key_id: keys.public_key}).ok
 
 
 def _proof(args: list[str], out: Path) -> dict:

@@ -186,3 +186,47 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
         col.close()
     out = verify(site.state)
     assert out.returncode == 3 and "ROLLBACK at seq" in out.stdout, out.stdout
+
+
+def test_a_kept_cosigned_checkpoint_catches_a_put_back_journal_offline(site, tmp_path, mosquitto):
+    """R9, R10 (issue 17): journal, sync state and head witness all put back, and the
+    broker down at the restart, so neither the device's own memory nor the collector can
+    tell. The newest checkpoint the collector cosigned, kept in the witness directory,
+    can: signed by someone else, it names more records than the journal holds, and the
+    device records alarm.checkpoint_contradicted before any door decision."""
+    col = site.collector()
+    run = Running(site.cfg())
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    witness = site.state.with_name(site.state.name + "-witness")
+    try:
+        assert run.d.sync.connected_event.wait(10)
+        run.presses(8 - run.head())
+        receipted(run)
+        snapshot(site.state / "journal.db", saved / "journal.db")
+        snapshot(site.state / "sync.db", saved / "sync.db")
+        shutil.copy(witness / "head", saved / "head")
+        run.presses(10)
+        cp = run.d.call(lambda: run.d.journal.checkpoint())
+        run.d.sync.notify()
+        size = cp.fields["tree_size"]
+        # Cosigned by the collector, sent back, checked and kept by the device.
+        kept = witness / "cosigned"
+        assert run.d.sync.wait_for(lambda s: kept.exists(), timeout=30)
+        assert kept.read_text().split("\n")[1] == str(size)
+    finally:
+        run.stop()
+        col.close()
+    mosquitto.kill()
+    restore(saved / "journal.db", site.state / "journal.db")
+    restore(saved / "sync.db", site.state / "sync.db")
+    shutil.copy(saved / "head", witness / "head")
+    run = Running(site.cfg())
+    try:
+        types = run.d.call(lambda: [r.fields for r in run.d.journal.records(9)])
+        assert types[0]["type"] == "daemon.started"
+        contra = types[1]
+        assert contra["type"] == "alarm.checkpoint_contradicted", types
+        assert contra["why"] == "rollback" and contra["size"] == size
+    finally:
+        run.stop()

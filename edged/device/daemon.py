@@ -196,11 +196,14 @@ class Daemon:
         except EdgedError as e:
             log.error("rollback_check_failed", error=str(e))
 
-    def _cosigned(self, payload: bytes) -> None:
+    def _cosigned(self, payload: bytes, *, kept: bool = False) -> None:
         """A checkpoint of this device that the collector checked against the records it
         holds and cosigned (issue 17). Signed by this device and by the collector, it is
         the history someone else saw: a journal with fewer records than it names went
-        back, one with another tree at its size forked. Either is an alarm, recorded."""
+        back, one with another tree at its size forked. Either is an alarm, recorded.
+        The newest one is kept in the witness directory, outside the state directory, so
+        that a journal put back while the network is down still meets it at start-up."""
+        from edged.device.journal.witness import keep_cosigned
         from edged.protocol.keys import key_id_of, load_public_key
         from edged.protocol.note import NoteError, open_note, origin_of
 
@@ -214,9 +217,12 @@ class Daemon:
             open_note(note, f"edged-collector/{key_id_of(collector)}", collector)
             cp = self.journal.chain.open_checkpoint(note, origin)
         except (NoteError, UnicodeDecodeError) as e:
-            log.warning("cosigned_checkpoint_refused", error=str(e))
+            log.warning("cosigned_checkpoint_refused", error=str(e), kept=kept)
             return
         why = self.journal.contradicts(cp.size, cp.root)
+        witness_dir = self.cfg.journal.witness_dir
+        if why is None and not kept and witness_dir is not None:
+            keep_cosigned(witness_dir, note, cp.size)
         last = self.journal.last_of_type("alarm.checkpoint_contradicted")
         if why is not None and not (last and last.get("size") == cp.size):  # once each
             log.warning("checkpoint_contradicted", size=cp.size, why=why)
@@ -225,6 +231,16 @@ class Daemon:
                                                           "tree_size": self.journal.tree_size})],
                 None,
             )  # fmt: skip
+
+    def _check_kept_cosigned(self) -> None:
+        """The newest cosigned checkpoint kept outside the state directory against the
+        journal, before the network is up: a journal put back behind it is an alarm."""
+        from edged.device.journal.witness import read_cosigned
+
+        wd = self.cfg.journal.witness_dir
+        kept = read_cosigned(wd) if wd is not None and self.cfg.sync is not None else None
+        if kept is not None:
+            self._cosigned(kept.encode(), kept=True)
 
     def _start_records(self) -> list[Action]:
         """``daemon.started`` with the running version and configuration hash, and, when
@@ -417,6 +433,7 @@ class Daemon:
             self._check_rollback()
             self._build_devices()
             self._execute(self._start_records(), None)
+            self._check_kept_cosigned()
             acl = self._load_acl()
             if acl is not None:
                 self.core.acl = acl

@@ -25,7 +25,8 @@ from edged.core.replay import REPLAYED, snapshot_state
 from edged.device.journal import tree
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.keystore import EpochKey
-from edged.errors import JournalCorruptError, JournalError, PrivacyError
+from edged.errors import EdgedError, JournalCorruptError, JournalError, PrivacyError
+from edged.log import get_logger
 from edged.protocol.epochs import CERT, EpochChain, raw_hex
 from edged.protocol.keys import DeviceKeys, key_id_of
 from edged.protocol.privacy import check_fields
@@ -40,6 +41,8 @@ from edged.protocol.records import (
     parse_ts,
     seal,
 )
+
+log = get_logger("journal")
 
 # SQLite primary result codes that mean the storage failed under the open connection:
 # IOERR, READONLY, CANTOPEN, CORRUPT, NOTADB. (FULL is not one: the file is fine.)
@@ -163,6 +166,8 @@ class Journal:
         # never be passed off as another site's (R9, R13).
         self._origin = {"site": site, "device": device} if site or device else {}
         self._witness = witness
+        # A later certificate the key store holds than the journal: the file went back.
+        self._key_store_head: Head | None = None
         self._conn: sqlite3.Connection | None = None
         self._stale = False  # a storage fault: open the file again before the next use
         self._open()
@@ -273,7 +278,7 @@ class Journal:
             else:
                 store.discard()
         current = store.current()
-        self._key_store_head: Head | None = None
+        self._key_store_head = None
         if current.epoch > newest.number:
             # The file is older than the key (put back from a copy): the certificates
             # between are in the key store, each checked against its predecessor.
@@ -528,7 +533,12 @@ class Journal:
         self.chain.learn_wire(wire)
         self._signer = signer
         self._epoch_start_ms = parse_ts(cert.fields["ts"])
-        self._keys.store.commit(wire)
+        try:
+            self._keys.store.commit(wire)
+        except (OSError, EdgedError) as e:
+            # The records are committed and the next key signs from now on; the old key
+            # is erased when the journal is next opened (it finishes the change).
+            log.error("epoch_key_not_erased", epoch=signer.epoch - 1, error=str(e))
 
     def _witnessed(self, seq: int, h: str) -> None:
         # After the commit returned: the witness may lag the journal, never lead it.

@@ -83,3 +83,43 @@ class HeadWitness:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+COSIGNED_FILE = "cosigned"
+
+
+def keep_cosigned(directory: Path, note: str, size: int) -> None:
+    """Keep ``note`` (a cosigned checkpoint of ``size`` records, already checked) when it
+    is newer than the one kept: written to a new file and renamed over the old, so a
+    power cut leaves one or the other. Never raises: it strengthens a check, it must
+    not stop the door."""
+    path = Path(directory) / COSIGNED_FILE
+    try:
+        old = read_cosigned(directory)
+        if old is not None and _size(old) >= size:
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(note)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def read_cosigned(directory: Path) -> str | None:
+    """The kept cosigned checkpoint (unchecked: the caller opens its signatures)."""
+    try:
+        text = (Path(directory) / COSIGNED_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) <= 4096 else None
+
+
+def _size(note: str) -> int:
+    try:
+        return int(note.split("\n")[1])
+    except (IndexError, ValueError):
+        return -1
