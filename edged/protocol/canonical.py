@@ -21,6 +21,8 @@ MAX_SAFE_INT = 2**53 - 1
 # Characters outside the Basic Multilingual Plane: only keys holding one can sort
 # differently by UTF-16 code units than by code points.
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+# One encoder for every record: json.dumps with options builds a new one each call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _check(value: Any, path: str) -> None:
@@ -60,7 +62,7 @@ def _utf16_ordered(value: Any) -> Any:
 
 def dumps_checked(obj: dict[str, Any]) -> bytes:
     """Canonical bytes of an object whose value types were already checked."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODE(obj)
     if _ASTRAL.search(text):
         # Rare (an emoji or an extension-B kanji somewhere): only then can code-point
         # order differ from JCS's UTF-16 order, so only then sort again.

@@ -141,10 +141,8 @@ def seal(obj: dict[str, Any], sign: Callable[[bytes], bytes]) -> Record:
     body, the body's hash, and ``sign`` over the hash's 32 bytes. The one place a record
     is made, for the journal and for the fleet simulator alike."""
     body = dumps_checked(obj)
-    h = digest(body)
-    return Record(
-        seq=obj["seq"], type=obj["type"], body=body, hash=h, sig=sign(bytes.fromhex(h)).hex()
-    )
+    raw = hashlib.sha256(body).digest()
+    return Record(seq=obj["seq"], type=obj["type"], body=body, hash=raw.hex(), sig=sign(raw).hex())
 
 
 def format_ts(wall_ms: int) -> str:

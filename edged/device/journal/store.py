@@ -458,9 +458,9 @@ class Journal:
     def _validate(rtype: str, fields: dict[str, Any]) -> None:
         if not isinstance(rtype, str) or not rtype or len(rtype) > 64:
             raise JournalError(f"record type {rtype!r}: must be a non-empty string of <= 64 chars")
-        clash = ENVELOPE_FIELDS.intersection(fields)
-        if clash:
-            raise JournalError(f"fields {sorted(clash)}: reserved for the journal itself")
+        if not ENVELOPE_FIELDS.isdisjoint(fields):
+            clash = sorted(ENVELOPE_FIELDS.intersection(fields))
+            raise JournalError(f"fields {clash}: reserved for the journal itself")
         check_fields(fields)
 
     def append(self, rtype: str, **fields: Any) -> Record:

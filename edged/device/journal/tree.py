@@ -72,6 +72,7 @@ class TreeWriter:
         self.last_seq = head_seq
         self.pending: list[tuple[int, bytes]] = []
         self.segments: list[tuple[int, int]] = []
+        self._next_idx = tlog.stored_hash_count(self.frontier.size)  # kept, not recounted
 
     @property
     def size(self) -> int:
@@ -81,9 +82,10 @@ class TreeWriter:
         if rec.seq != self.last_seq + 1:  # a gap in seqs: leaves go on without one
             self.offset = rec.seq - 1 - self.size
             self.segments.append((rec.seq, self.offset))
-        base = tlog.stored_hash_count(self.size)
-        for i, h in enumerate(self.frontier.add(leaf_data(rec))):
-            self.pending.append((base + i, h))
+        base = self._next_idx
+        hashes = self.frontier.add(leaf_data(rec))
+        self.pending.extend(zip(range(base, base + len(hashes)), hashes, strict=True))
+        self._next_idx = base + len(hashes)
         self.last_seq = rec.seq
 
     def root(self) -> bytes:

@@ -144,10 +144,14 @@ def _tree_start(conn: sqlite3.Connection, pruned: int) -> tlog.Frontier | None:
         return None
 
 
-def _tree_check(tree_: tlog.Frontier, obj: dict[str, Any], pub: Ed25519PublicKey) -> str | None:
-    """A checkpoint's tree size, root and signed note against the tree grown so far."""
+def _tree_check(tree_: tlog.Frontier, obj: dict[str, Any], chain: EpochChain) -> str | None:
+    """A checkpoint's tree size, root and signed note (by the key of the checkpoint's
+    own epoch) against the tree grown so far."""
     if obj.get("type") != "checkpoint" or "tree_size" not in obj:
         return None
+    pub = chain.key_for(obj)
+    if isinstance(pub, str):
+        return pub
     if obj["tree_size"] != tree_.size:
         return f"checkpoint says {obj['tree_size']} records in the tree, there are {tree_.size}"
     try:
@@ -223,7 +227,10 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         if row is None:
             break
         c_seq, c_type, c_ts, c_prev, c_hash, c_sig, c_key, body = row
-        if not all(isinstance(x, str) for x in row[1:]):
+        if not (
+            type(c_type) is type(c_ts) is type(c_prev) is type(c_hash) is str
+            and type(c_sig) is type(c_key) is type(body) is str
+        ):
             # A damaged record header can turn a text column into a blob or a number.
             return fail(expected, "modified", "a stored column has the wrong type")
         try:
@@ -299,8 +306,6 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
             why = chain.learn(obj)
             if why is not None:
                 return fail(expected, "bad signature", why)
-        key_now = chain.key_for(obj)
-        assert not isinstance(key_now, str)  # problem() found it
         if obj.get("prev") != prev:
             return fail(
                 expected,
@@ -318,7 +323,7 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
         ):
             return fail(expected, "modified", "indexed columns disagree with the signed record")
         if tree_ is not None:
-            problem = _tree_check(tree_, obj, key_now)
+            problem = _tree_check(tree_, obj, chain)
             if problem is not None:
                 return fail(expected, "tree", problem)
             tree_.add(body.encode())
