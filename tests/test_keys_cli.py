@@ -188,3 +188,16 @@ def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     assert not has_token(text, "4821")
     key_pem = (d / "device_ed25519.key").read_text().splitlines()[1].lower()
     assert key_pem not in text  # nor key material (R12)
+
+
+def test_a_torn_public_key_is_written_again_from_the_identity(tmp_path):
+    """R12: a .pub left empty by a power cut is rewritten from the private identity key
+    while that still exists (before the first epoch change erases it), so the device's
+    identity is never lost to an unsynced file."""
+    from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, load_keys
+
+    state = tmp_path / "state"
+    keys = init_keys(state)
+    (state / PUBLIC_KEY_FILE).write_text("")
+    assert load_keys(state).key_id == keys.key_id
+    assert "BEGIN PUBLIC KEY" in (state / PUBLIC_KEY_FILE).read_text()

@@ -80,3 +80,60 @@ def test_a_signed_tree_that_is_not_the_history_sent_is_an_alarm(tmp_path):
     store.close()
     assert cosigned == [5]  # the checkpoint before the tree went wrong
     assert alarms and "is not this copy's tree" in alarms[0]["detail"], alarms
+
+
+def test_a_late_record_of_the_old_chain_is_kept_but_is_no_leaf(tmp_path):
+    """R9, R10, R13: a device went back to seq 8 and said so (a rollback record past seq
+    12); records 9 and 10 of the chain it left arrive late, after that record. They are
+    kept (they fill the declared gap), but they are not in the device's tree any more:
+    the central tree must not grow by them, or every later checkpoint of the device
+    would be `bad_checkpoint`."""
+    import shutil
+
+    from edged.device.journal.witness import Head
+
+    state = tmp_path / "state"
+    init_keys(state)
+    keys = load_keys(state)
+    path = state / "journal.db"
+    clock = FakeClock()
+
+    def journal():
+        return Journal(path, keys, clock, boot_id="b", checkpoint_every=1000, site="tokyo",
+                       device="door-1")  # fmt: skip
+
+    with journal() as j:
+        for i in range(8):
+            j.append("door.opened", door="main", n=i)
+        j.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the copy is then the file alone
+        shutil.copy(path, tmp_path / "at-8.db")
+        for i in range(4):
+            j.append("door.opened", door="main", n=8 + i)
+        old_chain = {r.seq: r.wire() for r in j.records(1)}
+        head12 = j.head()
+    path.unlink()
+    for side in ("-wal", "-shm"):
+        path.with_name(path.name + side).unlink(missing_ok=True)
+    shutil.copy(tmp_path / "at-8.db", path)
+    with journal() as j:
+        rb = j.append_rollback(Head(head12[0], head12[1], "witness"))
+        for i in range(3):
+            j.append("door.opened", door="main", n=100 + i)
+        cp = j.checkpoint()
+        after = [r.wire() for r in j.records(rb.seq)]
+    _key, col = _collector(tmp_path, keys)
+    try:
+        col.ingest_batch([("tokyo", "door-1", old_chain[s]) for s in range(1, 9)])
+        col.flush()
+        col.ingest_batch([("tokyo", "door-1", after[0]), ("tokyo", "door-1", old_chain[9]),
+                          ("tokyo", "door-1", old_chain[10]),
+                          *[("tokyo", "door-1", w) for w in after[1:]]])  # fmt: skip
+        col.flush()
+        seqs = col.seqs("tokyo", "door-1")
+        cosigned = [size for size, _n in col.store.cosigned(("tokyo", "door-1"))]
+        alarms = col.alarms()
+    finally:
+        col.close()
+    assert {9, 10} <= set(seqs) and cp.seq in seqs
+    assert not [a for a in alarms if a[0] == "bad_checkpoint"], alarms
+    assert cosigned == [cp.fields["tree_size"]]

@@ -658,7 +658,8 @@ class Collector:
                 if stored == rec["hash"] or forged():
                     return
                 if stored is None and self._fills_gap(dev, seq, rec["prev"]):
-                    self._insert_locked(dev, payload, rec, checked)  # late, on the old chain
+                    # Late, on the chain the device went back from: kept, and no leaf.
+                    self._insert_locked(dev, payload, rec, checked, leaf=False)
                     return
                 if self._holds(dev, seq - 1, rec["prev"]):
                     self._keep_fork_locked(dev, payload, rec)
@@ -688,11 +689,17 @@ class Collector:
             self._store_locked(dev, payload, rec, checked)
 
     def _insert_locked(
-        self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
+        self,
+        dev: tuple[str, str],
+        payload: bytes,
+        rec: dict[str, Any],
+        checked: bool,
+        *,
+        leaf: bool = True,
     ) -> None:
         # Group commit: a burst is stored in one transaction; receipts are sent only
         # after _flush() has committed what they cover. Kept as the device sent it.
-        self.store.insert(dev, rec, payload.decode("utf-8"), checked)
+        self.store.insert(dev, rec, payload.decode("utf-8"), checked, leaf=leaf)
         self._audit_due |= not checked
 
     def _fills_gap(self, dev: tuple[str, str], seq: int, prev: str) -> bool:

@@ -293,6 +293,9 @@ class CentralStore:
     _rows: list[tuple[Any, ...]]
     # Checkpoint records stored in the open transaction, with the tree before each.
     tree_events: list[tuple[Dev, int, str, int, bytes]]
+    # Each device's tree (size, frontier) in the open transaction, and which grew.
+    _trees: dict[Dev, tuple[int, str]]
+    _trees_dirty: set[Dev]
 
     def _exec(self, sql: str, params: Sequence[Any]) -> Any:
         raise NotImplementedError
@@ -360,23 +363,25 @@ class CentralStore:
         by_dev: dict[Dev, list[tuple[Any, ...]]] = {}
         for r in rows:
             by_dev.setdefault((r[0], r[1]), []).append(r)
-        trees = {
-            (site, device): (size, frontier)
+        # Known from the batch's head rows, mostly (lock_heads reads them with the heads).
+        unknown = [dev for dev in by_dev if dev not in self._trees]
+        if unknown:
             for site, device, size, frontier in self._for_keys(
                 "SELECT site, device, tree_size, tree_frontier FROM devices WHERE"
                 " (site, device) IN (VALUES",
-                list(by_dev),
-            )
-        }
-        updates = []
+                unknown,
+            ):
+                self._trees[(site, device)] = (size, frontier)
         for dev, recs in by_dev.items():
-            size, text = trees.get(dev, (0, ""))
+            size, text = self._trees.get(dev, (0, ""))
             if size < 0:
                 continue  # the start of this device's records is gone: no tree to check
             tree = Frontier(
                 size, [bytes.fromhex(text[i : i + 64]) for i in range(0, len(text), 64)]
             )
             for _s, _d, seq, rtype, _ts, h, body, _c in recs:
+                if (*dev, seq) in self._no_leaf:
+                    continue
                 if rtype == "checkpoint":
                     self.tree_events.append((dev, seq, body, tree.size, tree.root()))
                 elif rtype == ROLLBACK:
@@ -387,11 +392,25 @@ class CentralStore:
                     if type(found) is int:
                         tree = self._tree_upto(dev, found)
                 tree.add(canonical_body(body, h))  # a leaf is what the hash is of
-            updates.append((tree.size, _frontier_text(tree), *dev))
-        self._exec_many(
-            "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
-            updates,
-        )
+            # Written with the head row at the batch's end (save_heads), or at commit.
+            self._trees[dev] = (tree.size, _frontier_text(tree))
+            self._trees_dirty.add(dev)
+
+    def _flush_trees(self) -> None:
+        """The grown trees not yet written with a head row (before every commit)."""
+        if self._rows:
+            self._write_rows()
+        if self._trees_dirty:
+            self._exec_many(
+                "UPDATE devices SET tree_size = ?, tree_frontier = ? WHERE site = ? AND device = ?",
+                [(*self._trees[d], *d) for d in sorted(self._trees_dirty)],
+            )
+        self._forget_trees()
+
+    def _forget_trees(self) -> None:
+        # Between transactions the rows are the store's: another collector may grow them.
+        self._trees, self._trees_dirty = {}, set()
+        self._no_leaf: set[tuple[str, str, int]] = set()
 
     def _tree_upto(self, dev: Dev, seq: int) -> Frontier:
         """The tree of the device's stored records up to ``seq``."""
@@ -536,11 +555,14 @@ class CentralStore:
             [(*dev, GENESIS) for dev in todo],
         )
         rows = self._for_keys(
-            "SELECT site, device, last_seq, last_hash FROM devices WHERE (site, device) IN (VALUES",
+            "SELECT site, device, last_seq, last_hash, tree_size, tree_frontier FROM devices"
+            " WHERE (site, device) IN (VALUES",
             todo,
             " ORDER BY site, device" + self._lock_suffix(),
         )
-        return {(s, d): (seq, h) for s, d, seq, h in rows}
+        # The trees come with the heads, locked with them: no second read per batch.
+        self._trees.update({(s, d): (size, text) for s, d, _q, _h, size, text in rows})
+        return {(s, d): (seq, h) for s, d, seq, h, _z, _t in rows}
 
     def heads_of(self, devs: Iterable[Dev]) -> dict[Dev, tuple[int, str]]:
         """The stored heads of many devices (those with one), in one query a 200."""
@@ -551,13 +573,27 @@ class CentralStore:
         return {(s, d): (seq, h) for s, d, seq, h in rows}
 
     def save_heads(self, heads: list[tuple[str, str, int, str]]) -> None:
+        """The batch's heads, and the trees grown with them, in one statement a device."""
         self.begin()
+        if self._rows:
+            self._write_rows()
+        grown = [h for h in heads if (h[0], h[1]) in self._trees_dirty]
+        rest = [h for h in heads if (h[0], h[1]) not in self._trees_dirty]
         self._many(
-            "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
-            " (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
-            " last_seq=excluded.last_seq, last_hash=excluded.last_hash",
-            heads,
+            "INSERT INTO devices (site, device, last_seq, last_hash, tree_size, tree_frontier)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
+            " last_seq=excluded.last_seq, last_hash=excluded.last_hash,"
+            " tree_size=excluded.tree_size, tree_frontier=excluded.tree_frontier",
+            [(*h, *self._trees[(h[0], h[1])]) for h in grown],
         )
+        self._trees_dirty.difference_update((h[0], h[1]) for h in grown)
+        if rest:
+            self._many(
+                "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
+                " (?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
+                " last_seq=excluded.last_seq, last_hash=excluded.last_hash",
+                rest,
+            )
 
     def devices(self) -> list[tuple[str, str, int]]:
         """Every known device: (site, device, last seq)."""
@@ -578,11 +614,17 @@ class CentralStore:
         self._x(sql.replace("GREATEST", self.GREATEST), (*dev, *head, seq))
 
     # -- records -----------------------------------------------------------------------
-    def insert(self, dev: Dev, rec: dict[str, Any], body: str, checked: bool) -> None:
+    def insert(
+        self, dev: Dev, rec: dict[str, Any], body: str, checked: bool, *, leaf: bool = True
+    ) -> None:
+        """Store a record. ``leaf=False``: a late record of a chain the device went back
+        from (it fills a declared gap): kept, but not in the device's tree any more."""
         self.begin()
         self._rows.append(
             (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, int(checked))
         )
+        if not leaf:
+            self._no_leaf.add((*dev, rec["seq"]))
 
     def hash_at(self, dev: Dev, seq: int) -> str | None:
         row = self._x(
@@ -1121,6 +1163,7 @@ class SqliteStore(CentralStore):
         self.url = str(self.path)
         self._rows = []
         self.tree_events = []
+        self._forget_trees()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -1145,14 +1188,14 @@ class SqliteStore(CentralStore):
             self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
-        if self._rows:
-            self._write_rows()
+        self._flush_trees()
         if self._db.in_transaction:
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         self._rows = []
         self.tree_events = []
+        self._forget_trees()
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -1178,6 +1221,7 @@ class PostgresStore(CentralStore):
         self.url = url
         self._rows = []
         self.tree_events = []
+        self._forget_trees()
         try:
             # Autocommit, with explicit BEGIN/COMMIT: a read outside a batch never leaves
             # a transaction open (and row locks held) behind it.
@@ -1213,8 +1257,7 @@ class PostgresStore(CentralStore):
             self._in_tx = True
 
     def commit(self) -> None:
-        if self._rows:
-            self._write_rows()
+        self._flush_trees()
         if self._in_tx:
             self._in_tx = False
             self._db.execute("COMMIT")
@@ -1222,6 +1265,7 @@ class PostgresStore(CentralStore):
     def rollback(self) -> None:
         self._rows = []
         self.tree_events = []
+        self._forget_trees()
         if self._in_tx:
             self._in_tx = False
             self._db.execute("ROLLBACK")

@@ -77,6 +77,18 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _write_public(path: Path, pem: str) -> None:
+    # Synced like the private half: the identity is what the journal is bound to, and a
+    # power cut (or a card going read-only) must not leave an empty .pub behind.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, pem.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o644)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -176,8 +188,7 @@ def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
         ),
     )
     _write_private(fp_path, keys.fingerprint_secret.hex().encode("ascii") + b"\n")
-    pk_path.write_text(public_key_pem(keys.public_key))
-    os.chmod(pk_path, 0o644)
+    _write_public(pk_path, public_key_pem(keys.public_key))
     _fsync_dir(state_dir)
     return keys
 
@@ -192,7 +203,15 @@ def load_keys(state_dir: Path) -> DeviceKeys:
     store = FileKeyStore(state_dir, sk_path)
     if sk_path.exists() or not pk_path.exists():
         pk = load_private_key(sk_path).public_key()
-        if pk_path.exists() and key_id_of(load_public_key(pk_path)) != key_id_of(pk):
+        try:
+            written = key_id_of(load_public_key(pk_path))
+        except KeyFileError:
+            # Missing or torn (a card that failed before it was synced): the identity's
+            # private half is still here, so the public half is written again from it,
+            # before the first epoch change erases the private half.
+            _write_public(pk_path, public_key_pem(pk))
+            written = key_id_of(pk)
+        if written != key_id_of(pk):
             raise KeyFileError(f"{pk_path}: is not the public half of {sk_path}")
     else:
         pk = load_public_key(pk_path)
@@ -231,6 +250,5 @@ def init_role_key(directory: Path, role: str, *, force: bool = False) -> Ed25519
             serialization.NoEncryption(),
         ),
     )
-    pk_path.write_text(public_key_pem(sk.public_key()))
-    os.chmod(pk_path, 0o644)
+    _write_public(pk_path, public_key_pem(sk.public_key()))
     return sk

@@ -322,7 +322,8 @@ class Journal:
     def _epoch_due(self, seq: int) -> bool:
         if seq - self.chain.latest.after_seq >= self._epoch_records:
             return True
-        return abs(self._clock.wall_ms() - self._epoch_start_ms) >= self._epoch_ms
+        # Forward only: a clock set back does not start epochs (the record count still does).
+        return self._clock.wall_ms() - self._epoch_start_ms >= self._epoch_ms
 
     def _next_epoch(
         self, tw: tree.TreeWriter, seq: int, prev: str, now: tuple[str, int, bool]
