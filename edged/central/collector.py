@@ -986,6 +986,7 @@ class Collector:
         history it sent, and that is an alarm."""
         from edged.protocol.note import NoteError, add_signature, origin_of
 
+        done: list[tuple[tuple[str, str], int, str]] = []
         for (site, device), seq, body, size, root in events:
             try:
                 rec = json.loads(body)
@@ -1013,13 +1014,17 @@ class Collector:
             cosigned = add_signature(
                 note, self.witness_name, self._key.public_key(), self._key.sign
             )
-            self.store.add_cosigned(
-                (site, device), size, cosigned, format_ts(int(time.time() * 1000))
-            )
-            self.store.commit()
-            self._client.publish(
-                topics.leaf(site, device, "cosigned"), cosigned, qos=1, retain=True
-            )
+            done.append(((site, device), size, cosigned))
+        if not events:
+            return
+        # One statement and one commit for the batch's checkpoints (one each was a
+        # commit, an fsync, per checkpoint: a third of a big catch-up's time).
+        if done:
+            self.store.add_cosigned_many(done, format_ts(int(time.time() * 1000)))
+        self.store.commit()  # the cosignatures, and any bad_checkpoint alarm
+        newest = {dev: note for dev, _size, note in sorted(done, key=lambda d: d[1])}
+        for (site, device), note in newest.items():
+            self._client.publish(topics.leaf(site, device, "cosigned"), note, qos=1, retain=True)
 
     @property
     def witness_name(self) -> str:

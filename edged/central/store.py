@@ -429,10 +429,12 @@ class CentralStore:
         out, self.tree_events = self.tree_events, []
         return out
 
-    def add_cosigned(self, dev: Dev, size: int, note: str, ts: str) -> None:
-        self._x(
+    def add_cosigned_many(self, notes: Sequence[tuple[Dev, int, str]], ts: str) -> None:
+        """Checkpoints this store cosigned: (device, size, note)."""
+        self.begin()
+        self._many(
             "INSERT INTO cosigned VALUES (?,?,?,?,?) ON CONFLICT (site, device, size) DO NOTHING",
-            (*dev, size, note, ts),
+            [(*dev, size, note, ts) for dev, size, note in notes],
         )
 
     def cosigned(self, dev: Dev) -> list[tuple[int, str]]:

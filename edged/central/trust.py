@@ -78,13 +78,17 @@ class DeviceEpochs:
         self.trust = trust
         self._certs = certs
         self._chains: dict[tuple[str, str], EpochChain] = {}
+        self._ids: dict[tuple[str, str], str] = {}
 
     def chain(self, dev: tuple[str, str], *, reload: bool = False) -> EpochChain | None:
-        pub = self.trust.key(*dev)[0]
+        pub, kid = self.trust.key(*dev)
         if pub is None:
             return None
         chain = self._chains.get(dev)
-        if chain is None or chain.identity is not pub or reload:
+        # Rebuilt when the pinned key changed (by id: a re-read directory makes new key
+        # objects for the same keys), or when asked to look in the store again.
+        if chain is None or self._ids.get(dev) != kid or reload:
+            self._ids[dev] = kid
             chain = EpochChain(pub)
             for wire in self._certs(dev):
                 why = chain.learn_wire(wire)
