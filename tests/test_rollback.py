@@ -50,6 +50,17 @@ def verify(state: Path) -> subprocess.CompletedProcess:
     )
 
 
+def save_at_8(run: Running, site: Site, saved: Path, witness: Path) -> None:
+    """At seq 8, receipted: copies of the journal, the sync state and the head witness,
+    all that the device itself remembers."""
+    assert run.d.sync.connected_event.wait(10)
+    run.presses(8 - run.head())
+    receipted(run)
+    snapshot(site.state / "journal.db", saved / "journal.db")
+    snapshot(site.state / "sync.db", saved / "sync.db")
+    shutil.copy(witness / "head", saved / "head")
+
+
 @pytest.fixture
 def site(tmp_path, mosquitto):
     require_pcscd()
@@ -135,12 +146,7 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
     saved.mkdir()
     witness = site.state.with_name(site.state.name + "-witness")
     try:
-        assert run.d.sync.connected_event.wait(10)
-        run.presses(8 - run.head())
-        receipted(run)
-        snapshot(site.state / "journal.db", saved / "journal.db")
-        snapshot(site.state / "sync.db", saved / "sync.db")
-        shutil.copy(witness / "head", saved / "head")
+        save_at_8(run, site, saved, witness)
         run.presses(22)
         receipted(run)
         run.stop()
@@ -200,12 +206,7 @@ def test_a_kept_cosigned_checkpoint_catches_a_put_back_journal_offline(site, tmp
     saved.mkdir()
     witness = site.state.with_name(site.state.name + "-witness")
     try:
-        assert run.d.sync.connected_event.wait(10)
-        run.presses(8 - run.head())
-        receipted(run)
-        snapshot(site.state / "journal.db", saved / "journal.db")
-        snapshot(site.state / "sync.db", saved / "sync.db")
-        shutil.copy(witness / "head", saved / "head")
+        save_at_8(run, site, saved, witness)
         run.presses(10)
         cp = run.d.call(lambda: run.d.journal.checkpoint())
         run.d.sync.notify()

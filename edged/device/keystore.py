@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from edged.errors import KeyFileError
+from edged.protocol.keys import fsync_dir
 
 EPOCH_KEY_FILE = "epoch_ed25519.key"
 NEXT_KEY_FILE = "epoch_ed25519.next"
@@ -108,14 +109,6 @@ def _raw_private(sk: Ed25519PrivateKey) -> bytes:
     )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def erase(path: Path) -> None:
     """Overwrite a key file in place with random bytes, sync, and unlink it. On a plain
     disk the key's blocks are then gone; on an SD card or eMMC the flash translation
@@ -131,7 +124,7 @@ def erase(path: Path) -> None:
     finally:
         os.close(fd)
     path.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class FileKeyStore:
@@ -165,7 +158,7 @@ class FileKeyStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def current(self) -> EpochKey:
         if self._current is None:
@@ -206,7 +199,7 @@ class FileKeyStore:
             finally:
                 os.close(fd)
         os.replace(self.dir / NEXT_KEY_FILE, old)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         erase(self.identity_file)  # epoch 0's key, once (a no-op later)
         self._current = None
 

@@ -89,7 +89,7 @@ def _write_public(path: Path, pem: str) -> None:
     os.chmod(path, 0o644)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -189,7 +189,7 @@ def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
     )
     _write_private(fp_path, keys.fingerprint_secret.hex().encode("ascii") + b"\n")
     _write_public(pk_path, public_key_pem(keys.public_key))
-    _fsync_dir(state_dir)
+    fsync_dir(state_dir)
     return keys
 
 
