@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from edged.drivers.cards import desfire, piv
+from edged.drivers.cards.crypto import CardCryptoError, CardGone, NotThisCard
+from edged.drivers.cards.desfire import DesfireSettings
 from smartcard import scard
 
 from edged.clock import Clock, SystemClock
 from edged.core.events import (
+    CardAuthFailed,
     CardPresented,
     CardRemoved,
     CardUnreadable,
@@ -62,7 +67,8 @@ def card_kind(atr: bytes) -> str:
             }.get(name, "iso14443a")
         return f"pcsc-standard-{standard:02x}"
     if len(atr) >= 4 and atr[0] == 0x3B and atr[1] & 0xF0 == 0x80 and atr[2:4] == b"\x80\x01":
-        return "iso14443-4"
+        # DESFire's ATS carries one historical byte, 80 (PC/SC Part 3, 3.1.3.2.3.1).
+        return "desfire" if atr[4:-1] == b"\x80" else "iso14443-4"
     return "unknown"
 
 
@@ -81,13 +87,26 @@ def parse_uid_response(resp: bytes) -> bytes:
     return uid
 
 
+@dataclass(frozen=True)
+class CardProofs:
+    """What the readers ask a card to prove (issue 18): its DESFire AES key, its PIV Card
+    Authentication key. Neither: identifiers only."""
+
+    desfire: DesfireSettings | None = None
+    piv: bool = False
+
+    def __bool__(self) -> bool:
+        return self.desfire is not None or self.piv
+
+
 class PcscCardReader(CardReader):
     """Watches the PC/SC readers bound to logical names ("entry", "exit").
 
     ``readers`` maps a logical name to a PC/SC reader name or its prefix (reader names
     end in slot numbers that vary with the USB port). ``fingerprint`` turns an identifier
     into the form the core sees. ``retry_seconds`` is how long to wait before
-    reconnecting to pcscd after it went away.
+    reconnecting to pcscd after it went away. ``proofs``: the cards asked to prove
+    themselves; the rest are read by their identifier.
     """
 
     def __init__(
@@ -98,12 +117,14 @@ class PcscCardReader(CardReader):
         clock: Clock | None = None,
         retry_seconds: float = 2.0,
         name: str = "pcsc",
+        proofs: CardProofs | None = None,
     ) -> None:
         super().__init__(name)
         if not readers:
             raise DriverInitError(f"{name}: no readers configured")
         self._wanted = dict(readers)
         self._fingerprint = fingerprint
+        self._proofs = proofs or CardProofs()
         self._clock = clock or SystemClock()
         self._retry = retry_seconds
         self._stop = threading.Event()
@@ -279,6 +300,11 @@ class PcscCardReader(CardReader):
             )
             return
         try:
+            if self._proofs and kind in ("desfire", "iso14443-4"):
+                ev = self._prove(hcard, proto, logical, kind, seen)
+                if ev is not None:
+                    self._emit(ev)
+                    return
             rv, resp = scard.SCardTransmit(hcard, proto, GET_UID)
         finally:
             scard.SCardDisconnect(hcard, scard.SCARD_LEAVE_CARD)
@@ -296,6 +322,47 @@ class PcscCardReader(CardReader):
         del uid, resp
         log.info("card_presented", reader=logical, card=card, kind=kind)
         self._emit(CardPresented(reader=logical, card=card, kind=kind, mono_ns=seen))
+
+    def _prove(
+        self, hcard: int, proto: int, logical: str, kind: str, seen: int
+    ) -> CardPresented | CardAuthFailed | CardUnreadable | None:
+        """Ask the card to prove itself, each configured way in turn: the event, or None
+        for a card that speaks neither protocol (then its identifier is read)."""
+
+        def transmit(apdu: bytes) -> bytes:
+            rv, resp = scard.SCardTransmit(hcard, proto, list(apdu))
+            if rv != scard.SCARD_S_SUCCESS:
+                raise CardGone(f"transmit failed ({scard.SCardGetErrorMessage(rv).strip()})")
+            if len(resp) < 2:
+                # Every card answer ends in a status word: none means the card left.
+                raise CardGone("no answer from the card (taken away?)")
+            return bytes(resp)
+
+        ways: list[tuple[str, Callable[[], bytes]]] = []
+        if self._proofs.desfire is not None:
+            settings = self._proofs.desfire
+            ways.append(("desfire", lambda: desfire.authenticate(transmit, settings)))
+        if self._proofs.piv:
+            ways.append(("piv", lambda: piv.authenticate(transmit)))
+        for proof, run in ways:
+            try:
+                ident = run()
+            except NotThisCard:
+                continue
+            except CardCryptoError as e:
+                claimed = self._fingerprint(e.claimed) if e.claimed else ""
+                log.warning("card_auth_failed", reader=logical, kind=proof, reason=str(e))
+                return CardAuthFailed(reader=logical, kind=proof, reason=str(e), card=claimed,
+                                      mono_ns=seen)  # fmt: skip
+            except CardGone as e:
+                # Taken away mid-protocol: nothing was decided, nothing half-done.
+                log.warning("card_unreadable", reader=logical, reason=str(e))
+                return CardUnreadable(reader=logical, reason=f"{proof}: {e}", mono_ns=seen)
+            card = self._fingerprint(ident)
+            del ident
+            log.info("card_presented", reader=logical, card=card, kind=proof, proof=proof)
+            return CardPresented(reader=logical, card=card, kind=proof, proof=proof, mono_ns=seen)
+        return None
 
     def _unreadable(self, logical: str, reason: str, seen: int) -> None:
         log.warning("card_unreadable", reader=logical, reason=reason)

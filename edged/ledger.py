@@ -144,6 +144,8 @@ CODES_JA = {
     "outside_window": "許可時間外",
     "holiday": "休業日",
     "not_custodian": "書庫の管理者でない",
+    "card_auth_failed": "カード認証失敗(複製の疑い)",
+    "card_kind_not_allowed": "認証できないカード種別",
     "not_inside": "在室記録なし",
     "area_not_allowed": "区域の権限なし",
     "already_inside": "入室中(アンチパスバック)",

@@ -6,6 +6,7 @@ The daemon's ``--simulate`` mode and the test fixtures use this same object.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edged.simulators.gpio import SimGpio
 from edged.simulators.keypad import SimKeypad
@@ -60,13 +61,15 @@ class SimRig:
         *,
         kind: CardKind | None = None,
         behaviour: Behaviour = Behaviour.OK,
+        applet: Any = None,
     ) -> VirtualCard:
-        """A virtual card for ``reader`` (not yet inserted)."""
+        """A virtual card for ``reader`` (not yet inserted); ``applet``: a DESFire or PIV
+        application (simulators/cards.py) that answers the proving protocols."""
         uid = parse_card_id(card_id) if isinstance(card_id, str) else card_id
         if reader not in self.config.readers:
             raise ValueError(f"no reader {reader!r}; have {sorted(self.config.readers)}")
         kind = kind or KIND_BY_LENGTH.get(len(uid), CardKind.ISO14443B)
-        card = VirtualCard(uid, kind, behaviour, port=self.pcscd.port(reader))
+        card = VirtualCard(uid, kind, behaviour, port=self.pcscd.port(reader), applet=applet)
         self._cards.append(card)
         return card
 

@@ -14,6 +14,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from edged.log import get_logger
 
@@ -55,6 +56,8 @@ class CardKind(Enum):
     MIFARE_CLASSIC = "mifare"  # UID, 4 bytes
     MIFARE_ULTRALIGHT = "mifare-ul"  # UID, 7 bytes
     ISO14443B = "iso14443b"  # PUPI, 4 bytes
+    DESFIRE = "desfire"  # ISO 14443-4 A, historical byte 80: DESFire EV1/EV2/EV3
+    PIV = "piv"  # ISO 14443-4 A with a PIV applet (a YubiKey 5 NFC, a PIV card)
 
     @property
     def atr(self) -> bytes:
@@ -63,6 +66,8 @@ class CardKind(Enum):
             CardKind.MIFARE_CLASSIC: _pcsc_atr(0x03, 0x0001),
             CardKind.MIFARE_ULTRALIGHT: _pcsc_atr(0x03, 0x0003),
             CardKind.ISO14443B: _iso14443_4_atr(b"\x00\x00\x00\x00\x00\x00\x00\x00"),
+            CardKind.DESFIRE: _iso14443_4_atr(b"\x80"),
+            CardKind.PIV: _iso14443_4_atr(b"YubiKey"),
         }[self]
 
 
@@ -85,6 +90,8 @@ class VirtualCard:
     behaviour: Behaviour = Behaviour.OK
     port: int = VPCD_PORT
     host: str = VPCD_HOST
+    # The card's application (simulators/cards.py): answers what GET DATA does not.
+    applet: Any = None
 
     def __post_init__(self) -> None:
         self._sock: socket.socket | None = None
@@ -147,6 +154,10 @@ class VirtualCard:
                     return bytes(range(64)) + SW_OK
                 case Behaviour.EMPTY_UID:
                     return SW_OK
+        if self.applet is not None:
+            out = self.applet.answer(apdu)
+            if out is not None:
+                return bytes(out)
         return SW_INS_NOT_SUPPORTED
 
     def _serve(self, sock: socket.socket) -> None:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from edged.cli import admin, central, device, sim
+from edged.cli import admin, card, central, device, sim
 from edged.errors import EdgedError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edge daemon for doors and cabinets of personal-data handling areas.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for audience in (device, admin, central, sim):
+    for audience in (device, admin, card, central, sim):
         audience.register(sub)
     _finish_help(p)
     return p

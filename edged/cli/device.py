@@ -24,6 +24,13 @@ from edged.protocol.keys import (
 
 
 def _cmd_keys_init(args: argparse.Namespace) -> int:
+    if args.card_master:
+        from edged.protocol.keys import init_card_master
+
+        path = init_card_master(Path(args.state_dir), force=args.force)
+        print(f"created the site's card master key {path} (0600): copy it, 0600, to every")
+        print("door of the site and to the enrolment station; never into an access list")
+        return 0
     role = "admin" if args.admin else "collector" if args.collector else None
     if role is not None:
         from edged.protocol.keys import init_role_key
@@ -383,6 +390,12 @@ def register(sub: Any) -> None:
     )
     role.add_argument(
         "--collector", action="store_true", help="a collector key (signs receipts and commands)"
+    )
+    role.add_argument(
+        "--card-master",
+        action="store_true",
+        help="the site's DESFire master key (card_master.key, 0600): the same file at"
+        " every door of the site and at the enrolment station",
     )
     ki.set_defaults(handler=_cmd_keys_init)
     ks = ksub.add_parser("show", help="print the public key and key id")

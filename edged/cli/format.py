@@ -14,6 +14,7 @@ _QUIET = {
     "clock_synced",
     "prev",
     "key_id",
+    "epoch",
 }
 
 

@@ -83,7 +83,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return _cmd_fleet(args)
 
     req: dict[str, object] = {"cmd": args.sim_command}
-    for key in ("card", "reader", "kind", "behaviour", "door", "action", "name", "keys"):
+    for key in ("card", "reader", "kind", "behaviour", "proof", "door", "action", "name", "keys"):
         v = getattr(args, key, None)
         if v is not None:
             req[key] = v
@@ -131,6 +131,12 @@ def register(sub: Any) -> None:
     t.add_argument("--reader", default="entry")
     t.add_argument("--kind", choices=["felica", "mifare", "mifare-ul", "iso14443b"])
     t.add_argument("--behaviour", choices=["ok", "error", "garbage", "long", "empty"])
+    t.add_argument(
+        "--proof",
+        choices=["desfire", "desfire-copy"],
+        help="a DESFire card enrolled for this site ([cards.desfire]), or a copy of its"
+        " number without its key",
+    )
     dr = ssub.add_parser("door", help="open or close the door")
     dr.add_argument("action", choices=["open", "close"])
     dr.add_argument("--door")

@@ -47,6 +47,8 @@ Denial = Literal[
     "not_inside",
     "pin_expired",
     "pin_change_failed",
+    "card_auth_failed",  # the card did not prove its key (a copy, a wrong key, a replay)
+    "card_kind_not_allowed",  # the area accepts only cards that prove themselves
 ]
 
 

@@ -20,11 +20,26 @@ class Event:
 
 @dataclass(frozen=True)
 class CardPresented(Event):
-    """A card was read on a reader; ``card`` is its keyed fingerprint, never the raw id."""
+    """A card was read on a reader; ``card`` is its keyed fingerprint, never the raw id.
+    ``proof``: how the card proved it is that card ("desfire": its AES key, "piv": its
+    Card Authentication key); empty for an identifier only, which anyone can copy."""
 
     reader: str
     card: str
     kind: str
+    proof: str = ""
+
+
+@dataclass(frozen=True)
+class CardAuthFailed(Event):
+    """A card claimed to be one that proves itself and did not prove it: a copy, a wrong
+    key, a replayed exchange. ``card``: the fingerprint of the identity it claimed, if it
+    named one."""
+
+    reader: str
+    kind: str
+    reason: str
+    card: str = ""
 
 
 @dataclass(frozen=True)

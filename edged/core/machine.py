@@ -31,6 +31,7 @@ from edged.core.doors import Door
 from edged.core.escort import Escorts
 from edged.core.events import (
     CabinetChanged,
+    CardAuthFailed,
     CardPresented,
     CardRemoved,
     CardUnreadable,
@@ -179,6 +180,8 @@ class Core:
         match ev:
             case CardPresented():
                 return self._card(ev, now)
+            case CardAuthFailed():
+                return self._auth_failed(ev)
             case CardUnreadable():
                 door = self._door_of_reader.get(ev.reader, (None, None))[0]
                 return [
@@ -244,7 +247,26 @@ class Core:
             out += self._end_prompt_cancelled(pr, now)
         if direction == "exit":
             return out + self._exit(door, ev.card, now)
+        area = self.cfg.areas.get(self.cfg.doors[door].area)
+        accepted = area.cards if area is not None else frozenset()
+        if accepted and (ev.proof or "id") not in accepted:
+            # An identifier alone (anyone can copy one) where only proven cards open.
+            p = self.acl.by_card(ev.card) if self.acl is not None else None
+            return out + self._deny(door, ev.card, "card_kind_not_allowed", p,
+                                    card_kind=ev.kind, accepted=sorted(accepted))  # fmt: skip
         return out + self._entry(door, ev.card, ev.kind, now)
+
+    def _auth_failed(self, ev: CardAuthFailed) -> list[Action]:
+        """A card that did not prove its key: refused at any reader, with what failed and
+        whose identity it claimed (a copy of that person's card, most likely)."""
+        door, direction = self._door_of_reader.get(ev.reader, (None, None))
+        p = self.acl.by_card(ev.card) if self.acl is not None and ev.card else None
+        f: dict[str, Any] = {"reader": ev.reader, "card_kind": ev.kind, "detail": ev.reason[:200]}
+        if door is not None:
+            f.update(self._base(door, direction or "entry", ev.card, p))
+        elif ev.card:
+            f["card"] = ev.card
+        return [Record("door.denied", {**f, "reason": "card_auth_failed"})]
 
     def _base(
         self, door: str, direction: str, card: str, person: Person | None = None

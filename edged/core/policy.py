@@ -55,6 +55,8 @@ class AreaConfig:
     carry_out: bool = False  # ask at exit what is taken out (R18)
     carry_out_approval: bool = False  # taking something out needs an approver's card
     approver: str | None = None  # 確認者 of the area's entries (a person id of the list)
+    # Which cards open it: "id" (an identifier only), "desfire", "piv"; empty: any.
+    cards: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,18 @@ def import_admin_file(
             raise person_error(src, f"{where}[{pid}].cards", "must be a list of hex card ids")
         fps = []
         for c in cards:
+            if str(c).startswith(PIV_PREFIX):
+                # A PIV card: its Card Authentication public key (`edged card enrol`),
+                # public, so the list still holds nothing that makes a card.
+                uid = _piv_key(src, f"{where}[{pid}].cards", str(c))
+                fp = fingerprinter.fingerprint(uid)
+                if fp in seen:
+                    raise person_error(
+                        src, f"{where}[{pid}].cards", f"a card is also listed for {seen[fp]!r}"
+                    )
+                seen[fp] = pid
+                fps.append(fp)
+                continue
             clean = str(c).replace(":", "").replace(" ", "").replace("-", "")
             try:
                 uid = bytes.fromhex(clean)
@@ -284,3 +296,23 @@ def save_active(state_dir: Path, acl: AccessList) -> Path:
     finally:
         os.close(dfd)
     return path
+
+
+PIV_PREFIX = "piv:"
+
+
+def _piv_key(src: str, where: str, text: str) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``piv:BASE64``, checked to be a public key."""
+    import base64
+    import binascii
+
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        der = base64.b64decode(text[len(PIV_PREFIX) :], validate=True)
+        load_der_public_key(der)
+    except (ValueError, binascii.Error):
+        raise person_error(
+            src, where, "a piv: card is the base64 of a public key (edged card enrol prints it)"
+        ) from None
+    return der

@@ -219,6 +219,27 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class CardsConfig:
+    """Cards that prove themselves (docs/door.md): a DESFire EV2/EV3 application whose
+    AES key is diversified per card from the site master key, and PIV cards' Card
+    Authentication key. Without either, readers take identifiers only."""
+
+    desfire_aid: bytes | None = None  # 3 bytes; None: DESFire authentication off
+    desfire_key_no: int = 1
+    desfire_file_no: int = 1
+    master_key_file: Path | None = None  # the site master key (AES-128 hex, 0600)
+    system: str = "edged"  # diversification system identifier (the same at every door)
+    piv: bool = False
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The proofs the readers can ask for."""
+        return frozenset(
+            k for k, on in (("desfire", self.desfire_aid is not None), ("piv", self.piv)) if on
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole daemon configuration."""
 
@@ -240,6 +261,7 @@ class Config:
     sync: SyncConfig | None = None  # None: offline, everything stays in the journal
     metrics_listen: str | None = None  # "127.0.0.1:9108": Prometheus text on loopback
     displays: dict[str, DisplayConfig] = field(default_factory=dict)
+    cards: CardsConfig = field(default_factory=CardsConfig)
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -254,6 +276,48 @@ def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     return parse_config(data, path, state_dir=state_dir)
+
+
+CARD_KINDS = ("id", "desfire", "piv")
+
+
+def _parse_cards(c: _Section, sd: Path) -> CardsConfig:
+    d, piv = c.table("desfire"), c.table("piv")
+    out = CardsConfig(piv=piv.get("enabled", bool, False))
+    piv.done()
+    if d.data:
+        aid = d.get("aid", str)
+        try:
+            raw = bytes.fromhex(aid)
+        except ValueError:
+            raw = b""
+        if len(raw) != 3 or raw == bytes(3):
+            raise d.error("aid", f"a DESFire application id is 6 hex digits, not 000000: {aid!r}")
+        system = d.get("system", str, "edged")
+        if not 1 <= len(system.encode()) <= 16 or not system.isascii():
+            raise d.error("system", "1-16 ASCII characters")
+        key = d.get("master_key", str, str(sd / "card_master.key"))
+        out = CardsConfig(
+            desfire_aid=raw,
+            desfire_key_no=int(d.number("key_no", 1, lo=1, hi=13)),
+            desfire_file_no=int(d.number("file_no", 1, lo=0, hi=31)),
+            master_key_file=Path(key) if Path(key).is_absolute() else sd / key,
+            system=system,
+            piv=out.piv,
+        )
+    d.done()
+    c.done()
+    return out
+
+
+def _card_kinds(a: _Section, cards: CardsConfig) -> frozenset[str]:
+    kinds = a.get("cards", list, [])
+    for k in kinds:
+        if k not in CARD_KINDS:
+            raise a.error("cards", f"card kinds are {list(CARD_KINDS)}, got {k!r}")
+        if k != "id" and k not in cards.kinds:
+            raise a.error("cards", f"{k!r} cards need [cards.{k}] configured")
+    return frozenset(kinds)
 
 
 def _name(sec: _Section, key: str, default: Any = _REQUIRED) -> str:
@@ -316,6 +380,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         )
     j.done()
 
+    cards = _parse_cards(top.table("cards"), sd)
     areas: dict[str, AreaConfig] = {}
     for name, a in top.tables("areas").items():
         kind = a.choice("kind", ("handling", "management"))
@@ -336,6 +401,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             carry_out_approval=a.get("carry_out_approval", bool, False),
             approver=a.get("approver", str, None),
             lockcheck_pin=a.get("lockcheck_pin", bool, False),
+            cards=_card_kinds(a, cards),
         )
         a.done()
 
@@ -561,6 +627,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         sync=sync,
         metrics_listen=metrics_listen,
         displays=displays,
+        cards=cards,
     )
 
 

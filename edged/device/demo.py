@@ -26,7 +26,13 @@ from edged.device.paths import StatePaths
 from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
 from edged.log import configure_logging
-from edged.protocol.keys import init_keys, key_paths, load_keys
+from edged.protocol.keys import (
+    CARD_MASTER_FILE,
+    init_card_master,
+    init_keys,
+    key_paths,
+    load_keys,
+)
 from edged.protocol.privacy import CardFingerprinter
 
 
@@ -65,7 +71,12 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         # Time windows are judged by the clock; a laptop or container without NTP would
         # have them all refused as clock_untrusted, which is not what this story shows.
         clock=replace(cfg.clock, assume_synced=True),
-    )
+        # DESFire cards prove their keys; the site master key is made for the demo.
+        cards=replace(
+            cfg.cards, desfire_aid=bytes.fromhex("E1D6E0"),
+            master_key_file=state_dir / CARD_MASTER_FILE,
+        ),
+    )  # fmt: skip
     sk, _pk, _fp = key_paths(state_dir)
     if sk.exists():
         keys = load_keys(state_dir)
@@ -74,8 +85,13 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         keys = init_keys(state_dir)
         _say(f"== created a device key in {state_dir} (key id {keys.key_id}); files 0600", pause)
 
+    if not (state_dir / CARD_MASTER_FILE).exists():
+        init_card_master(state_dir)
     acl_file = cfg_path.parent / "acl-example.toml"
     if acl_file.exists():
+        demo_acl = state_dir / "demo-acl.toml"
+        demo_acl.write_text(acl_file.read_text(encoding="utf-8") + DEMO_PERSON, encoding="utf-8")
+        acl_file = demo_acl
         fp = CardFingerprinter(keys.fingerprint_secret)
         current = load_active(state_dir, set(cfg.areas))
         acl = import_admin_file(
@@ -203,7 +219,20 @@ CARDS = {
     "former": "0123456789ABCDEF",  # S0999, rights ended 2026-09-30
     "admin": "04112233",  # A0001, administrator, escort (MIFARE Classic)
     "kato": "04D1E2F3",  # S1003, staff, any hour of any day the office is open
+    "sato": "04D5E5F5A5B5C5",  # S1004 (added by the demo), a DESFire EV3 card
 }
+
+# The demo's own person: a DESFire card that proves its key (issue 18).
+DEMO_PERSON = """
+[[people]]
+id = "S1004"
+name = "Sato Jiro"
+role = "staff"
+cards = ["04D5E5F5A5B5C5"]            # MIFARE DESFire EV3: proves its AES key
+areas = ["handling"]
+valid_from = 2026-04-01
+valid_until = 2027-03-31
+"""
 
 Step = tuple[str | None, dict[str, Any], str | None]
 
@@ -254,6 +283,26 @@ def _scenario(ctl: SimController, pause: float) -> bool:
             " holiday (R5).",
             {"cmd": "tap", "card": CARDS["kato"]},
             "door.denied:holiday",
+        ),
+        (
+            "Sato carries a MIFARE DESFire EV3 card. It proves that it holds its AES key,"
+            " derived for this one card from the site master key; the door asks its"
+            " questions...",
+            {"cmd": "tap", "card": CARDS["sato"], "proof": "desfire"},
+            None,
+        ),
+        (None, {"cmd": "keys", "keys": "1#0#"}, "door.granted"),
+        (
+            None,
+            {"cmd": "tap", "card": CARDS["sato"], "proof": "desfire", "reader": "exit"},
+            "door.exit",
+        ),
+        (
+            "Someone copied Sato's card number onto a blank card. The copy cannot answer"
+            " the door's fresh challenge: refused as card_auth_failed, naming whose card"
+            " it pretends to be.",
+            {"cmd": "tap", "card": CARDS["sato"], "proof": "desfire-copy"},
+            "door.denied:card_auth_failed",
         ),
         (
             "Someone leaves with the exit button and the door stays open...",

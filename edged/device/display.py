@@ -59,6 +59,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "purpose_invalid": ("リユウ チガイ", "Bad purpose"),
     "carry_in_invalid": ("モチコミ チガイ", "Bad carry-in"),
     "not_custodian": ("カンリシャ デハアリマセン", "Not custodian"),
+    "card_auth_failed": ("カード ニンショウ シッパイ", "Card not genuine"),
+    "card_kind_not_allowed": ("コノカードハ ツカエマセン", "Card type refused"),
     "not_inside": ("ニュウシツ キロクナシ", "Not inside"),
     "no_access_list": ("ケンゲンヒョウ ナシ", "No access list"),
 }

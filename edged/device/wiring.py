@@ -50,12 +50,34 @@ class Installation:
 Fingerprint = Callable[[bytes], str]
 
 
-def _readers(bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -> Any:
+def _readers(cfg: Config, bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -> Any:
     if not bindings:
         return None
     return make_device(
-        "card_reader", "pcsc", readers=bindings, fingerprint=fingerprint, clock=clock
-    )
+        "card_reader", "pcsc", readers=bindings, fingerprint=fingerprint, clock=clock,
+        proofs=card_proofs(cfg),
+    )  # fmt: skip
+
+
+def card_proofs(cfg: Config) -> Any:
+    """What the readers ask cards to prove, with the site master key read (0600) here,
+    the one place that knows where it lives."""
+    from edged.drivers.cards.desfire import DesfireSettings
+    from edged.drivers.pcsc import CardProofs
+    from edged.protocol.keys import load_card_master
+
+    c = cfg.cards
+    settings = None
+    if c.desfire_aid is not None:
+        assert c.master_key_file is not None  # the config gives a default
+        settings = DesfireSettings(
+            aid=c.desfire_aid,
+            key_no=c.desfire_key_no,
+            file_no=c.desfire_file_no,
+            master_key=load_card_master(c.master_key_file),
+            system=c.system.encode(),
+        )
+    return CardProofs(settings, c.piv)
 
 
 def _displays(cfg: Config, *, simulated: bool) -> dict[str, Display]:
@@ -97,7 +119,7 @@ def _hardware(
         cabinets=GpioCabinets(cfg.cabinets, cfg.gpio, pin_factory=pf, clock=clock),
         indicators=GpioIndicators(cfg.indicators, pin_factory=pf),
         keypads=keypads,
-        card_reader=_readers({n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
+        card_reader=_readers(cfg, {n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
         displays=_displays(cfg, simulated=False),
     )
 
@@ -115,7 +137,7 @@ def _sim(
         cabinets=g.cabinets,
         indicators=g.indicators,
         keypads=list(rig.keypads.values()),
-        card_reader=_readers(rig.reader_bindings, fp, clock),
+        card_reader=_readers(cfg, rig.reader_bindings, fp, clock),
         rig=rig,
         displays=_displays(cfg, simulated=True),
     )

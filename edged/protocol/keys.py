@@ -226,6 +226,33 @@ def load_keys(state_dir: Path) -> DeviceKeys:
     return DeviceKeys(pk, key_id_of(pk), secret, store)
 
 
+CARD_MASTER_FILE = "card_master.key"
+
+
+def init_card_master(directory: Path, *, force: bool = False) -> Path:
+    """The site's DESFire master key (AES-128, hex, 0600): every door of the site and
+    the enrolment station hold the same one; each card's key is derived from it (AN10922)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / CARD_MASTER_FILE
+    if path.exists() and not force:
+        raise KeyFileError(f"{path}: exists already; refusing to overwrite (use --force)")
+    path.unlink(missing_ok=True)
+    _write_private(path, secrets.token_bytes(16).hex().encode("ascii") + b"\n")
+    return path
+
+
+def load_card_master(path: Path) -> bytes:
+    """The site's DESFire master key, refusing a file others can read."""
+    check_private_file(path)
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except (ValueError, OSError) as e:
+        raise KeyFileError(f"{path}: card master key is not hex ({e})") from None
+    if len(key) != 16:
+        raise KeyFileError(f"{path}: card master key must be 16 bytes (32 hex digits)")
+    return key
+
+
 def init_role_key(directory: Path, role: str, *, force: bool = False) -> Ed25519PrivateKey:
     """An administrator's or collector's signing key: ``{role}_ed25519.key`` (0600) and ``.pub``.
 
