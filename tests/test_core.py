@@ -780,3 +780,33 @@ def test_a_pin_issued_again_by_the_administrator_replaces_the_one_changed_here()
     )
     rig.tap("S1", reader="server-entry")
     assert records(rig.keys("9999#", door="server"))[0].type == "door.granted"
+
+
+def test_areas_that_accept_only_proven_cards():
+    """R1, R11, R17 (issue 18): where an area takes only cards that prove themselves, an
+    identifier alone is card_kind_not_allowed at its door and at its cabinet's reader,
+    naming whose number it carried; the same card proven goes on as usual; a failed
+    proof is card_auth_failed at any reader."""
+    from edged.core.events import CardAuthFailed
+
+    areas = {n: replace(a, cards=frozenset({"desfire"})) for n, a in CFG.areas.items()}
+    people = [replace(p, cabinets=frozenset({"rack-back"})) if p.id == "A1" else p
+              for p in PEOPLE]  # fmt: skip
+    rig = Rig(cfg=replace(CFG, areas=areas), acl=AccessList(3, "tokyo-hq", "k",
+              {p.id: p for p in people}))  # fmt: skip
+    d = only(rig.tap("S2"), "door.denied")
+    assert (d["reason"], d["person"], d["accepted"]) == ("card_kind_not_allowed", "S2",
+                                                         ["desfire"])  # fmt: skip
+    out = rig.ev(CardPresented(reader="entry", card=CARD["S2"], kind="desfire", proof="desfire"))
+    assert not records(out) and rig.core.snapshot()["prompts"]["main"]["step"] == "purpose"
+    rig.ev(CardPresented(reader="server-entry", card=CARD["A1"], kind="desfire",
+                         proof="desfire"))  # fmt: skip
+    assert records(rig.keys("#1234#", door="server"), "door.granted")
+    [c] = records(rig.tap("A1", reader="rack"), "cabinet.denied")
+    assert c.fields["reason"] == "card_kind_not_allowed"
+    out = rig.ev(CardPresented(reader="rack", card=CARD["A1"], kind="desfire", proof="desfire"))
+    assert records(out, "cabinet.granted")
+    out = rig.ev(CardAuthFailed(reader="exit", kind="piv", reason="bad", card=CARD["S1"]))
+    f = only(out, "door.denied")
+    assert (f["reason"], f["person"], f["direction"]) == ("card_auth_failed", "S1", "exit")
+    assert not unlocks(out)

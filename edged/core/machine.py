@@ -231,7 +231,7 @@ class Core:
     def _card(self, ev: CardPresented, now: Now) -> list[Action]:
         door, direction = self._door_of_reader.get(ev.reader, (None, None))
         if ev.reader in self._cabinet_of_reader:
-            return self._cabinet_card(self._cabinet_of_reader[ev.reader], ev.card, now)
+            return self._cabinet_card(self._cabinet_of_reader[ev.reader], ev, now)
         if door is None:
             return [
                 Record(
@@ -972,16 +972,19 @@ class Core:
         p = self.acl.people.get(pid) if self.acl is not None else None
         return p is not None and cabinet in p.cabinets
 
-    def _cabinet_card(self, cabinet: str, card: str, now: Now) -> list[Action]:
+    def _cabinet_card(self, cabinet: str, ev: CardPresented, now: Now) -> list[Action]:
         """A card at a cabinet's own reader: only a custodian who is inside the area
-        releases its electric lock (R17)."""
-        c = self.cfg.cabinets[cabinet]
+        releases its electric lock (R17), with a card of a kind the area accepts."""
+        c, card = self.cfg.cabinets[cabinet], ev.card
         f: dict[str, Any] = {"cabinet": cabinet, "area": c.area, "card": card}
         p = self.acl.by_card(card) if self.acl is not None else None
         if p is not None:
             f.update(person=p.id, name=p.name)
         reason: str | None
-        if self.acl is None:
+        area = self.cfg.areas.get(c.area)
+        if area is not None and area.cards and (ev.proof or "id") not in area.cards:
+            reason = "card_kind_not_allowed"
+        elif self.acl is None:
             reason = "no_access_list"
         elif p is None:
             reason = "unknown_card"
