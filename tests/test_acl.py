@@ -106,6 +106,8 @@ valid_until = 2027-03-31
         (('["handling"]', '["vault"]'), "people[0][S1].areas", "no area 'vault'"),
         (('["04A1B2C3"]', '["XYZ"]'), "people[0][S1].cards", "not hexadecimal"),
         (('["04A1B2C3"]', '["04A1B2"]'), "people[0][S1].cards", "3 bytes"),
+        (('["04A1B2C3"]', '["piv:bm90IGEga2V5"]'), "people[0][S1].cards", "base64 of a public"),
+        (('["04A1B2C3"]', '["piv:***"]'), "people[0][S1].cards", "base64 of a public key"),
         (('role = "staff"', 'role = "boss"'), "people[0][S1].role", "must be one of"),
         (('role = "staff"', 'role = "staff"\npin = "12"'), "people[0][S1].pin", "4 to 8 digits"),
         (

@@ -213,36 +213,17 @@ def import_admin_file(
             raise person_error(src, f"{where}[{pid}].cards", "must be a list of hex card ids")
         fps = []
         for c in cards:
-            if str(c).startswith(PIV_PREFIX):
-                # A PIV card: its Card Authentication public key (`edged card enrol`),
-                # public, so the list still holds nothing that makes a card.
-                uid = _piv_key(src, f"{where}[{pid}].cards", str(c))
-                fp = fingerprinter.fingerprint(uid)
-                if fp in seen:
-                    raise person_error(
-                        src, f"{where}[{pid}].cards", f"a card is also listed for {seen[fp]!r}"
-                    )
-                seen[fp] = pid
-                fps.append(fp)
-                continue
-            clean = str(c).replace(":", "").replace(" ", "").replace("-", "")
-            try:
-                uid = bytes.fromhex(clean)
-            except ValueError:
-                raise person_error(
-                    src, f"{where}[{pid}].cards", "a card id is not hexadecimal"
-                ) from None
-            if len(uid) not in (4, 7, 8, 10):
-                raise person_error(
-                    src,
-                    f"{where}[{pid}].cards",
-                    f"a card id has {len(uid)} bytes (4, 7, 8 or 10 expected)",
-                )
+            field = f"{where}[{pid}].cards"
+            # A PIV card is listed by its Card Authentication public key (public: the
+            # list still holds nothing that makes a card); others by their number.
+            uid = (
+                _piv_key(src, field, str(c))
+                if str(c).startswith(PIV_PREFIX)
+                else _card_id(src, field, c)
+            )
             fp = fingerprinter.fingerprint(uid)
             if fp in seen:
-                raise person_error(
-                    src, f"{where}[{pid}].cards", f"a card is also listed for {seen[fp]!r}"
-                )
+                raise person_error(src, field, f"a card is also listed for {seen[fp]!r}")
             seen[fp] = pid
             fps.append(fp)
         rec["cards"] = fps
@@ -299,6 +280,18 @@ def save_active(state_dir: Path, acl: AccessList) -> Path:
 
 
 PIV_PREFIX = "piv:"
+
+
+def _card_id(src: str, where: str, c: Any) -> bytes:
+    """A card number in hex (separators allowed), of a length cards have."""
+    clean = str(c).replace(":", "").replace(" ", "").replace("-", "")
+    try:
+        uid = bytes.fromhex(clean)
+    except ValueError:
+        raise person_error(src, where, "a card id is not hexadecimal") from None
+    if len(uid) not in (4, 7, 8, 10):
+        raise person_error(src, where, f"a card id has {len(uid)} bytes (4, 7, 8 or 10 expected)")
+    return uid
 
 
 def _piv_key(src: str, where: str, text: str) -> bytes:
