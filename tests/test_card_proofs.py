@@ -115,7 +115,7 @@ def test_a_genuine_desfire_card_opens_and_its_copies_do_not(door):
     assert recs == []  # the keypad asks first
     out = keys(d, "1#0#")
     grant = [r for r in out if r["type"] == "door.granted"]
-    assert grant and grant[0]["person"] == "S2001", out
+    assert grant and grant[0]["person"] == "S2001" and grant[0]["proof"] == "desfire", out
     card_fp = grant[0]["card"]
 
     impostors = {

@@ -254,7 +254,7 @@ class Core:
             p = self.acl.by_card(ev.card) if self.acl is not None else None
             return out + self._deny(door, ev.card, "card_kind_not_allowed", p,
                                     card_kind=ev.kind, accepted=sorted(accepted))  # fmt: skip
-        return out + self._entry(door, ev.card, ev.kind, now)
+        return out + self._entry(door, ev.card, ev.kind, now, ev.proof)
 
     def _auth_failed(self, ev: CardAuthFailed) -> list[Action]:
         """A card that did not prove its key: refused at any reader, with what failed and
@@ -320,8 +320,11 @@ class Core:
                 )
         return None
 
-    def _entry(self, door: str, card: str, kind: str, now: Now) -> list[Action]:
+    def _entry(self, door: str, card: str, kind: str, now: Now, proof: str = "") -> list[Action]:
         area = self.cfg.doors[door].area
+        # How the card showed it is this card goes into the grant (the ledger's auditor
+        # can tell a proven card from a number that anyone could have copied).
+        proven = {"proof": proof} if proof else {}
         if self.acl is None:
             return self._deny(door, card, "no_access_list", card_kind=kind)
         p = self.acl.by_card(card)
@@ -344,7 +347,7 @@ class Core:
             esc = self.state.escorts.followed(door, now.mono, window)
             if esc is not None:
                 steps = self._steps(area, pin=False)
-                return self._begin(door, area, p, card, steps, now, {"escort": esc})
+                return self._begin(door, area, p, card, steps, now, {"escort": esc, **proven})
             self.state.escorts.wait(door, p, card, now.mono + window)
             return [Indicate("green", True, blink=True)]  # waiting for an escort
 
@@ -355,7 +358,7 @@ class Core:
             steps = self._steps(area, pin=self._needs_pin(area))
             if "pin" in steps and p.pin is None:
                 return self._deny(door, card, "pin_not_enrolled", p)
-            return self._begin(door, area, p, card, steps, now, {"visitor": pending})
+            return self._begin(door, area, p, card, steps, now, {"visitor": pending, **proven})
 
         if p.id in inside:
             return self._deny(door, card, "already_inside", p)  # anti-passback
@@ -364,7 +367,7 @@ class Core:
             return self._deny(door, card, "pin_not_enrolled", p)
         if p.role == "admin":
             steps = ["admin", *steps]
-        return self._begin(door, area, p, card, steps, now, {})
+        return self._begin(door, area, p, card, steps, now, dict(proven))
 
     def _needs_pin(self, area: str) -> bool:
         a = self.cfg.areas.get(area)
@@ -410,7 +413,7 @@ class Core:
         self, door: str, area: str, p: Person, card: str, now: Now, collected: dict[str, Any]
     ) -> list[Action]:
         extra: dict[str, Any] = {}
-        for key in ("purpose", "carry_in", "pin_expires_in_days"):
+        for key in ("purpose", "carry_in", "pin_expires_in_days", "proof"):
             if key in collected:
                 extra[key] = collected[key]
         inside = self.state.occupancy.setdefault(area, {})
@@ -441,7 +444,8 @@ class Core:
                         "reason": "escorted",
                         "escort": p.id,
                         "escort_name": p.name,
-                        **extra,
+                        # The proof was the escort's card's, not the visitor's.
+                        **{k: v for k, v in extra.items() if k != "proof"},
                         **self._answerable(v, area),
                     },
                 )
