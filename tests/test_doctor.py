@@ -133,3 +133,30 @@ def test_doctor_checks_a_simulated_rig(tmp_path):
     assert "OK   card readers: simulated: 5 virtual readers" in p.stdout, p.stdout
     assert "pin factory" not in p.stdout and "nfc drivers" not in p.stdout
     assert "FAIL" not in p.stdout and p.returncode == 0, p.stdout
+
+
+def test_doctor_names_a_missing_or_open_card_master_key(tmp_path):
+    """R12 (issue 18): with DESFire proofs configured, the site master key must be there
+    and private: missing, then readable by others, each a FAIL with its fix; then OK."""
+    from edged.protocol.keys import init_card_master
+
+    state = tmp_path / "state"
+    enrol(state)
+    cfg = tmp_path / "edged.toml"
+    cfg.write_text((ROOT / "config" / "edged.toml").read_text()
+                   + '\n[cards.desfire]\naid = "E1D6E0"\n')  # fmt: skip
+
+    def cards_line() -> str:
+        p = subprocess.run([EDGED, "doctor", "--config", str(cfg), "--state-dir", str(state),
+                            "--simulate"], capture_output=True, text=True, timeout=60)  # fmt: skip
+        [line] = [ln for ln in p.stdout.splitlines() if "cards:" in ln]
+        i = p.stdout.index(line)
+        return p.stdout[i : i + 400]
+
+    out = cards_line()
+    assert out.startswith("FAIL cards:") and "edged keys init --card-master" in out, out
+    key = init_card_master(state)
+    os.chmod(key, 0o640)
+    assert "chmod 600" in cards_line()
+    os.chmod(key, 0o600)
+    assert cards_line().startswith("OK   cards: cards prove themselves: desfire")

@@ -47,6 +47,28 @@ def _keys(cfg: Config) -> Check:
     return Check("keys", "OK", f"device key {k.key_id}, files private")
 
 
+def _cards(cfg: Config) -> Check:
+    """The proofs readers ask of cards, and the site master key they need (issue 18)."""
+    from edged.protocol.keys import load_card_master
+
+    c = cfg.cards
+    if c.desfire_aid is None and not c.piv:
+        proven = [n for n, a in cfg.areas.items() if a.cards and "id" not in a.cards]
+        return Check("cards", "OK", "identifiers only" + (f" ({proven})" if proven else ""))
+    if c.desfire_aid is not None:
+        assert c.master_key_file is not None
+        try:
+            load_card_master(c.master_key_file)
+        except EdgedError as e:
+            return Check(
+                "cards", "FAIL", str(e),
+                "copy the site's card_master.key here, mode 0600 (edged keys init --card-master"
+                " makes a new one for a new site)",
+            )  # fmt: skip
+    kinds = sorted(c.kinds)
+    return Check("cards", "OK", f"cards prove themselves: {', '.join(kinds)}")
+
+
 def _journal(cfg: Config) -> Check:
     from edged.device.journal import verify_journal
     from edged.protocol.keys import load_keys
@@ -272,6 +294,7 @@ def _nfc_drivers(_cfg: Config) -> Check:
 CHECKS: list[Callable[[Config], Check]] = [
     _nfc_drivers,
     _keys,
+    _cards,
     _journal,
     _acl,
     _readers,
