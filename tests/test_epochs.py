@@ -199,6 +199,8 @@ def test_the_collector_follows_the_epochs_and_keeps_their_certificates(state, tm
         cosigned = [size for size, _n in col.store.cosigned((SITE, DEVICE))]
         assert cosigned == [7, 15, 23, 31, 39]
         assert len(col.store.epoch_certs((SITE, DEVICE))) == 4
+        # The console's devices page shows the epoch that signs now.
+        assert col.store.head_records()[(SITE, DEVICE)]["epoch"] == 4
     finally:
         col.close()
     with sqlite3.connect(tmp_path / "central.db") as c:
@@ -394,3 +396,35 @@ def test_a_running_door_changes_keys_and_the_central_copy_follows(tmp_path, mosq
         col.close()
     assert not (site.state / SIGNING_KEY_FILE).exists()
     assert json.loads((site.state / EPOCH_KEY_FILE).read_text())["epoch"] >= epoch
+
+
+def test_a_fault_alarm_signed_with_the_key_in_force_is_taken(state, tmp_path):
+    """R8, R9: while its journal cannot record, a device sends its alarm signed with the
+    key in force (epoch 3 here, the identity key long erased); the collector knows that
+    key from the certificates it stored and raises journal_unavailable. The same alarm
+    signed by a key it does not know is ignored."""
+    from edged.protocol.signed import sign_doc
+
+    with _grow(state, 35) as j:
+        wires = [r.wire() for r in j.records()]
+    trust = tmp_path / "trust" / SITE
+    trust.mkdir(parents=True)
+    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
+    key = init_role_key(tmp_path / "central", "collector")
+    col = Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    try:
+        col.ingest_batch([(SITE, DEVICE, w) for w in wires])
+        doc = {"type": "journal.unavailable", "site": SITE, "device": DEVICE,
+               "since": "2026-11-27T00:00:00.000Z", "unrecorded": 3, "error": "EIO"}  # fmt: skip
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        col._journal_unavailable(
+            SITE, DEVICE, json.dumps(sign_doc(doc, Ed25519PrivateKey.generate())).encode()
+        )
+        assert col.alarms() == []
+        current = load_keys(state).store.current()
+        assert current.epoch == 3
+        col._journal_unavailable(SITE, DEVICE, json.dumps(sign_doc(doc, current.private)).encode())
+        assert [a[0] for a in col.alarms()] == ["journal_unavailable"]
+    finally:
+        col.close()

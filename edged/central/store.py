@@ -1126,8 +1126,8 @@ class CentralStore:
         return [out[k] for k in sorted(out)]
 
     def head_records(self) -> dict[Dev, dict[str, Any]]:
-        """Each device's newest stored record (its time and signing key id) and the
-        newest checkpoint it proved."""
+        """Each device's newest stored record (its time, the device's key id and the
+        signing epoch) and the newest checkpoint it proved."""
         rows = self._x(
             "SELECT d.site, d.device, d.best_checkpoint, r.ts, r.body FROM devices d LEFT JOIN"
             " records r ON r.site = d.site AND r.device = d.device AND r.seq = d.last_seq"
@@ -1135,11 +1135,15 @@ class CentralStore:
         out: dict[Dev, dict[str, Any]] = {}
         for site, device, checkpoint, ts, body in rows:
             try:
-                kid = json.loads(body or "{}").get("key_id")
+                rec = json.loads(body or "{}")
+                kid, epoch = rec.get("key_id"), rec.get("epoch", 0)
             except (ValueError, AttributeError):
-                kid = None
+                kid, epoch = None, None
             kid = kid if isinstance(kid, str) else None
-            out[(site, device)] = {"ts": ts, "key_id": kid, "checkpoint": checkpoint}
+            epoch = epoch if type(epoch) is int else None
+            # The identity's key id, and the epoch whose key signs now (docs/proofs.md).
+            out[(site, device)] = {"ts": ts, "key_id": kid, "epoch": epoch,
+                                   "checkpoint": checkpoint}  # fmt: skip
         return out
 
 

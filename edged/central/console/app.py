@@ -427,7 +427,7 @@ def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
             {"site": dev[0], "device": dev[1], "stored": heads.get(dev, 0), **unknown, **st,
              "acl_published": acl.get("published_version"),
              "acl_applied": acl.get("applied_version"), "acl_applied_ts": acl.get("applied_ts"),
-             "key_id": new.get("key_id"), "newest_ts": new.get("ts"),
+             "key_id": new.get("key_id"), "epoch": new.get("epoch"), "newest_ts": new.get("ts"),
              "checkpoint": new.get("checkpoint")}
         )  # fmt: skip
     return page(c, request, "devices.html", who, rows=rows, now_ms=int(time.time() * 1000))
