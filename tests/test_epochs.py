@@ -428,3 +428,59 @@ def test_a_fault_alarm_signed_with_the_key_in_force_is_taken(state, tmp_path):
         assert [a[0] for a in col.alarms()] == ["journal_unavailable"]
     finally:
         col.close()
+
+
+def test_a_certificate_that_lies_about_its_leaf_is_refused(tmp_path):
+    """R9: an epoch certificate's leaf bounds the checkpoints its key may sign, so it
+    must be the certificate's own leaf: one re-signed (with every key, as only the
+    device could) to name another leaf fails `edged verify` at that record."""
+    from edged.clock import FakeClock as Clock
+    from edged.device.keystore import MemoryKeyStore
+    from edged.protocol.keys import DeviceKeys
+
+    kept = {}
+
+    class Keeping(MemoryKeyStore):
+        def current(self):
+            k = super().current()
+            kept[k.epoch] = k
+            return k
+
+        def prepare(self, epoch):
+            k = super().prepare(epoch)
+            kept[epoch] = k
+            return k
+
+    base = DeviceKeys.generate()
+    keys = DeviceKeys(base.public_key, base.key_id, base.fingerprint_secret,
+                      Keeping(base.store.current().private))  # fmt: skip
+    db = tmp_path / "j.db"
+    with Journal(db, keys, Clock(), boot_id="b", site=SITE, device=DEVICE,
+                 checkpoint_every=1000, epoch_records=10) as j:  # fmt: skip
+        for i in range(25):
+            j.append("door.opened", door="main", n=i)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER records_no_update")
+    prev = None
+    for seq, body in conn.execute("SELECT seq, body FROM records ORDER BY seq").fetchall():
+        rec = json.loads(body)
+        if seq >= 10:
+            if seq == 10:
+                assert rec["type"] == "key.epoch"
+                rec["leaf"] = 3
+            rec["prev"] = prev
+            b = dumps_checked(rec)
+            h = digest(b)
+            sig = kept[rec["epoch"]].sign(bytes.fromhex(h)).hex()
+            conn.execute("UPDATE records SET body = ?, hash = ?, sig = ?, prev = ? WHERE seq = ?",
+                         (b.decode(), h, sig, prev, seq))  # fmt: skip
+            prev = h
+        else:
+            prev = digest(body.encode())
+    conn.execute("DROP TRIGGER epochs_no_delete")
+    conn.execute("DELETE FROM epochs")  # the copies would disagree: the walk meets the lie
+    conn.commit()
+    conn.close()
+    result = verify_journal(db, {keys.key_id: keys.public_key})
+    assert not result.ok and result.first_bad_seq == 10, result.summary()
+    assert "names leaf 3, it is 9" in result.detail

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.errors import EdgedError
+from edged.protocol.canonical import dumps_checked
 from edged.protocol.note import Checkpoint, NoteError, open_note
 from edged.protocol.records import digest
 from edged.protocol.signatures import signature_problem
@@ -131,8 +132,6 @@ class EpochChain:
         try:
             rec = json.loads(wire)
             body = {k: v for k, v in rec.items() if k not in ("hash", "sig")}
-            from edged.protocol.canonical import dumps_checked
-
             if rec.get("type") != CERT or digest(dumps_checked(body)) != rec.get("hash"):
                 return "epoch certificate does not match its hash"
         except (ValueError, AttributeError, TypeError, EdgedError):

@@ -324,6 +324,9 @@ def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> Ver
             return fail(expected, "modified", "indexed columns disagree with the signed record")
         if tree_ is not None:
             problem = _tree_check(tree_, obj, chain)
+            if obj.get("type") == CERT and obj.get("leaf") != tree_.size:
+                # Its checkpoints' sizes are judged by this leaf: it must be its own.
+                problem = f"the epoch certificate names leaf {obj.get('leaf')}, it is {tree_.size}"
             if problem is not None:
                 return fail(expected, "tree", problem)
             tree_.add(body.encode())
