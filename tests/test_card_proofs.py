@@ -216,8 +216,27 @@ def test_enrolment_makes_a_factory_card_the_sites_and_prints_its_line(tmp_path):
     blank = DesfireCard(bytes.fromhex("04112233445566"))
     piv = PivCard()
 
+    def reader_empty() -> None:
+        """Until pcscd has seen the last card go: a card swapped within one of its polls
+        of vpcd looks like the old one still lying there, and the next connect fails."""
+        from smartcard import scard
+
+        rv, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        try:
+            name, known = pcsc_reader_name("enrol"), scard.SCARD_STATE_UNAWARE
+            for _ in range(100):
+                rv, got = scard.SCardGetStatusChange(ctx, 200, [(name, known)])
+                if rv == 0 and got:
+                    known = got[0][1] & ~scard.SCARD_STATE_CHANGED
+                    if known & scard.SCARD_STATE_EMPTY:
+                        return
+            raise AssertionError("pcscd never saw the card go")
+        finally:
+            scard.SCardReleaseContext(ctx)
+
     def enrol(kind: str, applet) -> subprocess.CompletedProcess[str]:
         kind_of = CardKind.DESFIRE if kind == "desfire" else CardKind.PIV
+        reader_empty()
         with VirtualCard(bytes(7), kind_of, port=ports["enrol"], applet=applet):
             return subprocess.run(
                 [EDGED, "card", "enrol", "--kind", kind, "--config", str(config),
