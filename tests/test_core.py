@@ -810,3 +810,6 @@ def test_areas_that_accept_only_proven_cards():
     f = only(out, "door.denied")
     assert (f["reason"], f["person"], f["direction"]) == ("card_auth_failed", "S1", "exit")
     assert not unlocks(out)
+    out = rig.ev(CardAuthFailed(reader="rack", kind="desfire", reason="bad", card=CARD["A1"]))
+    f = only(out, "cabinet.denied")
+    assert (f["reason"], f["person"], f["cabinet"]) == ("card_auth_failed", "A1", "rack-back")

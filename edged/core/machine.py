@@ -262,6 +262,12 @@ class Core:
         door, direction = self._door_of_reader.get(ev.reader, (None, None))
         p = self.acl.by_card(ev.card) if self.acl is not None and ev.card else None
         f: dict[str, Any] = {"reader": ev.reader, "card_kind": ev.kind, "detail": ev.reason[:200]}
+        cabinet = self._cabinet_of_reader.get(ev.reader)
+        if cabinet is not None:
+            f.update(cabinet=cabinet, area=self.cfg.cabinets[cabinet].area, card=ev.card)
+            if p is not None:
+                f.update(person=p.id, name=p.name)
+            return [Record("cabinet.denied", {**f, "reason": "card_auth_failed"})]
         if door is not None:
             f.update(self._base(door, direction or "entry", ev.card, p))
         elif ev.card:
