@@ -185,7 +185,11 @@ class PcscdHarness(ServiceProcess):
             tail = "\n".join(self.log_lines[-10:])
             self.stop()
             raise DriverInitError(f"pcscd did not become ready in {timeout}s:\n{tail}")
-        self._wait_listed(timeout)
+        try:
+            self._wait_listed(timeout)
+        except DriverInitError:
+            self.stop()  # never leave a pcscd behind: the next one could not start
+            raise
         log.info(
             "pcscd_started", pid=self._proc.pid, readers=sorted(set(self.readers) - self.unplugged)
         )

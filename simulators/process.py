@@ -6,8 +6,9 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
+import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 # Looked up before any fork: the child only calls it.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -39,8 +40,24 @@ def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
 class ServiceProcess:
     """Base of the harnesses. Subclasses must override :meth:`start`, which sets ``_proc``."""
 
+    # Every harness with a process, so that a test that failed half-way (its harness
+    # never stopped) can be cleaned up after: one pcscd left over breaks every later one.
+    live: ClassVar[weakref.WeakSet[ServiceProcess]] = weakref.WeakSet()
+
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[Any] | None = None
+        self.__proc: subprocess.Popen[Any] | None = None
+
+    @property
+    def _proc(self) -> subprocess.Popen[Any] | None:
+        return self.__proc
+
+    @_proc.setter
+    def _proc(self, proc: subprocess.Popen[Any] | None) -> None:
+        self.__proc = proc
+        if proc is None:
+            ServiceProcess.live.discard(self)
+        else:
+            ServiceProcess.live.add(self)
 
     def start(self) -> None:
         raise NotImplementedError

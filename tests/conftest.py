@@ -19,6 +19,21 @@ EXAMPLE_ACL = Path(__file__).parent.parent / "config" / "acl-example.toml"
 LONG = os.environ.get("EDGED_LONG", "") not in ("", "0")
 
 
+@pytest.fixture(autouse=True)
+def _no_pcscd_left_behind():
+    """A test that fails half-way may leave its simulated pcscd running; pcscd's socket
+    is one per machine, so every later test would fail with it. Stopped here, after the
+    test, if the test started it and did not stop it."""
+    from edged.simulators.pcscd import PcscdHarness
+    from edged.simulators.process import ServiceProcess
+
+    before = set(ServiceProcess.live)
+    yield
+    for h in set(ServiceProcess.live) - before:
+        if isinstance(h, PcscdHarness):
+            h.stop()
+
+
 @pytest.fixture
 def keys() -> DeviceKeys:
     return DeviceKeys.generate()

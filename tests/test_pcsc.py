@@ -230,3 +230,20 @@ def test_card_kind_from_atr():
     assert card_kind(CardKind.ISO14443B.atr) == "iso14443-4"
     assert card_kind(b"\x3b\x00") == "unknown"
     assert card_kind(b"") == "unknown"
+
+
+def test_every_running_harness_is_known_until_it_stops():
+    """The registry behind conftest's clean-up: a harness with a process is in
+    ServiceProcess.live until it stops, so a test that failed half-way cannot leave a
+    pcscd behind to break every later one."""
+    from edged.simulators.process import ServiceProcess, spawn
+
+    class Sleeper(ServiceProcess):
+        def start(self) -> None:
+            self._proc = spawn(["sleep", "30"])
+
+    s = Sleeper()
+    s.start()
+    assert s in ServiceProcess.live and s.running
+    s.stop()
+    assert s not in ServiceProcess.live and not s.running
