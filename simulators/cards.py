@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import zlib
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -24,6 +23,7 @@ from edged.drivers.cards.crypto import (
     Session,
     aes_cbc,
     card_key,
+    crc32_desfire,
     pad,
     rotl,
     session_keys,
@@ -34,11 +34,6 @@ from edged.drivers.cards.piv import CAK_OBJECT, PIV_AID, parse_tlv, tlv
 OK, MORE, AUTH_ERROR, NOT_FOUND, LENGTH, PERMISSION, INTEGRITY = (
     0x00, 0xAF, 0xAE, 0xA0, 0x7E, 0x9D, 0x1E,
 )  # fmt: skip
-
-
-def crc32_desfire(data: bytes) -> bytes:
-    """DESFire's CRC32 (IEEE 802.3 polynomial, no final inversion), little-endian."""
-    return ((zlib.crc32(data) ^ 0xFFFFFFFF) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
 @dataclass

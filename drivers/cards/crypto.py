@@ -10,6 +10,7 @@ only as right as the vectors make them.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import cmac
@@ -86,6 +87,12 @@ def card_key(master: bytes, uid: bytes, aid: bytes, system: bytes) -> bytes:
     """The key of one card: diversified by its UID, the application and the system name
     (AN10922's layout: UID || AID || system identifier)."""
     return diversify(master, uid + aid + system[: 31 - len(uid) - len(aid)])
+
+
+def crc32_desfire(data: bytes) -> bytes:
+    """DESFire's CRC32 over a new key (IEEE 802.3 polynomial, no final inversion),
+    little-endian."""
+    return ((zlib.crc32(data) ^ 0xFFFFFFFF) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
 def rotl(b: bytes) -> bytes:

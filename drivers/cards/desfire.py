@@ -30,6 +30,7 @@ from edged.drivers.cards.crypto import (
     Session,
     aes_cbc,
     card_key,
+    crc32_desfire,
     pad,
     pcd_answer,
     pcd_finish,
@@ -152,13 +153,6 @@ WRITE_DATA = 0x3D
 CHANGE_KEY = 0xC4
 
 
-def crc32(data: bytes) -> bytes:
-    """DESFire's CRC32 over a new key (IEEE 802.3 polynomial, no final inversion)."""
-    import zlib
-
-    return ((zlib.crc32(data) ^ 0xFFFFFFFF) & 0xFFFFFFFF).to_bytes(4, "little")
-
-
 def admin_key(s: DesfireSettings, uid: bytes) -> bytes:
     """The application's master key (key 0) of one card: only enrolment holds it."""
     return card_key(s.master_key, uid, s.aid, s.system + b"/admin")
@@ -181,7 +175,7 @@ def _change_key(
     if own:
         plain = new + b"\x01"
     else:
-        plain = bytes(a ^ b for a, b in zip(new, old, strict=True)) + b"\x01" + crc32(new)
+        plain = bytes(a ^ b for a, b in zip(new, old, strict=True)) + b"\x01" + crc32_desfire(new)
     enc = aes_cbc(session.enc, session.iv_command(), pad(plain))
     body = bytes([key_no]) + enc
     status, answer = command(transmit, CHANGE_KEY, body + session.command_mac(CHANGE_KEY, body))

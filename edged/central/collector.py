@@ -640,7 +640,7 @@ class Collector:
                     return False
                 checked = True
                 why = self.epochs.problem(dev, rec)
-                if self.epochs.unknown_epoch(why) and rec["seq"] > last + 1:
+                if why is not None and not self.epochs.knows(dev, rec) and rec["seq"] > last + 1:
                     # Ahead of the certificate of its epoch, which is on its way: not
                     # stored, not an alarm; the device sends it again with the rest.
                     log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])

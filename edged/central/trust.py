@@ -105,11 +105,11 @@ class DeviceEpochs:
         chain = self.chain(dev)
         if chain is None:
             return "device not in the trust directory"
-        why = chain.problem(rec)
-        if why is not None and why.startswith("signed in epoch"):
+        if not chain.knows(rec):
             chain = self.chain(dev, reload=True)
-            why = chain.problem(rec) if chain is not None else why
-        return why
+            if chain is None:
+                return "device not in the trust directory"
+        return chain.problem(rec)
 
     def learn(self, dev: tuple[str, str], rec: dict[str, Any]) -> str | None:
         """A ``key.epoch`` record on the device's chain: its next key proven (or why not)."""
@@ -118,8 +118,7 @@ class DeviceEpochs:
             return None
         return chain.learn(rec)
 
-    def unknown_epoch(self, why: str | None) -> bool:
-        return why is not None and why.startswith("signed in epoch")
-
-    def forget(self, dev: tuple[str, str]) -> None:
-        self._chains.pop(dev, None)
+    def knows(self, dev: tuple[str, str], rec: dict[str, Any]) -> bool:
+        """Whether the record's epoch is one whose certificate this collector has."""
+        chain = self.chain(dev)
+        return chain is None or chain.knows(rec)

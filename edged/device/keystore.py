@@ -20,7 +20,6 @@ Files (all 0600 but the public key):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -109,22 +108,29 @@ def _raw_private(sk: Ed25519PrivateKey) -> bytes:
     )
 
 
-def erase(path: Path) -> None:
-    """Overwrite a key file in place with random bytes, sync, and unlink it. On a plain
-    disk the key's blocks are then gone; on an SD card or eMMC the flash translation
-    layer may keep the old page until it is reused (docs/proofs.md says what that means)."""
+def _overwrite(path: Path) -> bool:
+    """Overwrite a file in place with random bytes and sync it; False if there is none.
+    A rename or unlink alone would leave the key's bytes in a freed block."""
     try:
         size = path.lstat().st_size
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return
+        return False
     try:
         os.pwrite(fd, os.urandom(max(size, 1)), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
-    path.unlink()
-    fsync_dir(path.parent)
+    return True
+
+
+def erase(path: Path) -> None:
+    """Overwrite a key file in place with random bytes, sync, and unlink it. On a plain
+    disk the key's blocks are then gone; on an SD card or eMMC the flash translation
+    layer may keep the old page until it is reused (docs/proofs.md says what that means)."""
+    if _overwrite(path):
+        path.unlink()
+        fsync_dir(path.parent)
 
 
 class FileKeyStore:
@@ -150,8 +156,7 @@ class FileKeyStore:
 
     def _write(self, path: Path, key: EpochKey) -> None:
         doc = {"format": _FORMAT, "epoch": key.epoch, "key": _raw_private(key.private).hex()}
-        with contextlib.suppress(FileNotFoundError):
-            erase(path)  # a stale next key from a change that never committed
+        erase(path)  # a stale next key from a change that never committed
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, json.dumps(doc).encode())
@@ -189,15 +194,7 @@ class FileKeyStore:
                 f.flush()
                 os.fsync(f.fileno())
         old = self.dir / EPOCH_KEY_FILE
-        if old.exists():
-            # Overwritten before the rename replaces it: the rename alone would leave the
-            # old key's bytes in a freed block.
-            fd = os.open(old, os.O_WRONLY | os.O_NOFOLLOW)
-            try:
-                os.pwrite(fd, os.urandom(old.stat().st_size or 1), 0)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        _overwrite(old)  # before the rename replaces it
         os.replace(self.dir / NEXT_KEY_FILE, old)
         fsync_dir(self.dir)
         erase(self.identity_file)  # epoch 0's key, once (a no-op later)

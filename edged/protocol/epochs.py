@@ -67,6 +67,12 @@ class EpochChain:
     def latest(self) -> Epoch:
         return self.epochs[-1]
 
+    def knows(self, rec: dict[str, Any]) -> bool:
+        """Whether the epoch ``rec`` names is one this chain has a certificate for (a
+        malformed epoch counts as known: it is refused, not waited for)."""
+        e = epoch_of(rec)
+        return e is None or e < len(self.epochs)
+
     def key_for(self, rec: dict[str, Any]) -> Ed25519PublicKey | str:
         """The key that must have signed ``rec``, or why no key may (naming the epoch)."""
         e, seq = epoch_of(rec), rec.get("seq")
