@@ -28,6 +28,7 @@ from edged.protocol.keys import (
     init_keys,
     init_role_key,
     load_keys,
+    load_private_key,
 )
 from edged.protocol.records import digest
 from tests.conftest import EDGED
@@ -54,6 +55,18 @@ def _grow(state: Path, n: int, **kw) -> Journal:
 def state(tmp_path: Path) -> Path:
     init_keys(tmp_path / "state")
     return tmp_path / "state"
+
+
+def _collector(state: Path, tmp_path: Path) -> Collector:
+    """A collector (no broker: batches are fed to it) trusting the device of ``state``;
+    called again, it opens the same store with the same trust and key."""
+    trust = tmp_path / "trust" / SITE
+    if not trust.exists():
+        trust.mkdir(parents=True)
+        shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
+        init_role_key(tmp_path / "central", "collector")
+    key = load_private_key(tmp_path / "central" / "collector_ed25519.key")
+    return Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
 
 
 def _verify(db: Path, pub: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -155,11 +168,7 @@ def test_a_key_stolen_in_epoch_3_cannot_rewrite_epoch_0(state, tmp_path, relabel
     want = ("signed as epoch 3, whose records are seqs 31.." if relabel
             else "bad signature (epoch 0)")  # fmt: skip
     assert p.stdout.startswith("FAIL: seq 5 bad signature:") and want in p.stdout, p.stdout
-    trust = tmp_path / "trust" / SITE
-    trust.mkdir(parents=True)
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    key = init_role_key(tmp_path / "central", "collector")
-    col = Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    col = _collector(state, tmp_path)
     try:
         col.ingest_batch([(SITE, DEVICE, w) for w in wires])
         assert col.seqs(SITE, DEVICE) == [1, 2, 3, 4]
@@ -179,15 +188,7 @@ def test_the_collector_follows_the_epochs_and_keeps_their_certificates(state, tm
     store knows the epochs from the certificates it kept, even with the records gone."""
     with _grow(state, 35, cp=7) as j:
         wires = [r.wire() for r in j.records()]
-    trust = tmp_path / "trust" / SITE
-    trust.mkdir(parents=True)
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    key = init_role_key(tmp_path / "central", "collector")
-
-    def collector() -> Collector:
-        return Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
-
-    col = collector()
+    col = _collector(state, tmp_path)
     try:
         for i in range(0, len(wires), 4):  # bursts that cut the epochs' certificates apart
             col.ingest_batch([(SITE, DEVICE, w) for w in wires[i : i + 4]])
@@ -206,7 +207,7 @@ def test_the_collector_follows_the_epochs_and_keeps_their_certificates(state, tm
     with sqlite3.connect(tmp_path / "central.db") as c:
         c.execute("DROP TRIGGER records_no_delete")
         c.execute("DELETE FROM records WHERE seq <= 41")  # as retention would
-    col = collector()
+    col = _collector(state, tmp_path)  # afresh, on the same store and keys
     try:
         chain = col.epochs.chain((SITE, DEVICE))
         assert chain is not None and chain.latest.number == 4
@@ -407,11 +408,7 @@ def test_a_fault_alarm_signed_with_the_key_in_force_is_taken(state, tmp_path):
 
     with _grow(state, 35) as j:
         wires = [r.wire() for r in j.records()]
-    trust = tmp_path / "trust" / SITE
-    trust.mkdir(parents=True)
-    shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
-    key = init_role_key(tmp_path / "central", "collector")
-    col = Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    col = _collector(state, tmp_path)
     try:
         col.ingest_batch([(SITE, DEVICE, w) for w in wires])
         doc = {"type": "journal.unavailable", "site": SITE, "device": DEVICE,

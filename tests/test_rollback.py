@@ -50,6 +50,18 @@ def verify(state: Path) -> subprocess.CompletedProcess:
     )
 
 
+def started(site: Site, tmp_path: Path):
+    """The collector and the daemon running; where saved copies go; the witness dir."""
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    return (
+        site.collector(),
+        Running(site.cfg()),
+        saved,
+        site.state.with_name(site.state.name + "-witness"),
+    )
+
+
 def save_at_8(run: Running, site: Site, saved: Path, witness: Path) -> None:
     """At seq 8, receipted: copies of the journal, the sync state and the head witness,
     all that the device itself remembers."""
@@ -140,11 +152,7 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
     what it holds, keeps the device's new records (which reuse seqs it holds) apart as a
     fork, and tells the device its head, signed; the device records the rollback past it
     and its records reach the central chain again."""
-    col = site.collector()
-    run = Running(site.cfg())
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    witness = site.state.with_name(site.state.name + "-witness")
+    col, run, saved, witness = started(site, tmp_path)
     try:
         save_at_8(run, site, saved, witness)
         run.presses(22)
@@ -200,11 +208,7 @@ def test_a_kept_cosigned_checkpoint_catches_a_put_back_journal_offline(site, tmp
     tell. The newest checkpoint the collector cosigned, kept in the witness directory,
     can: signed by someone else, it names more records than the journal holds, and the
     device records alarm.checkpoint_contradicted before any door decision."""
-    col = site.collector()
-    run = Running(site.cfg())
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    witness = site.state.with_name(site.state.name + "-witness")
+    col, run, saved, witness = started(site, tmp_path)
     try:
         save_at_8(run, site, saved, witness)
         run.presses(10)
