@@ -28,8 +28,8 @@ from edged.device.acl import AccessList, Person, save_active
 from edged.device.config import parse_config
 from edged.device.daemon import Daemon, Processed
 from edged.device.journal.store import connect
+from edged.device.keys import init_keys, load_keys
 from edged.log import configure_logging
-from edged.protocol.keys import init_keys, load_keys
 from edged.protocol.privacy import CardFingerprinter
 
 CONFIG = """

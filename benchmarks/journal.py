@@ -25,7 +25,7 @@ from pathlib import Path
 from edged.clock import SystemClock
 from edged.device.journal import Journal, verify_journal
 from edged.device.journal.store import connect
-from edged.protocol.keys import DeviceKeys, init_keys, load_keys
+from edged.device.keys import DeviceKeys, init_keys, load_keys
 
 
 def pct(xs: list[float], p: float) -> float:

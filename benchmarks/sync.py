@@ -33,8 +33,9 @@ from edged.simulators.mosquitto import MosquittoHarness
 from edged.clock import SystemClock
 from edged.device.config import SyncConfig
 from edged.device.journal import Journal
+from edged.device.keys import init_keys, load_keys
 from edged.device.sync.agent import SyncAgent
-from edged.protocol.keys import init_keys, init_role_key, load_keys
+from edged.protocol.keys import init_role_key
 
 
 def rss_kib() -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from edged.clock import FakeClock
 from edged.device.journal import Journal
-from edged.protocol.keys import DeviceKeys, init_keys
+from edged.device.keys import DeviceKeys, init_keys
 
 # Console script of the installed package, next to the interpreter running the tests.
 EDGED = str(Path(sys.executable).with_name("edged"))

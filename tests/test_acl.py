@@ -270,7 +270,7 @@ def test_daemon_refuses_a_list_made_for_another_device(tmp_path):
     from edged.clock import FakeClock
     from edged.device.config import load_config
     from edged.device.daemon import Daemon
-    from edged.protocol.keys import init_keys
+    from edged.device.keys import init_keys
 
     cfg = load_config(CONFIG, state_dir=tmp_path / "st")
     init_keys(cfg.state_dir)

@@ -20,7 +20,7 @@ from edged.simulators.vcard import CardKind
 from edged.core.events import CardAuthFailed, CardPresented, CardRemoved, CardUnreadable
 from edged.device.config import load_config
 from edged.device.daemon import Daemon
-from edged.protocol.keys import init_card_master, init_keys, load_card_master
+from edged.device.keys import init_card_master, init_keys, load_card_master
 from tests.conftest import import_acl, require_pcscd
 
 pytestmark = pytest.mark.integration

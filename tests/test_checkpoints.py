@@ -15,7 +15,7 @@ import pytest
 
 from edged.clock import FakeClock
 from edged.device.journal import Journal, verify_journal
-from edged.protocol.keys import init_keys, load_keys
+from edged.device.keys import init_keys, load_keys
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.system

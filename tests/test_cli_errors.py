@@ -10,7 +10,7 @@ import pytest
 
 from edged.clock import FakeClock
 from edged.device.journal import Journal
-from edged.protocol.keys import init_keys, load_keys
+from edged.device.keys import init_keys, load_keys
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration

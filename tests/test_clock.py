@@ -20,7 +20,7 @@ from edged.core.events import CardPresented, DoorContact, KeypadKey
 from edged.device.config import load_config
 from edged.device.daemon import Daemon
 from edged.device.journal import verify_journal
-from edged.protocol.keys import load_keys
+from edged.device.keys import load_keys
 from edged.protocol.privacy import CardFingerprinter
 from edged.protocol.records import parse_ts
 from tests.conftest import enrol, require_pcscd

@@ -20,8 +20,10 @@ import pytest
 from edged.central.collector import Collector
 from edged.clock import SystemClock
 from edged.device.journal import Journal
+from edged.device.keys import init_keys, load_keys
+from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol.canonical import dumps_checked
-from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.protocol.keys import init_role_key
 from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edged.device.journal import verify_journal
-from edged.protocol.keys import load_keys
+from edged.device.keys import load_keys
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from edged.simulators.pcscd import PcscdHarness, reader_ports
 
 from edged.device.config import load_config
 from edged.device.journal import verify_journal
-from edged.protocol.keys import load_keys
+from edged.device.keys import load_keys
 from tests.conftest import LONG, enrol, require_pcscd
 
 pytestmark = pytest.mark.integration

@@ -448,7 +448,7 @@ def test_taking_a_pc_out_is_approved_by_a_second_card(tmp_path):
         'cabinets = ["rack-back"]', 'cabinets = ["rack-back"]\napproves_carry_out = true'
     ))  # fmt: skip
     state = tmp_path / "state"
-    from edged.protocol.keys import init_keys
+    from edged.device.keys import init_keys
 
     init_keys(state)
     assert import_acl(state, acl, cfg).returncode == 0
@@ -526,7 +526,7 @@ def test_an_initial_pin_is_changed_at_the_door_and_stays_on_it(tmp_path):
         )
     )  # fmt: skip
     state = tmp_path / "state"
-    from edged.protocol.keys import init_keys
+    from edged.device.keys import init_keys
 
     init_keys(state)
     assert import_acl(state, acl).returncode == 0

@@ -138,7 +138,7 @@ def test_doctor_checks_a_simulated_rig(tmp_path):
 def test_doctor_names_a_missing_or_open_card_master_key(tmp_path):
     """R12 (issue 18): with DESFire proofs configured, the site master key must be there
     and private: missing, then readable by others, each a FAIL with its fix; then OK."""
-    from edged.protocol.keys import init_card_master
+    from edged.device.keys import init_card_master
 
     state = tmp_path / "state"
     enrol(state)

@@ -19,17 +19,18 @@ from edged.central.collector import Collector
 from edged.clock import FakeClock
 from edged.device.journal import Journal, verify_journal
 from edged.device.journal.reader import JournalReader
-from edged.device.keystore import CERTS_FILE, EPOCH_KEY_FILE, NEXT_KEY_FILE, FileKeyStore
-from edged.errors import JournalError
-from edged.protocol.canonical import dumps_checked
-from edged.protocol.keys import (
+from edged.device.keys import init_keys, load_keys
+from edged.device.keystore import FileKeyStore
+from edged.device.paths import (
+    CERTS_FILE,
+    EPOCH_KEY_FILE,
+    NEXT_KEY_FILE,
     PUBLIC_KEY_FILE,
     SIGNING_KEY_FILE,
-    init_keys,
-    init_role_key,
-    load_keys,
-    load_private_key,
 )
+from edged.errors import JournalError
+from edged.protocol.canonical import dumps_checked
+from edged.protocol.keys import init_role_key, load_private_key
 from edged.protocol.records import digest
 from tests.conftest import EDGED
 
@@ -432,8 +433,8 @@ def test_a_certificate_that_lies_about_its_leaf_is_refused(tmp_path):
     must be the certificate's own leaf: one re-signed (with every key, as only the
     device could) to name another leaf fails `edged verify` at that record."""
     from edged.clock import FakeClock as Clock
+    from edged.device.keys import DeviceKeys
     from edged.device.keystore import MemoryKeyStore
-    from edged.protocol.keys import DeviceKeys
 
     kept = {}
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from edged.clock import FakeClock
 from edged.device.journal import GENESIS, Journal, verify_journal
+from edged.device.keys import DeviceKeys
 from edged.errors import JournalCorruptError, JournalError, PrivacyError
-from edged.protocol.keys import DeviceKeys
 from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit

@@ -12,8 +12,9 @@ import pytest
 
 from edged.clock import FakeClock
 from edged.device.journal import Journal
+from edged.device.keys import init_keys, key_paths, load_keys
+from edged.device.paths import PUBLIC_KEY_FILE
 from edged.errors import KeyFileError
-from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, key_paths, load_keys
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration
@@ -194,7 +195,8 @@ def test_a_torn_public_key_is_written_again_from_the_identity(tmp_path):
     """R12: a .pub left empty by a power cut is rewritten from the private identity key
     while that still exists (before the first epoch change erases it), so the device's
     identity is never lost to an unsynced file."""
-    from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, load_keys
+    from edged.device.keys import init_keys, load_keys
+    from edged.device.paths import PUBLIC_KEY_FILE
 
     state = tmp_path / "state"
     keys = init_keys(state)

@@ -60,11 +60,13 @@ def modules() -> dict[str, Path]:
 
 
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
-    """Every module ``name`` imports (absolute names; from-imports of a module resolved)."""
+    """Every module ``name`` imports at run time (absolute names; from-imports of a module
+    resolved). Imports inside an ``if TYPE_CHECKING:`` block never run and are no
+    dependency; the same import elsewhere in the module still counts."""
     tree = ast.parse(path.read_text())
     is_pkg = path.name == "__init__.py"
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -79,22 +81,27 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             for a in node.names:
                 if f"{mod}.{a.name}" in known:
                     out.add(f"{mod}.{a.name}")
-    if TYPE_CHECKING_ONLY := _type_checking_imports(tree):
-        out -= TYPE_CHECKING_ONLY
     return out
 
 
-def _type_checking_imports(tree: ast.Module) -> set[str]:
-    """Imports under ``if TYPE_CHECKING:`` do not run: they are no dependency."""
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.ImportFrom) and sub.module:
-                    out.add(sub.module)
-                elif isinstance(sub, ast.Import):
-                    out.update(a.name for a in sub.names)
-    return out
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those inside the body of an ``if TYPE_CHECKING:`` block
+    (its ``else:`` branch does run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
 
 
 def graph() -> dict[str, set[str]]:
@@ -168,3 +175,27 @@ def test_central_imports_no_device_code():
 
 def test_device_imports_no_central_code():
     assert rule_breaks("edged.device", lambda d: not d.startswith("edged.central")) == []
+
+
+def test_only_type_checking_blocks_are_dropped(tmp_path):
+    """The check sees a module's run-time imports even when the same module imports
+    another name under ``if TYPE_CHECKING:`` (it used to drop the whole module by name,
+    and missed the protocol.keys <-> device.keystore cycle)."""
+    src = tmp_path / "m.py"
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import typing\n"
+        "if TYPE_CHECKING:\n"
+        "    from edged.device.keystore import KeyStore\n"
+        "    import edged.central.store\n"
+        "else:\n"
+        "    import edged.errors\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    import edged.cli\n"
+        "def f():\n"
+        "    from edged.device.keystore import MemoryKeyStore\n"
+    )
+    found = imports_of("edged.protocol.m", src, set(modules()))
+    assert "edged.device.keystore" in found  # the run-time import in f()
+    assert "edged.errors" in found  # an else: branch runs
+    assert "edged.central.store" not in found and "edged.cli" not in found

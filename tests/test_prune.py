@@ -17,7 +17,7 @@ from edged.core.machine import CoreState, Now
 from edged.core.replay import REPLAYED, replay, snapshot_state
 from edged.device.journal import Journal, verify_journal
 from edged.device.journal.witness import Head
-from edged.protocol.keys import DeviceKeys
+from edged.device.keys import DeviceKeys
 from edged.protocol.records import SNAPSHOT
 from tests.conftest import EDGED, require_pcscd
 from tests.helpers.site import Running, Site

@@ -11,9 +11,9 @@ import pytest
 from edged.clock import SystemClock
 from edged.device.config import SyncConfig
 from edged.device.journal import Journal
+from edged.device.keys import init_keys, load_keys
 from edged.device.sync.agent import SyncAgent
 from edged.protocol.backoff import Backoff
-from edged.protocol.keys import init_keys, load_keys
 
 pytestmark = pytest.mark.integration
 

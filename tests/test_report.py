@@ -24,7 +24,7 @@ T0 = 1_763_942_400_000 + 365 * 86_400_000
 
 @pytest.fixture
 def day(state_dir):
-    from edged.protocol.keys import load_keys
+    from edged.device.keys import load_keys
 
     clock = FakeClock(wall=T0)
     with Journal(state_dir / "journal.db", load_keys(state_dir), clock) as j:
@@ -285,8 +285,8 @@ def test_times_recorded_before_ntp_are_placed_by_the_monotonic_clock(state_dir):
     """R1, R9: a Pi without RTC records an entry in "1970" before NTP; the ledger places
     it by the monotonic clock from the boot's first synchronised record (marked ≈), and a
     boot that never synchronised keeps its raw time, marked ?."""
+    from edged.device.keys import load_keys
     from edged.device.report import build_ledger, to_html
-    from edged.protocol.keys import load_keys
 
     keys = load_keys(state_dir)
     clock = FakeClock(wall=42_000, mono=10_000_000_000, is_synced=False)

@@ -33,8 +33,8 @@ import pytest
 
 from edged.core.events import CardPresented, ExitButton, KeypadKey
 from edged.device.journal import verify_journal
+from edged.device.keys import load_keys
 from edged.protocol import topics
-from edged.protocol.keys import load_keys
 from edged.protocol.privacy import CardFingerprinter
 from tests.conftest import enrol, require_pcscd
 from tests.helpers.schemas import validators

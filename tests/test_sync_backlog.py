@@ -16,8 +16,10 @@ from edged.central.collector import Collector
 from edged.clock import SystemClock
 from edged.device.config import SyncConfig
 from edged.device.journal import Journal
+from edged.device.keys import init_keys, load_keys
+from edged.device.paths import PUBLIC_KEY_FILE
 from edged.device.sync.agent import SyncAgent
-from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.protocol.keys import init_role_key
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration

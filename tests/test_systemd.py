@@ -13,7 +13,7 @@ import pytest
 
 from edged.device.config import load_config
 from edged.device.daemon import Daemon
-from edged.protocol.keys import init_keys
+from edged.device.keys import init_keys
 from tests.conftest import require_pcscd
 
 pytestmark = pytest.mark.system

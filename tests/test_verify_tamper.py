@@ -10,8 +10,8 @@ import pytest
 
 from edged.clock import FakeClock
 from edged.device.journal import Journal, verify_journal
+from edged.device.keys import DeviceKeys
 from edged.protocol.canonical import canonical_bytes
-from edged.protocol.keys import DeviceKeys
 from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit

@@ -15,7 +15,8 @@ from edged.central.store import open_store
 from edged.clock import FakeClock
 from edged.device.journal import Journal
 from edged.device.journal.reader import JournalReader
-from edged.protocol.keys import init_keys, init_role_key, load_keys, public_key_pem
+from edged.device.keys import init_keys, load_keys
+from edged.protocol.keys import init_role_key, public_key_pem
 from edged.protocol.note import Checkpoint, open_note, origin_of
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from edged.cli.common import add_broker_args, broker_from_args, state_and_config
+from edged.device.keys import load_keys
 from edged.device.paths import StatePaths
 from edged.errors import ConfigError
-from edged.protocol.keys import (
-    load_keys,
-)
 from edged.protocol.privacy import CardFingerprinter
 
 

@@ -10,22 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edged.device.paths import StatePaths
+from edged.device.keys import init_keys, key_paths, load_keys
+from edged.device.paths import PUBLIC_KEY_FILE, StatePaths
 from edged.errors import ConfigError, JournalCorruptError, JournalError, KeyFileError
-from edged.protocol.keys import (
-    PUBLIC_KEY_FILE,
-    init_keys,
-    key_id_of,
-    key_paths,
-    load_keys,
-    load_public_key,
-    public_key_pem,
-)
+from edged.protocol.keys import key_id_of, load_public_key, public_key_pem
 
 
 def _cmd_keys_init(args: argparse.Namespace) -> int:
     if args.card_master:
-        from edged.protocol.keys import init_card_master
+        from edged.device.keys import init_card_master
 
         path = init_card_master(Path(args.state_dir), force=args.force)
         print(f"created the site's card master key {path} (0600): copy it, 0600, to every")

@@ -42,12 +42,12 @@ from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.device.journal import Journal
 from edged.device.journal.guard import GuardedJournal
 from edged.device.journal.witness import Head, HeadWitness
+from edged.device.keys import load_keys
 from edged.device.notify import sd_notify, watchdog_interval
 from edged.device.paths import StatePaths
 from edged.device.refusals import Refusals
 from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
-from edged.protocol.keys import load_keys
 from edged.protocol.privacy import CardFingerprinter
 from edged.protocol.records import ENVELOPE_FIELDS, ROLLBACK, format_ts, parse_ts
 

@@ -22,17 +22,11 @@ from edged.device.config import load_config
 from edged.device.control import SimController
 from edged.device.daemon import Daemon
 from edged.device.journal import verify_journal
-from edged.device.paths import StatePaths
+from edged.device.keys import init_card_master, init_keys, key_paths, load_keys
+from edged.device.paths import CARD_MASTER_FILE, StatePaths
 from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
 from edged.log import configure_logging
-from edged.protocol.keys import (
-    CARD_MASTER_FILE,
-    init_card_master,
-    init_keys,
-    key_paths,
-    load_keys,
-)
 from edged.protocol.privacy import CardFingerprinter
 
 

@@ -31,7 +31,7 @@ class Check:
 
 
 def _keys(cfg: Config) -> Check:
-    from edged.protocol.keys import load_keys
+    from edged.device.keys import load_keys
 
     try:
         k = load_keys(cfg.state_dir)
@@ -49,7 +49,7 @@ def _keys(cfg: Config) -> Check:
 
 def _cards(cfg: Config) -> Check:
     """The proofs readers ask of cards, and the site master key they need (issue 18)."""
-    from edged.protocol.keys import load_card_master
+    from edged.device.keys import load_card_master
 
     c = cfg.cards
     if c.desfire_aid is None and not c.piv:
@@ -71,7 +71,7 @@ def _cards(cfg: Config) -> Check:
 
 def _journal(cfg: Config) -> Check:
     from edged.device.journal import verify_journal
-    from edged.protocol.keys import load_keys
+    from edged.device.keys import load_keys
 
     db = StatePaths(cfg.state_dir).journal
     if not db.exists():
@@ -97,7 +97,7 @@ def _acl(cfg: Config) -> Check:
     import zoneinfo
 
     from edged.device.acl import load_active
-    from edged.protocol.keys import load_keys
+    from edged.device.keys import load_keys
     from edged.protocol.privacy import CardFingerprinter
 
     try:

@@ -32,12 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from edged.device.paths import CERTS_FILE, EPOCH_KEY_FILE, NEXT_KEY_FILE
 from edged.errors import KeyFileError
-from edged.protocol.keys import fsync_dir
+from edged.protocol.keys import check_private_file, fsync_dir, load_private_key
 
-EPOCH_KEY_FILE = "epoch_ed25519.key"
-NEXT_KEY_FILE = "epoch_ed25519.next"
-CERTS_FILE = "epochs.jsonl"
 _FORMAT = "edged-epoch-key/1"
 
 
@@ -142,8 +140,6 @@ class FileKeyStore:
         self._current: EpochKey | None = None
 
     def _read(self, path: Path) -> EpochKey:
-        from edged.protocol.keys import check_private_file
-
         check_private_file(path)
         try:
             doc = json.loads(path.read_text())
@@ -171,8 +167,6 @@ class FileKeyStore:
             if path.exists() or path.is_symlink():
                 self._current = self._read(path)
             else:
-                from edged.protocol.keys import load_private_key
-
                 self._current = EpochKey(0, load_private_key(self.identity_file))
         return self._current
 

@@ -1,7 +1,5 @@
 """Every file a device keeps in its state directory, named in one place.
 
-The keys (``device_ed25519.key``/``.pub``, ``card_fingerprint.key``) are named in
-:mod:`edged.protocol.keys`, since the admin and collector keys follow the same rules.
 The head witness lives outside, in ``journal.witness_dir`` (:mod:`edged.device.journal.witness`).
 """
 
@@ -18,6 +16,15 @@ CONTROL_SOCKET = "control.sock"  # edged status / edged sim
 PID = "edged.pid"
 LOCK = "edged.lock"  # held (flock) by the one daemon that uses this state directory
 SIM = "sim"  # simulated hardware's own files (vpcd config, pcscd)
+
+# Keys (edged.device.keys, edged.device.keystore); all 0600 but the public key.
+SIGNING_KEY_FILE = "device_ed25519.key"  # the identity, epoch 0's key; erased at epoch 1
+PUBLIC_KEY_FILE = "device_ed25519.pub"  # its public half: the enrolled identity
+FINGERPRINT_SECRET_FILE = "card_fingerprint.key"  # noqa: S105 (a file name)
+EPOCH_KEY_FILE = "epoch_ed25519.key"  # the key in force from epoch 1 on
+NEXT_KEY_FILE = "epoch_ed25519.next"  # the next key, between prepare and commit
+CERTS_FILE = "epochs.jsonl"  # every epoch certificate (public)
+CARD_MASTER_FILE = "card_master.key"  # the site's DESFire master key
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ def _readers(cfg: Config, bindings: dict[str, str], fingerprint: Fingerprint, cl
 def card_proofs(cfg: Config) -> Any:
     """What the readers ask cards to prove, with the site master key read (0600) here,
     the one place that knows where it lives."""
+    from edged.device.keys import load_card_master
     from edged.drivers.cards.desfire import DesfireSettings
     from edged.drivers.pcsc import CardProofs
-    from edged.protocol.keys import load_card_master
 
     c = cfg.cards
     settings = None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edged.clock import SystemClock
 from edged.device.journal import Journal
-from edged.protocol.keys import load_keys
+from edged.device.keys import load_keys
 
 
 def main() -> None:

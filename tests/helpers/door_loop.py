@@ -16,8 +16,8 @@ from pathlib import Path
 from edged.core.events import CardPresented, ExitButton, KeypadKey
 from edged.device.config import load_config
 from edged.device.daemon import Daemon
+from edged.device.keys import load_keys
 from edged.log import configure_logging
-from edged.protocol.keys import load_keys
 from edged.protocol.privacy import CardFingerprinter
 
 

@@ -16,7 +16,9 @@ from edged.core.events import ExitButton
 from edged.device.acl import import_admin_file
 from edged.device.config import load_config
 from edged.device.daemon import Daemon
-from edged.protocol.keys import PUBLIC_KEY_FILE, init_keys, init_role_key, load_keys
+from edged.device.keys import init_keys, load_keys
+from edged.device.paths import PUBLIC_KEY_FILE
+from edged.protocol.keys import init_role_key
 from edged.protocol.privacy import CardFingerprinter
 
 ROOT = Path(__file__).parent.parent.parent

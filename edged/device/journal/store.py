@@ -24,11 +24,12 @@ from edged.core.machine import Now
 from edged.core.replay import REPLAYED, snapshot_state
 from edged.device.journal import tree
 from edged.device.journal.witness import Head, HeadWitness
+from edged.device.keys import DeviceKeys
 from edged.device.keystore import EpochKey
 from edged.errors import EdgedError, JournalCorruptError, JournalError, PrivacyError
 from edged.log import get_logger
 from edged.protocol.epochs import CERT, EpochChain, raw_hex
-from edged.protocol.keys import DeviceKeys, key_id_of
+from edged.protocol.keys import key_id_of
 from edged.protocol.privacy import check_fields
 from edged.protocol.records import (
     ENVELOPE_FIELDS,
