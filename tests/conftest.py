@@ -11,11 +11,11 @@ import pytest
 from edged.clock import FakeClock
 from edged.device.journal import Journal
 from edged.device.keys import DeviceKeys, init_keys
+from tests.helpers.examples import EXAMPLE_ACL
 
 # Console script of the installed package, next to the interpreter running the tests.
 EDGED = str(Path(sys.executable).with_name("edged"))
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "edged.toml"
-EXAMPLE_ACL = Path(__file__).parent.parent / "config" / "acl-example.toml"
 LONG = os.environ.get("EDGED_LONG", "") not in ("", "0")
 
 

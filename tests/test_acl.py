@@ -25,11 +25,11 @@ from edged.device.acl import (
 from edged.errors import ConfigError
 from edged.protocol.privacy import CardFingerprinter
 from tests.conftest import EDGED, has_token
+from tests.helpers.examples import EXAMPLE_ACL
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
-EXAMPLE_ACL = ROOT / "config" / "acl-example.toml"
 CONFIG = ROOT / "config" / "edged.toml"
 AREAS = {"handling", "server-room"}
 FP = CardFingerprinter(b"f" * 32)

@@ -22,6 +22,7 @@ from edged.device.config import load_config
 from edged.device.daemon import Daemon
 from edged.device.keys import init_card_master, init_keys, load_card_master
 from tests.conftest import import_acl, require_pcscd
+from tests.helpers.examples import example_acl_text
 
 pytestmark = pytest.mark.integration
 
@@ -44,18 +45,18 @@ def _config(tmp: Path) -> Path:
 
 
 def _acl(tmp: Path, piv_spki: bytes) -> Path:
-    text = (ROOT / "config" / "acl-example.toml").read_text()
+    extra = ""
     for pid, name, card in (
         ("S2001", "Kato DESFire", DESFIRE_UID.hex().upper()),
         ("S2002", "Ito PIV", "piv:" + base64.b64encode(piv_spki).decode()),
     ):
-        text += (
+        extra += (
             f'\n[[people]]\nid = "{pid}"\nname = "{name}"\nrole = "staff"\n'
             f'cards = ["{card}"]\nareas = ["handling"]\nvalid_from = 2026-04-01\n'
             "valid_until = 2027-03-31\n"
         )
     path = tmp / "acl.toml"
-    path.write_text(text)
+    path.write_text(example_acl_text(extra))  # the extra people's dates move with it
     return path
 
 

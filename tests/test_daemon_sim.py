@@ -14,12 +14,12 @@ import pytest
 
 from edged.device.control import request
 from tests.conftest import EDGED, enrol, has_token, import_acl, require_pcscd
+from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 from tests.helpers.daemon_proc import DaemonProc
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "edged.toml"
-ACL_EXAMPLE = Path(__file__).parent.parent / "config" / "acl-example.toml"
 FELICA = "012E4CD9A1B2C3D4"  # S1001, staff with escort rights, PIN 4821
 EXPIRED = "0123456789ABCDEF"  # S0999
 VISITOR = "04C5D6E7F80912"  # V0042

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from edged.simulators.pcscd import PcscdHarness, reader_ports
 
-from tests.conftest import EDGED, enrol, require_pcscd
+from tests.conftest import EDGED, enrol, import_acl, require_pcscd
+from tests.helpers.examples import example_acl_text, site_today
 from tests.helpers.rigconfig import this_machine
 
 pytestmark = pytest.mark.integration
@@ -46,10 +48,21 @@ def test_healthy_installation_passes(tmp_path):
         for ln in p.stdout.splitlines()
         if not ln.startswith(" ")
     }
-    for name in ("config", "keys", "access list", "card readers", "gpio", "disk"):
+    for name in ("config", "keys", "card readers", "gpio", "disk"):
         assert lines[name] == "OK", p.stdout
     assert lines["broker"] == "WARN"  # no [sync]: said, with the fix
     assert "journal" in lines
+    # The example's visitor's right ends within the warning period on any day (R5)...
+    assert lines["access list"] == "WARN", p.stdout
+    assert "rights of V0042 end within 30 days" in p.stdout and "renew them" in p.stdout
+    # ...and a list whose rights all hold beyond it is OK: the example as of 40 days ago,
+    # when V0042's right has ended since and the rest run on.
+    older = tmp_path / "acl-older.toml"
+    older.write_text(example_acl_text(today=site_today() - dt.timedelta(days=40)))
+    assert import_acl(state, older, cfg).returncode == 0
+    with PcscdHarness(tmp_path / "pcscd", ports):
+        p = doctor(cfg, state)
+    assert p.returncode == 0 and "OK   access list: version 2" in p.stdout, p.stdout
 
 
 def test_problems_are_named_with_their_fix(tmp_path):

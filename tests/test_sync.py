@@ -19,6 +19,7 @@ from edged.protocol.envelope import make_envelope
 from edged.protocol.keys import init_role_key
 from edged.protocol.signed import sign_doc
 from tests.conftest import require_pcscd
+from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 from tests.helpers.site import (
     Running,
     Site,
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "config" / "edged.toml"
-ACL_EXAMPLE = ROOT / "config" / "acl-example.toml"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,31 @@ def _cmd_acl_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_acl_example(args: argparse.Namespace) -> int:
+    import datetime as _dt
+
+    from edged.device.examples import example_acl
+
+    if args.today:
+        try:
+            today = _dt.date.fromisoformat(args.today)
+        except ValueError:
+            raise ConfigError(f"--today: not a date (YYYY-MM-DD): {args.today!r}") from None
+    else:
+        today = _dt.date.today()
+    text = example_acl(today)
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{out}: cannot write ({e.strerror or e})") from None
+        print(f"wrote the example access list as of {today} to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this audience's commands to the ``edged`` parser."""
     acl = sub.add_parser("acl", help="import or show the access list")
@@ -181,6 +207,14 @@ def register(sub: Any) -> None:
     asg.add_argument("--expires-days", type=int, default=7)
     asg.add_argument("--out", required=True)
     asg.set_defaults(handler=_cmd_acl_sign)
+    aex = asub.add_parser(
+        "example",
+        help="the example access list, its dates moved to today (a right ending soon,"
+        " one ended)",
+    )
+    aex.add_argument("--today", help="the day to move its dates to (YYYY-MM-DD)")
+    aex.add_argument("--out")
+    aex.set_defaults(handler=_cmd_acl_example)
     apb = asub.add_parser("publish", help="publish a signed list (retained) to its device")
     apb.add_argument("file")
     add_broker_args(apb)

@@ -142,13 +142,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     import datetime as _dt
+    import zoneinfo
 
     from edged.device.journal import verify_journal
     from edged.device.report import build_ledger, to_csv, to_html
 
     try:
-        start = _dt.date.fromisoformat(args.from_date)
-        end = _dt.date.fromisoformat(args.to_date)
+        tz = zoneinfo.ZoneInfo(args.tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: no such time zone: {args.tz!r}") from None
+    # The day is the ledger's local day, not the host's (a UTC host is 9 hours behind Tokyo).
+    today = _dt.datetime.now(tz).date().isoformat()
+    try:
+        start = _dt.date.fromisoformat(args.from_date or today)
+        end = _dt.date.fromisoformat(args.to_date or args.from_date or today)
     except ValueError as e:
         raise ConfigError(f"--from/--to: {e} (use YYYY-MM-DD)") from None
     if end < start:
@@ -170,9 +177,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"ERROR: {e}", file=sys.stderr)
             return 2
         led, label = build_ledger(db, start, end, args.tz, result), args.device
-    import zoneinfo
-
-    now = _dt.datetime.now(zoneinfo.ZoneInfo(args.tz)).strftime("%Y-%m-%d %H:%M %Z")
+    now = _dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M %Z")
     if args.reviewed_by:
         _record_review(args, start, end, led)
     text = (
@@ -445,8 +450,8 @@ def register(sub: Any) -> None:
         help="with --store: SITE/DEVICE.pub directory: verify every signature again"
         " (default: hashes and chain links only)",
     )
-    rp.add_argument("--from", dest="from_date", required=True, help="YYYY-MM-DD")
-    rp.add_argument("--to", dest="to_date", required=True, help="YYYY-MM-DD")
+    rp.add_argument("--from", dest="from_date", help="YYYY-MM-DD (default: today in --tz)")
+    rp.add_argument("--to", dest="to_date", help="YYYY-MM-DD (default: --from)")
     rp.add_argument(
         "--format",
         choices=["csv", "html"],

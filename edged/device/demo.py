@@ -12,7 +12,6 @@ import threading
 import time
 import zoneinfo
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from edged.device.acl import import_admin_file, load_active, save_active
 from edged.device.config import load_config
 from edged.device.control import SimController
 from edged.device.daemon import Daemon
+from edged.device.examples import ACL_EXAMPLE, example_config, move_dates
 from edged.device.journal import verify_journal
 from edged.device.keys import init_card_master, init_keys, key_paths, load_keys
 from edged.device.paths import CARD_MASTER_FILE, StatePaths
@@ -28,11 +28,6 @@ from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
 from edged.log import configure_logging
 from edged.protocol.privacy import CardFingerprinter
-
-
-def example_config() -> Path:
-    """The example configuration shipped in the package (``config/`` in the repository)."""
-    return Path(str(resources.files("edged.examples").joinpath("edged.toml")))
 
 
 STAFF_CARD = "012E4CD9A1B2C3D4"  # a FeliCa IDm; only its keyed fingerprint is ever stored
@@ -81,10 +76,13 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
 
     if not (state_dir / CARD_MASTER_FILE).exists():
         init_card_master(state_dir)
-    acl_file = cfg_path.parent / "acl-example.toml"
+    acl_file = cfg_path.parent / ACL_EXAMPLE
+    story = dict(STORY)
     if acl_file.exists():
+        # The example's dates are moved to today, so its story holds on any day (R5).
         demo_acl = state_dir / "demo-acl.toml"
-        demo_acl.write_text(acl_file.read_text(encoding="utf-8") + DEMO_PERSON, encoding="utf-8")
+        text = acl_file.read_text(encoding="utf-8") + DEMO_PERSON
+        demo_acl.write_text(move_dates(text, today, source=str(acl_file)), encoding="utf-8")
         acl_file = demo_acl
         fp = CardFingerprinter(keys.fingerprint_secret)
         current = load_active(state_dir, set(cfg.areas))
@@ -102,6 +100,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
             f" {len(acl.people)} people; only card fingerprints and PIN hashes are stored",
             pause,
         )
+        story.update(_dates(acl, today, cfg.policy.expiry_warning_days, pause))
 
     log_path = state_dir / "edged.log"
     with open(log_path, "a", encoding="utf-8") as log_file:
@@ -124,7 +123,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         ctl = SimController(daemon)
         ok = True
         try:
-            ok = _scenario(ctl, pause)
+            ok = _scenario(ctl, pause, story)
         except EdgedError as e:
             print(f"edged demo: step failed: {e}")
             ok = False
@@ -135,7 +134,6 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     result = verify_journal(db, {keys.key_id: keys.public_key})
     _say(f"== edged verify --db {db}", 0)
     print(result.summary())
-    today = dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).date()
     ledger = build_ledger(db, today, today, cfg.clock.timezone, result)
     report = state_dir / f"ledger-{today}.html"
     report.write_text(
@@ -210,7 +208,7 @@ def _show_display(ctl: SimController) -> None:
 CARDS = {
     "yamada": "012E4CD9A1B2C3D4",  # S1001, staff, escort, PIN 4821 (FeliCa)
     "visitor": "04C5D6E7F80912",  # V0042, visitor (MIFARE Ultralight)
-    "former": "0123456789ABCDEF",  # S0999, rights ended 2026-09-30
+    "former": "0123456789ABCDEF",  # S0999, rights ended 66 days ago
     "admin": "04112233",  # A0001, administrator, escort (MIFARE Classic)
     "kato": "04D1E2F3",  # S1003, staff, any hour of any day the office is open
     "sato": "04D5E5F5A5B5C5",  # S1004 (added by the demo), a DESFire EV3 card
@@ -228,10 +226,27 @@ valid_from = 2026-04-01
 valid_until = 2027-03-31
 """
 
+# What the narration says when no example list was imported (a --config elsewhere).
+STORY = {"former_until": "the day his rights ended"}
+
+
+def _dates(acl: Any, today: dt.date, warn_days: int, pause: float) -> dict[str, str]:
+    """The narration's dates, read from the list as imported (they move with today)."""
+    soon = acl.expiring(today, warn_days)
+    if soon:
+        _say(
+            "== rights ending within"
+            f" {warn_days} days (R5: renew them or they end by themselves): "
+            + ", ".join(f"{p.id} on {p.valid_until}" for p in soon),
+            pause,
+        )
+    former = acl.people.get("S0999")
+    return {"former_until": str(former.valid_until)} if former else {}
+
 Step = tuple[str | None, dict[str, Any], str | None]
 
 
-def _scenario(ctl: SimController, pause: float) -> bool:
+def _scenario(ctl: SimController, pause: float, story: dict[str, str]) -> bool:
     y, v, f, a = CARDS["yamada"], CARDS["visitor"], CARDS["former"], CARDS["admin"]
     steps: list[Step] = [
         (
@@ -267,7 +282,8 @@ def _scenario(ctl: SimController, pause: float) -> bool:
         ),
         (None, {"cmd": "keys", "keys": "4821#", "door": "server"}, "lockcheck.confirmed"),
         (
-            "A former employee's card: refused, his rights ended on 2026-09-30 (R5).",
+            f"A former employee's card: refused, his rights ended on {story['former_until']}"
+            " (R5).",
             {"cmd": "tap", "card": f},
             "door.denied:expired",
         ),

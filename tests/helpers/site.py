@@ -20,10 +20,10 @@ from edged.device.keys import init_keys, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol.keys import init_role_key
 from edged.protocol.privacy import CardFingerprinter
+from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 
 ROOT = Path(__file__).parent.parent.parent
 EXAMPLE = ROOT / "config" / "edged.toml"
-ACL_EXAMPLE = ROOT / "config" / "acl-example.toml"
 
 
 class Site:
