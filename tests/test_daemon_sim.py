@@ -14,8 +14,8 @@ import pytest
 
 from edged.device.control import request
 from tests.conftest import EDGED, enrol, has_token, import_acl, require_pcscd
-from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 from tests.helpers.daemon_proc import DaemonProc
+from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,6 @@ from edged.protocol.envelope import make_envelope
 from edged.protocol.keys import init_role_key
 from edged.protocol.signed import sign_doc
 from tests.conftest import require_pcscd
-from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 from tests.helpers.site import (
     Running,
     Site,

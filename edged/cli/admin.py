@@ -209,8 +209,7 @@ def register(sub: Any) -> None:
     asg.set_defaults(handler=_cmd_acl_sign)
     aex = asub.add_parser(
         "example",
-        help="the example access list, its dates moved to today (a right ending soon,"
-        " one ended)",
+        help="the example access list, its dates moved to today (a right ending soon, one ended)",
     )
     aex.add_argument("--today", help="the day to move its dates to (YYYY-MM-DD)")
     aex.add_argument("--out")

@@ -29,7 +29,6 @@ from edged.errors import EdgedError
 from edged.log import configure_logging
 from edged.protocol.privacy import CardFingerprinter
 
-
 STAFF_CARD = "012E4CD9A1B2C3D4"  # a FeliCa IDm; only its keyed fingerprint is ever stored
 
 
@@ -243,6 +242,7 @@ def _dates(acl: Any, today: dt.date, warn_days: int, pause: float) -> dict[str, 
     former = acl.people.get("S0999")
     return {"former_until": str(former.valid_until)} if former else {}
 
+
 Step = tuple[str | None, dict[str, Any], str | None]
 
 
@@ -282,8 +282,7 @@ def _scenario(ctl: SimController, pause: float, story: dict[str, str]) -> bool:
         ),
         (None, {"cmd": "keys", "keys": "4821#", "door": "server"}, "lockcheck.confirmed"),
         (
-            f"A former employee's card: refused, his rights ended on {story['former_until']}"
-            " (R5).",
+            f"A former employee's card: refused, his rights ended on {story['former_until']} (R5).",
             {"cmd": "tap", "card": f},
             "door.denied:expired",
         ),
