@@ -26,6 +26,8 @@ if [ "${EDGED_TEST_EXTRAS:-0}" = 1 ]; then
     # An independent verifier of the checkpoints and proofs: Go's sumdb/note and
     # sumdb/tlog, built offline in GOPATH mode from Debian's sources.
     apt_packages+=(golang-go golang-golang-x-mod-dev)
+    # The demo and the README walk are run with the clock moved years ahead (libfaketime).
+    apt_packages+=(faketime)
 fi
 
 missing=()

@@ -45,16 +45,19 @@ def _no_pcscd_left(state: Path) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def run_blocks(script: str, state: Path, timeout: float) -> subprocess.CompletedProcess:
+def run_blocks(
+    script: str, state: Path, timeout: float, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """README shell, as written but for the state directory and the installed edged; the
-    daemon it starts in the background never outlives it, nor does its pcscd."""
+    daemon it starts in the background never outlives it, nor does its pcscd. ``prefix``
+    runs the shell under another command (``faketime``)."""
     assert "|" not in script.replace("||", ""), "one command per line: no shell pipes"
     script = script.replace("S=/tmp/edged", f"S={state}").replace(
         ".venv/bin/edged", str(Path(sys.executable).with_name("edged"))
     )
     wrapped = f"set -e\ntrap 'kill $(cat {state}/edged.pid) 2>/dev/null || true' EXIT\n{script}"
     p = subprocess.run(
-        ["bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [*prefix, "bash", "-c", wrapped], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     _no_pcscd_left(state)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

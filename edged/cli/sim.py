@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ def _request_when_up(sock: Path, req: dict[str, object], wait: float = 15.0) -> 
         except (FileNotFoundError, ConnectionRefusedError):
             if time.monotonic() >= deadline:
                 raise
-            time.sleep(0.2)  # polling a socket that does not exist yet: nothing to await
+            # Polling a socket that does not exist yet: nothing to await. An Event's wait,
+            # not time.sleep: under libfaketime (the clock-moved tests) Python 3.11's
+            # absolute monotonic sleep fails with EINVAL (wolfcw/libfaketime#426).
+            threading.Event().wait(0.2)
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
