@@ -141,3 +141,111 @@ def test_hardware_without_the_device_extra_is_a_clear_error(monkeypatch, tmp_pat
         build_installation(
             "hardware", load_config(EXAMPLE), StatePaths(tmp_path), SystemClock(), str
         )
+
+
+def _with_path(tmp_path: Path, field: str, value: str) -> Path:
+    """The example with ``field`` (a path field) set to ``value`` (a TOML basic string)."""
+    import re
+
+    text = EXAMPLE.read_text()
+    if field == "state_dir":
+        text = re.sub(r"(?m)^state_dir = .*$", lambda _m: f"state_dir = {value}", text)
+    elif field == "journal.witness_dir":
+        text = text.replace("[journal]\n", f"[journal]\nwitness_dir = {value}\n", 1)
+    elif field == "cards.desfire.master_key":
+        text += f'\n[cards.desfire]\naid = "E1D6E0"\nmaster_key = {value}\n'
+    else:  # sync.ca_file
+        (tmp_path / "collector.pub").write_text("x")
+        text += (
+            f'\n[sync]\nbroker = "localhost:8883"\ntls = true\nca_file = {value}\n'
+            'collector_pubkey = "collector.pub"\n'
+        )
+    path = tmp_path / "edged.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def odd_paths(tmp_path):
+    """A file, a symlink loop and a directory to name where the other kind is wanted."""
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    return tmp_path
+
+
+DIR_FIELDS = ("state_dir", "journal.witness_dir")
+FILE_FIELDS = ("cards.desfire.master_key", "sync.ca_file")
+ODD = [
+    ('""', "must name a", None),
+    ('"\\u0000x"', "contains a NUL character", None),
+    ('"."', "of its own, not '.'", None),
+    ('"/"', "of its own, not '/'", None),
+    ('"/srv/.."', "of its own", None),
+    ("LOOP", "Too many levels of symbolic links", None),
+]
+
+
+@pytest.mark.parametrize("field", DIR_FIELDS + FILE_FIELDS)
+@pytest.mark.parametrize("value,reason,_", ODD)
+def test_odd_path_fields_name_file_field_and_reason(odd_paths, field, value, reason, _):
+    """Invariant 5 (issue 24): every path field, empty or odd, is refused in one line that
+    names the file, the field and the reason; never a traceback (it was `ValueError:
+    PosixPath('.') has an empty name` for state_dir = "")."""
+    value = value.replace("LOOP", f'"{odd_paths / "loop-a"}"')
+    cfg = _with_path(odd_paths, field, value)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    msg = str(e.value)
+    assert msg.startswith(f"{cfg}: {field}: ") and reason in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("field", DIR_FIELDS)
+def test_a_directory_field_refuses_a_file_and_a_relative_name(odd_paths, field):
+    """Invariant 5: a state or witness directory that is a file, or is named relative to
+    whatever directory the daemon was started in, is refused."""
+    cfg = _with_path(odd_paths, field, f'"{odd_paths / "a-file"}"')
+    with pytest.raises(ConfigError, match=f"^{cfg}: {field}: .*a-file exists and is not a dir"):
+        load_config(cfg)
+    cfg = _with_path(odd_paths, field, '"state"')
+    with pytest.raises(ConfigError, match=f"^{cfg}: {field}: must be an absolute path"):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize("field", FILE_FIELDS)
+def test_a_file_field_refuses_a_directory(odd_paths, field):
+    cfg = _with_path(odd_paths, field, f'"{odd_paths / "a-dir"}"')
+    with pytest.raises(ConfigError, match=f"^{cfg}: {field}: .*a-dir is a directory"):
+        load_config(cfg)
+
+
+def test_state_dir_override_is_checked_too(odd_paths):
+    """--state-dir, which replaces the configured one, gets the same checks."""
+    for bad, reason in ((odd_paths / "a-file", "is not a directory"), ("/", "of its own")):
+        with pytest.raises(ConfigError, match=f"^--state-dir: .*{reason}"):
+            load_config(EXAMPLE, state_dir=Path(bad))
+
+
+@pytest.mark.parametrize("value", ['""', '"\\u0000x"', '"."'])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["config", "check", "{cfg}"],
+        ["doctor", "--config", "{cfg}"],
+        ["run", "--config", "{cfg}", "--simulate"],
+        ["acl", "show", "--config", "{cfg}"],
+    ],
+)
+def test_every_command_reading_the_config_gives_the_one_line_error(tmp_path, value, command):
+    """Invariant 5, R12 (issue 26): `config check`, `doctor` and `edged run` (which
+    tracebacked on state_dir = "" and "\\u0000x") name the file, the field and the reason
+    in one line, and exit non-zero."""
+    cfg = _with_path(tmp_path, "state_dir", value)
+    p = subprocess.run(
+        [EDGED, *(a.format(cfg=cfg) for a in command)], capture_output=True, text=True, timeout=60
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "Traceback" not in out, out
+    line = next(ln for ln in out.splitlines() if f"{cfg}: state_dir: " in ln)
+    assert "directory" in line or "NUL" in line, out

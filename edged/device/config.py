@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import stat
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from edged.core.policy import (
     KeypadConfig,
     PolicyConfig,
 )
+from edged.device.paths import CARD_MASTER_FILE
 from edged.errors import ConfigError
 from edged.protocol.mqtt import Broker, Tls
 
@@ -85,6 +87,29 @@ class _Section:
             raise self.error(key, f"must be one of {list(choices)}, got {v!r}")
         return v
 
+    def directory(self, key: str, default: str) -> Path:
+        """A directory the daemon keeps files in: it may not exist yet (it is made), but
+        the name must be usable: not empty, no NUL, not "." or "/" (a state dir's files
+        beside everything else), and nothing there but a directory."""
+        v = self.get(key, str, default)
+        reason = path_problem(v, want="directory")
+        if reason:
+            raise self.error(key, reason)
+        if not Path(v).is_absolute():
+            # The service runs in "/": a relative name would depend on who started it.
+            raise self.error(key, f"must be an absolute path, got {v!r}")
+        return Path(v)
+
+    def file_path(self, key: str, base: Path, default: str | None = None) -> Path | None:
+        """A file named in the config, relative to ``base``; None when absent."""
+        v = self.get(key, str, default)
+        if v is None:
+            return None
+        reason = path_problem(v, want="file")
+        if reason:
+            raise self.error(key, reason)
+        return Path(v) if Path(v).is_absolute() else base / v
+
     def table(self, key: str, required: bool = False) -> _Section:
         self.used.add(key)
         if key not in self.data:
@@ -111,6 +136,30 @@ class _Section:
         extra = sorted(set(self.data) - self.used)
         if extra:
             raise self.error(extra[0], "unknown key")
+
+
+def path_problem(text: str, *, want: str) -> str | None:
+    """Why ``text`` cannot name a ``want`` ("directory" or "file"), or None. Only what
+    is there now is judged; a missing path is fine (the daemon or the installer makes it)."""
+    if not text.strip():
+        return f"must name a {want}, got an empty string"
+    if "\0" in text:
+        return f"contains a NUL character: {text!r}"
+    p = Path(text)
+    if p.name in ("", "..") or text.rstrip("/").endswith("/."):
+        return f"must name a {want} of its own, not {text!r}"
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:  # ELOOP (a symlink loop), ENAMETOOLONG, EACCES, ENOTDIR
+        return f"{text}: {e.strerror or e}"
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if want == "directory" and not is_dir:
+        return f"{text} exists and is not a directory"
+    if want == "file" and is_dir:
+        return f"{text} is a directory, not a file"
+    return None
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -275,6 +324,8 @@ def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except ValueError as e:  # a NUL in the name (TOMLDecodeError is a ValueError too)
+        raise ConfigError(f"{str(path)!r}: not a usable file name ({e})") from None
     return parse_config(data, path, state_dir=state_dir)
 
 
@@ -296,12 +347,12 @@ def _parse_cards(c: _Section, sd: Path) -> CardsConfig:
         system = d.get("system", str, "edged")
         if not 1 <= len(system.encode()) <= 16 or not system.isascii():
             raise d.error("system", "1-16 ASCII characters")
-        key = d.get("master_key", str, str(sd / "card_master.key"))
+        key = d.file_path("master_key", sd, str(sd / CARD_MASTER_FILE))
         out = CardsConfig(
             desfire_aid=raw,
             desfire_key_no=int(d.number("key_no", 1, lo=1, hi=13)),
             desfire_file_no=int(d.number("file_no", 1, lo=0, hi=31)),
-            master_key_file=Path(key) if Path(key).is_absolute() else sd / key,
+            master_key_file=key,
             system=system,
             piv=out.piv,
         )
@@ -347,7 +398,11 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     top = _Section(data, "", path)
     site = _name(top, "site")
     device = _name(top, "device")
-    configured_sd = Path(top.get("state_dir", str, "/var/lib/edged"))
+    configured_sd = top.directory("state_dir", "/var/lib/edged")
+    if state_dir is not None:
+        reason = path_problem(str(state_dir), want="directory")
+        if reason:
+            raise ConfigError(f"--state-dir: {reason}")
     sd = Path(state_dir) if state_dir else configured_sd
 
     g = top.table("gpio")
@@ -365,7 +420,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
         epoch_seconds=float(j.number("epoch_seconds", 86400, lo=60, hi=86400 * 31)),
         epoch_records=int(j.number("epoch_records", 100_000, lo=10, hi=10**8)),
-        witness_dir=Path(j.get("witness_dir", str, str(sd.with_name(sd.name + "-witness")))),
+        witness_dir=j.directory("witness_dir", str(sd.with_name(sd.name + "-witness"))),
         keep_days=float(j.number("keep_days", 400, lo=0, hi=36500)),
         prune_batch=int(j.number("prune_batch", 10000, lo=1, hi=10**7)),
         prune_check_seconds=float(j.number("prune_check_seconds", 3600, lo=1, hi=86400 * 7)),
@@ -638,10 +693,9 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
         raise s.error("broker", f"expected HOST:PORT, got {broker!r}")
 
     def file(key: str, *, secret: bool = False) -> Path | None:
-        v = s.get(key, str, None)
-        if v is None:
+        p = s.file_path(key, path.parent)
+        if p is None:
             return None
-        p = Path(v) if Path(v).is_absolute() else path.parent / v
         if not p.is_file():
             raise s.error(key, f"file {p} does not exist")
         if secret and p.stat().st_mode & 0o077:
