@@ -366,7 +366,7 @@ def test_in_a_browser_on_a_store_fed_by_the_fleet(tmp_path, mosquitto, postgres)
     for shot in shots.iterdir():
         _not_blank(shot)
     # The audit trail: login, acknowledgement, downloads and sign-off, chained by hash.
-    rows = store.audit_rows()
+    rows = store.accounts.audit_rows()
     store.close()
     actions = [r["action"] for r in rows]
     want = {"user_add", "login", "alarm_ack", "ledger_download", "review_signoff"}
@@ -441,7 +441,7 @@ def test_an_access_list_signed_offline_is_published_and_recorded(tmp_path, mosqu
     finally:
         site.close()
     store = open_store(site.db)
-    rows = store.audit_rows()
+    rows = store.accounts.audit_rows()
     store.close()
     done = [(r["action"], json.loads(r["detail"])) for r in rows if r["action"].startswith("acl")]
     assert done[0][0] == "acl_refused" and done[0][1]["reason"] == "unknown_key", done

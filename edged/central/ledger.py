@@ -163,7 +163,7 @@ def _reviews(store: CentralStore, site: str, start: dt.date, end: dt.date) -> li
     """The sign-offs of this site's records whose period meets this one (R16, R20), from
     the console's audit trail (``edged report --reviewed-by`` writes there too)."""
     out = []
-    for row in store.audit_rows():
+    for row in store.accounts.audit_rows():
         if row["action"] != "review_signoff":
             continue
         try:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edged.central.accounts import Accounts
 from edged.central.present import FOLDED, Changes
 from edged.central.verify import canonical_body
 from edged.errors import ConfigError
@@ -272,9 +273,6 @@ ALARM_COLUMNS = (
     "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts", "acked_by",
     "acked_ts", "ack_comment",
 )  # fmt: skip
-# A session's last use is written at most this often (the idle limit is 30 minutes).
-SESSION_TOUCH_MS = 30_000
-
 # Records kept waiting for their turn, per device: beyond this the device is asked to
 # resend instead (nothing from the network writes unbounded rows).
 MAX_PENDING = 2000
@@ -476,6 +474,11 @@ class CentralStore:
             changes.add(site, device, rtype, ts, body)
         for sql, args in changes.statements():
             self._exec_many(sql, args)
+
+    @property
+    def accounts(self) -> Accounts:
+        """The console's users, sessions and audit trail, on this connection."""
+        return Accounts(self)
 
     def begin(self) -> None:
         raise NotImplementedError
@@ -965,88 +968,6 @@ class CentralStore:
             "journal_ok",
         )
         return self._select("SELECT {cols} FROM device_status", cols, site, " ORDER BY device")
-
-    # -- the console -------------------------------------------------------------------
-    def add_user(self, name: str, role: str, pw_hash: str, ts: str) -> None:
-        self._x(
-            "INSERT INTO console_users (name, role, pw_hash, created_ts) VALUES (?,?,?,?)"
-            " ON CONFLICT (name) DO UPDATE SET role=excluded.role, pw_hash=excluded.pw_hash,"
-            " failed=0, locked_until_ms=0",
-            (name, role, pw_hash, ts),
-        )
-
-    def user(self, name: str) -> dict[str, Any] | None:
-        cols = ("name", "role", "pw_hash", "failed", "locked_until_ms")
-        row = self._x(
-            f"SELECT {', '.join(cols)} FROM console_users WHERE name = ?",  # noqa: S608
-            (name,),
-        ).fetchone()
-        return dict(zip(cols, row, strict=True)) if row else None
-
-    def note_login(self, name: str, failed: int, locked_until_ms: int) -> None:
-        self._x(
-            "UPDATE console_users SET failed = ?, locked_until_ms = ? WHERE name = ?",
-            (failed, locked_until_ms, name),
-        )
-
-    def add_session(self, token_hash: str, name: str, csrf: str, now_ms: int) -> None:
-        self._x(
-            "INSERT INTO console_sessions VALUES (?,?,?,?,?)",
-            (token_hash, name, csrf, now_ms, now_ms),
-        )
-
-    def session(self, token_hash: str, idle_ms: int, now_ms: int) -> dict[str, Any] | None:
-        """The session's user, role and CSRF token, if it was used within ``idle_ms``."""
-        row = self._x(
-            "SELECT s.name, u.role, s.csrf, s.seen_ms FROM console_sessions s JOIN"
-            " console_users u ON u.name = s.name WHERE s.token_hash = ?",
-            (token_hash,),
-        ).fetchone()
-        if row is None or now_ms - row[3] > idle_ms:
-            return None
-        if now_ms - row[3] > SESSION_TOUCH_MS:  # not a write (and a commit) per page
-            self._x(
-                "UPDATE console_sessions SET seen_ms = ? WHERE token_hash = ?",
-                (now_ms, token_hash),
-            )
-        return {"name": row[0], "role": row[1], "csrf": row[2]}
-
-    def drop_session(self, token_hash: str) -> None:
-        self._x("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
-
-    def audit(self, ts: str, name: str, action: str, detail: str) -> int:
-        """Append to the console's audit trail, chained by hash; its seq."""
-        import hashlib
-        import json as _json
-
-        self.begin()
-        last = self._x(
-            "SELECT seq, hash FROM console_audit ORDER BY seq DESC LIMIT 1"  # noqa: S608
-            + self._lock_suffix()
-        ).fetchone()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        body = {
-            "seq": seq,
-            "ts": ts,
-            "name": name,
-            "action": action,
-            "detail": detail,
-            "prev": prev,
-        }
-        h = hashlib.sha256(
-            _json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-        ).hexdigest()
-        self._x(
-            "INSERT INTO console_audit VALUES (?,?,?,?,?,?,?)",
-            (seq, ts, name, action, detail, prev, h),
-        )
-        self.commit()
-        return seq
-
-    def audit_rows(self) -> list[dict[str, Any]]:
-        cols = ("seq", "ts", "name", "action", "detail", "prev", "hash")
-        rows = self._x(f"SELECT {', '.join(cols)} FROM console_audit ORDER BY seq").fetchall()  # noqa: S608
-        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def ack_alarm(self, alarm_id: int, name: str, ts: str, comment: str) -> bool:
         cur = self._x(

@@ -96,11 +96,27 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
     broker = Broker.parse(args.broker) if args.broker else None
     admin = load_public_key(Path(args.admin_pubkey)) if args.admin_pubkey else None
-    app = create_app(args.store, tz=args.tz, broker=broker, admin_key=admin)
+    from edged.central.console.guard import parse_networks
+
+    try:
+        proxies = parse_networks(args.trusted_proxy or ())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not 0.1 <= args.idle_minutes <= 24 * 60:
+        raise ConfigError(f"console --idle-minutes: 0.1 to 1440, got {args.idle_minutes:g}")
+    app = create_app(
+        args.store, tz=args.tz, broker=broker, admin_key=admin, trusted_proxies=proxies,
+        idle_ms=int(args.idle_minutes * 60_000),
+    )  # fmt: skip
     ssl = {"ssl_certfile": args.cert_file, "ssl_keyfile": args.key_file} if args.cert_file else {}
     print(f"console on http{'s' if ssl else ''}://{host}:{port}/", flush=True)
     # Open live-alarm streams would hold a stop for ever: they get 5 s to end.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, **ssl)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 by default;
+    # the app believes it only from --trusted-proxy (guard.py).
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+        proxy_headers=False, **ssl,
+    )  # fmt: skip
     return 0
 
 
@@ -114,6 +130,8 @@ def _cmd_console_user(args: argparse.Namespace) -> int:
     from edged.errors import ConfigError
     from edged.protocol.records import format_ts
 
+    if args.user_command in ("remove", "role"):
+        return _console_user_change(args)
     if args.role not in ROLES:
         raise ConfigError(f"console user add --role: one of {', '.join(ROLES)}")
     if args.password_stdin:
@@ -125,12 +143,49 @@ def _cmd_console_user(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         now = format_ts(int(time.time() * 1000))
-        store.add_user(args.name, args.role, hash_password(password), now)
+        store.accounts.add_user(args.name, args.role, hash_password(password), now)
         detail = json.dumps({"name": args.name, "role": args.role}, ensure_ascii=False)
-        store.audit(now, "(command line)", "user_add", detail)
+        store.accounts.audit(now, "(command line)", "user_add", detail)
     finally:
         store.close()
     print(f"console user {args.name} ({args.role}) saved")
+    return 0
+
+
+def _console_user_change(args: argparse.Namespace) -> int:
+    """``console user remove NAME`` and ``console user role NAME --role R``: recorded in
+    the audit trail; sessions and open alarm streams of the user end or change at once."""
+    import time
+
+    from edged.central.console.auth import ROLES
+    from edged.central.store import open_store
+    from edged.errors import ConfigError
+    from edged.protocol.records import format_ts
+
+    remove = args.user_command == "remove"
+    if not remove and args.role not in ROLES:
+        raise ConfigError(f"console user role --role: one of {', '.join(ROLES)}")
+    store = open_store(args.store)
+    try:
+        done = (
+            store.accounts.remove_user(args.name)
+            if remove
+            else store.accounts.set_role(args.name, args.role)
+        )
+        store.commit()
+        if not done:
+            raise ConfigError(f"console user {args.user_command}: no user {args.name!r}")
+        now = format_ts(int(time.time() * 1000))
+        detail = {"name": args.name} | ({} if remove else {"role": args.role})
+        action = "user_remove" if remove else "user_role"
+        store.accounts.audit(now, "(command line)", action, json.dumps(detail, ensure_ascii=False))
+    finally:
+        store.close()
+    print(
+        f"console user {args.name} removed; their sessions are ended"
+        if remove
+        else f"console user {args.name} is now {args.role}"
+    )
     return 0
 
 
@@ -228,6 +283,15 @@ def register(sub: Any) -> None:
     con.add_argument("--cert-file", help="TLS certificate (default: none; or a reverse proxy)")
     con.add_argument("--key-file", help="TLS key, with --cert-file")
     con.add_argument(
+        "--trusted-proxy", action="append", metavar="ADDR[/BITS]",
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable; default:"
+        " none, every peer is the client)",
+    )  # fmt: skip
+    con.add_argument(
+        "--idle-minutes", type=float, default=30.0,
+        help="a session unused this long ends (default: 30)",
+    )  # fmt: skip
+    con.add_argument(
         "--broker", help="HOST:PORT where access lists are published (default: none, no publishing)"
     )
     con.add_argument(
@@ -243,4 +307,9 @@ def register(sub: Any) -> None:
     ua.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    ur = cusub.add_parser("remove", help="remove a user; their sessions end at once")
+    ur.add_argument("name", help="the user's name")
+    uo = cusub.add_parser("role", help="give a user another role (their password stays)")
+    uo.add_argument("name", help="the user's name")
+    uo.add_argument("--role", required=True, help="viewer, auditor or admin")
     con.set_defaults(handler=_cmd_console)

@@ -232,7 +232,7 @@ def _record_review(args: argparse.Namespace, start: Any, end: Any, led: Any) -> 
         try:
             detail = {"site": args.site, "from": review["from"], "to": review["to"],
                       "method": review["method"], "findings": review["result"]}  # fmt: skip
-            store.audit(now, review["reviewer"], "review_signoff",
+            store.accounts.audit(now, review["reviewer"], "review_signoff",
                         _json.dumps(detail, ensure_ascii=False, sort_keys=True))  # fmt: skip
             store.commit()
         finally:

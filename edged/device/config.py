@@ -7,7 +7,6 @@ typo never silently turns a safety feature off (Invariant 5).
 from __future__ import annotations
 
 import datetime as dt
-import re
 import stat
 import tomllib
 import zoneinfo
@@ -27,8 +26,8 @@ from edged.core.policy import (
 from edged.device.paths import CARD_MASTER_FILE
 from edged.errors import ConfigError
 from edged.protocol.mqtt import Broker, Tls
+from edged.protocol.topics import NAME
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _REQUIRED = object()
 
 
@@ -125,7 +124,7 @@ class _Section:
         outer = self.table(key)
         out = {}
         for name in outer.data:
-            if not _NAME.match(name):
+            if not NAME.fullmatch(name):
                 raise outer.error(
                     name, "names are 1-32 of a-z 0-9 _ - (starting with a letter or digit)"
                 )
@@ -373,7 +372,7 @@ def _card_kinds(a: _Section, cards: CardsConfig) -> frozenset[str]:
 
 def _name(sec: _Section, key: str, default: Any = _REQUIRED) -> str:
     v = sec.get(key, str, default)
-    if v is not None and not _NAME.match(v):
+    if v is not None and not NAME.fullmatch(v):
         raise sec.error(key, "must be 1-32 of a-z 0-9 _ -")
     return v
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "edged/v1"
+# A site's or a device's name: one topic level, a file name in the trust directory, a
+# part of a download's name. Matched whole (fullmatch: "$" would let a newline through).
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def base(site: str, device: str) -> str:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import secrets
 import threading
 import time
 import zoneinfo
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -37,6 +38,7 @@ from starlette.types import Scope as Scope_
 
 from edged.central.console.auth import (
     COOKIE,
+    DUMMY_HASH,
     LOCK_MS,
     MAX_FAILED,
     SESSION_IDLE_MS,
@@ -45,10 +47,12 @@ from edged.central.console.auth import (
     role_allows,
     token_hash,
 )
+from edged.central.console.guard import Budget, Network, client_address
 from edged.central.ledger import LedgerCache, central_ledger
 from edged.central.store import CentralStore, open_store
 from edged.ledger import PdfUnavailable, Scope, to_csv, to_html, to_pdf
 from edged.protocol.records import format_ts
+from edged.protocol.topics import NAME
 from edged.words import alarm_sentence, alarm_title, fields_of_detail
 
 HERE = Path(__file__).parent
@@ -65,6 +69,7 @@ PER_PAGE = 500
 DOWNLOADS = {"csv": "text/csv", "html": "text/html", "pdf": "application/pdf"}
 # Login attempts per client address and minute, whatever the user name.
 PER_ADDRESS = 20
+PER_ACCOUNT = 10
 
 LABELS = {
     "en": {
@@ -124,6 +129,8 @@ class Console:
         *,
         broker: Any = None,
         admin_key: Any = None,
+        trusted_proxies: Sequence[Network] = (),
+        idle_ms: int = SESSION_IDLE_MS,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -131,7 +138,11 @@ class Console:
         self.tz = zoneinfo.ZoneInfo(tz)
         self.lock = threading.Lock()
         self.ledgers = LedgerCache()  # used under the lock
-        self.tries: dict[str, list[float]] = {}
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.idle_ms = idle_ms
+        # Login tries a minute from one address, and for one account from anywhere (a
+        # locked account stops its guesses; this also bounds names that do not exist).
+        self.by_address, self.by_account = Budget(PER_ADDRESS), Budget(PER_ACCOUNT)
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -158,7 +169,7 @@ class Console:
     def audit(self, user: str, action: str, detail: dict[str, Any]) -> None:
         now = format_ts(int(time.time() * 1000))
         text = json.dumps(detail, ensure_ascii=False, sort_keys=True)
-        self.db(lambda s: s.audit(now, user, action, text))
+        self.db(lambda s: s.accounts.audit(now, user, action, text))
 
 
 def _worded(alarms: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
@@ -169,12 +180,18 @@ def _worded(alarms: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
     return alarms
 
 
-def _session(c: Console, request: Request) -> dict[str, Any] | None:
+def _session(c: Console, request: Request, *, touch: bool = True) -> dict[str, Any] | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
     now = int(time.time() * 1000)
-    return c.db(lambda s: s.session(token_hash(token), SESSION_IDLE_MS, now))
+    return c.db(lambda s: s.accounts.session(token_hash(token), c.idle_ms, now, touch=touch))
+
+
+def _address(c: Console, request: Request) -> str:
+    """The client's address; a trusted proxy's X-Forwarded-For names it (guard.py)."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), c.trusted_proxies)
 
 
 def _lang(request: Request) -> str:
@@ -257,18 +274,17 @@ async def login(request: Request) -> Response:
     if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
         return PlainTextResponse("bad CSRF token", status_code=403)
     name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:256]
-    addr = request.client.host if request.client else "?"
-    now = time.time()
-    recent = [t for t in c.tries.get(addr, []) if now - t < 60]
-    if len(recent) >= PER_ADDRESS:
+    addr = _address(c, request)
+    if not c.by_address.spend(addr):
         return _login_failed(c, request, "too many attempts from this address; wait a minute")
-    c.tries[addr] = [*recent, now]
-    ok, why = await asyncio.to_thread(_check_login, c, name, password)
+    if not c.by_account.spend(name.casefold()):
+        return _login_failed(c, request, "too many attempts for this account; wait a minute")
+    ok, why = await asyncio.to_thread(_check_login, c, name, password, addr)
     if not ok:
         return _login_failed(c, request, why)
     token, csrf = new_token(), new_token()
-    now_ms = int(now * 1000)
-    c.db(lambda s: s.add_session(token_hash(token), name, csrf, now_ms))
+    now_ms = int(time.time() * 1000)
+    c.db(lambda s: s.accounts.add_session(token_hash(token), name, csrf, now_ms))
     c.audit(name, "login", {"address": addr})
     resp = RedirectResponse("/", status_code=303)
     resp.set_cookie(COOKIE, token, httponly=True, secure=True, samesite="strict")
@@ -276,21 +292,22 @@ async def login(request: Request) -> Response:
     return resp
 
 
-def _check_login(c: Console, name: str, password: str) -> tuple[bool, str]:
-    user = c.db(lambda s: s.user(name))
+def _check_login(c: Console, name: str, password: str, addr: str) -> tuple[bool, str]:
+    """The verdict on one try. The try is counted as failed before the ~50 ms password
+    check, in the store (accounts.py), so guesses sent together each count (R12)."""
     now_ms = int(time.time() * 1000)
-    if user is None:
-        check_password(password, "scrypt$16384$8$1$00$00")  # the same time as a real try
-        return False, "wrong user name or password"
-    if user["locked_until_ms"] > now_ms:
+    attempt = c.db(lambda s: s.accounts.begin_login(name, now_ms, MAX_FAILED, LOCK_MS))
+    if not attempt.admitted:
         return False, "this account is locked after failed logins; try again later"
-    if not check_password(password, user["pw_hash"]):
-        failed = user["failed"] + 1
-        until = now_ms + LOCK_MS if failed >= MAX_FAILED else 0
-        c.db(lambda s: s.note_login(name, 0 if until else failed, until))
-        c.audit(name, "login_failed", {"locked": bool(until)})
+    user = c.db(lambda s: s.accounts.user(name))
+    # An unknown name is checked against a dummy hash: the same time as a real try.
+    ok = check_password(password, user["pw_hash"] if user else DUMMY_HASH) and user is not None
+    if user is None:
         return False, "wrong user name or password"
-    c.db(lambda s: s.note_login(name, 0, 0))
+    locked = c.db(lambda s: s.accounts.end_login(name, attempt, ok, now_ms, MAX_FAILED, LOCK_MS))
+    if not ok:
+        c.audit(name, "login_failed", {"locked": locked, "address": addr})
+        return False, "wrong user name or password"
     return True, ""
 
 
@@ -301,7 +318,7 @@ def _login_failed(c: Console, request: Request, why: str) -> Response:
 @needs("viewer")
 def logout(c: Console, request: Request, who: dict[str, Any], form: dict[str, Any]) -> Response:
     token = request.cookies.get(COOKIE, "")
-    c.db(lambda s: s.drop_session(token_hash(token)))
+    c.db(lambda s: s.accounts.drop_session(token_hash(token)))
     c.audit(who["name"], "logout", {})
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE)
@@ -375,6 +392,9 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
             lambda s: central_ledger(s, site, start, end, str(c.tz), scope=scope, cache=c.ledgers)
         )
         fmt = q.get("format")
+        if fmt in DOWNLOADS and not NAME.fullmatch(site):
+            # Only a real site's ledger is a download; its name goes into a header.
+            return PlainTextResponse("site: not a site name", status_code=400)
         if fmt in DOWNLOADS:
             generated = dt.datetime.now(c.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
             body: str | bytes = (
@@ -389,11 +409,12 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
                     return PlainTextResponse(str(e), status_code=503)
             c.audit(who["name"], "ledger_download", {"site": site, "from": str(start),
                                                       "to": str(end), "format": fmt})  # fmt: skip
-            name = f"ledger-{site}-{start}-{end}.{fmt}"
             return Response(
                 body,
                 media_type=DOWNLOADS[fmt],
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+                headers={
+                    "Content-Disposition": content_disposition(f"ledger-{site}-{start}-{end}.{fmt}")
+                },
             )
     sites = sorted({site for site, _d, _last in c.db(lambda s: s.devices())} | {site} - {""})
     keep = ("site", "from", "to", "area", "door", "person")
@@ -437,7 +458,7 @@ def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
 def reviews(c: Console, request: Request, who: dict[str, Any]) -> Response:
     """Reviews of the records signed off (R16: the check of the records is itself
     recorded, so that auditors can audit it)."""
-    rows = [r for r in c.db(lambda s: s.audit_rows()) if r["action"] == "review_signoff"]
+    rows = [r for r in c.db(lambda s: s.accounts.audit_rows()) if r["action"] == "review_signoff"]
     for r in rows:
         r["review"] = json.loads(r["detail"])
     return page(c, request, "reviews.html", who, rows=rows[::-1])
@@ -514,20 +535,31 @@ def _publish_retained(broker: Any, site: str, device: str, payload: bytes) -> No
 
 @needs("auditor")
 def audit_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    rows = c.db(lambda s: s.audit_rows())
+    rows = c.db(lambda s: s.accounts.audit_rows())
     return page(c, request, "audit.html", who, rows=rows[::-1][:500])
 
 
-def _alarms_after(c: Console, after: int) -> list[dict[str, Any]]:
-    return c.db(lambda s: s.alarm_list(after_id=after))
+def _poll(c: Console, token: str, after: int) -> tuple[dict[str, Any] | None, list[Any]]:
+    """The stream's session as it is now (looked at, not used: an open page does not keep
+    its session alive) and the alarms after ``after``, in one trip to the store."""
+    now = int(time.time() * 1000)
+
+    def both(s: CentralStore) -> tuple[dict[str, Any] | None, list[Any]]:
+        who = s.accounts.session(token_hash(token), c.idle_ms, now, touch=False)
+        return who, (s.alarm_list(after_id=after) if who is not None else [])
+
+    return c.db(both)
 
 
 async def events(request: Request) -> Response:
-    """New alarms as server-sent events, for the open pages."""
+    """New alarms as server-sent events, for the open pages. The session is checked
+    again before every batch is sent: after a logout, an idle expiry, the user's removal
+    or a change of role the stream says ``end`` and closes (R12, R21)."""
     c: Console = request.app.state.console
     who = await asyncio.to_thread(_session, c, request)
     if who is None:
         return PlainTextResponse("no session", status_code=401)
+    token = request.cookies.get(COOKIE, "")
     try:
         after = int(request.query_params.get("after", "0"))
     except ValueError:
@@ -539,8 +571,11 @@ async def events(request: Request) -> Response:
         last = after
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            rows = _worded(await asyncio.to_thread(_alarms_after, c, last), lang)
-            for a in rows:
+            now_who, rows = await asyncio.to_thread(_poll, c, token, last)
+            if now_who != who:  # ended, or another user or role behind the same token
+                yield "event: end\ndata: {}\n\n"
+                return
+            for a in _worded(rows, lang):
                 last = a["id"]
                 a["local"] = c.local(a["ts"])
                 yield f"id: {a['id']}\nevent: alarm\ndata: {json.dumps(a)}\n\n"
@@ -585,8 +620,21 @@ class Headers:
         await self.app(scope, receive, with_headers)
 
 
+def content_disposition(filename: str) -> str:
+    """An attachment's header (RFC 6266): an ASCII name with anything outside a safe set
+    replaced, and the exact name in RFC 5987's ``filename*`` (UTF-8, percent-encoded)."""
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def create_app(
-    store: str | CentralStore, *, tz: str = "Asia/Tokyo", broker: Any = None, admin_key: Any = None
+    store: str | CentralStore,
+    *,
+    tz: str = "Asia/Tokyo",
+    broker: Any = None,
+    admin_key: Any = None,
+    trusted_proxies: Sequence[Network] = (),
+    idle_ms: int = SESSION_IDLE_MS,
 ) -> Starlette:
     s = open_store(store) if isinstance(store, str) else store
     app = Starlette(
@@ -609,5 +657,8 @@ def create_app(
         ],
         middleware=[Middleware(Headers)],
     )
-    app.state.console = Console(s, tz, broker=broker, admin_key=admin_key)
+    app.state.console = Console(
+        s, tz, broker=broker, admin_key=admin_key, trusted_proxies=trusted_proxies,
+        idle_ms=idle_ms,
+    )  # fmt: skip
     return app

@@ -16,6 +16,8 @@ MAX_FAILED = 5  # failed logins in a row before the account is locked...
 LOCK_MS = 15 * 60 * 1000  # ...for this long
 SESSION_IDLE_MS = 30 * 60 * 1000
 COOKIE = "edged_session"
+# Checked when the user name is unknown, so that the answer takes as long as a real one.
+DUMMY_HASH = "scrypt$16384$8$1$00$00"
 
 
 def hash_password(password: str) -> str:

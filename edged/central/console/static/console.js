@@ -18,4 +18,10 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     body.insertBefore(tr, body.firstChild);
   });
+  // The session ended (logout, idle, user removed or role changed): no more alarms
+  // here; reloading goes to the login page, or to the page as the new role sees it.
+  es.addEventListener("end", () => {
+    es.close();
+    window.location.reload();
+  });
 });
