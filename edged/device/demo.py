@@ -47,13 +47,14 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
         print(f"edged demo: no configuration at {cfg_path}; pass --config FILE")
         return 2
     cfg = load_config(cfg_path, state_dir=state_dir)
-    # Time is compressed for the demo: the held-open alarm after 5 s instead of 30, and
-    # an escort's earlier tap covers a visitor for 5 s instead of 30.
+    # Time is compressed for the demo: the held-open alarm after 5 s instead of 30 (2 s
+    # with --fast), and an escort's earlier tap covers a visitor for 5 s instead of 30.
     # Today is made a closed day of the site, to show a working-hours window kept shut.
     today = dt.datetime.now(zoneinfo.ZoneInfo(cfg.clock.timezone)).date()
+    held = 2 if fast else 5
     cfg = replace(
         cfg,
-        doors={n: replace(d, held_open_seconds=5) for n, d in cfg.doors.items()},
+        doors={n: replace(d, held_open_seconds=held) for n, d in cfg.doors.items()},
         policy=replace(cfg.policy, escort_seconds=5),
         calendar=replace(cfg.calendar, closed={**cfg.calendar.closed, today: "創立記念日"}),
         # Time windows are judged by the clock; a laptop or container without NTP would
@@ -76,7 +77,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
     if not (state_dir / CARD_MASTER_FILE).exists():
         init_card_master(state_dir)
     acl_file = cfg_path.parent / ACL_EXAMPLE
-    story = dict(STORY)
+    story = {**STORY, "held": str(held)}
     if acl_file.exists():
         # The example's dates are moved to today, so its story holds on any day (R5).
         demo_acl = state_dir / "demo-acl.toml"
@@ -320,7 +321,8 @@ def _scenario(ctl: SimController, pause: float, story: dict[str, str]) -> bool:
         ),
         (None, {"cmd": "door", "action": "open"}, "door.opened"),
         (
-            "...until the held-open alarm sounds (after 5 s in this demo, 30 s configured).",
+            f"...until the held-open alarm sounds (after {story['held']} s in this demo, 30 s"
+            " configured).",
             {"cmd": "wait-for", "type": "alarm.door_held_open", "timeout": 15},
             "alarm.door_held_open",
         ),
