@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from edged.simulators.process import ServiceProcess, spawn
+from edged.simulators.vcard import VPCD_PORT
 
 from edged.errors import DriverInitError
 from edged.log import get_logger
@@ -27,7 +28,7 @@ log = get_logger("simulators.pcscd")
 
 VPCD_LIBRARY = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PCSCD = "pcscd"
-FIRST_PORT = 35963
+FIRST_PORT = VPCD_PORT  # below the ephemeral ports (see vcard.py)
 
 
 def reader_ports(names: Iterable[str]) -> dict[str, int]:

@@ -21,7 +21,11 @@ from edged.log import get_logger
 log = get_logger("simulators.vcard")
 
 VPCD_HOST = "127.0.0.1"
-VPCD_PORT = 35963
+# vpcd listens here for its first reader (the next ones two apart). Not vpcd's own
+# default, 35963: that lies in Linux's ephemeral range (32768-60999), where a broker
+# started on a free port, or any outgoing connection, could hold it when pcscd starts,
+# and the reader then never appeared (seen in CI as "pcscd did not list … within 15 s").
+VPCD_PORT = 30963
 
 GET_UID = bytes.fromhex("FFCA000000")
 SW_OK = b"\x90\x00"
