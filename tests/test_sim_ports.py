@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from edged.simulators.pcscd import reader_ports
 
 pytestmark = pytest.mark.unit

@@ -36,6 +36,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edged.central import ingest
+from edged.central.ingest import decide
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
 from edged.central.verify import WRONG_ORIGIN, check_record
@@ -47,8 +49,6 @@ from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker, Tls, new_client
 from edged.protocol.records import (
     ENVELOPE_FIELDS,
-    GENESIS,
-    ROLLBACK,
     format_ts,
     is_alarm,
     parse_ts,
@@ -112,6 +112,32 @@ def _alarm_detail(rec: dict[str, Any]) -> str:
         )
     ]
     return " ".join(parts)[:300]
+
+
+class _StoredChain:
+    """One device's chain as the store (and the collector's caches) hold it: the
+    :class:`edged.central.ingest.ChainView` the decisions ask."""
+
+    def __init__(self, col: Collector, dev: tuple[str, str]) -> None:
+        self.col, self.dev = col, dev
+
+    def head(self) -> tuple[int, str]:
+        return self.col._head_locked(self.dev)
+
+    def stored_hash(self, seq: int) -> str | None:
+        return self.col._stored_hash(self.dev, seq)
+
+    def in_fork(self, seq: int, h: str) -> bool:
+        return self.col.store.in_fork(self.dev, seq, h)
+
+    def in_gap(self, seq: int) -> bool:
+        return self.col.store.in_gap(self.dev, seq)
+
+    def epoch_problem(self, rec: dict[str, Any]) -> str | None:
+        return self.col.epochs.problem(self.dev, rec)
+
+    def knows_epoch(self, rec: dict[str, Any]) -> bool:
+        return self.col.epochs.knows(self.dev, rec)
 
 
 class Collector:
@@ -621,72 +647,43 @@ class Collector:
         authentic: bool = False,
         checked: bool = False,
     ) -> None:
-        """Store ``rec`` if it extends the device's chain, or keep it apart if it is a
-        genuine record off the chain. ``authentic``: it is proven signed (by its run);
-        ``checked``: its own signature was verified too. A record that is neither is
-        verified here before any use."""
+        """Do what :func:`edged.central.ingest.decide` says for ``rec``. ``authentic``:
+        it is proven signed (by its run); ``checked``: its own signature was verified."""
         with self._lock:
             if isinstance(rec, str):
                 kind = "wrong_origin" if rec.startswith(WRONG_ORIGIN) else "bad_record"
                 self._alarm(site, device, kind, rec)
                 return
-
             dev = (site, device)
-            last, last_hash = self._head_locked(dev)
-
-            def forged() -> bool:
-                nonlocal checked
-                if authentic or checked:
-                    return False
-                checked = True
-                why = self.epochs.problem(dev, rec)
-                if why is not None and not self.epochs.knows(dev, rec) and rec["seq"] > last + 1:
-                    # Ahead of the certificate of its epoch, which is on its way: not
-                    # stored, not an alarm; the device sends it again with the rest.
-                    log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])
-                elif why is not None:
-                    self._alarm(site, device, "bad_record", f"seq {rec['seq']}: {why}")
-                return why is not None
-
-            seq = rec["seq"]
-            if rec.get("type") == ROLLBACK:
-                self._rollback_record_locked(dev, payload, rec, forged, checked)
-                return
-            if seq <= last:
-                stored = self._stored_hash(dev, seq)
-                # The same hash is the same record: a duplicate, whatever its signature.
-                if stored == rec["hash"] or forged():
-                    return
-                if stored is None and self._fills_gap(dev, seq, rec["prev"]):
-                    # Late, on the chain the device went back from: kept, and no leaf.
-                    self._insert_locked(dev, payload, rec, checked, leaf=False)
-                    return
-                if self._holds(dev, seq - 1, rec["prev"]):
-                    self._keep_fork_locked(dev, payload, rec)
-                    return
-                self._alarm(site, device, "rewrite", f"seq {seq} differs from the stored record")
-                return
-            if forged():
-                return
-            if seq == last + 1 and rec["prev"] == last_hash:
-                self._store_locked(dev, payload, rec, checked)  # the common case
-                return
-            if self._in_fork(dev, seq - 1, rec["prev"]):
+            d = decide(_StoredChain(self, dev), rec, authentic=authentic, checked=checked)
+            act = d.action
+            if act == ingest.STORE:
+                self._store_locked(dev, payload, rec, d.checked)
+            elif act == ingest.ALARM:
+                self._alarm(site, device, d.alarm, d.detail)
+            elif act == ingest.FORK:
                 self._keep_fork_locked(dev, payload, rec)
-                return
-            if seq > last + 1:
-                # Ahead of its turn: the records before it may be on their way through
-                # another collector. Verified, it waits in the store; when it waits too
-                # long (or too many wait) the device is asked to resend.
+            elif act == ingest.PARK:
                 self.parked += 1
                 if not self.store.add_pending(dev, rec, payload.decode("utf-8")):
-                    log.info("gap_detected", site=site, device=device, got=seq, expected=last + 1)
-                    self._ask_resend(site, device, last + 1)
-                return
-            if rec["prev"] != last_hash:
-                self._alarm(site, device, "rewrite", f"seq {seq} does not extend the chain")
-                return
-            self._store_locked(dev, payload, rec, checked)
+                    log.info("gap_detected", site=site, device=device, got=rec["seq"],
+                             expected=d.resend_from)  # fmt: skip
+                    self._ask_resend(site, device, d.resend_from)
+            elif act == ingest.LATE:
+                self._insert_locked(dev, payload, rec, d.checked, leaf=False)
+            elif act == ingest.RESEND:
+                self._ask_resend(site, device, d.resend_from)
+            elif act == ingest.ROLLBACK_STORE:
+                last, _h = self._head_locked(dev)
+                self._store_locked(dev, payload, rec, d.checked)
+                self.store.add_discontinuity(
+                    dev, rec["seq"], rec["found_seq"], rec["known_seq"], last,
+                    str(rec.get("source")), rec.get("ts"),
+                )  # fmt: skip
+                self._alarm(site, device, d.alarm, d.detail)
+            elif act == ingest.WAIT_EPOCH:
+                log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])
+            # DUPLICATE: nothing to do
 
     def _insert_locked(
         self,
@@ -701,12 +698,6 @@ class Collector:
         # after _flush() has committed what they cover. Kept as the device sent it.
         self.store.insert(dev, rec, payload.decode("utf-8"), checked, leaf=leaf)
         self._audit_due |= not checked
-
-    def _fills_gap(self, dev: tuple[str, str], seq: int, prev: str) -> bool:
-        """A record of the chain before a rollback, arriving after the rollback record
-        (it was still on its way): it links to the stored record before it and its seq
-        lies in a declared discontinuity."""
-        return self.store.hash_at(dev, seq - 1) == prev and self.store.in_gap(dev, seq)
 
     def _store_locked(
         self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
@@ -749,12 +740,6 @@ class Collector:
     def _in_fork(self, dev: tuple[str, str], seq: int, h: str) -> bool:
         return self.store.in_fork(dev, seq, h)
 
-    def _holds(self, dev: tuple[str, str], seq: int, h: str) -> bool:
-        """Is (seq, hash) a record this store holds, on the chain or in a fork?"""
-        if seq == 0:
-            return h == GENESIS
-        return self._stored_hash(dev, seq) == h or self._in_fork(dev, seq, h)
-
     def _keep_fork_locked(self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any]) -> None:
         """A genuine record that is not on the stored chain: the device's journal went
         back and grew again. Nothing it signed is dropped: kept apart, one alarm where the
@@ -768,54 +753,6 @@ class Collector:
                 f" forks from the stored chain after seq {rec['seq'] - 1}; kept apart",
             )
         self._tell_head_locked(dev)
-
-    def _rollback_record_locked(
-        self,
-        dev: tuple[str, str],
-        payload: bytes,
-        rec: dict[str, Any],
-        forged: Any,
-        checked: bool,
-    ) -> None:
-        """The device says, signed, that its journal went back from ``known_seq`` to
-        ``found_seq``, and continues its chain from there at a seq past both. Accepted
-        onto the stored chain when it links to a record this store holds; the seqs in
-        between stay as they are (kept here if synced) and the discontinuity is a row."""
-        last, _h = self._head_locked(dev)
-        seq, found, known = rec["seq"], rec.get("found_seq"), rec.get("known_seq")
-        if self._stored_hash(dev, seq) == rec["hash"] or forged():
-            return  # a duplicate, or already alarmed as forged
-        if (
-            type(found) is not int
-            or type(known) is not int
-            or rec.get("found_hash") != rec["prev"]
-            or seq != max(found, known) + 1
-        ):
-            self._alarm(*dev, "bad_record", f"seq {seq}: malformed rollback record")
-            return
-        if not self._holds(dev, found, rec["prev"]):
-            if found > last:
-                self._ask_resend(*dev, last + 1)  # we lack what it continues from
-            else:
-                self._alarm(*dev, "rewrite", f"seq {seq}: rollback record links to nothing held")
-            return
-        if seq <= last:
-            # It could not know how far this store is: keep it apart; told our head, the
-            # device records again past it.
-            self._keep_fork_locked(dev, payload, rec)
-            return
-        self._store_locked(dev, payload, rec, checked)
-        self.store.add_discontinuity(
-            dev, seq, found, known, last, str(rec.get("source")), rec.get("ts")
-        )
-        lost = f"; seqs {last + 1}..{seq - 1} never reached this store" if seq > last + 1 else ""
-        self._alarm(
-            *dev,
-            "rollback",
-            f"the device's journal went back from seq {known} to seq {found}; seqs"
-            f" {found + 1}..{min(last, seq - 1)} are kept here only{lost}; the chain goes on"
-            f" at seq {seq}",
-        )
 
     def _tell_head_locked(self, dev: tuple[str, str]) -> None:
         """Send the device, signed, the head this store holds for it (at most every 2 s):
