@@ -40,14 +40,18 @@ class MosquittoHarness(ServiceProcess):
         bind: str = "127.0.0.1",
         netns: str | None = None,
         host: str = "127.0.0.1",
+        users: dict[str, str] | None = None,
+        acl: str = "",
     ) -> None:
         """``netns``: run inside that network namespace (``ip netns exec``), listening on
-        ``bind``; ``host`` is the address this process reaches it at."""
+        ``bind``; ``host`` is the address this process reaches it at. ``users``: names and
+        passwords, and nobody else may connect; ``acl``: a Mosquitto ACL file's text."""
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.persistence = persistence
         self.extra_config = extra_config
         self.bind, self.netns, self.host = bind, netns, host
+        self.users, self.acl = dict(users or {}), acl
         super().__init__()
 
     @staticmethod
@@ -61,7 +65,7 @@ class MosquittoHarness(ServiceProcess):
         conf = self.workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} {self.bind}",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if self.users else 'true'}",
             # Stay the user who started it: a test broker reads certificates from the test's
             # private temporary directory (as root, mosquitto would switch to "mosquitto").
             f"user {getpass.getuser()}",
@@ -71,6 +75,15 @@ class MosquittoHarness(ServiceProcess):
             "log_type error",
             "log_type warning",
         ]
+        if self.users:
+            # Hashed by mosquitto_passwd itself (-U), as an operator would.
+            pw = self.workdir / "passwd"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True, capture_output=True)
+            lines.append(f"password_file {pw}")
+        if self.acl:
+            (self.workdir / "acl").write_text(self.acl)
+            lines.append(f"acl_file {self.workdir / 'acl'}")
         conf.write_text("\n".join(lines) + "\n" + self.extra_config)
         return conf
 

@@ -78,8 +78,7 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
     )
     fleet.write_trust(tmp_path / "trust")
     col = Collector(
-        "127.0.0.1",
-        mosquitto.port,
+        Broker("127.0.0.1", mosquitto.port),
         store_spec,
         tmp_path / "trust",
         key,

@@ -17,6 +17,7 @@ from edged.simulators.fleet import FleetDevice
 
 from edged.central.collector import Collector
 from edged.protocol.keys import init_role_key, public_key_pem
+from edged.protocol.mqtt import Broker
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def central(tmp_path):
     b.append("alarm.door_held_open", {"door": "server", "seconds": 60})
     visit(o, "S9009", "handling", "main")  # another site: never in tokyo's ledger
     db = tmp_path / "central.db"
-    col = Collector("127.0.0.1", 1, db, tmp_path / "trust", key)  # never connects
+    col = Collector(Broker("127.0.0.1", 1), db, tmp_path / "trust", key)  # never connects
     col.ingest_batch([(d.site, d.device, r.wire()) for d in devices for r in d.records])
     col.close()
     return tmp_path, db, devices

@@ -16,6 +16,7 @@ from edged.central.collector import Collector
 from edged.central.present import Changes
 from edged.central.store import SCHEMA_VERSION, open_store
 from edged.protocol.keys import init_role_key, public_key_pem
+from edged.protocol.mqtt import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def _collector(tmp_path, store: str, *devices: FleetDevice) -> Collector:
             public_key_pem(d.key.public_key())
         )
     key = init_role_key(tmp_path / "collector", "collector")
-    return Collector("127.0.0.1", 1, store, tmp_path / "trust", key)
+    return Collector(Broker("127.0.0.1", 1), store, tmp_path / "trust", key)
 
 
 def _ingest(col: Collector, *devices: FleetDevice) -> None:

@@ -17,6 +17,7 @@ from edged.simulators.fleet import FleetDevice
 from edged.central.collector import Collector
 from edged.central.store import open_store
 from edged.protocol.keys import init_role_key, public_key_pem
+from edged.protocol.mqtt import Broker
 from tests.conftest import EDGED
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def test_records_past_the_keeping_period_are_removed_and_logged(tmp_path, store_
         d.append("door.opened", {"door": "main"})
     store = open_store(store_spec)
     store.prepare_months(OLD)  # PostgreSQL: January 2024 has its own partition
-    col = Collector("127.0.0.1", 1, store, tmp_path / "trust", key)  # never connects
+    col = Collector(Broker("127.0.0.1", 1), store, tmp_path / "trust", key)  # never connects
     col.ingest_batch([(d.site, d.device, r.wire()) for r in d.records])
     col.close()
 

@@ -94,6 +94,7 @@ def test_records_out_of_order_across_two_collectors_wait_their_turn(tmp_path, po
 
     from edged.central.collector import Collector
     from edged.protocol.keys import init_role_key, public_key_pem
+    from edged.protocol.mqtt import Broker
 
     key = init_role_key(tmp_path / "collector", "collector")
     d = FleetDevice("tokyo", "door-1", Ed25519PrivateKey.generate())
@@ -102,7 +103,9 @@ def test_records_out_of_order_across_two_collectors_wait_their_turn(tmp_path, po
     for _ in range(6):
         d.append("door.opened", {"door": "main"})
     wire = [(d.site, d.device, r.wire()) for r in d.records]
-    one, two = (Collector("127.0.0.1", 1, postgres.url, tmp_path / "trust", key) for _ in "ab")
+    one, two = (
+        Collector(Broker("127.0.0.1", 1), postgres.url, tmp_path / "trust", key) for _ in "ab"
+    )
     try:
         one.ingest_batch([wire[5], wire[3]])  # 6 and 4: nothing to extend yet
         two.ingest_batch([wire[4], wire[2]])  # 5 and 3

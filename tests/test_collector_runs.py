@@ -24,6 +24,7 @@ from edged.device.keys import init_keys, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol.canonical import dumps_checked
 from edged.protocol.keys import init_role_key
+from edged.protocol.mqtt import Broker
 from edged.protocol.records import digest
 
 pytestmark = pytest.mark.unit
@@ -52,7 +53,7 @@ def wires(tmp_path: Path) -> list[bytes]:
 @pytest.fixture
 def collector(tmp_path: Path, wires: list[bytes]):
     key = init_role_key(tmp_path / "central", "collector")
-    c = Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    c = Collector(Broker("127.0.0.1", 1), tmp_path / "central.db", tmp_path / "trust", key)
     yield c
     c.close()
 
@@ -164,7 +165,7 @@ def test_a_database_from_before_the_audit_is_upgraded(tmp_path, wires):
         )
         c.execute("INSERT INTO devices VALUES (?,?,1,?,0)", (SITE, DEVICE, rec["hash"]))
     key = init_role_key(tmp_path / "central", "collector")
-    col = Collector("127.0.0.1", 1, db, tmp_path / "trust", key)
+    col = Collector(Broker("127.0.0.1", 1), db, tmp_path / "trust", key)
     try:
         assert col.unchecked() == 0
         col.ingest_batch(burst(wires[1:5]))

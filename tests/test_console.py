@@ -97,7 +97,7 @@ class Site(ConsoleProc):
         super().__init__(str(self.db), *console_args)
 
     def ingest(self) -> None:
-        col = Collector("127.0.0.1", 1, self.db, self.tmp / "trust", self.key)
+        col = Collector(Broker("127.0.0.1", 1), self.db, self.tmp / "trust", self.key)
         done = set(col.store.seqs(("tokyo", "door-1")))
         col.ingest_batch(
             [(d.site, d.device, r.wire()) for d in [self.door] for r in d.records

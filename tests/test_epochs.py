@@ -31,6 +31,7 @@ from edged.device.paths import (
 from edged.errors import JournalError
 from edged.protocol.canonical import dumps_checked
 from edged.protocol.keys import init_role_key, load_private_key
+from edged.protocol.mqtt import Broker
 from edged.protocol.records import digest
 from tests.conftest import EDGED
 
@@ -67,7 +68,7 @@ def _collector(state: Path, tmp_path: Path) -> Collector:
         shutil.copy(state / PUBLIC_KEY_FILE, trust / f"{DEVICE}.pub")
         init_role_key(tmp_path / "central", "collector")
     key = load_private_key(tmp_path / "central" / "collector_ed25519.key")
-    return Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    return Collector(Broker("127.0.0.1", 1), tmp_path / "central.db", tmp_path / "trust", key)
 
 
 def _verify(db: Path, pub: Path | None = None) -> subprocess.CompletedProcess[str]:

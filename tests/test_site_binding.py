@@ -16,6 +16,7 @@ from edged.device.keys import init_keys, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol import topics
 from edged.protocol.keys import init_role_key
+from edged.protocol.mqtt import Broker
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto):
     init_keys(tmp_path / "a2")  # site A's second door, with a key of its own
     shutil.copy(tmp_path / "a2" / PUBLIC_KEY_FILE, trust / "site-a" / "door-2.pub")
     key = init_role_key(tmp_path / "central", "collector")
-    col = Collector("127.0.0.1", mosquitto.port, tmp_path / "central.db", trust, key)
+    col = Collector(Broker("127.0.0.1", mosquitto.port), tmp_path / "central.db", trust, key)
     col.start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", mosquitto.port)
@@ -111,7 +112,7 @@ def test_a_key_listed_under_two_names_is_trusted_under_neither(tmp_path):
         (trust / site).mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / "a" / PUBLIC_KEY_FILE, trust / site / f"{dev}.pub")
     key = init_role_key(tmp_path / "central", "collector")
-    col = Collector("127.0.0.1", 1, tmp_path / "central.db", trust, key)
+    col = Collector(Broker("127.0.0.1", 1), tmp_path / "central.db", trust, key)
     try:
         assert col.trust.key("site-a", "door-1") == (None, "")
         assert col.trust.key("site-b", "door-1") == (None, "")

@@ -20,6 +20,7 @@ from edged.device.keys import init_keys, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.device.sync.agent import SyncAgent
 from edged.protocol.keys import init_role_key
+from edged.protocol.mqtt import Broker
 from tests.conftest import LONG
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,7 @@ def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto):
         a.start()
         return a
 
-    col = Collector("127.0.0.1", mosquitto.port, tmp_path / "central.db", trust, key)
+    col = Collector(Broker("127.0.0.1", mosquitto.port), tmp_path / "central.db", trust, key)
     col.start()
     a = agent()
     try:

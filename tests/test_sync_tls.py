@@ -6,7 +6,7 @@ import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
 from edged.central.collector import Collector
-from edged.protocol.mqtt import Tls
+from edged.protocol.mqtt import Broker, Tls
 from tests.helpers.certs import make_pki
 from tests.helpers.site import Running, Site
 
@@ -36,13 +36,11 @@ def test_records_flow_over_mutual_tls(tmp_path):
             )
         )
         col = Collector(
-            "127.0.0.1",
-            broker.port,
+            Broker("127.0.0.1", broker.port, Tls(pki["ca"], pki["client"], pki["client_key"])),
             tmp_path / "central.db",
             site.trust,
             site.collector_key,
             receipt_seconds=0.2,
-            tls=Tls(pki["ca"], pki["client"], pki["client_key"]),
         )
         col.start()
         run = Running(site.cfg())

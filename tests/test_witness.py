@@ -17,6 +17,7 @@ from edged.device.journal import Journal
 from edged.device.journal.reader import JournalReader
 from edged.device.keys import init_keys, load_keys
 from edged.protocol.keys import init_role_key, public_key_pem
+from edged.protocol.mqtt import Broker
 from edged.protocol.note import Checkpoint, open_note, origin_of
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def _collector(tmp_path, keys):
     (tmp_path / "trust" / "tokyo").mkdir(parents=True, exist_ok=True)
     (tmp_path / "trust" / "tokyo" / "door-1.pub").write_text(public_key_pem(keys.public_key))
     key = init_role_key(tmp_path / "collector", "collector")
-    return key, Collector("127.0.0.1", 1, tmp_path / "central.db", tmp_path / "trust", key)
+    return key, Collector(Broker("127.0.0.1", 1), tmp_path / "central.db", tmp_path / "trust", key)
 
 
 def test_the_collector_cosigns_the_checkpoints_of_the_history_it_holds(tmp_path):

@@ -23,30 +23,27 @@ tells the device (signed ``central_head``) what it holds (docs/rollback.md).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import random
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edged.central import ingest
 from edged.central.ingest import decide
+from edged.central.link import CollectorLink
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
 from edged.central.verify import WRONG_ORIGIN, check_record
 from edged.log import get_logger
 from edged.protocol import topics
-from edged.protocol.backoff import jitter_paho
 from edged.protocol.epochs import CERT
 from edged.protocol.keys import key_id_of
-from edged.protocol.mqtt import Broker, Tls, new_client
+from edged.protocol.mqtt import Broker
 from edged.protocol.records import (
     ENVELOPE_FIELDS,
     format_ts,
@@ -145,13 +142,11 @@ class Collector:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        broker: Broker,
         db: Path | str | CentralStore,
         trust_dir: Path,
         key: Ed25519PrivateKey,
         *,
-        tls: Tls | None = None,
         share: str | None = None,
         sites: tuple[str, ...] = (),
         watch: Watch | None = None,
@@ -160,7 +155,7 @@ class Collector:
         receipt_every: int = 250,
         receipt_seconds: float = 0.5,
     ) -> None:
-        self.host, self.port = host, port
+        self.broker = broker
         # The store: a SQLite file, a postgresql:// URL, or one made by the caller.
         self.store = db if isinstance(db, CentralStore) else open_store(db)
         self.db_path = Path(self.store.url) if not self.store.url.startswith("postgres") else None
@@ -216,31 +211,21 @@ class Collector:
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
         self._uncommitted = 0
         self.changed = threading.Condition()
-        # Collectors of one group share the collector key: the client id names the
-        # process too, or the broker would keep only one of them connected.
-        self._client = new_client(
-            Broker(host, port, tls),
-            f"edged-collector-{key_id_of(key.public_key())}-{socket.gethostname()[:20]}"
-            f"-{os.getpid()}",
-            reconnect_on_failure=True,
+        self.link = CollectorLink(
+            broker,
+            key_id_of(key.public_key()),
+            self._on_message,
+            share=share,
+            sites=self.sites,
+            on_connected=self._on_connect,
         )
-        # Receipts and resend requests to hundreds of devices at once: paho's default of
-        # 20 unacknowledged publishes would queue them behind the PUBACKs.
-        self._client.max_inflight_messages_set(1000)
-        self._client.max_queued_messages_set(0)
-        jitter_paho(self._client, 1.0, 30.0)
-        self._client.on_disconnect = lambda c, *_a: jitter_paho(c, 1.0, 30.0)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self.subscribed = threading.Event()  # set once the broker has taken the subscriptions
-        self._client.on_subscribe = lambda *_a: self.subscribed.set()
+        self.subscribed = self.link.subscribed
 
     # -- trust -----------------------------------------------------------------------
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._ingest_thread.start()
-        self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
+        self.link.start()
         self._timer = threading.Thread(target=self._receipt_loop, name="receipts", daemon=True)
         self._timer.start()
 
@@ -248,8 +233,7 @@ class Collector:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.link.close()
         self._inbox.put(None)
         if self._ingest_thread.is_alive():
             self._ingest_thread.join(30)
@@ -264,28 +248,10 @@ class Collector:
         return not self.sites or site in self.sites
 
     # -- callbacks (paho's thread) ---------------------------------------------------
-    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        if rc.is_failure:
-            log.error("broker_refused", reason=str(rc))
-            return
-        p = f"$share/{self.share}/{topics.PREFIX}" if self.share else topics.PREFIX
-        subs = []
-        for site in self.sites or ("+",):
-            subs += [
-                (f"{p}/{site}/+/event/#", 1),
-                (f"{p}/{site}/+/checkpoint", 1),
-                (f"{p}/{site}/+/status", 1),
-                (f"{p}/{site}/+/heartbeat", 0),
-                (f"{p}/{site}/+/alarm/journal.unavailable", 1),
-                # Retained lists reach only plain subscriptions (not shared ones): every
-                # collector sees them; they are one row per device.
-                (f"{topics.PREFIX}/{site}/+/acl", 1),
-            ]
-        c.subscribe(subs)
-        log.info("collector_connected", broker=f"{self.host}:{self.port}")
-        # After a restart, tell every known device where we are: it resends the rest. A
-        # thousand requests at once would make a thousand devices resend at once: they go
-        # out in random order, RESENDS_PER_TICK at each receipt tick.
+    def _on_connect(self) -> None:
+        """After a restart, tell every known device where we are: it resends the rest. A
+        thousand requests at once would make a thousand devices resend at once: they go
+        out in random order, RESENDS_PER_TICK at each receipt tick."""
         with self._lock:
             self._flush_locked()
             devices = [d for d in self.store.devices() if self._mine(d[0])]
@@ -295,29 +261,21 @@ class Collector:
             # A receipt for each, once: what was committed before a restart may be unreceipted.
             self._touched.update((s, d) for s, d, _last in devices)
 
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parsed = topics.parse(msg.topic)
-        if parsed is None:
-            return
-        site, device, rest = parsed
-        try:
-            if rest.startswith("event/"):
-                # Verified and stored by the ingest thread, in arrival order, in batches.
-                self._inbox.put((site, device, bytes(msg.payload)))
-            elif rest == "checkpoint" and msg.payload:
-                self._checkpoint(site, device, bytes(msg.payload))
-                with self.changed:
-                    self.changed.notify_all()
-            elif rest in ("status", "heartbeat") and msg.payload and not msg.retain:
-                # A retained status is as old as the device's last heartbeat: it says
-                # nothing about where its journal is now.
-                self._head_report(site, device, bytes(msg.payload))
-            elif rest == "alarm/journal.unavailable" and msg.payload:
-                self._journal_unavailable(site, device, bytes(msg.payload))
-            elif rest == "acl" and msg.payload:
-                self._acl_published(site, device, bytes(msg.payload))
-        except Exception as e:  # one bad message never stops the collector
-            log.error("collector_message_failed", topic=msg.topic, error=repr(e))
+    def _on_message(self, kind: str, site: str, device: str, payload: bytes) -> None:
+        """What the link received (paho's thread)."""
+        if kind == "event":
+            # Verified and stored by the ingest thread, in arrival order, in batches.
+            self._inbox.put((site, device, payload))
+        elif kind == "checkpoint":
+            self._checkpoint(site, device, payload)
+            with self.changed:
+                self.changed.notify_all()
+        elif kind == "status":
+            self._head_report(site, device, payload)
+        elif kind == "journal_unavailable":
+            self._journal_unavailable(site, device, payload)
+        elif kind == "acl":
+            self._acl_published(site, device, payload)
 
     # -- records ---------------------------------------------------------------------
     def _trusted(self, site: str, device: str) -> tuple[Ed25519PublicKey | None, str]:
@@ -350,7 +308,7 @@ class Collector:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
         ts = format_ts(int(time.time() * 1000))
         self.store.add_alarm(ts, (site, device), atype, detail)
-        self._client.publish(
+        self.link.publish(
             topics.alarm(site, device, f"collector.{atype}"),
             json.dumps({"type": atype, "detail": detail}),
             qos=1,
@@ -360,7 +318,7 @@ class Collector:
     def _announce_now(
         self, site: str, device: str, atype: str, detail: str, ts: str, source: str, **more: Any
     ) -> None:
-        self._client.publish(
+        self.link.publish(
             CENTRAL_ALARMS, _alarm_message(site, device, atype, detail, ts, source, **more), qos=1
         )
 
@@ -773,7 +731,7 @@ class Collector:
             },
             self._key,
         )
-        self._client.publish(topics.leaf(*dev, "cmd"), json.dumps(cmd), qos=1)
+        self.link.publish(topics.leaf(*dev, "cmd"), json.dumps(cmd), qos=1)
 
     def _head_report(self, site: str, device: str, payload: bytes) -> None:
         """A device's live status or heartbeat says where its journal's head is.
@@ -889,7 +847,7 @@ class Collector:
             },
             self._key,
         )
-        self._client.publish(topics.leaf(site, device, "cmd"), json.dumps(cmd), qos=1)
+        self.link.publish(topics.leaf(site, device, "cmd"), json.dumps(cmd), qos=1)
 
     def flush(self) -> None:
         """Commit what is stored so far (otherwise committed at the next receipt)."""
@@ -913,7 +871,7 @@ class Collector:
         self._uncommitted = 0
         announce, self._announce = self._announce, []
         for topic, payload in announce:
-            self._client.publish(topic, payload, qos=1)
+            self.link.publish(topic, payload, qos=1)
 
     def _witness(self, events: list[tuple[tuple[str, str], int, str, int, bytes]]) -> None:
         """Each stored checkpoint against this store's own tree of the device's records
@@ -961,7 +919,7 @@ class Collector:
         self.store.commit()  # the cosignatures, and any bad_checkpoint alarm
         newest = {dev: note for dev, _size, note in sorted(done, key=lambda d: d[1])}
         for (site, device), note in newest.items():
-            self._client.publish(topics.leaf(site, device, "cosigned"), note, qos=1, retain=True)
+            self.link.publish(topics.leaf(site, device, "cosigned"), note, qos=1, retain=True)
 
     @property
     def witness_name(self) -> str:
@@ -989,7 +947,7 @@ class Collector:
             receipt = sign_doc(
                 {"site": site, "device": device, "seq": seq, "hash": h, "ts": now}, self._key
             )
-            self._client.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
+            self.link.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
 
     def _receipt_loop(self) -> None:
         """Receipts for whatever was committed since the last one, twice a second; resend

@@ -19,14 +19,11 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from edged.protocol.keys import load_private_key
 
     configure_logging()
-    b = broker_from_args(args)
     col = Collector(
-        b.host,
-        b.port,
+        broker_from_args(args),
         args.store,
         Path(args.trust),
         load_private_key(Path(args.key)),
-        tls=b.tls,
         share=args.share,
         sites=tuple(s for s in (args.sites or "").split(",") if s),
         watch=Watch(

@@ -19,6 +19,7 @@ from edged.device.daemon import Daemon
 from edged.device.keys import init_keys, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol.keys import init_role_key
+from edged.protocol.mqtt import Broker
 from edged.protocol.privacy import CardFingerprinter
 from tests.helpers.examples import EXAMPLE_ACL as ACL_EXAMPLE
 
@@ -66,8 +67,7 @@ class Site:
 
     def collector(self, host: str = "127.0.0.1") -> Collector:
         c = Collector(
-            host,
-            self.port,
+            Broker(host, self.port),
             self.tmp / "central.db",
             self.trust,
             self.collector_key,
