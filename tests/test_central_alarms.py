@@ -12,7 +12,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from edged.simulators.fleet import Fleet, FleetSettings
 
-from edged.central.collector import CENTRAL_ALARMS, Collector, Watch
+from edged.central.alarms import CENTRAL_ALARMS
+from edged.central.collector import Collector
+from edged.central.watch import Watch
 from edged.protocol.keys import init_role_key
 from edged.protocol.mqtt import Broker, new_client
 

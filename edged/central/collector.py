@@ -27,25 +27,26 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edged.central import ingest
+from edged.central.alarms import Alarms
 from edged.central.ingest import decide
 from edged.central.link import CollectorLink
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
 from edged.central.verify import WRONG_ORIGIN, check_record
+from edged.central.watch import DeviceWatch, Watch
+from edged.central.witness import Witness
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.epochs import CERT
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker
 from edged.protocol.records import (
-    ENVELOPE_FIELDS,
     format_ts,
     is_alarm,
     parse_ts,
@@ -54,9 +55,6 @@ from edged.protocol.signed import Rejected, parse_signed, sign_doc
 
 log = get_logger("collector")
 
-# The same alarm for the same device at most once a minute; the rest are counted and
-# the count is written with the next one (nothing from the network writes unbounded rows).
-ALARM_INTERVAL = 60.0
 # Resend requests after a (re)connect go out at this many per receipt tick.
 RESENDS_PER_TICK = 50
 # The audit of each record's own signature (a run's last one proves the run already)
@@ -66,49 +64,6 @@ AUDIT_EVERY = 1.0
 # A record waiting for the one before it this long: that one is not on its way (another
 # collector would have stored it by now): the device is asked to resend.
 PENDING_PATIENCE_MS = 2000
-# One topic on which every alarm, a device's or the central side's, is announced again.
-CENTRAL_ALARMS = f"{topics.PREFIX}/_central/alarms"
-
-
-@dataclass(frozen=True)
-class Watch:
-    """When the central side raises an alarm of its own (seconds): a device not heard
-    for ``silent``; a backlog that has not gone down for ``stall``; a clock unsynchronised
-    for ``clock``; an access list published ``acl`` ago and not applied. Checked every
-    ``every`` seconds by one collector of a group."""
-
-    silent: float = 180.0
-    stall: float = 300.0
-    clock: float = 900.0
-    acl: float = 600.0  # a published access list not applied within this
-    every: float = 5.0
-    # Records are kept this many days centrally, then removed (0: for ever); checked
-    # daily by the leading collector, with the month partitions prepared ahead.
-    retention_days: float = 0.0
-
-
-def _alarm_message(
-    site: str, device: str, atype: str, detail: str, ts: Any, source: str, **more: Any
-) -> bytes:
-    """What the central alarm topic carries, for every kind of alarm (docs/mqtt.md)."""
-    doc = {"site": site, "device": device, "type": atype, "ts": ts, "source": source}
-    return json.dumps({**doc, "detail": detail, **more}).encode()
-
-
-def _alarm_detail(rec: dict[str, Any]) -> str:
-    """A device alarm's own fields in a line (``door=main seconds=30``)."""
-    parts = [
-        f"{k}={rec[k]}"
-        if isinstance(rec[k], str | int | float | bool)
-        else f"{k}={','.join(map(str, rec[k])) or '-'}"
-        for k in sorted(rec)
-        if k not in ENVELOPE_FIELDS
-        and (
-            isinstance(rec[k], str | int | float | bool)
-            or (isinstance(rec[k], list) and all(isinstance(x, str | int) for x in rec[k]))
-        )
-    ]
-    return " ".join(parts)[:300]
 
 
 class _StoredChain:
@@ -185,16 +140,10 @@ class Collector:
         self._touched: set[tuple[str, str]] = set()
         # Announcements held until the commit that covers them.
         self._announce: list[tuple[str, bytes]] = []
-        # Central alarm checks: since when a device's backlog has not gone down, and
-        # since when its clock is unsynchronised (kept by the collector that leads them).
-        self._stalled: dict[tuple[str, str], tuple[int, float]] = {}
-        self._unsynced: dict[tuple[str, str], float] = {}
         self._next_watch = 0.0
         self._leading = False
         self._next_daily = 0.0
         self._lock = threading.RLock()  # re-entered by a batch's steps
-        # Alarm rate limit: (site, device, type) -> (last written, suppressed since)
-        self._alarm_seen: dict[tuple[str, str, str], tuple[float, int]] = {}
         # Devices told what this store holds for them (central_head), and when.
         self._told_head: dict[tuple[str, str], float] = {}
         self._went_back_alarmed: dict[tuple[str, str], int] = {}
@@ -220,6 +169,11 @@ class Collector:
             on_connected=self._on_connect,
         )
         self.subscribed = self.link.subscribed
+        self._alarms = Alarms(
+            self.store, self.link.publish, lambda s, d: self._trusted(s, d)[0] is not None
+        )
+        self.device_watch = DeviceWatch(self.store, self._alarms, self.watch, self._mine)
+        self.witness = Witness(key, self.epochs, self._alarms, self.link.publish)
 
     # -- trust -----------------------------------------------------------------------
     # -- lifecycle -------------------------------------------------------------------
@@ -287,107 +241,22 @@ class Collector:
             return rec
         return self.epochs.problem((site, device), rec) or rec
 
-    def _alarm(self, site: str, device: str, atype: str, detail: str) -> None:
-        """Store and announce an alarm, at most once a minute per (device, type): the
-        rest are counted into the next one. Names no device knows share one counter, so
-        garbage under random topics cannot write unbounded rows."""
-        if self._trusted(site, device)[0] is None:
-            site, device = "?", "?"
-        key = (site, device, atype)
-        now = time.monotonic()
-        last, suppressed = self._alarm_seen.get(key, (float("-inf"), 0))
-        if now - last < ALARM_INTERVAL:
-            self._alarm_seen[key] = (last, suppressed + 1)
-            return
-        self._alarm_seen[key] = (now, 0)
-        if suppressed:
-            detail = f"{detail} (and {suppressed} more like it before this)"
-        self._write_alarm(site, device, atype, detail)
-
-    def _write_alarm(self, site: str, device: str, atype: str, detail: str) -> None:
-        log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
-        ts = format_ts(int(time.time() * 1000))
-        self.store.add_alarm(ts, (site, device), atype, detail)
-        self.link.publish(
-            topics.alarm(site, device, f"collector.{atype}"),
-            json.dumps({"type": atype, "detail": detail}),
-            qos=1,
-        )
-        self._announce_now(site, device, atype, detail, ts, "collector")
-
-    def _announce_now(
-        self, site: str, device: str, atype: str, detail: str, ts: str, source: str, **more: Any
-    ) -> None:
-        self.link.publish(
-            CENTRAL_ALARMS, _alarm_message(site, device, atype, detail, ts, source, **more), qos=1
-        )
-
     # -- the central side's own alarms -------------------------------------------------
     def check_devices(self) -> None:
-        """Raise and clear the central side's own alarms from what devices last said: a
-        device silent, a sync that stalls, a clock that stays unsynchronised. With several
-        collectors on one PostgreSQL, one of them (an advisory lock) does it."""
+        """Raise and clear the central side's own alarms (:mod:`edged.central.watch`).
+        With several collectors on one PostgreSQL, one of them (an advisory lock) does it."""
         if isinstance(self.store, PostgresStore) and not self._leading:
             with self._lock:
                 # One leader per shard: a group of other sites has its own.
                 self._leading = self.store.try_lead("edged-watch:" + ",".join(self.sites))
             if not self._leading:
                 return
-        w = self.watch
         now_ms, now = int(time.time() * 1000), time.monotonic()
         if now >= self._next_daily:
             self._next_daily = now + 86400
             self.daily(now_ms)
         with self._lock:
-            for st in self.store.statuses():
-                if not self._mine(st["site"]):
-                    continue
-                dev = (st["site"], st["device"])
-                quiet = (now_ms - st["heard_ms"]) / 1000
-                silent = quiet > w.silent
-                self._condition(dev, "device_silent", silent, f"no heartbeat for {quiet:.0f} s")
-                acked, backlog = st["acked_seq"] or 0, st["backlog"] or 0
-                seen = self._stalled.get(dev)
-                if backlog <= 0 or seen is None or acked > seen[0]:
-                    self._stalled[dev] = (acked, now)
-                    seen = self._stalled[dev]
-                stalled = backlog > 0 and now - seen[1] >= w.stall and not silent
-                self._condition(
-                    dev,
-                    "sync_stalled",
-                    stalled,
-                    f"{backlog} records waiting, none receipted for {now - seen[1]:.0f} s"
-                    f" (receipted up to seq {acked})",
-                )
-                if st["clock_synced"] == 0:
-                    since = self._unsynced.setdefault(dev, now)
-                else:
-                    self._unsynced.pop(dev, None)
-                    since = now
-                self._condition(
-                    dev,
-                    "clock_unsynced",
-                    now - since >= w.clock,
-                    f"the device's clock has not been synchronised for {now - since:.0f} s",
-                )
-            for a in self.store.acl_states():
-                if not self._mine(a["site"]):
-                    continue
-                dev = (a["site"], a["device"])
-                want, have = a["published_version"], a["applied_version"]
-                late = (
-                    want is not None
-                    and (have is None or have < want)
-                    and now_ms - (a["published_ms"] or now_ms) > w.acl * 1000
-                )
-                self._condition(
-                    dev,
-                    "acl_not_applied",
-                    late,
-                    f"access list version {want} published"
-                    f" {(now_ms - (a['published_ms'] or now_ms)) / 1000:.0f} s ago; the device"
-                    f" has applied {have if have is not None else 'none'}",
-                )
+            self.device_watch.check(now_ms, now)
             self.store.commit()
 
     def daily(self, now_ms: int) -> list[dict[str, Any]]:
@@ -403,25 +272,6 @@ class Collector:
         for r in removed:
             log.info("retention_removed", cutoff=cutoff, **r)
         return removed
-
-    def _condition(self, dev: tuple[str, str], atype: str, active: bool, detail: str) -> None:
-        ts = format_ts(int(time.time() * 1000))
-        if active and self.store.raise_condition(ts, dev, atype, detail):
-            log.warning("central_alarm", site=dev[0], device=dev[1], type=atype, detail=detail)
-            self._announce_now(*dev, atype, detail, ts, "central")
-        elif not active and self.store.clear_condition(ts, dev, atype):
-            log.info("central_alarm_cleared", site=dev[0], device=dev[1], type=atype)
-            self._announce_now(*dev, atype, "cleared", ts, "central", cleared=True)
-
-    def _flush_suppressed_locked(self) -> None:
-        """Counts of alarms held back, written once their minute is over."""
-        now = time.monotonic()
-        for key, (last, suppressed) in list(self._alarm_seen.items()):
-            if now - last >= ALARM_INTERVAL:
-                del self._alarm_seen[key]
-                if suppressed:
-                    site, device, atype = key
-                    self._write_alarm(site, device, atype, f"{suppressed} more in the last minute")
 
     def _ingest(self) -> None:
         """Take records as they arrive, check a burst, store in order; audit signatures
@@ -582,7 +432,7 @@ class Collector:
                 why = self.epochs.problem((site, device), json.loads(body))
                 bad = why is not None
                 if bad:
-                    self._alarm(site, device, "bad_signature", f"seq {seq}: {why}")
+                    self._alarms.found(site, device, "bad_signature", f"seq {seq}: {why}")
                 marks.append(((site, device), seq, not bad))
             self.store.mark_checked_many(marks)
             self._flush_locked()
@@ -610,7 +460,7 @@ class Collector:
         with self._lock:
             if isinstance(rec, str):
                 kind = "wrong_origin" if rec.startswith(WRONG_ORIGIN) else "bad_record"
-                self._alarm(site, device, kind, rec)
+                self._alarms.found(site, device, kind, rec)
                 return
             dev = (site, device)
             d = decide(_StoredChain(self, dev), rec, authentic=authentic, checked=checked)
@@ -618,7 +468,7 @@ class Collector:
             if act == ingest.STORE:
                 self._store_locked(dev, payload, rec, d.checked)
             elif act == ingest.ALARM:
-                self._alarm(site, device, d.alarm, d.detail)
+                self._alarms.found(site, device, d.alarm, d.detail)
             elif act == ingest.FORK:
                 self._keep_fork_locked(dev, payload, rec)
             elif act == ingest.PARK:
@@ -638,7 +488,7 @@ class Collector:
                     dev, rec["seq"], rec["found_seq"], rec["known_seq"], last,
                     str(rec.get("source")), rec.get("ts"),
                 )  # fmt: skip
-                self._alarm(site, device, d.alarm, d.detail)
+                self._alarms.found(site, device, d.alarm, d.detail)
             elif act == ingest.WAIT_EPOCH:
                 log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])
             # DUPLICATE: nothing to do
@@ -669,22 +519,12 @@ class Collector:
         if rtype == CERT:
             why = self.epochs.learn(dev, rec)
             if why is not None:
-                self._alarm(*dev, "epoch_conflict", f"seq {rec['seq']}: {why}")
+                self._alarms.found(*dev, "epoch_conflict", f"seq {rec['seq']}: {why}")
         if rtype == "acl.applied" and type(rec.get("version")) is int:
             self.store.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
         if is_alarm(rtype):
             # A device's alarm: stored with the record, announced once committed.
-            detail = _alarm_detail(rec)
-            self.store.add_alarm(
-                str(rec.get("ts")),
-                dev,
-                rtype.removeprefix("alarm."),
-                detail,
-                source="device",
-                seq=rec["seq"],
-            )
-            msg = _alarm_message(*dev, rtype, detail, rec.get("ts"), "device", seq=rec["seq"])
-            self._announce.append((CENTRAL_ALARMS, msg))
+            self._announce.append(self._alarms.of_record(dev, rec))
         self._uncommitted += 1
         self.stored += 1
         self._gap_asked.pop(dev, None)
@@ -704,7 +544,7 @@ class Collector:
         fork leaves the chain, and the device is told what this store holds."""
         new = self.store.add_fork(dev, rec, payload.decode("utf-8"))
         if new and not self._in_fork(dev, rec["seq"] - 1, rec["prev"]):
-            self._alarm(
+            self._alarms.found(
                 *dev,
                 "rewrite",
                 f"seq {rec['seq']} differs from the stored record: the device's journal"
@@ -766,7 +606,7 @@ class Collector:
             elif head < last and self._reported_after(dev, head + 1, doc.get("ts")):
                 if self._went_back_alarmed.get(dev) != head:
                     self._went_back_alarmed[dev] = head
-                    self._alarm(
+                    self._alarms.found(
                         site,
                         device,
                         "rollback",
@@ -822,7 +662,7 @@ class Collector:
             log.warning("device_alarm_ignored", site=site, device=device, reason="wrong_scope")
             return
         with self._lock:
-            self._alarm(
+            self._alarms.found(
                 site,
                 device,
                 "journal_unavailable",
@@ -864,7 +704,7 @@ class Collector:
             self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
             self._dirty.clear()
         self.store.commit()
-        self._witness(self.store.take_tree_events())
+        self.witness.witness(self.store, self.store.take_tree_events())
         # Heads are the store's between transactions: another collector may move them.
         self._heads.clear()
         self._known = {}
@@ -873,58 +713,10 @@ class Collector:
         for topic, payload in announce:
             self.link.publish(topic, payload, qos=1)
 
-    def _witness(self, events: list[tuple[tuple[str, str], int, str, int, bytes]]) -> None:
-        """Each stored checkpoint against this store's own tree of the device's records
-        (issue 17): the same size and root, under the device's signature, and the
-        collector cosigns it (a second note signature, which Go's note package checks
-        too) and publishes it retained; otherwise the device's signed tree is not the
-        history it sent, and that is an alarm."""
-        from edged.protocol.note import NoteError, add_signature, origin_of
-
-        done: list[tuple[tuple[str, str], int, str]] = []
-        for (site, device), seq, body, size, root in events:
-            try:
-                rec = json.loads(body)
-            except ValueError:
-                continue
-            note = rec.get("note")
-            if not isinstance(note, str):
-                continue  # a checkpoint from before the tree
-            chain = self.epochs.chain((site, device))
-            if chain is None:
-                continue
-            origin = origin_of(site, device)
-            try:
-                cp = chain.open_checkpoint(note, origin)
-            except NoteError as e:
-                self._alarm(site, device, "bad_checkpoint", f"seq {seq}: {e}")
-                continue
-            if (cp.size, cp.root, cp.origin) != (size, root, origin):
-                self._alarm(
-                    site, device, "bad_checkpoint",
-                    f"seq {seq}: the device signed a tree of {cp.size} records that is not"
-                    f" this copy's tree of {size}: its history is not the one it sent",
-                )  # fmt: skip
-                continue
-            cosigned = add_signature(
-                note, self.witness_name, self._key.public_key(), self._key.sign
-            )
-            done.append(((site, device), size, cosigned))
-        if not events:
-            return
-        # One statement and one commit for the batch's checkpoints (one each was a
-        # commit, an fsync, per checkpoint: a third of a big catch-up's time).
-        if done:
-            self.store.add_cosigned_many(done, format_ts(int(time.time() * 1000)))
-        self.store.commit()  # the cosignatures, and any bad_checkpoint alarm
-        newest = {dev: note for dev, _size, note in sorted(done, key=lambda d: d[1])}
-        for (site, device), note in newest.items():
-            self.link.publish(topics.leaf(site, device, "cosigned"), note, qos=1, retain=True)
-
     @property
     def witness_name(self) -> str:
         """The collector's name in the notes it cosigns."""
-        return f"edged-collector/{key_id_of(self._key.public_key())}"
+        return self.witness.name
 
     def _send_receipts(self, devs: list[tuple[str, str]]) -> None:
         """Receipts for what is committed of ``devs``: their heads read in one query,
@@ -956,7 +748,7 @@ class Collector:
             with self._lock:
                 if self._stop.is_set():
                     return
-                self._flush_suppressed_locked()
+                self._alarms.flush_suppressed()
                 self._flush_locked()
                 devices, self._touched = sorted(self._touched), set()
                 ask, self._resend_queue = (
@@ -989,12 +781,12 @@ class Collector:
         with self._lock:
             rec = self._verify(site, device, payload)
             if isinstance(rec, str):
-                self._alarm(site, device, "bad_checkpoint", rec)
+                self._alarms.found(site, device, "bad_checkpoint", rec)
                 return
             seq = rec["seq"]
             best = self.store.best_checkpoint((site, device))
             if seq < best:
-                self._alarm(
+                self._alarms.found(
                     site,
                     device,
                     "rollback",
@@ -1004,7 +796,7 @@ class Collector:
                 return
             stored = self.store.hash_at((site, device), seq)
             if stored is not None and stored != rec["hash"]:
-                self._alarm(site, device, "rewrite", f"checkpoint at seq {seq} differs")
+                self._alarms.found(site, device, "rewrite", f"checkpoint at seq {seq} differs")
                 self._tell_head_locked((site, device))
                 return
             self.store.note_checkpoint((site, device), self._head_locked((site, device)), seq)

@@ -14,7 +14,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     import signal as _signal
     import threading
 
-    from edged.central.collector import Collector, Watch
+    from edged.central.collector import Collector
+    from edged.central.watch import Watch
     from edged.log import configure_logging
     from edged.protocol.keys import load_private_key
 
