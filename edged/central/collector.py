@@ -18,6 +18,13 @@ A device whose journal went back to an older copy is not frozen out: its signed
 ``alarm.journal_rollback`` record continues the chain past the seqs it lost, genuine
 records that diverge from the stored chain are kept apart as a fork, and the collector
 tells the device (signed ``central_head``) what it holds (docs/rollback.md).
+
+This class is the wiring and the supervision: :mod:`~edged.central.link` (MQTT),
+:mod:`~edged.central.keeper` (the chains, over the pure :mod:`~edged.central.ingest`),
+:mod:`~edged.central.alarms`, :mod:`~edged.central.watch`, :mod:`~edged.central.witness`
+and :mod:`~edged.central.replies`; here are the ingest thread, the receipt timer, and what
+devices report besides records (status, checkpoints, access lists, a journal that
+cannot record).
 """
 
 from __future__ import annotations
@@ -32,26 +39,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.central import ingest
 from edged.central.alarms import Alarms
-from edged.central.ingest import decide
+from edged.central.keeper import ChainKeeper
 from edged.central.link import CollectorLink
+from edged.central.replies import Replies
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
-from edged.central.verify import WRONG_ORIGIN, check_record
+from edged.central.verify import check_record
 from edged.central.watch import DeviceWatch, Watch
 from edged.central.witness import Witness
 from edged.log import get_logger
-from edged.protocol import topics
-from edged.protocol.epochs import CERT
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker
-from edged.protocol.records import (
-    format_ts,
-    is_alarm,
-    parse_ts,
-)
-from edged.protocol.signed import Rejected, parse_signed, sign_doc
+from edged.protocol.records import format_ts, parse_ts
+from edged.protocol.signed import Rejected, parse_signed
 
 log = get_logger("collector")
 
@@ -64,32 +65,6 @@ AUDIT_EVERY = 1.0
 # A record waiting for the one before it this long: that one is not on its way (another
 # collector would have stored it by now): the device is asked to resend.
 PENDING_PATIENCE_MS = 2000
-
-
-class _StoredChain:
-    """One device's chain as the store (and the collector's caches) hold it: the
-    :class:`edged.central.ingest.ChainView` the decisions ask."""
-
-    def __init__(self, col: Collector, dev: tuple[str, str]) -> None:
-        self.col, self.dev = col, dev
-
-    def head(self) -> tuple[int, str]:
-        return self.col._head_locked(self.dev)
-
-    def stored_hash(self, seq: int) -> str | None:
-        return self.col._stored_hash(self.dev, seq)
-
-    def in_fork(self, seq: int, h: str) -> bool:
-        return self.col.store.in_fork(self.dev, seq, h)
-
-    def in_gap(self, seq: int) -> bool:
-        return self.col.store.in_gap(self.dev, seq)
-
-    def epoch_problem(self, rec: dict[str, Any]) -> str | None:
-        return self.col.epochs.problem(self.dev, rec)
-
-    def knows_epoch(self, rec: dict[str, Any]) -> bool:
-        return self.col.epochs.knows(self.dev, rec)
 
 
 class Collector:
@@ -128,38 +103,18 @@ class Collector:
         self.trust = TrustStore(self.trust_dir)
         # Which key signed a record: the device's epochs, from its pinned identity on.
         self.epochs = DeviceEpochs(self.trust, self.store.epoch_certs)
-        self._audit_due = self.store.any_unchecked()
-        # Each device's (last_seq, last_hash) within the open transaction: locked in the
-        # store at a batch's start, written back and forgotten at its commit (another
-        # collector may extend the chain next).
-        self._heads: dict[tuple[str, str], tuple[int, str]] = {}
-        self._dirty: set[tuple[str, str]] = set()
-        # Stored hashes of a batch's resent records, fetched at its start.
-        self._known: dict[tuple[str, str, int], str] = {}
-        # Devices whose chain this collector extended since its last receipts.
-        self._touched: set[tuple[str, str]] = set()
-        # Announcements held until the commit that covers them.
-        self._announce: list[tuple[str, bytes]] = []
         self._next_watch = 0.0
         self._leading = False
         self._next_daily = 0.0
         self._lock = threading.RLock()  # re-entered by a batch's steps
-        # Devices told what this store holds for them (central_head), and when.
-        self._told_head: dict[tuple[str, str], float] = {}
-        self._went_back_alarmed: dict[tuple[str, str], int] = {}
         self._resend_queue: list[tuple[str, str, int]] = []
         self._receipted: dict[tuple[str, str], int] = {}
-        self._gap_asked: dict[tuple[str, str], tuple[int, float]] = {}
         # Devices whose status says they hold records we lack, and since when.
         self._lagging: dict[tuple[str, str], float] = {}
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
-        self.stored = 0
-        self.parked = 0  # records that arrived ahead of their turn
         self._inbox: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue()
         self._ingest_thread = threading.Thread(target=self._ingest, name="ingest", daemon=True)
-        self._uncommitted = 0
-        self.changed = threading.Condition()
         self.link = CollectorLink(
             broker,
             key_id_of(key.public_key()),
@@ -174,8 +129,13 @@ class Collector:
         )
         self.device_watch = DeviceWatch(self.store, self._alarms, self.watch, self._mine)
         self.witness = Witness(key, self.epochs, self._alarms, self.link.publish)
+        self.replies = Replies(key, self.link.publish)
+        self.keeper = ChainKeeper(
+            self.store, self.trust, self.epochs, self._alarms, self.replies, self.witness,
+            self.link.publish, self._lock,
+        )  # fmt: skip
+        self.changed = self.keeper.changed
 
-    # -- trust -----------------------------------------------------------------------
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._ingest_thread.start()
@@ -194,7 +154,7 @@ class Collector:
         if self._timer:
             self._timer.join(5)
         with self._lock:
-            self._flush_locked()
+            self.keeper.flush_locked()
             self.store.close()
         log.info("collector_stopped", stored=self.stored, parked=self.parked)
 
@@ -207,13 +167,13 @@ class Collector:
         thousand requests at once would make a thousand devices resend at once: they go
         out in random order, RESENDS_PER_TICK at each receipt tick."""
         with self._lock:
-            self._flush_locked()
+            self.keeper.flush_locked()
             devices = [d for d in self.store.devices() if self._mine(d[0])]
             self.store.commit()
             random.shuffle(devices)
             self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
             # A receipt for each, once: what was committed before a restart may be unreceipted.
-            self._touched.update((s, d) for s, d, _last in devices)
+            self.keeper.touched.update((s, d) for s, d, _last in devices)
 
     def _on_message(self, kind: str, site: str, device: str, payload: bytes) -> None:
         """What the link received (paho's thread)."""
@@ -281,12 +241,12 @@ class Collector:
         next_slice = time.monotonic() + AUDIT_EVERY
         while True:
             try:
-                first = self._inbox.get(timeout=AUDIT_IDLE if self._audit_due else None)
+                first = self._inbox.get(timeout=AUDIT_IDLE if self.keeper.audit_due else None)
             except queue.Empty:
-                while self._audit_due and self._inbox.empty():
+                while self.keeper.audit_due and self._inbox.empty():
                     self.audit_signatures()
                 continue
-            if self._audit_due and time.monotonic() >= next_slice:
+            if self.keeper.audit_due and time.monotonic() >= next_slice:
                 next_slice = time.monotonic() + AUDIT_EVERY
                 self.audit_signatures(64)
             batch = [first]
@@ -307,271 +267,24 @@ class Collector:
                 return
 
     def ingest_batch(self, items: list[tuple[str, str, bytes]]) -> None:
-        """Check and store a burst of (site, device, wire record) in arrival order, in one
-        transaction that holds the burst's device heads: records that arrived ahead of
-        their turn wait in the store until the one before them is stored (here or by
-        another collector of the group)."""
+        """Store a burst of (site, device, wire record) (:meth:`ChainKeeper.batch`), then
+        receipt the devices far enough ahead of their last receipt (the timer sends the
+        rest)."""
         for site, device, _p in items:
             self._lagging.pop((site, device), None)  # its records are coming
-        checked = [
-            check_record(p, *self._trusted(site, device), origin=(site, device))
-            for site, device, p in items
-        ]
-        devs = {
-            (s, d)
-            for (s, d, _p), rec in zip(items, checked, strict=True)
-            if not isinstance(rec, str)
-        }
-        with self._lock:
-            try:
-                self._heads.update(self.store.lock_heads(devs))
-                # Records at or below the head are resent copies, mostly: their stored
-                # hashes in one query rather than one each.
-                again = {
-                    (s, d, rec["seq"])
-                    for (s, d, _p), rec in zip(items, checked, strict=True)
-                    if not isinstance(rec, str) and rec["seq"] <= self._heads[(s, d)][0]
-                }
-                self._known = self.store.hashes_at(again)
-                proven, tails = self._authenticate_runs(items, checked)
-                for i, ((site, device, payload), rec) in enumerate(
-                    zip(items, checked, strict=True)
-                ):
-                    self._record_locked(
-                        site, device, payload, rec, authentic=i in proven, checked=i in tails
-                    )
-                self._drain_pending_locked(devs)
-                due = {d: self._heads[d][0] for d in devs if d in self._heads}
-                self._flush_locked()
-            except Exception:
-                # Nothing of a failed batch is half-stored: the devices resend it.
-                self._abort_locked()
-                raise
-        # Receipts for what this commit covered, for devices far enough ahead of their
-        # last one (the timer sends the rest).
+        due = self.keeper.batch(items)
         self._send_receipts(
             [d for d, seq in due.items() if seq - self._receipted.get(d, 0) >= self._receipt_every]
         )
 
-    def _drain_pending_locked(self, devs: set[tuple[str, str]]) -> None:
-        """Store the waiting records that now extend each chain, in seq order."""
-        for dev in sorted(self.store.waiting(devs)):
-            last = self._heads[dev][0]
-            for body in self.store.take_pending(dev, last):
-                rec = json.loads(body)
-                if rec.get("seq") != self._heads[dev][0] + 1:
-                    break  # still a gap: they wait on
-                # Verified in full when it was parked.
-                self._record_locked(*dev, body.encode(), rec, authentic=True, checked=True)
-            if self._heads[dev][0] > last:
-                self.store.drop_pending(dev, self._heads[dev][0])
-
-    def _abort_locked(self) -> None:
-        self.store.rollback()
-        self._heads.clear()
-        self._known = {}
-        self._dirty.clear()
-        self._announce.clear()
-        self._uncommitted = 0
-
-    def _authenticate_runs(
-        self, items: list[tuple[str, str, bytes]], checked: list[dict[str, Any] | str]
-    ) -> tuple[set[int], set[int]]:
-        """Which records of a burst are proven signed, with one signature per device; and
-        which of them had that signature checked (each run's last).
-
-        The records that extend a device's stored chain form a run, each one's ``prev``
-        the hash of the one before. The run's last record is signed, and its hash commits
-        to every record before it, so a forged record anywhere in the run would take a
-        SHA-256 collision: verifying that one signature authenticates the whole run (the
-        way a signed tree head covers a transparency log). A run whose last signature
-        fails is left out and checked record by record in :meth:`_record_locked`, which
-        also checks every record that is not part of a run.
-        """
-        heads = {key: self._head_locked(key) for key in {(s, d) for s, d, _p in items}}
-        runs: dict[tuple[str, str], list[int]] = {}
-        for i, ((site, device, _p), rec) in enumerate(zip(items, checked, strict=True)):
-            if isinstance(rec, str):
-                continue
-            last, last_hash = heads[(site, device)]
-            if rec["seq"] == last + 1 and rec["prev"] == last_hash:
-                runs.setdefault((site, device), []).append(i)
-                heads[(site, device)] = (rec["seq"], rec["hash"])
-        proven: set[int] = set()
-        tails: set[int] = set()
-        for dev, run in runs.items():
-            for i in run:
-                rec = checked[i]
-                assert not isinstance(rec, str)  # checked above
-                # An epoch certificate in the run: checked on its own against the key
-                # before it, so the run's last record may be of the epoch it begins.
-                if rec.get("type") == CERT and self.epochs.problem(dev, rec) is None:
-                    self.epochs.learn(dev, rec)
-            tail = checked[run[-1]]
-            assert not isinstance(tail, str)
-            if self.epochs.problem(dev, tail) is None:
-                proven.update(run)
-                tails.add(run[-1])
-        return proven, tails
-
     def audit_signatures(self, limit: int = 256) -> None:
-        """Check the own signature of a few records stored on their run's proof.
-
-        Their content is authentic already (a later signed record commits to it), but a
-        signature altered on the way, or one the device got wrong, would otherwise sit in
-        the central copy unnoticed. Done in small steps while the inbox is empty, so a
-        backlog drains first; ``sig_checked`` becomes 1, or -1 with a ``bad_signature``
-        alarm.
-        """
-        with self._lock:
-            rows = self.store.unchecked(limit)
-            marks = []
-            for site, device, seq, body in rows:
-                # Parsed, hashed and matched to the device's key when it was stored: only
-                # the signature is left to check, under the key of its epoch.
-                why = self.epochs.problem((site, device), json.loads(body))
-                bad = why is not None
-                if bad:
-                    self._alarms.found(site, device, "bad_signature", f"seq {seq}: {why}")
-                marks.append(((site, device), seq, not bad))
-            self.store.mark_checked_many(marks)
-            self._flush_locked()
-            self._audit_due = len(rows) == limit
-        with self.changed:
-            self.changed.notify_all()
+        """Check the own signature of a few records stored on their run's proof."""
+        self.keeper.audit_signatures(limit)
 
     def unchecked(self) -> int:
         """How many stored records still wait for their own signature check."""
         with self._lock:
             return self.store.count_unchecked()
-
-    def _record_locked(
-        self,
-        site: str,
-        device: str,
-        payload: bytes,
-        rec: dict[str, Any] | str,
-        *,
-        authentic: bool = False,
-        checked: bool = False,
-    ) -> None:
-        """Do what :func:`edged.central.ingest.decide` says for ``rec``. ``authentic``:
-        it is proven signed (by its run); ``checked``: its own signature was verified."""
-        with self._lock:
-            if isinstance(rec, str):
-                kind = "wrong_origin" if rec.startswith(WRONG_ORIGIN) else "bad_record"
-                self._alarms.found(site, device, kind, rec)
-                return
-            dev = (site, device)
-            d = decide(_StoredChain(self, dev), rec, authentic=authentic, checked=checked)
-            act = d.action
-            if act == ingest.STORE:
-                self._store_locked(dev, payload, rec, d.checked)
-            elif act == ingest.ALARM:
-                self._alarms.found(site, device, d.alarm, d.detail)
-            elif act == ingest.FORK:
-                self._keep_fork_locked(dev, payload, rec)
-            elif act == ingest.PARK:
-                self.parked += 1
-                if not self.store.add_pending(dev, rec, payload.decode("utf-8")):
-                    log.info("gap_detected", site=site, device=device, got=rec["seq"],
-                             expected=d.resend_from)  # fmt: skip
-                    self._ask_resend(site, device, d.resend_from)
-            elif act == ingest.LATE:
-                self._insert_locked(dev, payload, rec, d.checked, leaf=False)
-            elif act == ingest.RESEND:
-                self._ask_resend(site, device, d.resend_from)
-            elif act == ingest.ROLLBACK_STORE:
-                last, _h = self._head_locked(dev)
-                self._store_locked(dev, payload, rec, d.checked)
-                self.store.add_discontinuity(
-                    dev, rec["seq"], rec["found_seq"], rec["known_seq"], last,
-                    str(rec.get("source")), rec.get("ts"),
-                )  # fmt: skip
-                self._alarms.found(site, device, d.alarm, d.detail)
-            elif act == ingest.WAIT_EPOCH:
-                log.info("epoch_not_yet_known", site=site, device=device, seq=rec["seq"])
-            # DUPLICATE: nothing to do
-
-    def _insert_locked(
-        self,
-        dev: tuple[str, str],
-        payload: bytes,
-        rec: dict[str, Any],
-        checked: bool,
-        *,
-        leaf: bool = True,
-    ) -> None:
-        # Group commit: a burst is stored in one transaction; receipts are sent only
-        # after _flush() has committed what they cover. Kept as the device sent it.
-        self.store.insert(dev, rec, payload.decode("utf-8"), checked, leaf=leaf)
-        self._audit_due |= not checked
-
-    def _store_locked(
-        self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any], checked: bool
-    ) -> None:
-        """Append ``rec`` to the device's stored chain (verified by the caller)."""
-        self._insert_locked(dev, payload, rec, checked)
-        self._heads[dev] = (rec["seq"], rec["hash"])
-        self._dirty.add(dev)
-        self._touched.add(dev)
-        rtype = str(rec.get("type"))
-        if rtype == CERT:
-            why = self.epochs.learn(dev, rec)
-            if why is not None:
-                self._alarms.found(*dev, "epoch_conflict", f"seq {rec['seq']}: {why}")
-        if rtype == "acl.applied" and type(rec.get("version")) is int:
-            self.store.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
-        if is_alarm(rtype):
-            # A device's alarm: stored with the record, announced once committed.
-            self._announce.append(self._alarms.of_record(dev, rec))
-        self._uncommitted += 1
-        self.stored += 1
-        self._gap_asked.pop(dev, None)
-        self._went_back_alarmed.pop(dev, None)
-
-    # -- a journal that went back ----------------------------------------------------
-    def _stored_hash(self, dev: tuple[str, str], seq: int) -> str | None:
-        known = self._known.get((*dev, seq))
-        return known if known is not None else self.store.hash_at(dev, seq)
-
-    def _in_fork(self, dev: tuple[str, str], seq: int, h: str) -> bool:
-        return self.store.in_fork(dev, seq, h)
-
-    def _keep_fork_locked(self, dev: tuple[str, str], payload: bytes, rec: dict[str, Any]) -> None:
-        """A genuine record that is not on the stored chain: the device's journal went
-        back and grew again. Nothing it signed is dropped: kept apart, one alarm where the
-        fork leaves the chain, and the device is told what this store holds."""
-        new = self.store.add_fork(dev, rec, payload.decode("utf-8"))
-        if new and not self._in_fork(dev, rec["seq"] - 1, rec["prev"]):
-            self._alarms.found(
-                *dev,
-                "rewrite",
-                f"seq {rec['seq']} differs from the stored record: the device's journal"
-                f" forks from the stored chain after seq {rec['seq'] - 1}; kept apart",
-            )
-        self._tell_head_locked(dev)
-
-    def _tell_head_locked(self, dev: tuple[str, str]) -> None:
-        """Send the device, signed, the head this store holds for it (at most every 2 s):
-        a device whose journal lacks it records the rollback and continues past it."""
-        now = time.monotonic()
-        if now - self._told_head.get(dev, float("-inf")) < 2.0:
-            return
-        self._told_head[dev] = now
-        seq, h = self._head_locked(dev)
-        cmd = sign_doc(
-            {
-                "cmd": "central_head",
-                "seq": seq,
-                "hash": h,
-                "site": dev[0],
-                "device": dev[1],
-                "ts": format_ts(int(time.time() * 1000)),
-            },
-            self._key,
-        )
-        self.link.publish(topics.leaf(*dev, "cmd"), json.dumps(cmd), qos=1)
 
     def _head_report(self, site: str, device: str, payload: bytes) -> None:
         """A device's live status or heartbeat says where its journal's head is.
@@ -600,12 +313,12 @@ class Collector:
                 # Our receipt was lost (a broker dies between taking and delivering it):
                 # the device waits for one. The receipt loop sends it again.
                 self._receipted[dev] = acked
-                self._touched.add(dev)
+                self.keeper.touched.add(dev)
             if head > last:
                 self._lagging.setdefault(dev, time.monotonic())
             elif head < last and self._reported_after(dev, head + 1, doc.get("ts")):
-                if self._went_back_alarmed.get(dev) != head:
-                    self._went_back_alarmed[dev] = head
+                if self.keeper.went_back.get(dev) != head:
+                    self.keeper.went_back[dev] = head
                     self._alarms.found(
                         site,
                         device,
@@ -613,7 +326,7 @@ class Collector:
                         f"the device reports its journal's head at seq {head}, below seq"
                         f" {last} held here: its journal went back",
                     )
-                self._tell_head_locked(dev)
+                self.keeper.tell_head(dev)
 
     def _acl_published(self, site: str, device: str, payload: bytes) -> None:
         """An access list (signed envelope) published for a device: from now on it has
@@ -671,47 +384,21 @@ class Collector:
             )
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
-        key = (site, device)
-        now = time.monotonic()
-        asked = self._gap_asked.get(key)
-        if not force and asked and asked[0] == from_seq and now - asked[1] < 2.0:
-            return  # asked already; the resend is on its way
-        self._gap_asked[key] = (from_seq, now)
-        cmd = sign_doc(
-            {
-                "cmd": "resend",
-                "from_seq": from_seq,
-                "site": site,
-                "device": device,
-                "ts": format_ts(int(time.time() * 1000)),
-            },
-            self._key,
-        )
-        self.link.publish(topics.leaf(site, device, "cmd"), json.dumps(cmd), qos=1)
+        self.replies.resend((site, device), from_seq, force=force)
 
     def flush(self) -> None:
         """Commit what is stored so far (otherwise committed at the next receipt)."""
         with self._lock:
-            self._flush_locked()
+            self.keeper.flush_locked()
 
-    def _head_locked(self, key: tuple[str, str]) -> tuple[int, str]:
-        if key not in self._heads:
-            self._heads[key] = self.store.head(key)
-        return self._heads[key]
+    @property
+    def stored(self) -> int:
+        return self.keeper.stored
 
-    def _flush_locked(self) -> None:
-        if self._dirty:
-            self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
-            self._dirty.clear()
-        self.store.commit()
-        self.witness.witness(self.store, self.store.take_tree_events())
-        # Heads are the store's between transactions: another collector may move them.
-        self._heads.clear()
-        self._known = {}
-        self._uncommitted = 0
-        announce, self._announce = self._announce, []
-        for topic, payload in announce:
-            self.link.publish(topic, payload, qos=1)
+    @property
+    def parked(self) -> int:
+        """Records that arrived ahead of their turn."""
+        return self.keeper.parked
 
     @property
     def witness_name(self) -> str:
@@ -726,7 +413,7 @@ class Collector:
         with self._lock:
             if self._stop.is_set():
                 return
-            self._flush_locked()
+            self.keeper.flush_locked()
             heads = self.store.heads_of(devs)
             self.store.commit()
             due = []
@@ -734,12 +421,7 @@ class Collector:
                 if seq > self._receipted.get(dev, 0):
                     self._receipted[dev] = seq
                     due.append((dev, seq, h))
-        now = format_ts(int(time.time() * 1000))
-        for (site, device), seq, h in due:
-            receipt = sign_doc(
-                {"site": site, "device": device, "seq": seq, "hash": h, "ts": now}, self._key
-            )
-            self.link.publish(topics.leaf(site, device, "receipt"), json.dumps(receipt), qos=1)
+        self.replies.receipts(due)
 
     def _receipt_loop(self) -> None:
         """Receipts for whatever was committed since the last one, twice a second; resend
@@ -749,8 +431,8 @@ class Collector:
                 if self._stop.is_set():
                     return
                 self._alarms.flush_suppressed()
-                self._flush_locked()
-                devices, self._touched = sorted(self._touched), set()
+                self.keeper.flush_locked()
+                devices, self.keeper.touched = sorted(self.keeper.touched), set()
                 ask, self._resend_queue = (
                     self._resend_queue[:RESENDS_PER_TICK],
                     self._resend_queue[RESENDS_PER_TICK:],
@@ -769,8 +451,8 @@ class Collector:
             for (site, device), since in list(self._lagging.items()):
                 if now - since >= 1.0 and self._lagging.pop((site, device), None) is not None:
                     with self._lock:
-                        self._ask_resend(site, device, self._head_locked((site, device))[0] + 1)
-                        self._heads.clear()
+                        self._ask_resend(site, device, self.keeper.head((site, device))[0] + 1)
+                        self.keeper.forget_heads()
                         self.store.commit()
             if now >= self._next_watch:
                 self._next_watch = now + self.watch.every
@@ -792,15 +474,15 @@ class Collector:
                     "rollback",
                     f"checkpoint at seq {seq} is older than seq {best} seen before",
                 )
-                self._tell_head_locked((site, device))
+                self.keeper.tell_head((site, device))
                 return
             stored = self.store.hash_at((site, device), seq)
             if stored is not None and stored != rec["hash"]:
                 self._alarms.found(site, device, "rewrite", f"checkpoint at seq {seq} differs")
-                self._tell_head_locked((site, device))
+                self.keeper.tell_head((site, device))
                 return
-            self.store.note_checkpoint((site, device), self._head_locked((site, device)), seq)
-            self._heads.clear()
+            self.store.note_checkpoint((site, device), self.keeper.head((site, device)), seq)
+            self.keeper.forget_heads()
 
     # -- queries ---------------------------------------------------------------------
     def seqs(self, site: str, device: str) -> list[int]:
