@@ -1,0 +1,97 @@
+"""The alarms table: device alarms with their record, what the collector found, and the
+central side's watched conditions (open until cleared); acknowledged from the console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edged.central.store.sql import Dev, Sql
+
+ALARM_COLUMNS = (
+    "id", "ts", "site", "device", "type", "detail", "source", "seq", "cleared_ts", "acked_by",
+    "acked_ts", "ack_comment",
+)  # fmt: skip
+
+
+class AlarmSql(Sql):
+    # -- alarms ------------------------------------------------------------------------
+    def add_alarm(
+        self,
+        ts: str,
+        dev: Dev,
+        atype: str,
+        detail: str,
+        *,
+        source: str = "collector",
+        seq: int | None = None,
+    ) -> None:
+        # Joins the open transaction (a batch), or commits by itself.
+        self._x(
+            "INSERT INTO alarms (ts, site, device, type, detail, source, seq)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (ts, *dev, atype, detail, source, seq),
+        )
+
+    def raise_condition(self, ts: str, dev: Dev, atype: str, detail: str) -> bool:
+        """Open a condition alarm (a silent device, a stalled sync...) unless one of that
+        type is open for the device already; True when it was opened now."""
+        self.begin()
+        if self._x(
+            "SELECT 1 FROM alarms WHERE site=? AND device=? AND type=? AND cleared_ts IS NULL"
+            " AND source = 'central'",
+            (*dev, atype),
+        ).fetchone():
+            return False
+        self.add_alarm(ts, dev, atype, detail, source="central")
+        return True
+
+    def clear_condition(self, ts: str, dev: Dev, atype: str) -> bool:
+        """Close the open condition alarm of that type; True when one was open."""
+        self.begin()
+        cur = self._x(
+            "UPDATE alarms SET cleared_ts=? WHERE site=? AND device=? AND type=?"
+            " AND cleared_ts IS NULL AND source = 'central'",
+            (ts, *dev, atype),
+        )
+        return bool(cur.rowcount)
+
+    def alarms(self) -> list[tuple[str, str]]:
+        return [tuple(r) for r in self._x("SELECT type, detail FROM alarms ORDER BY id")]  # type: ignore[misc]
+
+    def alarm_rows(self) -> list[dict[str, Any]]:
+        """Every alarm, oldest first."""
+        return self.alarm_list(after_id=0, limit=2**62)
+
+    def alarm_origins(self) -> set[tuple[str, str]]:
+        """The (site, device) names alarms were raised under."""
+        return {(s, d) for s, d in self._x("SELECT site, device FROM alarms")}
+
+    def ack_alarm(self, alarm_id: int, name: str, ts: str, comment: str) -> bool:
+        cur = self._x(
+            "UPDATE alarms SET acked_by = ?, acked_ts = ?, ack_comment = ? WHERE id = ?"
+            " AND acked_by IS NULL",
+            (name, ts, comment, alarm_id),
+        )
+        return bool(cur.rowcount)
+
+    def active_alarms(self, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """The newest alarms neither cleared nor acknowledged, and the newest alarm id."""
+        cols = ALARM_COLUMNS
+        rows = self._x(
+            f"SELECT {', '.join(cols)} FROM alarms WHERE cleared_ts IS NULL"  # noqa: S608
+            " AND acked_by IS NULL ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        last = self._x("SELECT max(id) FROM alarms").fetchone()[0] or 0
+        return [dict(zip(cols, r, strict=True)) for r in rows], last
+
+    def alarm_list(self, after_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest first; with ``after_id`` (0: from the start), those after it, oldest
+        first."""
+        cols = ALARM_COLUMNS
+        sql = f"SELECT {', '.join(cols)} FROM alarms"  # noqa: S608
+        if after_id is not None:
+            rows = self._x(sql + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        else:
+            rows = self._x(sql + " ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(zip(cols, r, strict=True)) for r in rows.fetchall()]
