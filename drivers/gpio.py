@@ -22,6 +22,7 @@ from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
 from edged.core.events import CabinetChanged, DoorContact, ExitButton, Tamper
+from edged.device import backends
 from edged.device.config import CabinetConfig, DoorConfig, GpioConfig, IndicatorConfig
 from edged.device.hardware import CabinetSensors, DoorIO, Indicators
 from edged.errors import DriverInitError, DriverOperationError
@@ -30,29 +31,13 @@ Factory = Any  # gpiozero.Factory; typed loosely because gpiozero ships no type 
 
 
 def make_pin_factory(backend: str) -> Factory | None:
-    """gpiozero pin factory by config name; None lets gpiozero choose (on a Pi: lgpio)."""
+    """gpiozero pin factory by config name (:mod:`edged.device.backends`); None lets
+    gpiozero choose (on a Pi: lgpio)."""
+    cls = backends.load("pin_factory", backend)
     try:
-        if backend == "mock":
-            from gpiozero.pins.mock import MockFactory
-
-            return MockFactory()
-        if backend == "lgpio":
-            from gpiozero.pins.lgpio import LGPIOFactory
-
-            return LGPIOFactory()
-        if backend == "rpigpio":
-            from gpiozero.pins.rpigpio import RPiGPIOFactory
-
-            return RPiGPIOFactory()
-        if backend == "native":
-            from gpiozero.pins.native import NativeFactory
-
-            return NativeFactory()
-    except (ImportError, GPIOZeroError, OSError, RuntimeError) as e:
+        return cls() if cls is not None else None
+    except (GPIOZeroError, OSError, RuntimeError) as e:
         raise DriverInitError(f"gpio: pin factory {backend!r} cannot start: {e}") from None
-    if backend == "default":
-        return None
-    raise DriverInitError(f"gpio: unknown pin factory {backend!r}")
 
 
 def _button(pin: int, gpio: GpioConfig, factory: Factory | None, what: str) -> DigitalInputDevice:

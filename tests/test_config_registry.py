@@ -249,3 +249,39 @@ def test_every_command_reading_the_config_gives_the_one_line_error(tmp_path, val
     assert p.returncode != 0 and "Traceback" not in out, out
     line = next(ln for ln in out.splitlines() if f"{cfg}: state_dir: " in ln)
     assert "directory" in line or "NUL" in line, out
+
+
+def test_one_registry_names_every_backend_and_the_config_offers_exactly_those(tmp_path):
+    """Every name in the registry loads (or says which package is missing, never a
+    traceback); an unknown keypad, display, pin factory or installation is refused with
+    the registry's own list of names, by the config and by the factories."""
+    from edged.drivers.gpio import make_pin_factory
+
+    from edged.device import backends
+    from edged.device.wiring import build_installation
+
+    for interface, entries in backends.BACKENDS.items():
+        for name in entries:
+            try:
+                got = backends.load(interface, name)
+            except DriverInitError as e:
+                assert "cannot load" in str(e) and "is its package installed" in str(e)
+            else:
+                assert got is not None or name == "default"
+    assert type(make_pin_factory("mock")).__name__ == "MockFactory"
+    with pytest.raises(DriverInitError, match=r"pin_factory: unknown backend 'gpiod'"):
+        make_pin_factory("gpiod")
+    with pytest.raises(DriverInitError, match=r"installation: unknown backend 'cloud'.*"
+                       r"\['hardware', 'sim'\]"):  # fmt: skip
+        build_installation("cloud", None, None, None, None)  # type: ignore[arg-type]
+    text = EXAMPLE.read_text()
+    for old, new, where, interface in [
+        ('backend = "matrix"', 'backend = "bogus"', "keypads.main.backend", "keypad"),
+        ('backend = "default"', 'backend = "bogus"', "gpio.backend", "pin_factory"),
+    ]:
+        assert old in text, old
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text.replace(old, new, 1))
+        with pytest.raises(ConfigError) as e:
+            load_config(bad)
+        assert where in str(e.value) and str(list(backends.names(interface))) in str(e.value)

@@ -23,6 +23,7 @@ from edged.core.policy import (
     KeypadConfig,
     PolicyConfig,
 )
+from edged.device import backends
 from edged.device.paths import CARD_MASTER_FILE
 from edged.errors import ConfigError
 from edged.protocol.mqtt import Broker, Tls
@@ -406,7 +407,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
 
     g = top.table("gpio")
     gpio = GpioConfig(
-        backend=g.choice("backend", ("default", "lgpio", "rpigpio", "native", "mock"), "default"),
+        backend=g.choice("backend", backends.names("pin_factory"), "default"),
         pull_up=g.get("pull_up", bool, True),
         debounce_ms=int(g.number("debounce_ms", 20, lo=0, hi=1000)),
         tamper_pin=g.pin("tamper_pin", None),
@@ -577,7 +578,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
 
     keypads: dict[str, KeypadConfig] = {}
     for door_name, k in _per_door(top, "keypads", doors, "a keypad"):
-        backend = k.choice("backend", ("matrix", "evdev", "sim"))
+        backend = k.choice("backend", backends.names("keypad"))
         rows = tuple(k.get("rows", list, []))
         cols = tuple(k.get("cols", list, []))
         for key, pins in (("rows", rows), ("cols", cols)):
@@ -603,7 +604,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         width, _, height = dsec.choice("size", ("16x2", "20x4"), "16x2").partition("x")
         displays[door_name] = DisplayConfig(
             door=door_name,
-            backend=dsec.choice("backend", ("hd44780", "sim")),
+            backend=dsec.choice("backend", backends.names("display")),
             address=int(dsec.number("address", 0x27, lo=0x03, hi=0x77)),
             port=int(dsec.number("port", 1, lo=0, hi=20)),
             cols=int(width),

@@ -8,17 +8,18 @@ safe event emission, logging); a backend overrides a small set of hooks:
 - may override ``_describe()`` (extra fields for logs).
 
 Real backends live in ``drivers/`` (``edged.drivers``), simulated ones in ``simulators/``
-(``edged.simulators``); both are imported lazily, only when configured.
+(``edged.simulators``); both are named in :mod:`edged.device.backends` and imported
+lazily, only when configured.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from abc import ABC, abstractmethod
 from typing import Any, Self
 
 from edged.core.events import Event, EventSink
+from edged.device import backends
 from edged.errors import DriverInitError
 from edged.log import get_logger
 
@@ -182,37 +183,17 @@ class Display(Device):
         """Nothing to release unless the backend says so."""
 
 
-# Registry: (interface, backend name) -> "module:Class". Imported only when chosen, so a
-# device without evdev or a test machine without GPIO libraries still runs.
-_BACKENDS: dict[tuple[str, str], str] = {
-    ("card_reader", "pcsc"): "edged.drivers.pcsc:PcscCardReader",
-    ("keypad", "matrix"): "edged.drivers.keypad:MatrixKeypad",
-    ("keypad", "evdev"): "edged.drivers.evdev_keypad:EvdevKeypad",
-    ("keypad", "sim"): "edged.simulators.keypad:SimKeypad",
-    ("display", "hd44780"): "edged.drivers.lcd:Hd44780Display",
-    ("display", "sim"): "edged.simulators.lcd:SimDisplay",
-}
-
-
 def backend_names(interface: str) -> list[str]:
-    """Names a config may use for ``interface``."""
-    return sorted(n for (i, n) in _BACKENDS if i == interface)
+    """Names a config may use for ``interface`` (:mod:`edged.device.backends`)."""
+    return sorted(backends.names(interface))
 
 
 def load_backend(interface: str, name: str) -> type[Device]:
-    """The class registered for (interface, name), with a clear error if it cannot load."""
-    target = _BACKENDS.get((interface, name))
-    if target is None:
-        raise DriverInitError(
-            f"{interface}: unknown backend {name!r}; choose one of {backend_names(interface)}"
-        )
-    module, _, cls = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ImportError as e:
-        raise DriverInitError(
-            f"{interface}: backend {name!r} cannot load: {e} (is its package installed?)"
-        ) from None
+    """The device class registered for (interface, name), with a clear error."""
+    cls = backends.load(interface, name)
+    if not (isinstance(cls, type) and issubclass(cls, Device)):
+        raise DriverInitError(f"{interface}: backend {name!r} is not a device")
+    return cls
 
 
 def make_device(interface: str, backend: str, /, **kwargs: Any) -> Device:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edged.clock import Clock
+from edged.device import backends
 from edged.device.config import Config
 from edged.device.hardware import (
     CabinetSensors,
@@ -94,7 +95,7 @@ def _displays(cfg: Config, *, simulated: bool) -> dict[str, Display]:
     return out
 
 
-def _hardware(
+def hardware_installation(
     cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, **_: Any
 ) -> Installation:
     try:
@@ -124,7 +125,7 @@ def _hardware(
     )
 
 
-def _sim(
+def sim_installation(
     cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, *, pcscd: bool = True
 ) -> Installation:
     from edged.simulators.rig import SimRig
@@ -143,14 +144,9 @@ def _sim(
     )
 
 
-INSTALLATIONS: dict[str, Callable[..., Installation]] = {"hardware": _hardware, "sim": _sim}
-
-
 def build_installation(
     name: str, cfg: Config, paths: StatePaths, clock: Clock, fingerprint: Fingerprint, **opts: Any
 ) -> Installation:
     """The installation ``name`` for ``cfg``; DriverInitError names what failed."""
-    make = INSTALLATIONS.get(name)
-    if make is None:
-        raise DriverInitError(f"no installation {name!r}; choose one of {sorted(INSTALLATIONS)}")
+    make: Callable[..., Installation] = backends.load("installation", name)
     return make(cfg, paths, clock, fingerprint, **opts)
