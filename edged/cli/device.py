@@ -321,6 +321,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_options(args: argparse.Namespace) -> int:
+    from edged.device.config import option_reference
+
+    print(option_reference(), end="")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edged.device.config import load_config
     from edged.device.daemon import Daemon
@@ -421,6 +428,8 @@ def register(sub: Any) -> None:
     cc = csub.add_parser("check", help="validate a configuration file")
     cc.add_argument("file")
     cc.set_defaults(handler=_cmd_config_check)
+    co = csub.add_parser("options", help="print the reference of every declared option")
+    co.set_defaults(handler=_cmd_config_options)
     r = sub.add_parser("run", help="run the daemon")
     r.add_argument("--config", required=True, help="edged.toml")
     r.add_argument("--state-dir", help="override state_dir from the config")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edged.core.calendar import CalendarConfig
+from edged.core.options import opt
 from edged.errors import ConfigError
 from edged.protocol.canonical import canonical_bytes
 from edged.protocol.privacy import (
@@ -63,24 +64,32 @@ class AreaConfig:
 class PolicyConfig:
     """Timing and lock-out rules of the decisions."""
 
-    pin_attempts: int = 5
-    lockout_minutes: float = 15.0
-    escort_seconds: float = 30.0
-    lockcheck_seconds: float = 60.0
-    expiry_warning_days: int = 30
-    pin_warning_days: int = 14  # warn this long before a PIN expires (R19)
-    pin_max_age_days: int = 180  # life of a PIN changed at the door
+    pin_attempts: int = opt(5, "wrong PINs in a row before the card is locked out (R3)",
+                            lo=1, hi=20)  # fmt: skip
+    lockout_minutes: float = opt(15.0, "how long a locked-out card stays refused", lo=1,
+                                 hi=24 * 60)  # fmt: skip
+    escort_seconds: float = opt(30.0, "a visitor and the escort tap within this time (R2)",
+                                lo=5, hi=300)  # fmt: skip
+    lockcheck_seconds: float = opt(60.0, "the last leaver's time to confirm the cabinet"
+                                   " check (R6)", lo=10, hi=600)  # fmt: skip
+    expiry_warning_days: int = opt(30, "warn of rights ending within this many days (R5)",
+                                   lo=1, hi=180)  # fmt: skip
+    pin_warning_days: int = opt(14, "warn this long before a PIN expires (R19)", lo=0, hi=90)
+    pin_max_age_days: int = opt(180, "life of a PIN changed at the door", lo=1, hi=366)
 
 
 @dataclass(frozen=True)
 class ClockConfig:
     """Local time zone and what to do while the clock is not synchronised."""
 
-    timezone: str = "Asia/Tokyo"
-    # "deny_windowed": time-window rules deny (validity dates use the clock as it is);
-    # "deny_all": every card is denied; "trust": use the clock as it is.
-    when_unsynced: str = "deny_windowed"
-    assume_synced: bool | None = None  # override the kernel's NTP state (tests, no-NTP sites)
+    timezone: str = opt("Asia/Tokyo", "time windows and validity dates are local to it")
+    when_unsynced: str = opt(
+        "deny_windowed",
+        "before NTP sync: deny window-bound rights (validity dates use the clock as it is),"
+        " deny every card, or trust the clock",
+        choices=("deny_windowed", "deny_all", "trust"),
+    )
+    assume_synced: bool | None = opt(None, "override the kernel's NTP state (no-NTP sites)")
 
 
 @dataclass(frozen=True)
@@ -90,15 +99,21 @@ class DoorConfig:
     name: str
     area: str
     entry_reader: str
-    exit_reader: str | None
-    relay_pin: int
-    relay_active_high: bool
-    contact_pin: int
-    contact_closed_when: str  # "switch_closed" | "switch_open"
-    exit_button_pin: int | None
-    unlock_seconds: float
-    held_open_seconds: float
-    mode: str  # "fail_secure" | "fail_safe"
+    relay_pin: int = opt(help="the strike's relay", pin=True)
+    contact_pin: int = opt(help="the door contact (reed switch)", pin=True)
+    exit_reader: str | None = None
+    relay_active_high: bool = opt(True, "the relay is energised by a high output")
+    contact_closed_when: str = opt(
+        "switch_closed", "which switch state is a closed door",
+        choices=("switch_closed", "switch_open"),
+    )  # fmt: skip
+    exit_button_pin: int | None = opt(None, "request-to-exit button", pin=True)
+    unlock_seconds: float = opt(5.0, "how long a granted card releases the strike", lo=1, hi=60)
+    held_open_seconds: float = opt(30.0, "open longer than this is an alarm", lo=5, hi=600)
+    mode: str = opt(
+        "fail_secure", "fail_secure: strike energised to unlock, power loss keeps it locked",
+        choices=("fail_secure", "fail_safe"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,13 +124,18 @@ class CabinetConfig:
 
     name: str
     area: str
-    pin: int
-    locked_when: str  # "switch_closed" | "switch_open"
-    custodians_only: bool = False
-    lock_pin: int | None = None  # relay of an electric lock (energised: released)
-    lock_active_high: bool = True
+    pin: int = opt(help="its reed switch", pin=True)
+    locked_when: str = opt(
+        "switch_closed", "which switch state is locked (the bolt's magnet closes the reed)",
+        choices=("switch_closed", "switch_open"),
+    )  # fmt: skip
+    custodians_only: bool = opt(False, "opened with none of its custodians inside: an alarm")
+    lock_pin: int | None = opt(None, "relay of an electric lock (energised: released)",
+                               pin=True)  # fmt: skip
+    lock_active_high: bool = opt(True, "the lock's relay is energised by a high output")
     reader: str | None = None  # the card reader on the cabinet (electric lock only)
-    unlock_seconds: float = 5.0
+    unlock_seconds: float = opt(5.0, "how long a custodian's card releases the lock", lo=1,
+                                hi=60)  # fmt: skip
 
     @property
     def guarded(self) -> bool:
@@ -127,11 +147,12 @@ class CabinetConfig:
 class KeypadConfig:
     """Keypad backend and, for a matrix keypad, its wiring."""
 
-    backend: str
+    backend: str = opt(help="matrix (GPIO 3x4 or 4x4), evdev (a USB keypad) or sim")
     rows: tuple[int, ...] = ()
     cols: tuple[int, ...] = ()
-    device: str | None = None  # evdev path
-    timeout_seconds: float = 15.0
+    device: str | None = opt(None, "an evdev keypad's device (/dev/input/by-id/...)")
+    timeout_seconds: float = opt(15.0, "time for each prompt (PIN, purpose, carry-in)", lo=3,
+                                 hi=120)  # fmt: skip
     door: str = ""  # the door whose prompts it answers (its table name)
 
 

@@ -7,14 +7,16 @@ typo never silently turns a safety feature off (Invariant 5).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import stat
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edged.core.calendar import Calendar, CalendarConfig
+from edged.core.options import declared, opt
 from edged.core.policy import (
     AreaConfig,
     CabinetConfig,
@@ -30,6 +32,7 @@ from edged.protocol.mqtt import Broker, Tls
 from edged.protocol.topics import NAME
 
 _REQUIRED = object()
+_T = TypeVar("_T")
 
 
 class _Section:
@@ -87,6 +90,35 @@ class _Section:
             raise self.error(key, f"must be one of {list(choices)}, got {v!r}")
         return v
 
+    def fill(self, cls: type[_T], *, choices: dict[str, tuple[str, ...]] | None = None,
+             base: Path | None = None, **given: Any) -> _T:  # fmt: skip
+        """An instance of ``cls`` with each declared option (:mod:`edged.core.options`)
+        read from this table, checked against its type, bounds or choices; ``given``:
+        the fields read otherwise; ``choices``: names known only here (backends);
+        ``base``: the directory file names are relative to (the config file's)."""
+        values = dict(given)
+        for d in declared(cls):
+            if d.name in values:
+                continue
+            key, o = d.name, d.option
+            default = _REQUIRED if d.required else d.default
+            names = (choices or {}).get(key, o.choices)
+            if o.pin:
+                v: Any = self.pin(key, default)
+            elif o.file:
+                assert base is not None, f"{cls.__name__}.{key} is a file: fill needs base"
+                v = self.existing_file(key, base, secret=o.file == "secret")
+            elif names:
+                v = self.choice(key, names, default)
+            elif d.type in (int, float):
+                v = self.number(key, default, lo=o.lo if o.lo is not None else 0,
+                                hi=o.hi if o.hi is not None else 1e9)  # fmt: skip
+                v = d.type(v) if v is not None else None
+            else:
+                v = self.get(key, d.type, default)
+            values[key] = v
+        return cls(**values)
+
     def directory(self, key: str, default: str) -> Path:
         """A directory the daemon keeps files in: it may not exist yet (it is made), but
         the name must be usable: not empty, no NUL, not "." or "/" (a state dir's files
@@ -99,6 +131,18 @@ class _Section:
             # The service runs in "/": a relative name would depend on who started it.
             raise self.error(key, f"must be an absolute path, got {v!r}")
         return Path(v)
+
+    def existing_file(self, key: str, base: Path, *, secret: bool = False) -> Path | None:
+        """A file that must exist; a ``secret`` one (a key, a password) readable by its
+        owner alone. None when absent."""
+        p = self.file_path(key, base)
+        if p is None:
+            return None
+        if not p.is_file():
+            raise self.error(key, f"file {p} does not exist")
+        if secret and p.stat().st_mode & 0o077:
+            raise self.error(key, f"{p} is readable by other users; fix with: chmod 600 {p}")
+        return p
 
     def file_path(self, key: str, base: Path, default: str | None = None) -> Path | None:
         """A file named in the config, relative to ``base``; None when absent."""
@@ -181,21 +225,31 @@ class SyncConfig:
 
     host: str
     port: int
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    collector_pubkey: Path | None = None  # verifies receipts and commands
-    admin_pubkey: Path | None = None  # verifies access-list envelopes
-    window: int = 100  # records in flight (published, no PUBACK yet)
-    max_unreceipted: int = 800  # records published beyond the last receipt
-    heartbeat_seconds: float = 60.0
-    keepalive_seconds: float = 30.0  # MQTT keepalive: a dead link is found within ~2x
+    tls: bool = opt(False, "TLS to the broker (needs ca_file)")
+    ca_file: Path | None = opt(None, "the CA certificate of the broker", file="file")
+    cert_file: Path | None = opt(None, "this device's client certificate (with key_file)",
+                                 file="file")  # fmt: skip
+    key_file: Path | None = opt(None, "its private key", file="secret")
+    username: str | None = opt(None, "the broker login (with password_file)")
+    password_file: Path | None = opt(None, "the broker password", file="secret")
+    collector_pubkey: Path | None = opt(None, "required: the collector's public key; only its"
+                                        " receipts and commands count", file="file")  # fmt: skip
+    admin_pubkey: Path | None = opt(None, "the administrator's public key: only access lists"
+                                    " it signed apply", file="file")  # fmt: skip
+    window: int = opt(100, "records in flight (published, no PUBACK yet)", lo=1, hi=10000)
+    max_unreceipted: int = opt(
+        800, "records published beyond the last receipt (keep below the broker's"
+        " max_queued_messages)", lo=1, hi=100000,
+    )  # fmt: skip
+    heartbeat_seconds: float = opt(60.0, "how often the device reports its state", lo=1,
+                                   hi=3600)  # fmt: skip
+    keepalive_seconds: float = opt(30.0, "MQTT keepalive: a dead link is found within about"
+                                   " twice this", lo=2, hi=3600)  # fmt: skip
     # Refused inbound messages (anyone on the broker can send them) are recorded at most
     # once per interval, with the count refused since: a flood cannot fill the journal.
-    refusal_interval_seconds: float = 60.0
+    refusal_interval_seconds: float = opt(60.0, "refused inbound messages are recorded once"
+                                          " per interval, with their count", lo=1,
+                                          hi=86400)  # fmt: skip
 
     @property
     def broker(self) -> Broker:
@@ -217,40 +271,46 @@ class ReaderConfig:
 class IndicatorConfig:
     """Buzzer and LED pins (any may be absent)."""
 
-    buzzer_pin: int | None = None
-    green_pin: int | None = None
-    red_pin: int | None = None
+    buzzer_pin: int | None = opt(None, "the buzzer", pin=True)
+    green_pin: int | None = opt(None, "the green LED (granted)", pin=True)
+    red_pin: int | None = opt(None, "the red LED (denied, alarm)", pin=True)
 
 
 @dataclass(frozen=True)
 class GpioConfig:
     """Pin factory and input conditioning."""
 
-    backend: str = "default"  # gpiozero's choice; "mock" for simulation
-    pull_up: bool = True
-    debounce_ms: int = 20
-    tamper_pin: int | None = None
+    backend: str = opt("default", "gpiozero's pin factory; default: gpiozero chooses (lgpio"
+                       " on a Pi)", choices=backends.names("pin_factory"))  # fmt: skip
+    pull_up: bool = opt(True, "switches to ground: a cut wire reads as an open switch")
+    debounce_ms: int = opt(20, "input debounce", lo=0, hi=1000)
+    tamper_pin: int | None = opt(None, "normally-closed enclosure switch", pin=True)
 
 
 @dataclass(frozen=True)
 class JournalConfig:
     """Checkpoint policy of the journal."""
 
-    checkpoint_every: int = 1000
-    checkpoint_seconds: float = 3600.0
+    checkpoint_every: int = opt(1000, "a signed checkpoint every N records...", lo=1,
+                                hi=10**6)  # fmt: skip
+    checkpoint_seconds: float = opt(3600.0, "...or every T seconds when anything was"
+                                    " recorded", lo=1, hi=86400 * 7)  # fmt: skip
     # Forward-secure signing (docs/proofs.md): a new key every epoch_seconds or
     # epoch_records records, whichever comes first; the previous key is erased.
-    epoch_seconds: float = 86400.0
-    epoch_records: int = 100_000
+    epoch_seconds: float = opt(86400.0, "a new signing key this often; the old one is"
+                               " erased", lo=60, hi=86400 * 31)  # fmt: skip
+    epoch_records: int = opt(100_000, "...or after this many records", lo=10, hi=10**8)
     # Where the head witness lives: outside the state directory, so that restoring an old
     # copy of that directory does not also restore the witness (default: STATE_DIR-witness).
     witness_dir: Path | None = None
     # Pruning (with [sync] only): records the central copy has receipted and that are
     # older than keep_days are dropped, keep_batch or more at a time, after a signed
     # snapshot of what start-up needs; checked every prune_check_seconds.
-    keep_days: float = 400.0
-    prune_batch: int = 10000
-    prune_check_seconds: float = 3600.0
+    keep_days: float = opt(400.0, "receipted records older than this are pruned (0: at"
+                           " once)", lo=0, hi=36500)  # fmt: skip
+    prune_batch: int = opt(10000, "records pruned at a time", lo=1, hi=10**7)
+    prune_check_seconds: float = opt(3600.0, "how often pruning is considered", lo=1,
+                                     hi=86400 * 7)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -259,12 +319,14 @@ class DisplayConfig:
     answer to a card, the cabinets still open; in katakana ("ja") or English."""
 
     door: str
-    backend: str = "hd44780"  # "sim" with --simulate, or for a test rig
-    address: int = 0x27
-    port: int = 1
+    backend: str = opt(help="hd44780 (an I2C backpack); sim for a test rig",
+                       choices=backends.names("display"))  # fmt: skip
+    address: int = opt(0x27, "I2C address (i2cdetect -y 1: 0x27 or 0x3F)", lo=0x03, hi=0x77)
+    port: int = opt(1, "I2C bus", lo=0, hi=20)
     cols: int = 16
     rows: int = 2
-    language: str = "ja"
+    language: str = opt("ja", "katakana, as the LCD's ROM has them, or English",
+                        choices=("ja", "en"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -311,6 +373,113 @@ class Config:
     metrics_listen: str | None = None  # "127.0.0.1:9108": Prometheus text on loopback
     displays: dict[str, DisplayConfig] = field(default_factory=dict)
     cards: CardsConfig = field(default_factory=CardsConfig)
+
+
+# Each table of the file and the dataclass that declares its options
+# (:mod:`edged.core.options`), with the names only the device knows (its backends).
+SECTIONS: list[tuple[str, type, dict[str, tuple[str, ...]]]] = [
+    ("gpio", GpioConfig, {}),
+    ("clock", ClockConfig, {}),
+    ("policy", PolicyConfig, {}),
+    ("journal", JournalConfig, {}),
+    ("doors.NAME", DoorConfig, {}),
+    ("cabinets.NAME", CabinetConfig, {}),
+    ("keypads.DOOR", KeypadConfig, {"backend": backends.names("keypad")}),
+    ("displays.DOOR", DisplayConfig, {}),
+    ("indicators", IndicatorConfig, {}),
+    ("sync", SyncConfig, {}),
+]
+
+# Keys of those sections that are read by hand, because they name other tables or are
+# not stored as written (a reference is checked against [areas] and [readers]):
+# section -> (key, value, default, meaning), for the reference.
+READ_OTHERWISE: dict[str, list[tuple[str, str, str, str]]] = {
+    "journal": [
+        (
+            "witness_dir",
+            "directory",
+            "STATE_DIR-witness",
+            "where the journal's head is"
+            " remembered, outside the state directory, so a restored old journal is seen (R9)",
+        ),
+    ],
+    "doors.NAME": [
+        ("area", "an `[areas]` name", "required", "the area this door lets into"),
+        ("entry_reader", "a `[readers]` name", "required", "the reader outside"),
+        ("exit_reader", "a `[readers]` name", "off", "the reader inside, for leaving"),
+    ],
+    "cabinets.NAME": [
+        ("area", "an `[areas]` name", "required", "the area it stands in"),
+        ("reader", "a `[readers]` name", "off", "a custodian's card here releases lock_pin"),
+    ],
+    "keypads.DOOR": [
+        ("rows", "4 GPIO pins", "required for matrix", "the matrix keypad's rows"),
+        ("cols", "3 or 4 GPIO pins", "required for matrix", "its columns (3x4 or 4x4)"),
+    ],
+    "displays.DOOR": [("size", "`16x2` \\| `20x4`", '`"16x2"`', "characters x lines")],
+    "sync": [("broker", "`HOST:PORT`", "required", "the MQTT broker (8883 with TLS)")],
+}
+
+
+def _toml(v: Any) -> str:
+    """A value as it is written in the TOML file (``true``, ``"text"``, ``1.5``)."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return repr(v)
+
+
+def _num(x: float | None, none: str) -> str:
+    """A bound as a reader writes it: 2678400, not 2.6784e+06."""
+    if x is None:
+        return none
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def option_reference() -> str:
+    """The declared options as a Markdown reference (docs/config.md): one table per
+    section, each option's type, default or bounds, and help, all from the declarations."""
+    out = [
+        "# Configuration options",
+        "",
+        "Generated by `edged config options` from the declarations on the configuration",
+        "dataclasses (`edged/core/policy.py`, `edged/device/config.py`): do not edit by hand;",
+        "a test keeps this file equal to the command's output. An annotated example is",
+        "`config/edged.toml`; areas, readers, the calendar, cards and metrics are described",
+        "there and in `docs/door.md`. Unknown keys are errors, a value out of bounds is a",
+        "one-line error naming the file, the key and the reason (`edged config check`).",
+        "",
+    ]
+    for section, cls, more in SECTIONS:
+        out += [f"### [{section}]", "", "| option | value | default | meaning |",
+                "|---|---|---|---|"]  # fmt: skip
+        for d in declared(cls):
+            o = d.option
+            names = more.get(d.name, o.choices)
+            if o.pin:
+                kind = "GPIO pin 0..27"
+            elif o.file:
+                kind = "file, 0600" if o.file == "secret" else "file"
+            elif names:
+                kind = " \\| ".join(f"`{n}`" for n in names)
+            elif d.type in (int, float) and (o.lo is not None or o.hi is not None):
+                kind = f"{d.type.__name__} {_num(o.lo, 'any')}..{_num(o.hi, 'any')}"
+            else:
+                kind = d.type.__name__
+            if d.required:
+                default = "required"
+            elif d.default is None:
+                default = "off"
+            else:
+                default = f"`{_toml(d.default)}`"
+            out.append(f"| `{d.name}` | {kind} | {default} | {o.help} |")
+        for key, kind, default, meaning in READ_OTHERWISE.get(section, []):
+            out.append(f"| `{key}` | {kind} | {default} | {meaning} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def load_config(path: Path, *, state_dir: Path | None = None) -> Config:
@@ -406,24 +575,13 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     sd = Path(state_dir) if state_dir else configured_sd
 
     g = top.table("gpio")
-    gpio = GpioConfig(
-        backend=g.choice("backend", backends.names("pin_factory"), "default"),
-        pull_up=g.get("pull_up", bool, True),
-        debounce_ms=int(g.number("debounce_ms", 20, lo=0, hi=1000)),
-        tamper_pin=g.pin("tamper_pin", None),
-    )
+    gpio = g.fill(GpioConfig)
     g.done()
 
     j = top.table("journal")
-    journal = JournalConfig(
-        checkpoint_every=int(j.number("checkpoint_every", 1000, lo=1, hi=10**6)),
-        checkpoint_seconds=float(j.number("checkpoint_seconds", 3600, lo=1, hi=86400 * 7)),
-        epoch_seconds=float(j.number("epoch_seconds", 86400, lo=60, hi=86400 * 31)),
-        epoch_records=int(j.number("epoch_records", 100_000, lo=10, hi=10**8)),
+    journal = j.fill(
+        JournalConfig,
         witness_dir=j.directory("witness_dir", str(sd.with_name(sd.name + "-witness"))),
-        keep_days=float(j.number("keep_days", 400, lo=0, hi=36500)),
-        prune_batch=int(j.number("prune_batch", 10000, lo=1, hi=10**7)),
-        prune_check_seconds=float(j.number("prune_check_seconds", 3600, lo=1, hi=86400 * 7)),
     )
     wd = journal.witness_dir
     assert wd is not None
@@ -461,30 +619,15 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         a.done()
 
     p = top.table("policy")
-    policy = PolicyConfig(
-        pin_attempts=int(p.number("pin_attempts", 5, lo=1, hi=20)),
-        lockout_minutes=float(p.number("lockout_minutes", 15, lo=1, hi=24 * 60)),
-        escort_seconds=float(p.number("escort_seconds", 30, lo=5, hi=300)),
-        lockcheck_seconds=float(p.number("lockcheck_seconds", 60, lo=10, hi=600)),
-        expiry_warning_days=int(p.number("expiry_warning_days", 30, lo=1, hi=180)),
-        pin_warning_days=int(p.number("pin_warning_days", 14, lo=0, hi=90)),
-        pin_max_age_days=int(p.number("pin_max_age_days", 180, lo=1, hi=366)),
-    )
+    policy = p.fill(PolicyConfig)
     p.done()
 
     ck = top.table("clock")
-    tz = ck.get("timezone", str, "Asia/Tokyo")
+    clock = ck.fill(ClockConfig)
     try:
-        zoneinfo.ZoneInfo(tz)
+        zoneinfo.ZoneInfo(clock.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ck.error("timezone", f"unknown time zone {tz!r}") from None
-    clock = ClockConfig(
-        timezone=tz,
-        when_unsynced=ck.choice(
-            "when_unsynced", ("deny_windowed", "deny_all", "trust"), "deny_windowed"
-        ),
-        assume_synced=ck.get("assume_synced", bool, None),
-    )
+        raise ck.error("timezone", f"unknown time zone {clock.timezone!r}") from None
     ck.done()
 
     cal = top.table("calendar")
@@ -528,21 +671,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         for key, rname in (("entry_reader", entry), ("exit_reader", exit_r)):
             if rname is not None and rname not in readers:
                 raise d.error(key, f"no reader {rname!r} is defined under [readers]")
-        doors[name] = DoorConfig(
-            name=name,
-            area=area,
-            entry_reader=entry,
-            exit_reader=exit_r,
-            relay_pin=d.required_pin("relay_pin"),
-            relay_active_high=d.get("relay_active_high", bool, True),
-            contact_pin=d.required_pin("contact_pin"),
-            contact_closed_when=d.choice(
-                "contact_closed_when", ("switch_closed", "switch_open"), "switch_closed"
-            ),
-            exit_button_pin=d.pin("exit_button_pin", None),
-            unlock_seconds=float(d.number("unlock_seconds", 5, lo=1, hi=60)),
-            held_open_seconds=float(d.number("held_open_seconds", 30, lo=5, hi=600)),
-            mode=d.choice("mode", ("fail_secure", "fail_safe"), "fail_secure"),
+        doors[name] = d.fill(
+            DoorConfig, name=name, area=area, entry_reader=entry, exit_reader=exit_r
         )
         d.done()
 
@@ -563,16 +693,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             used = [d.name for d in doors.values() if reader in (d.entry_reader, d.exit_reader)]
             if used:
                 raise c.error("reader", f"reader {reader!r} is already doors.{used[0]}'s")
-        cabinets[name] = CabinetConfig(
-            name=name,
-            area=area,
-            pin=c.required_pin("pin"),
-            locked_when=c.choice("locked_when", ("switch_closed", "switch_open"), "switch_closed"),
-            custodians_only=c.get("custodians_only", bool, False),
-            lock_pin=lock_pin,
-            lock_active_high=c.get("lock_active_high", bool, True),
-            reader=reader,
-            unlock_seconds=float(c.number("unlock_seconds", 5, lo=1, hi=60)),
+        cabinets[name] = c.fill(
+            CabinetConfig, name=name, area=area, lock_pin=lock_pin, reader=reader
         )
         c.done()
 
@@ -586,14 +708,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
                 raise k.error(key, "must be a list of GPIO pins 0..27")
         if backend == "matrix" and (len(rows) != 4 or len(cols) not in (3, 4)):
             raise k.error("rows", "a matrix keypad needs 4 rows and 3 or 4 cols (3x4 or 4x4)")
-        keypad = KeypadConfig(
-            backend=backend,
-            rows=rows,
-            cols=cols,
-            device=k.get("device", str, None),
-            timeout_seconds=float(k.number("timeout_seconds", 15, lo=3, hi=120)),
-            door=door_name,
-        )
+        keypad = k.fill(KeypadConfig, backend=backend, rows=rows, cols=cols, door=door_name)
         if backend == "evdev" and not keypad.device:
             raise k.error("device", 'an evdev keypad needs device = "/dev/input/by-id/..."')
         keypads[door_name] = keypad
@@ -602,14 +717,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     displays: dict[str, DisplayConfig] = {}
     for door_name, dsec in _per_door(top, "displays", doors, "a display"):
         width, _, height = dsec.choice("size", ("16x2", "20x4"), "16x2").partition("x")
-        displays[door_name] = DisplayConfig(
-            door=door_name,
-            backend=dsec.choice("backend", backends.names("display")),
-            address=int(dsec.number("address", 0x27, lo=0x03, hi=0x77)),
-            port=int(dsec.number("port", 1, lo=0, hi=20)),
-            cols=int(width),
-            rows=int(height),
-            language=dsec.choice("language", ("ja", "en"), "ja"),
+        displays[door_name] = dsec.fill(
+            DisplayConfig, door=door_name, cols=int(width), rows=int(height)
         )
         dsec.done()
 
@@ -629,11 +738,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         top.used.add("sync")
 
     i = top.table("indicators")
-    indicators = IndicatorConfig(
-        buzzer_pin=i.pin("buzzer_pin", None),
-        green_pin=i.pin("green_pin", None),
-        red_pin=i.pin("red_pin", None),
-    )
+    indicators = i.fill(IndicatorConfig)
     i.done()
     top.done()
 
@@ -692,34 +797,8 @@ def _parse_sync(s: _Section, path: Path) -> SyncConfig:
     if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
         raise s.error("broker", f"expected HOST:PORT, got {broker!r}")
 
-    def file(key: str, *, secret: bool = False) -> Path | None:
-        p = s.file_path(key, path.parent)
-        if p is None:
-            return None
-        if not p.is_file():
-            raise s.error(key, f"file {p} does not exist")
-        if secret and p.stat().st_mode & 0o077:
-            raise s.error(key, f"{p} is readable by other users; fix with: chmod 600 {p}")
-        return p
-
-    tls = s.get("tls", bool, False)
-    cfg = SyncConfig(
-        host=host,
-        port=int(port_s),
-        tls=tls,
-        ca_file=file("ca_file"),
-        cert_file=file("cert_file"),
-        key_file=file("key_file", secret=True),
-        username=s.get("username", str, None),
-        password_file=file("password_file", secret=True),
-        collector_pubkey=file("collector_pubkey"),
-        admin_pubkey=file("admin_pubkey"),
-        window=int(s.number("window", 100, lo=1, hi=10000)),
-        max_unreceipted=int(s.number("max_unreceipted", 800, lo=1, hi=100000)),
-        heartbeat_seconds=float(s.number("heartbeat_seconds", 60, lo=1, hi=3600)),
-        keepalive_seconds=float(s.number("keepalive_seconds", 30, lo=2, hi=3600)),
-        refusal_interval_seconds=float(s.number("refusal_interval_seconds", 60, lo=1, hi=86400)),
-    )
+    cfg = s.fill(SyncConfig, base=path.parent, host=host, port=int(port_s))
+    tls = cfg.tls
     if tls and cfg.ca_file is None:
         raise s.error("ca_file", "tls = true needs the CA certificate of the broker")
     if (cfg.cert_file is None) != (cfg.key_file is None):
