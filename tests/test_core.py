@@ -813,3 +813,58 @@ def test_areas_that_accept_only_proven_cards():
     out = rig.ev(CardAuthFailed(reader="rack", kind="desfire", reason="bad", card=CARD["A1"]))
     f = only(out, "cabinet.denied")
     assert (f["reason"], f["person"], f["cabinet"]) == ("card_auth_failed", "A1", "rack-back")
+
+
+def test_every_card_read_passes_the_one_card_gate():
+    """R1, R2, R17, R18 (issue 35): where an area takes only proven cards, an unproven copy
+    of a card is refused at every place a card is read, not only at the entry: as an
+    escort, as the carry-out approver (the copy approved before), as a custodian at a
+    cabinet, and at the exit, where it opens the door (never trapped) but counts nobody
+    out. An approver whose right has ended, or whose card is locked out, is refused too."""
+    areas = {n: replace(a, cards=frozenset({"desfire"})) for n, a in CFG.areas.items()}
+    areas["handling"] = replace(areas["handling"], carry_out=True, carry_out_approval=True)
+    people = [replace(p, approves_carry_out=True, cabinets=frozenset({"rack-back"}))
+              if p.id in ("A1", "E1") else p for p in PEOPLE]  # fmt: skip
+    rig = Rig(cfg=replace(CFG, areas=areas),
+              acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))  # fmt: skip
+
+    def proven(pid, reader="entry"):
+        return rig.ev(CardPresented(reader=reader, card=CARD[pid], kind="desfire",
+                                    proof="desfire"))  # fmt: skip
+
+    # Escort: the visitor waits; the escort's copy does not take them in.
+    proven("V1")
+    d = only(rig.tap("S1"), "door.denied")
+    assert (d["reason"], d["person"]) == ("card_kind_not_allowed", "S1")
+    assert "V1" not in rig.core.state.occupancy.get("handling", {})
+    # Carry-out: the copy of the approver's card approves nothing; the card itself does.
+    rig.core.state.occupancy["handling"] = {p: f"Name {p}" for p in ("S1", "A1", "S2", "E1")}
+    proven("S1", reader="exit")
+    rig.keys("1#")
+    assert rig.core.state.prompts["main"].step == "carry_out_approval"
+    [r] = records(rig.tap("A1", reader="exit"))
+    assert (r.type, r.fields["reason"], r.fields["approver"]) == (
+        "carry_out.refused", "card_kind_not_allowed", "A1")  # fmt: skip
+    [r] = records(proven("E1", reader="exit"))  # proven, but the right ended
+    assert (r.type, r.fields["reason"]) == ("carry_out.refused", "expired")
+    out = proven("A1", reader="exit")
+    assert records(out, "carry_out.approved") and only(out, "door.exit")["person"] == "S1"
+    # Exit: the copy opens the door but counts nobody out.
+    out = rig.tap("S2", reader="exit")
+    ex = only(out, "door.exit")
+    assert (ex["was_inside"], ex["reason"], ex["person"]) == (False, "card_kind_not_allowed",
+                                                             "S2")  # fmt: skip
+    assert unlocks(out) and "S2" in rig.core.state.occupancy["handling"]
+    # A locked-out approver's own card approves nothing either.
+    proven("S2", reader="exit")
+    rig.keys("1#")
+    lockout = rig.core.state.lockout
+    while not lockout.wrong(CARD["A1"], rig.mono)[1]:
+        pass  # wrong PINs elsewhere until the card is locked out
+    [r] = records(proven("A1", reader="exit"))
+    assert (r.type, r.fields["reason"]) == ("carry_out.refused", "pin_locked_out")
+    assert rig.core.state.prompts["main"].step == "carry_out_approval"  # still waiting
+    # A custodian's copy at the cabinet's reader.
+    rig.core.state.occupancy["server-room"] = {"A1": "Name A1"}
+    [c] = records(rig.tap("A1", reader="rack"), "cabinet.denied")
+    assert (c.fields["reason"], c.fields["person"]) == ("card_kind_not_allowed", "A1")

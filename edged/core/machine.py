@@ -242,19 +242,39 @@ class Core:
         out: list[Action] = []
         pr = self.state.prompts.get(door)
         if pr is not None and pr.step == "carry_out_approval" and direction == "exit":
-            return self._carry_out_approver(pr, ev.card, now)
+            return self._carry_out_approver(pr, ev, now)
         if pr is not None:
             out += self._end_prompt_cancelled(pr, now)
         if direction == "exit":
-            return out + self._exit(door, ev.card, now)
-        area = self.cfg.areas.get(self.cfg.doors[door].area)
-        accepted = area.cards if area is not None else frozenset()
-        if accepted and (ev.proof or "id") not in accepted:
-            # An identifier alone (anyone can copy one) where only proven cards open.
-            p = self.acl.by_card(ev.card) if self.acl is not None else None
-            return out + self._deny(door, ev.card, "card_kind_not_allowed", p,
-                                    card_kind=ev.kind, accepted=sorted(accepted))  # fmt: skip
-        return out + self._entry(door, ev.card, ev.kind, now, ev.proof)
+            return out + self._exit(door, ev.card, now, genuine=self._genuine(door, ev))
+        return out + self._entry(door, ev, now)
+
+    # The one gate every card read passes, at any reader and in any prompt (entry, escort,
+    # carry-out approver, custodian at a cabinet): the card's kind and proof, the access
+    # list, the person's validity, areas and hours, and a PIN lock-out. Each caller adds
+    # only its own question (is the approver inside, is the custodian the cabinet's).
+    def _genuine(self, door_or_area: str, ev: CardPresented) -> bool:
+        """The card showed itself the way the area asks (an identifier alone is anyone's
+        copy where the area takes only proven cards)."""
+        door = self.cfg.doors.get(door_or_area)
+        a = self.cfg.areas.get(door.area if door is not None else door_or_area)
+        return not (a is not None and a.cards and (ev.proof or "id") not in a.cards)
+
+    def _card_gate(
+        self, area: str, ev: CardPresented, now: Now
+    ) -> tuple[Person | None, Denial | None]:
+        """Whose card this is, and why it may not act in ``area`` now (None: it may)."""
+        p = self.acl.by_card(ev.card) if self.acl is not None else None
+        if not self._genuine(area, ev):
+            return p, "card_kind_not_allowed"
+        if self.acl is None:
+            return None, "no_access_list"
+        if p is None:
+            return None, "unknown_card"
+        reason = self._check_person(p, area, now)
+        if reason is None and self.state.lockout.locked(ev.card, now.mono):
+            reason = "pin_locked_out"
+        return p, reason
 
     def _auth_failed(self, ev: CardAuthFailed) -> list[Action]:
         """A card that did not prove its key: refused at any reader, with what failed and
@@ -326,24 +346,23 @@ class Core:
                 )
         return None
 
-    def _entry(self, door: str, card: str, kind: str, now: Now, proof: str = "") -> list[Action]:
-        area = self.cfg.doors[door].area
+    def _entry(self, door: str, ev: CardPresented, now: Now) -> list[Action]:
+        area, card = self.cfg.doors[door].area, ev.card
         # How the card showed it is this card goes into the grant (the ledger's auditor
         # can tell a proven card from a number that anyone could have copied).
-        proven = {"proof": proof} if proof else {}
-        if self.acl is None:
-            return self._deny(door, card, "no_access_list", card_kind=kind)
-        p = self.acl.by_card(card)
-        if p is None:
-            return self._deny(door, card, "unknown_card", card_kind=kind)
-        reason = self._check_person(p, area, now)
+        proven = {"proof": ev.proof} if ev.proof else {}
+        p, reason = self._card_gate(area, ev, now)
+        if reason == "card_kind_not_allowed":
+            a = self.cfg.areas[area]
+            return self._deny(door, card, reason, p, card_kind=ev.kind, accepted=sorted(a.cards))
+        if reason in ("no_access_list", "unknown_card"):
+            return self._deny(door, card, reason, card_kind=ev.kind)
         if reason == "holiday":
             day = self.calendar.closed(self._local(now).date())
             return self._deny(door, card, reason, p, closed_day=day)
         if reason:
             return self._deny(door, card, reason, p)
-        if self.state.lockout.locked(card, now.mono):
-            return self._deny(door, card, "pin_locked_out", p)
+        assert p is not None
         inside = self.state.occupancy.setdefault(area, {})
 
         if p.role == "visitor":
@@ -670,13 +689,27 @@ class Core:
 
     # -- exit and the last leaver ----------------------------------------------------
     def _exit(
-        self, door: str, card: str, now: Now, carry: dict[str, Any] | None = None
+        self,
+        door: str,
+        card: str,
+        now: Now,
+        carry: dict[str, Any] | None = None,
+        *,
+        genuine: bool = True,
     ) -> list[Action]:
         """A card at the exit reader. ``carry``: what was declared taken out (R18), once
-        the carry-out questions are answered (asked first where the area says so)."""
+        the carry-out questions are answered (asked first where the area says so). A card
+        that is not ``genuine`` (an identifier alone where the area takes proven cards)
+        still opens the door from inside, but counts nobody out and answers no prompt:
+        validity is not asked here, so that a right that ended while inside still lets its
+        holder leave and be counted out."""
         area = self.cfg.doors[door].area
         p = self.acl.by_card(card) if self.acl else None
         inside = self.state.occupancy.setdefault(area, {})
+        if not genuine:
+            f = self._base(door, "exit", card, p)
+            f.update(was_inside=False, reason="card_kind_not_allowed")
+            return [Record("door.exit", f), *self._unlock(door, now, needs_record=False)]
         a = self.cfg.areas.get(area)
         if (
             carry is None
@@ -739,19 +772,21 @@ class Core:
         pr.deadline = now.mono + int(self.cfg.policy.escort_seconds * NS)
         return [Indicate("green", True, blink=True)]
 
-    def _carry_out_approver(self, pr: Prompt, card: str, now: Now) -> list[Action]:
-        q = self.acl.by_card(card) if self.acl is not None else None
+    def _carry_out_approver(self, pr: Prompt, ev: CardPresented, now: Now) -> list[Action]:
+        q, denial = self._card_gate(pr.area, ev, now)
+        reason: str | None = denial
         f: dict[str, Any] = {"door": pr.door, "area": pr.area, "person": pr.person.id,
-                             "item": pr.collected["carry_out"], "card": card}  # fmt: skip
+                             "item": pr.collected["carry_out"], "card": ev.card}  # fmt: skip
         if q is not None:
             f.update(approver=q.id, approver_name=q.name)
-        reason = (
-            "unknown_card" if q is None
-            else "self" if q.id == pr.person.id
-            else "not_approver" if not q.approves_carry_out
-            else "not_inside" if q.id not in self.state.occupancy.get(pr.area, {})
-            else None
-        )  # fmt: skip
+        if reason is None:
+            assert q is not None
+            reason = (
+                "self" if q.id == pr.person.id
+                else "not_approver" if not q.approves_carry_out
+                else "not_inside" if q.id not in self.state.occupancy.get(pr.area, {})
+                else None
+            )  # fmt: skip
         if reason is not None:
             return [Record("carry_out.refused", {**f, "reason": reason})]  # still waiting
         assert q is not None
@@ -987,22 +1022,13 @@ class Core:
         releases its electric lock (R17), with a card of a kind the area accepts."""
         c, card = self.cfg.cabinets[cabinet], ev.card
         f: dict[str, Any] = {"cabinet": cabinet, "area": c.area, "card": card}
-        p = self.acl.by_card(card) if self.acl is not None else None
+        p, reason = self._card_gate(c.area, ev, now)
         if p is not None:
             f.update(person=p.id, name=p.name)
-        reason: str | None
-        area = self.cfg.areas.get(c.area)
-        if area is not None and area.cards and (ev.proof or "id") not in area.cards:
-            reason = "card_kind_not_allowed"
-        elif self.acl is None:
-            reason = "no_access_list"
-        elif p is None:
-            reason = "unknown_card"
-        else:
-            reason = self._check_person(p, c.area, now)
-            if reason is None and cabinet not in p.cabinets:
+        if reason is None and p is not None:
+            if cabinet not in p.cabinets:
                 reason = "not_custodian"
-            if reason is None and p.id not in self.state.occupancy.get(c.area, {}):
+            elif p.id not in self.state.occupancy.get(c.area, {}):
                 reason = "not_inside"  # tailgated in, or the card of someone outside
         if reason is not None:
             return [Record("cabinet.denied", {**f, "reason": reason})]
