@@ -43,6 +43,11 @@ class DriverOperationError(DriverError):
     """A running driver failed an operation."""
 
 
+class PublishError(EdgedError):
+    """The broker did not take a message (unreachable, login or topic refused, no
+    acknowledgement): nothing may be reported as published."""
+
+
 class ControlError(EdgedError):
     """A control-socket request (``edged status``, ``edged sim``) that cannot be carried
     out; its message goes back to the client."""

@@ -121,7 +121,7 @@ def _cmd_acl_sign(args: argparse.Namespace) -> int:
 
 def _cmd_acl_publish(args: argparse.Namespace) -> int:
     from edged.protocol import topics
-    from edged.protocol.mqtt import new_client
+    from edged.protocol.mqtt import publish_confirmed
 
     payload = Path(args.file).read_bytes()
     try:
@@ -135,17 +135,9 @@ def _cmd_acl_publish(args: argparse.Namespace) -> int:
             f"{args.file}: not a signed access list (JSON with site and device;"
             " make one with edged acl sign)"
         ) from None
-    b = broker_from_args(args)
-    c = new_client(b)
-    c.connect(b.host, b.port)
-    c.loop_start()
-    try:
-        topic = topics.leaf(site, device, "acl")
-        c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
-    print(f"published (retained) to {topic}")
+    topic = topics.leaf(site, device, "acl")
+    publish_confirmed(broker_from_args(args), topic, payload, retain=True)
+    print(f"published (retained) to {topic}; the broker acknowledged it")
     return 0
 
 

@@ -90,9 +90,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         raise ConfigError(f"console --listen {args.listen!r}: expected HOST:PORT")
     host, port = host.strip("[]"), int(port_s)
     from edged.protocol.keys import load_public_key
-    from edged.protocol.mqtt import Broker
-
-    broker = Broker.parse(args.broker) if args.broker else None
+    broker = broker_from_args(args, "broker-") if args.broker else None
     admin = load_public_key(Path(args.admin_pubkey)) if args.admin_pubkey else None
     from edged.central.console.guard import parse_networks
 
@@ -289,9 +287,10 @@ def register(sub: Any) -> None:
         "--idle-minutes", type=float, default=30.0,
         help="a session unused this long ends (default: 30)",
     )  # fmt: skip
-    con.add_argument(
-        "--broker", help="HOST:PORT where access lists are published (default: none, no publishing)"
-    )
+    add_broker_args(
+        con, prefix="broker-", required=False,
+        help="HOST:PORT where access lists are published (default: none, no publishing)",
+    )  # fmt: skip
     con.add_argument(
         "--admin-pubkey",
         help="admin_ed25519.pub: uploaded lists must be signed by its key (default: none)",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edged.device.keys import init_keys, key_paths, load_keys
+from edged.device.keys import has_identity, init_keys, key_paths, load_keys
 from edged.device.paths import PUBLIC_KEY_FILE, StatePaths
 from edged.errors import ConfigError, JournalCorruptError, JournalError, KeyFileError
 from edged.protocol.keys import key_id_of, load_public_key, public_key_pem
@@ -335,8 +335,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     configure_logging()
     cfg = load_config(Path(args.config), state_dir=Path(args.state_dir) if args.state_dir else None)
-    sk, _pk, _fp = key_paths(cfg.state_dir)
-    if not sk.exists():
+    if not has_identity(cfg.state_dir):
+        sk, _pk, _fp = key_paths(cfg.state_dir)
         if not args.simulate:
             raise KeyFileError(
                 f"{sk}: no device key; create one with: edged keys init --state-dir {cfg.state_dir}"

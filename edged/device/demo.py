@@ -22,7 +22,7 @@ from edged.device.control import SimController
 from edged.device.daemon import Daemon
 from edged.device.examples import ACL_EXAMPLE, example_config, move_dates
 from edged.device.journal import verify_journal
-from edged.device.keys import init_card_master, init_keys, key_paths, load_keys
+from edged.device.keys import has_identity, init_card_master, init_keys, load_keys
 from edged.device.paths import CARD_MASTER_FILE, StatePaths
 from edged.device.report import build_ledger, to_csv, to_html
 from edged.errors import EdgedError
@@ -66,8 +66,7 @@ def run_demo(state_dir: Path, *, fast: bool = False, config: Path | None = None)
             master_key_file=state_dir / CARD_MASTER_FILE,
         ),
     )  # fmt: skip
-    sk, _pk, _fp = key_paths(state_dir)
-    if sk.exists():
+    if has_identity(state_dir):
         keys = load_keys(state_dir)
         _say(f"== device key in {state_dir} (key id {keys.key_id})", pause)
     else:

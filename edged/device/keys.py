@@ -72,6 +72,14 @@ def key_paths(state_dir: Path) -> tuple[Path, Path, Path]:
     )
 
 
+def has_identity(state_dir: Path) -> bool:
+    """The device was given its keys: the identity's private half until the first epoch
+    change erases it, its public half (the enrolled identity) for good. Asking only for
+    the private half refused every start after day one."""
+    sk_path, pk_path, _fp = key_paths(state_dir)
+    return sk_path.exists() or pk_path.exists()
+
+
 def init_keys(state_dir: Path, *, force: bool = False) -> DeviceKeys:
     """Create the device keys in ``state_dir`` (made 0700); refuse to overwrite unless forced."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -508,29 +508,23 @@ def acl_publish(
     except Rejected as e:
         c.audit(who["name"], "acl_refused", {"reason": e.reason})
         return PlainTextResponse(f"refused: {e}", status_code=400)
-    _publish_retained(c.broker, site, device, payload)
+    from edged.errors import PublishError
+    from edged.protocol import topics
+    from edged.protocol.mqtt import publish_confirmed
+
+    try:
+        publish_confirmed(c.broker, topics.leaf(site, device, "acl"), payload, retain=True)
+    except PublishError as e:
+        # Nothing went out: nothing is noted as published, and the admin is told why.
+        why = {"site": site, "device": device, "version": version, "why": str(e)[:300]}
+        c.audit(who["name"], "acl_publish_failed", why)
+        return PlainTextResponse(f"not published: {e}", status_code=502)
     # Known centrally at once (a collector would note it too): the alarm for a list not
     # applied in time counts from now.
     now_ms = int(time.time() * 1000)
     c.db(lambda s: s.note_acl_published((site, device), version, now_ms))
     c.audit(who["name"], "acl_publish", {"site": site, "device": device, "version": version})
     return RedirectResponse(f"/acl?m=published+version+{version}+to+{site}/{device}", 303)
-
-
-def _publish_retained(broker: Any, site: str, device: str, payload: bytes) -> None:
-    from edged.protocol import topics
-    from edged.protocol.mqtt import new_client
-
-    cl = new_client(broker)
-    cl.connect(broker.host, broker.port)
-    cl.loop_start()
-    try:
-        cl.publish(topics.leaf(site, device, "acl"), payload, qos=1, retain=True).wait_for_publish(
-            10
-        )
-    finally:
-        cl.loop_stop()
-        cl.disconnect()
 
 
 @needs("auditor")
