@@ -17,6 +17,23 @@ from tests.helpers.examples import EXAMPLE_ACL
 EDGED = str(Path(sys.executable).with_name("edged"))
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "edged.toml"
 LONG = os.environ.get("EDGED_LONG", "") not in ("", "0")
+# Every count that EDGED_LONG=1 raises, in one place: name -> (default, EDGED_LONG=1).
+# The defaults keep the whole suite inside 15 minutes on 2 cores; the long sizes are for a
+# night's run before a release. 0 as the long size of bitflip_positions: every bit.
+SIZES = {
+    "bitflip_positions": (1500, 0),  # bits of a journal flipped one at a time
+    "sync_backlog_records": (20_000, 100_000),  # records drained after an outage
+    "journal_crash_kills": (40, 200),  # appender processes killed mid-write
+    "daemon_crash_kills": (50, 1000),  # daemons killed with SIGKILL at random moments
+    "daemon_fuzz_examples": (200, 2000),  # random event sequences against the daemon
+    "fleet_devices": (200, 200),  # devices in the central scale test (EDGED_FLEET_DEVICES)
+}
+
+
+def size(name: str) -> int:
+    """The count ``name`` runs with (:data:`SIZES`)."""
+    default, long = SIZES[name]
+    return long if LONG else default
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +66,17 @@ def state_dir(tmp_path: Path) -> Path:
     d = tmp_path / "state"
     init_keys(d)
     return d
+
+
+@pytest.fixture
+def signed_door(tmp_path: Path):
+    """Make a door with keys, its public key pinned for a collector, and its journal:
+    ``signed_door(site, device, name="state")`` (:class:`tests.helpers.door.SignedDoor`)."""
+    from tests.helpers.door import SignedDoor
+
+    return lambda site="tokyo", device="door-1", name="state": SignedDoor(
+        tmp_path, site, device, name
+    )
 
 
 @pytest.fixture
@@ -218,15 +246,25 @@ def enrol(state: Path, config: Path = EXAMPLE_CONFIG) -> None:
 
 
 TIERS = ("unit", "integration", "system")
+# A hung test fails (pytest-timeout) instead of hanging the run: per tier, generous for
+# what each tier starts; a test may ask for more with its own @pytest.mark.timeout.
+TIMEOUTS = {"unit": 60, "integration": 300, "system": 900}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test sits in exactly one tier (module-level ``pytestmark``), so that
-    ``pytest -m unit`` on a laptop runs what needs no services, and nothing is missed."""
-    wrong = [
-        item.nodeid
-        for item in items
-        if sum(1 for t in TIERS if item.get_closest_marker(t) is not None) != 1
-    ]
+    """Every test sits in exactly one tier (module-level ``pytestmark``), in the folder of
+    that tier (tests/unit, tests/integration, tests/system), so that ``pytest -m unit``
+    or ``pytest tests/unit`` on a laptop runs what needs no services, and nothing is
+    missed; each gets its tier's time limit unless it sets its own."""
+    wrong = []
+    for item in items:
+        tiers = [t for t in TIERS if item.get_closest_marker(t) is not None]
+        folder = Path(str(item.fspath)).parent.name
+        if len(tiers) != 1 or tiers[0] != folder:
+            wrong.append(f"{item.nodeid} ({','.join(tiers) or 'no tier'} in {folder}/)")
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUTS[tiers[0]]))
     if wrong:
-        raise pytest.UsageError(f"tests without exactly one tier marker {TIERS}: {wrong[:5]}")
+        raise pytest.UsageError(
+            f"tests without exactly one tier marker {TIERS}, or outside its folder: {wrong[:5]}"
+        )

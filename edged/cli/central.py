@@ -20,6 +20,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from edged.protocol.keys import load_private_key
 
     configure_logging()
+    if not 0.1 <= args.report_every <= 86400:
+        from edged.errors import ConfigError
+
+        raise ConfigError(f"collect --report-every: 0.1 to 86400 s, got {args.report_every:g}")
     col = Collector(
         broker_from_args(args),
         args.store,
@@ -39,7 +43,16 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
     _signal.signal(_signal.SIGINT, lambda *_: stop.set())
     col.start()
-    stop.wait()
+    # A line of progress now and then (only when it moved): what this collector stored
+    # is known even if it is killed, when no collector_stopped line is written.
+    from edged.log import get_logger
+
+    log, last = get_logger("edged.collect"), (0, 0)
+    while not stop.wait(args.report_every):
+        now = (col.stored, col.parked)
+        if now != last:
+            log.info("collector_progress", stored=now[0], parked=now[1])
+            last = now
     col.close()
     return 0
 
@@ -241,6 +254,11 @@ def register(sub: Any) -> None:
         help="alarm when a device has not applied a published access list after S seconds"
         " (default: 600)",
     )
+    col.add_argument(
+        "--report-every", type=float, default=60.0, metavar="S",
+        help="log a line of progress (records stored, parked) every S seconds while it"
+        " changes (default: 60)",
+    )  # fmt: skip
     col.add_argument("--trust", required=True, help="directory of SITE/DEVICE.pub files")
     col.add_argument("--key", required=True, help="collector_ed25519.key")
     col.add_argument(

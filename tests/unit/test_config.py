@@ -1,0 +1,87 @@
+"""The device's configuration reader (edged/device/config.py), on its own: the example
+parses to the declared defaults, and each kind of mistake is one line naming the file,
+the key and the reason, never a traceback (R3 and R12 bounds included)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edged.core.options import declared
+from edged.core.policy import PolicyConfig
+from edged.device.config import JournalConfig, parse_config
+from edged.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "edged.toml"
+BASE = tomllib.loads(EXAMPLE.read_text())
+
+
+def parse(mutate=None, state_dir: Path | None = None):
+    d = copy.deepcopy(BASE)
+    if mutate is not None:
+        mutate(d)
+    return parse_config(d, Path("site.toml"), state_dir=state_dir)
+
+
+def error(mutate) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse(mutate)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("site.toml: "), msg
+    return msg
+
+
+def test_the_example_parses_and_absent_options_take_their_declared_defaults():
+    """R3, R12: what the example leaves out is the declared default."""
+    cfg = parse()
+    assert (cfg.site, cfg.device) == ("tokyo-hq", "door-3f-1")
+    for cls, section, got in ((PolicyConfig, "policy", cfg.policy),
+                              (JournalConfig, "journal", cfg.journal)):  # fmt: skip
+        for d in declared(cls):
+            if d.name not in BASE.get(section, {}) and not d.required:
+                assert getattr(got, d.name) == d.default, (section, d.name)
+    assert set(cfg.doors) == {"main", "server"} and set(cfg.cabinets) >= {"cab-a"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "want"),
+    [
+        (lambda d: d["policy"].update(pin_attempts=0),
+         "policy.pin_attempts: must be between 1 and 20, got 0"),
+        (lambda d: d["policy"].update(pin_attempts=21), "policy.pin_attempts: must be between"),
+        (lambda d: d["policy"].update(pin_attempts="5"), "policy.pin_attempts: expected"),
+        (lambda d: d["policy"].update(bogus=1), "policy.bogus: unknown key"),
+        (lambda d: d["journal"].update(checkpoint_every=0), "journal.checkpoint_every:"),
+        (lambda d: d["gpio"].update(tamper_pin=99), "gpio.tamper_pin: GPIO pin must be 0..27"),
+        (lambda d: d["gpio"].update(tamper_pin=17), "GPIO 17 is already used by"),
+        (lambda d: d["clock"].update(when_unsynced="maybe"), "clock.when_unsynced:"),
+        (lambda d: d["doors"]["main"].update(area="nowhere"), "nowhere"),
+        (lambda d: d.pop("site"), "site"),
+        (lambda d: d.update(site="tokyo/hq"), "site"),
+    ],
+    ids=["below", "above", "type", "unknown", "journal", "pin-range", "pin-twice",
+         "choice", "area", "missing", "name"],
+)
+def test_each_mistake_is_one_line_naming_the_key_and_reason(mutate, want):
+    """R3, R12: bounds a site cannot write past; every refusal names file, key, reason."""
+    assert want in error(mutate)
+
+
+def test_the_witness_directory_must_lie_outside_the_state_directory(tmp_path):
+    """R10, R14: a journal and its witness in one directory go back together."""
+    state = tmp_path / "state"
+
+    def inside(d):
+        d["state_dir"] = str(state)
+        d["journal"]["witness_dir"] = str(state / "witness")
+
+    assert "witness_dir" in error(inside)
+    cfg = parse(lambda d: d.update(state_dir=str(state)))
+    assert cfg.journal.witness_dir is None or not str(cfg.journal.witness_dir).startswith(
+        str(state) + "/"
+    )

@@ -1,0 +1,88 @@
+"""The door's character display (R1, R6): the HD44780 ROM's bytes for katakana and
+ASCII, and what the screen says for each question, answer and open cabinet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from edged.drivers.hd44780 import decode, encode, fit
+
+from edged.device.config import load_config
+from edged.device.display import RESULT_SECONDS, Presenter
+
+pytestmark = pytest.mark.unit
+
+NS = 1_000_000_000
+CFG = load_config(Path(__file__).parents[2] / "config" / "edged.toml")
+
+
+def test_kana_become_the_roms_bytes():
+    """R1: katakana and hiragana map to the A00 ROM's half-width cells, voicing marks as
+    cells of their own; full-width ASCII folds to ASCII; what the ROM lacks is "?"."""
+    assert encode("ガ") == bytes([0xB6, 0xDE])  # ｶ + ﾞ
+    assert encode("ぱ") == bytes([0xCA, 0xDF])  # ﾊ + ﾟ (hiragana as katakana)
+    assert encode("アンショウバンゴウ") == bytes.fromhex("b1 dd bc ae b3 ca de dd ba de b3")
+    assert encode("ー。「」、・") == bytes.fromhex("b0 a1 a2 a3 a4 a5")
+    assert encode("ＰＩＮ　１２") == b"PIN 12"
+    assert encode("山田 Taro ¥\\") == b"?? Taro ??"  # kanji; 0x5C is a yen sign in A00
+    assert decode(encode("ドウゾ S1001")) == "ﾄﾞｳｿﾞ S1001"
+    assert fit(["ABCDEFGHIJKLMNOPQRS", "ｱ"], 16, 2) == [b"ABCDEFGHIJKLMNOP", b"\xb1" + b" " * 15]
+    assert fit([], 16, 2) == [b" " * 16] * 2
+
+
+def _screen(language="ja"):
+    return Presenter({"main": "main"}, {"main": CFG.areas["handling"]}, language)
+
+
+def test_the_screen_asks_answers_and_names_open_cabinets():
+    """R1, R6: the question and what to press; a grant; a denial's reason in words; the
+    last leaver's open cabinets by name; a result gives way to the open question."""
+    p = _screen("en")
+    snap = {"prompts": {"main": {"step": "purpose"}}}
+    assert p.step([], snap, 0)["main"] == ["Purpose", "1/2/3 then #"]
+    granted = {"type": "door.granted", "door": "main", "person": "S1001"}
+    assert p.step([granted], {"prompts": {}}, 1)["main"] == ["Welcome S1001", ""]
+    # Still shown while it is read, then the resting text.
+    assert p.step([], {"prompts": {}}, 2)["main"] == ["Welcome S1001", ""]
+    later = 1 + int(RESULT_SECONDS * NS)
+    assert p.next_deadline() == later
+    assert p.step([], {"prompts": {}}, later)["main"] == ["Tap your card"]
+    denied = {"type": "door.denied", "door": "main", "reason": "holiday"}
+    assert p.step([denied], {"prompts": {}}, later)["main"] == ["Access denied", "Closed today"]
+    still_open = {"type": "lockcheck.open", "door": "main", "open": ["cab-b", "rack-back"]}
+    assert p.step([still_open], {"prompts": {}}, later)["main"] == [
+        "Still open:",
+        "cab-b rack-back",
+    ]
+    warned = {**granted, "pin_expires_in_days": 9}
+    assert p.step([warned], {}, later)["main"] == ["Welcome S1001", "PIN ends in 9d"]
+
+
+def test_japanese_in_katakana_that_the_rom_shows():
+    """R1: every Japanese text the display can show is within the ROM (no "?")."""
+    from edged.device.display import REASONS, TEXTS
+
+    for ja, _en in [*TEXTS.values(), *REASONS.values()]:
+        assert b"?" not in encode(ja.replace("{", "").replace("}", "")), ja
+    p = _screen("ja")
+    denied = {"type": "door.denied", "door": "main", "reason": "pin_wrong"}
+    lines = p.step([denied], {}, 0)["main"]
+    cells = fit(lines, 16, 2)
+    assert [len(c) for c in cells] == [16, 16]
+    assert [decode(c).rstrip() for c in cells] == ["ﾆｭｳｼﾂ ﾃﾞｷﾏｾﾝ", "ﾊﾞﾝｺﾞｳ ﾁｶﾞｲ"]
+
+
+def test_the_simulated_display_keeps_what_the_rom_would_show():
+    """R1: the simulated LCD holds the cells as bytes and reads them back as text; an
+    unchanged screen is not sent again."""
+    from edged.device.hardware import make_device
+
+    d = make_device("display", "sim", name="main", cols=16, rows=2)
+    d.show(["ドウゾ S1001", "PIN アト9ニチ"])
+    assert [r.rstrip() for r in d.text()] == ["ﾄﾞｳｿﾞ S1001", "PIN ｱﾄ9ﾆﾁ"]
+    assert d.cells[0] == encode("ドウゾ S1001").ljust(16, b" ")
+    d.cells = []
+    d.show(["ドウゾ S1001", "PIN アト9ニチ"])
+    assert d.cells == []  # the same screen: nothing written
+    d.close()
