@@ -71,7 +71,7 @@ sed "s#^ExecStart=.*#ExecStart=$venv/bin/edged run --config $etc/edged.toml#" \
 chmod 0644 /etc/systemd/system/edged.service
 ln -sf "$venv/bin/edged" /usr/local/bin/edged
 
-if [ ! -e "$state/device_ed25519.key" ]; then
+if [ ! -e "$state/device_ed25519.key" ] && [ ! -e "$state/device_ed25519.pub" ]; then  # the private half is erased at the first epoch change
     runuser -u "$user" -- "$venv/bin/edged" keys init --state-dir "$state"
 fi
 

@@ -37,6 +37,23 @@ def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     return _launcher.submit(start).result()
 
 
+def exited(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Whether ``proc`` exited within ``timeout`` s, awaited on its pidfd. Popen.wait's
+    timeout polls with time.sleep, which fails with EINVAL under libfaketime (the clock
+    moved for the tests that live on another day), and polling is a guess anyway."""
+    import os
+    import select
+
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:
+        return True  # reaped already
+    try:
+        return bool(select.select([fd], [], [], timeout)[0]) or proc.poll() is not None
+    finally:
+        os.close(fd)
+
+
 class ServiceProcess:
     """Base of the harnesses. Subclasses must override :meth:`start`, which sets ``_proc``."""
 
@@ -71,11 +88,9 @@ class ServiceProcess:
         if proc is None:
             return
         proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if not exited(proc, 10):
             proc.kill()
-            proc.wait()
+        proc.wait()
         self._after_stop()
 
     close = stop

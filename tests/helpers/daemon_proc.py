@@ -17,10 +17,14 @@ EXAMPLE = Path(__file__).parent.parent.parent / "config" / "edged.toml"
 class DaemonProc:
     """A daemon process and its output, with a wait for its ready line."""
 
-    def __init__(self, state_dir: Path, config: Path = EXAMPLE) -> None:
+    def __init__(
+        self, state_dir: Path, config: Path = EXAMPLE, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """``prefix``: a command the daemon runs under (faketime, for one)."""
         self.state_dir = state_dir
         self.proc = subprocess.Popen(
-            [EDGED, "run", "--config", str(config), "--simulate", "--state-dir", str(state_dir)],
+            [*prefix, EDGED, "run", "--config", str(config), "--simulate",
+             "--state-dir", str(state_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -77,6 +81,12 @@ class DaemonProc:
 
     def state(self):
         return self.sim(cmd="state")["state"]
+
+    def kill(self) -> None:
+        """A power cut: SIGKILL, nothing flushed, nothing said."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._t.join(10)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import LONG, require_pcscd
 from tests.helpers.examples import SITE_TZ
+from tests.helpers.faketime import faketime
 from tests.integration.test_readme import blocks, run_blocks
 
 pytestmark = pytest.mark.system
@@ -50,20 +49,6 @@ def _days() -> dict[str, dt.date]:
 
 
 DAYS = _days()
-
-
-def faketime(day: dt.date) -> tuple[str, ...]:
-    """Every process under it lives on ``day`` at 10:00 in Tokyo, its clock running on.
-
-    A relative offset (not faketime's "@" start time), so that the processes started one
-    after another share one clock, as on a real machine."""
-    target = dt.datetime.combine(day, dt.time(10, 0), SITE_TZ).timestamp()
-    faketime = shutil.which("faketime")
-    if faketime is None:
-        pytest.fail("faketime missing: run EDGED_TEST_EXTRAS=1 scripts/bootstrap.sh as root")
-    # FAKETIME_DONT_FAKE_MONOTONIC: libfaketime would move the monotonic clock too, and
-    # its wrapped condition waits then never time out (the held-open alarm never came).
-    return ("env", "FAKETIME_DONT_FAKE_MONOTONIC=1", faketime, "-f", f"{target - time.time():+.0f}")
 
 
 def _story(out: str) -> list[tuple[str, str]]:
