@@ -53,6 +53,7 @@ LABELS = {
         "host": "訪問先",
         "unknown_person": "(不明)",
         "exit_button": "退室ボタン",
+        "may_have_left": "在室とされていた人",
         "open_visits": "退室が記録されていない入室",
         "reviews": "記録の点検",
         "reviewed_at": "点検日時",
@@ -102,6 +103,7 @@ LABELS = {
         "host": "Visiting",
         "unknown_person": "(unknown)",
         "exit_button": "exit button",
+        "may_have_left": "counted inside then",
         "open_visits": "Entries with no exit recorded",
         "reviews": "Reviews of the records",
         "reviewed_at": "Reviewed at",
@@ -202,6 +204,7 @@ class Visit:
     carry_out: str = ""  # what was declared taken out at exit, and who approved it
     carry_out_approver: str = ""
     how: str = ""  # an exit with no known person: "exit_button", "unknown_card"
+    may_have_left: str = ""  # an exit by the button: who was counted inside then
 
 
 @dataclass
@@ -353,7 +356,7 @@ def add_records(
             how = "exit_button" if rtype == "door.exit_request" else r.get("reason", "")
             led.visits.append(
                 Visit("", r.get("person") or "", r.get("name") or "", r.get("area", ""),
-                      exit=when, how=how)
+                      exit=when, how=how, may_have_left=", ".join(r.get("may_have_left") or []))
             )  # fmt: skip
         elif rtype == "ledger.reviewed":
             if _overlaps(r, start, end):
@@ -489,9 +492,9 @@ def to_html(
     def person(v: Visit) -> str:
         if v.name or v.person:
             return v.name
-        return (
-            f"{L['unknown_person']} {code(v.how) if v.how != 'exit_button' else L['exit_button']}"
-        )
+        how = code(v.how) if v.how != "exit_button" else L["exit_button"]
+        who = f" ({L['may_have_left']}: {v.may_have_left})" if v.may_have_left else ""
+        return f"{L['unknown_person']} {how}{who}"
 
     visits = [
         [

@@ -41,6 +41,13 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "区域 {area} に誰もいない間に書庫 {cabinet} が開きました。",
         "Cabinet {cabinet} opened while nobody was inside {area}.",
     ),
+    "exit_without_tap": (
+        "カードなしの退室", "Left without tapping out",
+        "扉 {door} から退室ボタンで出た人がカードをタッチしませんでした。"
+        "在室とされていた人: {may_have_left}",
+        "Someone left {area} by the exit button at {door} without tapping out; counted"
+        " inside then: {may_have_left}.",
+    ),
     "cabinet_unauthorised": (
         "権限のない書庫開放", "Cabinet opened without its custodian",
         "書庫 {cabinet} が管理者の立会いなしに開きました({why})。在室: {inside}",

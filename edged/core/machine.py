@@ -46,6 +46,7 @@ from edged.core.events import (
 )
 from edged.core.indicators import indicators
 from edged.core.lockout import PinLockout
+from edged.core.occupancy import Untapped
 from edged.core.policy import CARRY_IN, AccessList, Person, SitePolicy
 from edged.protocol.records import RecordType
 
@@ -113,6 +114,7 @@ class CoreState:
     expiry_warned_on: str | None = None
     cabinet_release: dict[str, int] = field(default_factory=dict)  # cabinet -> relock mono
     local_pins: dict[str, LocalPin] = field(default_factory=dict)  # person -> changed here
+    untapped: Untapped = field(default_factory=Untapped)  # exits without a tap
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -363,10 +365,12 @@ class Core:
         if reason:
             return self._deny(door, card, reason, p)
         assert p is not None
-        inside = self.state.occupancy.setdefault(area, {})
+        passback = self._passback(area, p.id)
+        if passback in ("uncertain", "soft"):
+            proven["passback"] = passback
 
         if p.role == "visitor":
-            if p.id in inside:
+            if passback == "refuse":
                 return self._deny(door, card, "already_inside", p)
             window = int(self.cfg.policy.escort_seconds * NS)
             esc = self.state.escorts.followed(door, now.mono, window)
@@ -385,7 +389,7 @@ class Core:
                 return self._deny(door, card, "pin_not_enrolled", p)
             return self._begin(door, area, p, card, steps, now, {"visitor": pending, **proven})
 
-        if p.id in inside:
+        if passback == "refuse":
             return self._deny(door, card, "already_inside", p)  # anti-passback
         steps = self._steps(area, pin=self._needs_pin(area))
         if "pin" in steps and p.pin is None:
@@ -393,6 +397,17 @@ class Core:
         if p.role == "admin":
             steps = ["admin", *steps]
         return self._begin(door, area, p, card, steps, now, dict(proven))
+
+    def _passback(self, area: str, person: str) -> str | None:
+        """A tap in by someone counted inside ``area``: "refuse" (hard anti-passback), or
+        why they go in all the same: "uncertain" (an exit without a tap may have been
+        theirs: nobody is refused in the morning for yesterday's exit button), "soft"
+        (the area records it and lets them in). None: not counted inside."""
+        if person not in self.state.occupancy.get(area, {}):
+            return None
+        if self.state.untapped.is_uncertain(area, person):
+            return "uncertain"
+        return "soft" if self.cfg.areas[area].anti_passback == "soft" else "refuse"
 
     def _needs_pin(self, area: str) -> bool:
         a = self.cfg.areas.get(area)
@@ -438,7 +453,7 @@ class Core:
         self, door: str, area: str, p: Person, card: str, now: Now, collected: dict[str, Any]
     ) -> list[Action]:
         extra: dict[str, Any] = {}
-        for key in ("purpose", "carry_in", "pin_expires_in_days", "proof"):
+        for key in ("purpose", "carry_in", "pin_expires_in_days", "proof", "passback"):
             if key in collected:
                 extra[key] = collected[key]
         inside = self.state.occupancy.setdefault(area, {})
@@ -489,6 +504,7 @@ class Core:
                 self.state.escorts.entered(area, p.id, esc.id)
             out.append(Record("door.granted", fields))
             inside[p.id] = p.name
+            self.state.untapped.identified(area, p.id)
             if p.escort:
                 self.state.escorts.went_in(door, p, now.mono)
         self.state.lockout.right(card)
@@ -675,6 +691,7 @@ class Core:
         removed = sorted(inside)
         self.state.occupancy[pr.area] = {}
         self.state.escorts.forget(pr.area)
+        self.state.untapped.forget(pr.area)
         return [
             Record(
                 "occupancy.reset",
@@ -706,6 +723,7 @@ class Core:
         area = self.cfg.doors[door].area
         p = self.acl.by_card(card) if self.acl else None
         inside = self.state.occupancy.setdefault(area, {})
+        self.state.untapped.taken(door)  # a card at the exit reader answers the offer
         if not genuine:
             f = self._base(door, "exit", card, p)
             f.update(was_inside=False, reason="card_kind_not_allowed")
@@ -726,7 +744,12 @@ class Core:
             return [Indicate("green", True, blink=True)]
         carry = carry or {}
         if p is not None and p.id in inside:
-            if len(inside) == 1 and self._area_cabinets(area):
+            self.state.untapped.identified(area, p.id)
+            # The last one out: nobody else counted inside, or nobody else known to be
+            # there (everyone else counted was in the room at an exit without a tap).
+            others = set(inside) - {p.id}
+            last = not others or self.state.untapped.all_uncertain(area, others)
+            if last and self._area_cabinets(area):
                 if p.role not in CONFIRM_ROLES:
                     # Out they go (never trapped), but nobody vouched for the cabinets.
                     return self._lockcheck_done(
@@ -742,6 +765,8 @@ class Core:
                     )
                 return self._lockcheck_start(door, area, p, card, now, carry)
             del inside[p.id]
+            if not inside:
+                self.state.untapped.forget(area)
             return [
                 Record(
                     "door.exit",
@@ -938,18 +963,15 @@ class Core:
         rtype: RecordType = (
             "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
         )
+        fields = {"area": area, "door": door, "person": p.id, "name": p.name,
+                  "cabinets": states, "method": method}  # fmt: skip
+        if inside:
+            # Still counted, though an exit without a tap may have been theirs.
+            fields["uncertain"] = sorted(inside)
+        else:
+            self.state.untapped.forget(area)
         return [
-            Record(
-                rtype,
-                {
-                    "area": area,
-                    "door": door,
-                    "person": p.id,
-                    "name": p.name,
-                    "cabinets": states,
-                    "method": method,
-                },
-            ),
+            Record(rtype, fields),
             Record(
                 "door.exit",
                 {
@@ -964,14 +986,25 @@ class Core:
         ]
 
     def _exit_button(self, ev: ExitButton, now: Now) -> list[Action]:
+        """The door opens (Invariant 4). Nobody is identified, so it is never silent:
+        the record names who may have left, their count turns uncertain, and a door with
+        an exit reader offers the last-out check (:mod:`edged.core.occupancy`)."""
         if ev.door not in self.state.doors:
             return [Record("event.unknown_door", {"door": ev.door})]
+        d = self.cfg.doors[ev.door]
+        inside = sorted(self.state.occupancy.get(d.area, {}))
+        fields: dict[str, Any] = {"door": ev.door, "area": d.area, "person": None}
+        if inside:
+            fields["may_have_left"] = inside
+        wait = int(self.cfg.policy.lockcheck_seconds * NS)
+        deadline = now.mono + wait if d.exit_reader else None
+        offer = self.state.untapped.exit_without_tap(ev.door, d.area, inside, deadline)
+        if offer is not None:
+            fields["last_out_offered"] = True
         return [
-            Record(
-                "door.exit_request",
-                {"door": ev.door, "area": self.cfg.doors[ev.door].area, "person": None},
-            ),
+            Record("door.exit_request", fields),
             *self._unlock(ev.door, now, needs_record=False),
+            *(self._outputs() if offer is not None else []),
         ]
 
     def _cabinet(self, ev: CabinetChanged) -> list[Action]:
@@ -998,6 +1031,11 @@ class Core:
                 out.append(
                     Record("alarm.cabinet_unattended", {"cabinet": ev.cabinet, "area": area})
                 )
+            elif opened and self.state.untapped.all_uncertain(area, set(inside)):
+                # Everyone counted inside was there at an exit without a tap, and nobody
+                # has shown a card since: nobody is known to be in the room (R6, R17).
+                doubt = {"cabinet": ev.cabinet, "area": area, "uncertain": inside}
+                out.append(Record("alarm.cabinet_unattended", doubt))
             elif opened and c is not None and c.guarded:
                 why = None
                 if c.lock_pin is not None and ev.cabinet not in self.state.cabinet_release:
@@ -1055,6 +1093,7 @@ class Core:
         times += self.state.escorts.deadlines()
         times += self.state.lockout.deadlines()
         times += self.state.cabinet_release.values()
+        times += self.state.untapped.deadlines()
         return min(times) if times else None
 
     def tick(self, now: Now) -> list[Action]:
@@ -1086,6 +1125,12 @@ class Core:
             else:
                 out += self._deny(pr.door, pr.card, "prompt_timeout", pr.person, step=pr.step)
                 out += self._idle()
+        for u in self.state.untapped.tick(now.mono):
+            o = u.offer
+            if self.cfg.areas[o.area].tap_out == "required":
+                who = {"door": o.door, "area": o.area, "may_have_left": list(o.inside)}
+                out.append(Record("alarm.exit_without_tap", who))
+            out += self._outputs()
         for door, w in self.state.escorts.expired(now.mono):
             out += self._deny(door, w.card, "escort_needed", w.person) + self._idle()
         self.state.lockout.tick(now.mono)
@@ -1141,7 +1186,11 @@ class Core:
         alarm = self.alarm_active()
         attention = bool(self.state.lockcheck_open)
         unlocked = any(d.unlocked for d in self.state.doors.values())
-        waiting = bool(self.state.prompts) or bool(self.state.escorts.waiting)
+        waiting = (
+            bool(self.state.prompts)
+            or bool(self.state.escorts.waiting)
+            or bool(self.state.untapped.offers)
+        )
         return indicators(alarm=alarm, attention=attention, unlocked=unlocked, waiting=waiting)
 
     def snapshot(self) -> dict[str, Any]:
@@ -1154,6 +1203,8 @@ class Core:
                 d: {"step": pr.step, "person": pr.person.id} for d, pr in s.prompts.items()
             },
             "lockcheck_open": dict(s.lockcheck_open),
+            "uncertain": {a: sorted(v) for a, v in s.untapped.uncertain.items() if v},
+            "last_out_offers": {d: o.area for d, o in s.untapped.offers.items()},
             "cabinets_released": sorted(s.cabinet_release),
             "waiting_visitors": sorted(s.escorts.waiting),
             "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},

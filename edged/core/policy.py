@@ -58,6 +58,18 @@ class AreaConfig:
     approver: str | None = None  # 確認者 of the area's entries (a person id of the list)
     # Which cards open it: "id" (an identifier only), "desfire", "piv"; empty: any.
     cards: frozenset[str] = frozenset()
+    anti_passback: str = opt(
+        "hard",
+        "a tap in by someone counted inside: hard refuses it (already_inside) unless an"
+        " exit without a tap left the count uncertain; soft lets them in and records it",
+        choices=("hard", "soft"),
+    )
+    tap_out: str = opt(
+        "optional",
+        "required: leaving by the exit button without tapping out at the offer is"
+        " alarm.exit_without_tap (the door still opens)",
+        choices=("optional", "required"),
+    )
 
 
 @dataclass(frozen=True)

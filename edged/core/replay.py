@@ -22,6 +22,7 @@ REPLAYED = (
     SNAPSHOT,
     "door.granted",
     "door.exit",
+    "door.exit_request",
     "door.denied",
     "occupancy.reset",
     "alarm.pin_lockout",
@@ -75,6 +76,8 @@ class _Replayed:
 
     def __init__(self) -> None:
         self.occ: dict[str, dict[str, str]] = {}
+        # Counted inside, but an exit without a tap may have been theirs (core/occupancy).
+        self.uncertain: dict[str, set[str]] = {}
         self.escorts: dict[str, dict[str, str]] = {}
         self.unescorted: dict[str, set[str]] = {}
         self.failures: dict[str, int] = {}
@@ -84,6 +87,7 @@ class _Replayed:
     def seed(self, snap: dict[str, Any]) -> None:
         """Start from a snapshot: the state of every record before its ``kept_from_seq``."""
         self.occ = {a: dict(p) for a, p in (snap.get("occupancy") or {}).items()}
+        self.uncertain = {a: set(v) for a, v in (snap.get("uncertain") or {}).items()}
         self.escorts = {a: dict(e) for a, e in (snap.get("escorts") or {}).items()}
         self.unescorted = {a: set(v) for a, v in (snap.get("unescorted") or {}).items()}
         self.failures = dict(snap.get("pin_failures") or {})
@@ -97,16 +101,25 @@ class _Replayed:
             self.seed(r)
         elif t == "door.granted" and person:
             occ.setdefault(area, {})[person] = r.get("name", "")
+            self.uncertain.get(area, set()).discard(person)
             if r.get("escort"):
                 escorts.setdefault(area, {})[person] = r["escort"]
             if isinstance(card, str):
                 failures.pop(card, None)
         elif t == "door.exit" and person:
             occ.setdefault(area, {}).pop(person, None)
+            self.uncertain.get(area, set()).discard(person)
+            if not occ[area]:
+                self.uncertain.pop(area, None)
             escorts.get(area, {}).pop(person, None)
             unescorted.get(area, set()).discard(person)
+        elif t == "door.exit_request":
+            may = [p for p in r.get("may_have_left") or [] if p in occ.get(area, {})]
+            if may:
+                self.uncertain.setdefault(area, set()).update(may)
         elif t == "occupancy.reset":
             occ.setdefault(area, {}).clear()
+            self.uncertain.pop(area, None)
             escorts.pop(area, None)
             unescorted.pop(area, None)
         elif t == "door.denied" and r.get("reason") == "pin_wrong" and isinstance(card, str):
@@ -144,6 +157,7 @@ class _Replayed:
             )
         return {
             "occupancy": {a: dict(sorted(p.items())) for a, p in sorted(self.occ.items()) if p},
+            "uncertain": {a: sorted(v) for a, v in sorted(self.uncertain.items()) if v},
             "escorts": {a: dict(sorted(e.items())) for a, e in sorted(self.escorts.items()) if e},
             "unescorted": {a: sorted(v) for a, v in sorted(self.unescorted.items()) if v},
             "pin_failures": dict(sorted(self.failures.items())),
@@ -170,6 +184,7 @@ def replay(
         acc.apply(r)
     for area in areas:
         state.occupancy[area] = acc.occ.get(area, {})
+    state.untapped.uncertain = {a: set(v) for a, v in acc.uncertain.items() if v}
     state.escorts.escorting = {a: e for a, e in acc.escorts.items() if e}
     state.escorts.unescorted = {a: v for a, v in acc.unescorted.items() if v}
     state.lockout.failures = acc.failures

@@ -382,6 +382,7 @@ SECTIONS: list[tuple[str, type, dict[str, tuple[str, ...]]]] = [
     ("clock", ClockConfig, {}),
     ("policy", PolicyConfig, {}),
     ("journal", JournalConfig, {}),
+    ("areas.NAME", AreaConfig, {}),
     ("doors.NAME", DoorConfig, {}),
     ("cabinets.NAME", CabinetConfig, {}),
     ("keypads.DOOR", KeypadConfig, {"backend": backends.names("keypad")}),
@@ -402,6 +403,18 @@ READ_OTHERWISE: dict[str, list[tuple[str, str, str, str]]] = {
             "where the journal's head is"
             " remembered, outside the state directory, so a restored old journal is seen (R9)",
         ),
+    ],
+    "areas.NAME": [
+        ("kind", "`handling` \\| `management`", "required", "取扱区域 or 管理区域"),
+        ("title", "text", "the name", "what people read on screens and in the ledger"),
+        ("pin_required", "bool", "management areas", "a PIN after the card"),
+        ("purposes", "table code -> purpose", "none asked", "入室理由 asked on the keypad"),
+        ("carry_in", "bool", "`false`", "ask for a carry-in declaration (R4)"),
+        ("carry_out", "bool", "`false`", "ask at exit what is taken out (R18)"),
+        ("carry_out_approval", "bool", "`false`", "taking something out needs an approver"),
+        ("approver", "a person id", "none", "確認者 of the area's entries"),
+        ("lockcheck_pin", "bool", "`false`", "the last leaver confirms with the PIN"),
+        ("cards", "list of `id`, `desfire`, `piv`", "any", "the card kinds that open it"),
     ],
     "doors.NAME": [
         ("area", "an `[areas]` name", "required", "the area this door lets into"),
@@ -603,7 +616,8 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             if not (code.isdigit() and 1 <= len(code) <= 3):
                 raise purposes_sec.error(code, "purpose codes are 1-3 digits")
             purposes[code] = _name(purposes_sec, code)
-        areas[name] = AreaConfig(
+        areas[name] = a.fill(
+            AreaConfig,
             name=name,
             kind=kind,
             title=a.get("title", str, name),

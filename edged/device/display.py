@@ -37,6 +37,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "pin_changed": ("バンゴウ ヘンコウズミ", "PIN changed"),
     "wait_escort": ("タチアイニンヲ マッテイマス", "Waiting for escort"),
     "carry_out_ok": ("モチダシ ショウニンズミ", "Carry-out approved"),
+    # After an exit by the button: the last one out taps, so the lock check still happens.
+    "last_out": ("サイゴノカタハ カード", "Last out? Tap"),
+    "last_out_2": ("ショコ セジョウカクニン", "card to check"),
 }
 # Why a card was refused, in words the holder understands.
 REASONS: dict[str, tuple[str, str]] = {
@@ -96,6 +99,7 @@ class Presenter:
         result stays ``RESULT_SECONDS``; then the open question, or the resting text."""
         prompts = snapshot.get("prompts", {})
         waiting = set(snapshot.get("waiting_visitors", []))
+        offers = snapshot.get("last_out_offers", {})
         out = {}
         for name, door in self.doors.items():
             result = self._result(door, [r for r in records if r.get("door") == door])
@@ -105,6 +109,8 @@ class Presenter:
                 lines = self._resting(door, prompts.get(door))
                 if door in waiting and door not in prompts:
                     lines = [self._t("wait_escort")]
+                elif door in offers and door not in prompts:
+                    lines = [self._t("last_out"), self._t("last_out_2")]
                 self.screens[name] = Screen(lines)
             out[name] = self.screens[name].lines
         return out

@@ -38,6 +38,7 @@ RecordType = Literal[
     "alarm.door_forced",
     "alarm.door_held_open",
     "alarm.driver_fault",
+    "alarm.exit_without_tap",
     "alarm.internal_error",
     "alarm.journal_rollback",
     "alarm.journal_unavailable",

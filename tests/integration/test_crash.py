@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 KILLS = size("journal_crash_kills")
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_returned_append_and_leaves_no_gap(state_dir):
     """R14, R9: after every SIGKILL, verify passes and every returned append is present."""
     keys = load_keys(state_dir)

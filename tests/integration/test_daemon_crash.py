@@ -26,6 +26,7 @@ ROOT = Path(__file__).parents[2]
 KILLS = size("daemon_crash_kills")
 
 
+@pytest.mark.slow
 def test_sigkill_never_leaves_an_unrecorded_unlock(tmp_path):
     """Invariant 2, R14: every time the relay was energised, the reason was already a
     committed record; after every kill the journal verifies with no gap, and a restart

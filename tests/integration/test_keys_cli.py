@@ -150,6 +150,7 @@ def test_verify_of_other_sqlite_file_exits_2(tmp_path, state_dir):
     assert p.returncode == 2 and "not an edged journal" in json.loads(p.stdout)["error"]
 
 
+@pytest.mark.slow
 def test_demo_leaves_a_verified_journal_and_runs_twice(tmp_path):
     """The README's first command: the daemon on simulated hardware, a scenario, a verified
     journal; harmless to repeat (R8, R9, R11)."""

@@ -40,6 +40,7 @@ def site(tmp_path, mosquitto):
     return Site(tmp_path, mosquitto.port, extra="refusal_interval_seconds = 2\n")
 
 
+@pytest.mark.slow
 def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosquitto):
     """R13: broker killed and restarted, daemon restarted: the collector ends with every
     seq exactly once, in order; receipts bring acked_seq up to the head."""

@@ -22,6 +22,7 @@ SITE, DEVICE = "hq", "door-1"
 RECORDS = size("sync_backlog_records")
 
 
+@pytest.mark.slow
 def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto, signed_door):
     """R13: a backlog drained through four broker kills (SIGKILL, no persistence: every
     queued message is lost) and an agent restart: every seq once, in order, receipted."""

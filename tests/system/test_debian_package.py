@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.build import run, tree_copy
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 

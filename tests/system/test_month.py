@@ -107,6 +107,7 @@ def _serve(d: DaemonProc) -> None:
         d.sim(cmd="exit-button")
 
 
+@pytest.mark.slow
 def test_a_month_of_days_restarts_and_power_cuts(tmp_path, mosquitto):
     """R9, R10, R12, R13, R14: every morning the door starts and serves, every evening it
     is stopped or killed, its journal verifies and the central copy is whole and in

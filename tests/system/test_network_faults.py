@@ -94,6 +94,7 @@ def broker(net, tmp_path):
         yield m
 
 
+@pytest.mark.slow
 def test_half_open_links_and_a_broker_restart_lose_nothing(net, broker, tmp_path):
     """R10, R13: three black-hole cuts of the device's link (found by keepalive, records
     kept meanwhile), one with the broker restarted behind it: every seq once, in order,

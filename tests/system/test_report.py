@@ -89,7 +89,8 @@ def day(state_dir):
             carry_out_approver="A1",
             carry_out_approver_name="小林 管理者",
         )
-        at(95, "door.exit_request", door="main", area="handling", person=None)
+        at(95, "door.exit_request", door="main", area="handling", person=None,
+           may_have_left=["V1"], last_out_offered=True)  # fmt: skip
         at(100, "alarm.door_held_open", door="main", seconds=30)
         at(101, "alarm.cleared", door="main", was="held_open")
         at(
@@ -195,8 +196,11 @@ def test_html_ledger_is_japanese_printable_and_tied_to_the_log(day, tmp_path):
     head = sqlite3.connect(day).execute("SELECT hash FROM records ORDER BY seq DESC").fetchone()
     assert head[0] in page
     assert "有効期限切れ" in page and "扉の開放放置" in page and "許可PC" in page
+    # An exit by the button names who was counted inside then (issue 37).
+    assert "(不明) 退室ボタン (在室とされていた人: V1)" in page
     en = report(day, "--lang", "en")
     assert "Entry/exit ledger" in en.stdout and "intact" in en.stdout
+    assert "(unknown) exit button (counted inside then: V1)" in en.stdout
 
 
 def test_a_tampered_journal_says_so_on_the_report(day):

@@ -73,6 +73,7 @@ def test_the_wheel_holds_every_package_and_data_file(wheel):
     assert "Provides-Extra: device" in text and "Provides-Extra: central" in text
 
 
+@pytest.mark.slow
 def test_installed_wheel_imports_everything_and_runs_the_demo(wheel, tmp_path):
     """Installed with its device, sim and central extras into a fresh virtualenv (pip's cache makes
     the second time fast), outside the repository: every module imports and `edged demo

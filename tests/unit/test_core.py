@@ -868,3 +868,109 @@ def test_every_card_read_passes_the_one_card_gate():
     rig.core.state.occupancy["server-room"] = {"A1": "Name A1"}
     [c] = records(rig.tap("A1", reader="rack"), "cabinet.denied")
     assert (c.fields["reason"], c.fields["person"]) == ("card_kind_not_allowed", "A1")
+
+
+def _enter(rig, pid):
+    """``pid`` through the main door: the card, a purpose, no carry-in."""
+    rig.tap(pid)
+    [g] = records(rig.keys("1#0#"), "door.granted")
+    return g.fields
+
+
+def _area_rig(**area):
+    a = replace(CFG.areas["handling"], **area)
+    return Rig(cfg=replace(CFG, areas={**CFG.areas, "handling": a}))
+
+
+def test_an_exit_by_the_button_is_never_silent_and_the_last_one_out_still_checks():
+    """R1, R6, R7 (issue 37): before, an exit by the button left everyone counted inside
+    for good, so no last leaver was ever asked to check the cabinets and the next
+    morning's tap was refused as already inside. The press names who may have left and
+    offers the last-out check; the one who taps out while everyone else counted is in
+    doubt checks the cabinets; the one who left untapped is let in the next day."""
+    rig = Rig()
+    _enter(rig, "S1")
+    _enter(rig, "S2")
+    rig.advance(10)
+    out = rig.ev(ExitButton(door="main"))
+    [req] = records(out, "door.exit_request")
+    assert req.fields["may_have_left"] == ["S1", "S2"] and req.fields["last_out_offered"]
+    assert unlocks(out)  # the door opens all the same (Invariant 4)
+    snap = rig.core.snapshot()
+    assert snap["uncertain"] == {"handling": ["S1", "S2"]}
+    assert snap["last_out_offers"] == {"main": "handling"}
+    # S2 taps out at the offer: S1 may have gone, so S2 is asked to check the cabinets.
+    assert not records(rig.tap("S2", reader="exit"))
+    assert rig.core.snapshot()["prompts"]["main"]["step"] == "lockcheck"
+    check, ex = records(rig.keys("#"))
+    assert check.type == "lockcheck.confirmed" and check.fields["uncertain"] == ["S1"]
+    assert (ex.type, ex.fields["person"], ex.fields["last_leaver"]) == ("door.exit", "S2", True)
+    assert rig.core.snapshot()["last_out_offers"] == {}
+    # The next morning, S1 (who left by the button) is let in, and says why.
+    rig.advance(12 * 3600)
+    g = _enter(rig, "S1")
+    assert (g["person"], g["passback"]) == ("S1", "uncertain")
+    assert rig.core.snapshot()["uncertain"] == {}
+    # Hard anti-passback still holds for a count that is certain.
+    d = only(rig.tap("S1"), "door.denied")
+    assert d["reason"] == "already_inside"
+
+
+def test_leaving_untapped_where_tapping_out_is_required_is_an_alarm():
+    """R1, R8: an area may require tapping out; the offer running out untaken is
+    alarm.exit_without_tap naming who may have left. Elsewhere it is not an alarm."""
+    for tap_out, alarms in (("required", 1), ("optional", 0)):
+        rig = _area_rig(tap_out=tap_out)
+        _enter(rig, "S2")
+        rig.ev(ExitButton(door="main"))
+        out = rig.advance(CFG.policy.lockcheck_seconds + 1)
+        got = records(out, "alarm.exit_without_tap")
+        assert len(got) == alarms, (tap_out, out)
+        if got:
+            assert got[0].fields["may_have_left"] == ["S2"]
+        assert rig.core.snapshot()["last_out_offers"] == {}
+
+
+def test_soft_anti_passback_records_and_lets_in():
+    """R1: with anti_passback = "soft" a tap in by someone counted inside is let in and
+    the grant says so; hard (the default) refuses it."""
+    rig = _area_rig(anti_passback="soft")
+    _enter(rig, "S2")
+    g = _enter(rig, "S2")
+    assert g["passback"] == "soft"
+    hard = Rig()
+    _enter(hard, "S2")
+    assert only(hard.tap("S2"), "door.denied")["reason"] == "already_inside"
+
+
+def test_a_cabinet_opened_when_nobody_is_known_to_be_inside_is_an_alarm():
+    """R6, R17: after an exit by the button and no card since, a cabinet opening is
+    alarm.cabinet_unattended naming who was counted; a card shown since clears the doubt."""
+    rig = Rig()
+    _enter(rig, "S2")
+    rig.ev(ExitButton(door="main"))
+    rig.advance(CFG.policy.lockcheck_seconds + 1)
+    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    a = only(out, "alarm.cabinet_unattended")
+    assert a["uncertain"] == ["S2"]
+    rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
+    rig.tap("S2")  # back: the grant says who is there
+    rig.keys("1#0#")
+    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    assert not records(out, "alarm.cabinet_unattended")
+
+
+def test_the_doubt_of_an_untapped_exit_survives_a_restart():
+    """R1, R14: replayed from the journal, the people in doubt are still in doubt: after
+    a power cut the one who left by the button is let in, not refused."""
+    rig = Rig()
+    _enter(rig, "S2")
+    rig.ev(ExitButton(door="main"))
+    again = Rig()
+    again.core.restore(replayable(rig.log, rig.mono), again.now, "boot-2")
+    assert again.core.snapshot()["uncertain"] == {"handling": ["S2"]}
+    assert _enter(again, "S2")["passback"] == "uncertain"
+    from edged.core.replay import snapshot_state
+
+    snap = snapshot_state(replayable(rig.log, rig.mono), rig.now, "boot-1")
+    assert snap["uncertain"] == {"handling": ["S2"]}

@@ -86,3 +86,15 @@ def test_the_simulated_display_keeps_what_the_rom_would_show():
     d.show(["ドウゾ S1001", "PIN アト9ニチ"])
     assert d.cells == []  # the same screen: nothing written
     d.close()
+
+
+def test_after_an_exit_by_the_button_the_screen_asks_the_last_one_out_to_tap():
+    """R6 (issue 37): while the door offers the last-out check, its screen says so, in
+    text the ROM shows and a 16-column screen holds; then it rests again."""
+    offer = {"prompts": {}, "last_out_offers": {"main": "handling"}}
+    assert _screen("en").step([], offer, 0)["main"] == ["Last out? Tap", "card to check"]
+    ja = _screen("ja").step([], offer, 0)["main"]
+    assert all(len(line) <= 16 and b"?" not in encode(line) for line in ja), ja
+    assert _screen("en").step([], {"prompts": {}, "last_out_offers": {}}, 0)["main"] == [
+        "Tap your card"
+    ]
