@@ -168,6 +168,24 @@ class Core:
             )
         ]
 
+    def adopt_acl(self, acl: AccessList) -> None:
+        """The stored list, at start: in force at once (the caller records acl.loaded)."""
+        self.acl = acl
+
+    def load_local_pins(self, pins: dict[str, LocalPin]) -> None:
+        """PINs changed at this door (kept on the device only), at start."""
+        self.state.local_pins = dict(pins)
+
+    def seed_cabinets(self, locked: dict[str, bool], now: Now) -> list[Action]:
+        """The cabinets' reed switches as read at start: an open one is recorded, as a
+        cabinet found open (not as one opened now: nobody is asked who opened it)."""
+        out: list[Action] = []
+        for name, is_locked in locked.items():
+            self.state.cabinets[name] = is_locked
+            if not is_locked:
+                out += self._cabinet(CabinetChanged(cabinet=name, locked=False))
+        return out
+
     def restore(self, records: Iterable[dict[str, Any]], now: Now, boot_id: str) -> None:
         """State that must survive a restart or a power cut, replayed from the journal's
         records (:data:`edged.core.replay.REPLAYED`): who is inside and with which
@@ -1161,8 +1179,11 @@ class Core:
         ]
 
     def revert_unrecorded(self, actions: list[Action]) -> None:
-        """The journal refused the records of a step: undo the grants among them."""
+        """The journal refused the records of a step: what was not recorded did not
+        happen; undo the grants, unlocks, releases and PIN changes among them."""
         for a in actions:
+            if isinstance(a, StorePin):
+                self.state.local_pins.pop(a.person, None)  # the old PIN holds
             if isinstance(a, Record) and a.type == "door.granted" and a.fields.get("person"):
                 area = a.fields.get("area", "")
                 self.state.occupancy.get(area, {}).pop(a.fields["person"], None)

@@ -135,7 +135,7 @@ class Daemon:
             pin_check=pin_checker(keys.fingerprint_secret),
             pin_hash=pin_hasher(keys.fingerprint_secret),
         )
-        self.core.state.local_pins = load_local_pins(self.state_dir)
+        self.core.load_local_pins(load_local_pins(self.state_dir))
         witness_dir = self.cfg.journal.witness_dir
         self.journal = Journal(
             self.paths.journal,
@@ -285,17 +285,14 @@ class Daemon:
     def _seed_core(self) -> list[Action]:
         """Initial readings become core state; abnormal ones become records at once."""
         assert self.doors and self.cabinets
-        from edged.core.events import CabinetChanged, DoorContact, Tamper
+        from edged.core.events import DoorContact, Tamper
 
         out: list[Action] = []
         now = self.now()
         for name in self.cfg.doors:
             if not self.doors.door_closed(name):
                 out += self.core.handle(DoorContact(door=name, closed=False, mono_ns=now.mono), now)
-        for name, locked in self.cabinets.read_all().items():
-            self.core.state.cabinets[name] = locked
-            if not locked:
-                out += self.core.handle(CabinetChanged(cabinet=name, locked=False), now)
+        out += self.core.seed_cabinets(self.cabinets.read_all(), now)
         if self.doors.tamper_active():
             out += self.core.handle(Tamper(active=True, mono_ns=now.mono), now)
         return out
@@ -436,7 +433,7 @@ class Daemon:
             self._check_kept_cosigned()
             acl = self._load_acl()
             if acl is not None:
-                self.core.acl = acl
+                self.core.adopt_acl(acl)
                 self._execute(
                     [
                         Record(
@@ -638,8 +635,7 @@ class Daemon:
                         continue
                     self.cabinets.set_released(a.cabinet, a.unlocked)
                 elif isinstance(a, StorePin):
-                    if not committed:  # not recorded: not changed (the old PIN holds)
-                        self.core.state.local_pins.pop(a.person, None)
+                    if not committed:  # not recorded: not changed (revert_unrecorded)
                         continue
                     try:
                         save_local_pin(self.state_dir, a.person, a.hash, a.set_on, a.expires)

@@ -78,8 +78,7 @@ class Rig:
         self.mono = 10 * NS
         self.wall = wall
         self.synced = synced
-        for name in cfg.cabinets:
-            self.core.state.cabinets[name] = True
+        self.core.seed_cabinets({name: True for name in cfg.cabinets}, self.now)
         self.log: list = []
 
     @property
@@ -769,14 +768,14 @@ def test_a_pin_issued_again_by_the_administrator_replaces_the_one_changed_here()
     from edged.core.machine import LocalPin
 
     rig = _pin_rig(pin_issued=dt.date(2026, 11, 1))
-    rig.core.state.local_pins["S1"] = LocalPin(
-        "scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1)
+    rig.core.load_local_pins(
+        {"S1": LocalPin("scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1))}
     )
     rig.tap("S1", reader="server-entry")
     assert records(rig.keys("1234#", door="server"))[0].type == "door.granted"
     rig = _pin_rig(pin_issued=dt.date(2026, 9, 1))
-    rig.core.state.local_pins["S1"] = LocalPin(
-        "scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1)
+    rig.core.load_local_pins(
+        {"S1": LocalPin("scrypt$test$9999", dt.date(2026, 10, 1), dt.date(2027, 4, 1))}
     )
     rig.tap("S1", reader="server-entry")
     assert records(rig.keys("9999#", door="server"))[0].type == "door.granted"
@@ -974,3 +973,18 @@ def test_the_doubt_of_an_untapped_exit_survives_a_restart():
 
     snap = snapshot_state(replayable(rig.log, rig.mono), rig.now, "boot-1")
     assert snap["uncertain"] == {"handling": ["S2"]}
+
+
+def test_a_pin_change_the_journal_refused_did_not_happen():
+    """R19, Invariant 2: the journal refused the step that changed a PIN and let its
+    holder in: the core forgets the new PIN (the initial one still asks for a change)
+    and the grant, through revert_unrecorded, not through its fields."""
+    rig = _pin_rig(pin_initial=True)
+    rig.tap("S1", reader="server-entry")
+    out = rig.keys("1234#5678#5678#", door="server")
+    assert records(out, "pin.changed") and records(out, "door.granted")
+    rig.core.revert_unrecorded(out)
+    assert rig.core.snapshot()["occupancy"]["server-room"] == []
+    rig.tap("S1", reader="server-entry")
+    assert not records(rig.keys("1234#", door="server"))
+    assert rig.core.snapshot()["prompts"]["server"]["step"] == "pin_new"
