@@ -1038,6 +1038,12 @@ class Core:
         opened = not ev.locked and was_locked
         if opened:
             fields["inside"] = inside
+            doubt = sorted(self.state.untapped.uncertain.get(area or "", set()) & set(inside))
+            if doubt:
+                # Counted inside, but an exit by the button may have been theirs: the
+                # record says so (an alarm here would ring whenever a colleague had left
+                # by the button; the closing check is where an empty room is judged).
+                fields["uncertain"] = doubt
         out: list[Action] = [Record("cabinet.locked" if ev.locked else "cabinet.unlocked", fields)]
         if area is not None:
             open_ = self.state.lockcheck_open.get(area)
@@ -1049,11 +1055,7 @@ class Core:
                 out.append(
                     Record("alarm.cabinet_unattended", {"cabinet": ev.cabinet, "area": area})
                 )
-            elif opened and self.state.untapped.all_uncertain(area, set(inside)):
-                # Everyone counted inside was there at an exit without a tap, and nobody
-                # has shown a card since: nobody is known to be in the room (R6, R17).
-                doubt = {"cabinet": ev.cabinet, "area": area, "uncertain": inside}
-                out.append(Record("alarm.cabinet_unattended", doubt))
+
             elif opened and c is not None and c.guarded:
                 why = None
                 if c.lock_pin is not None and ev.cabinet not in self.state.cabinet_release:

@@ -942,21 +942,23 @@ def test_soft_anti_passback_records_and_lets_in():
     assert only(hard.tap("S2"), "door.denied")["reason"] == "already_inside"
 
 
-def test_a_cabinet_opened_when_nobody_is_known_to_be_inside_is_an_alarm():
-    """R6, R17: after an exit by the button and no card since, a cabinet opening is
-    alarm.cabinet_unattended naming who was counted; a card shown since clears the doubt."""
+def test_a_cabinet_opened_by_someone_in_doubt_says_so():
+    """R6, R17: after an exit by the button and no card since, a cabinet's opening record
+    names who is counted inside but in doubt; a card shown since clears the doubt. (No
+    alarm: it would ring whenever a colleague had left by the button.)"""
     rig = Rig()
     _enter(rig, "S2")
     rig.ev(ExitButton(door="main"))
     rig.advance(CFG.policy.lockcheck_seconds + 1)
     out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
-    a = only(out, "alarm.cabinet_unattended")
-    assert a["uncertain"] == ["S2"]
+    u = only(out, "cabinet.unlocked")
+    assert (u["inside"], u["uncertain"]) == (["S2"], ["S2"])
+    assert not records(out, "alarm.cabinet_unattended")
     rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
     rig.tap("S2")  # back: the grant says who is there
     rig.keys("1#0#")
-    out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
-    assert not records(out, "alarm.cabinet_unattended")
+    u = only(rig.ev(CabinetChanged(cabinet="cab-a", locked=False)), "cabinet.unlocked")
+    assert "uncertain" not in u
 
 
 def test_the_doubt_of_an_untapped_exit_survives_a_restart():
