@@ -246,3 +246,9 @@ class PcscdHarness(ServiceProcess):
             raise KeyError(f"no simulated reader {logical!r}; have {sorted(self.readers)}")
         self.unplugged.discard(logical)
         self.restart()
+
+
+def missing_stack() -> str | None:
+    """What the simulated readers lack on this machine (pcscd, vpcd), or None: the
+    preflight ``edged doctor`` runs for a simulated installation."""
+    return PcscdHarness.available()

@@ -16,6 +16,8 @@ from edged.simulators.vcard import Behaviour, CardKind, VirtualCard
 from edged.clock import Clock
 from edged.device.config import Config
 from edged.device.hardware import Keypad
+from edged.device.paths import StatePaths
+from edged.device.wiring import Fingerprint, Installation, card_readers, displays
 
 KIND_BY_LENGTH = {8: CardKind.FELICA, 4: CardKind.MIFARE_CLASSIC, 7: CardKind.MIFARE_ULTRALIGHT}
 
@@ -73,6 +75,33 @@ class SimRig:
         self._cards.append(card)
         return card
 
+    def card_as_asked(
+        self, card_id: str, reader: str, *, kind: str = "", behaviour: str = "ok",
+        proof: str = "",
+    ) -> VirtualCard:
+        """A card as ``edged sim tap`` names it (strings from the control socket; a
+        ValueError says what is wrong). ``proof``: "desfire", a DESFire card as the
+        site's enrolment made it, or "desfire-copy", its number on a card without its
+        key. The simulation plays the enrolment station: it holds the master key."""
+        applet = None
+        card_kind = CardKind(kind) if kind else None
+        if proof:
+            from edged.simulators.cards import DesfireCard
+
+            from edged.device.wiring import card_proofs
+
+            settings = card_proofs(self.config).desfire
+            if settings is None or proof not in ("desfire", "desfire-copy"):
+                raise ValueError(f"proof {proof!r}: needs [cards.desfire]; desfire or desfire-copy")
+            genuine = DesfireCard.enrolled(
+                parse_card_id(card_id), settings.master_key, settings.aid,
+                key_no=settings.key_no, file_no=settings.file_no, system=settings.system,
+            )  # fmt: skip
+            applet = genuine if proof == "desfire" else DesfireCard.copy_of(genuine, settings.aid)
+            card_kind = CardKind.DESFIRE
+        return self.card(card_id, reader, kind=card_kind, behaviour=Behaviour(behaviour),
+                         applet=applet)  # fmt: skip
+
     def press_keys(self, door: str, keys: str) -> None:
         """Type keys on the keypad of ``door``, whatever kind it is."""
         kp = self.keypads.get(door)
@@ -99,3 +128,22 @@ class SimRig:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sim_installation(
+    cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, *, pcscd: bool = True
+) -> Installation:
+    """The installation ``sim`` (edged.device.backends): the daemon's own drivers over
+    this rig, chosen by name like the Pi's, so that device code imports no simulator."""
+    rig = SimRig(cfg, paths.sim, clock=clock)
+    rig.start(pcscd=pcscd)
+    g = rig.gpio
+    return Installation(
+        doors=g.doors,
+        cabinets=g.cabinets,
+        indicators=g.indicators,
+        keypads=list(rig.keypads.values()),
+        card_reader=card_readers(cfg, rig.reader_bindings, fp, clock),
+        rig=rig,
+        displays=displays(cfg, simulated=True),
+    )

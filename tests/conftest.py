@@ -101,7 +101,7 @@ class EventLog:
             self.events.append(event)
             self._cond.notify_all()
 
-    def wait_for(self, pred, timeout: float = 10.0, start: int = 0):
+    def wait_for(self, pred, timeout: float = 30.0, start: int = 0):
         """The first event from index ``start`` on that satisfies ``pred``; fails on timeout."""
         with self._cond:
             found = []

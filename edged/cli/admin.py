@@ -93,7 +93,7 @@ def _cmd_acl_sign(args: argparse.Namespace) -> int:
     import datetime as _dt
 
     from edged.device.acl import import_admin_file
-    from edged.protocol.envelope import make_envelope
+    from edged.device.envelope import make_envelope
     from edged.protocol.keys import load_private_key
 
     state_dir, cfg = state_and_config(args)

@@ -302,7 +302,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edged.device.demo import run_demo
+    from edged.simulators.demo import run_demo
 
     return run_demo(
         Path(args.state_dir), fast=args.fast, config=Path(args.config) if args.config else None

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edged.cli.common import add_broker_args
-from edged.cli.format import format_records
 from edged.device.paths import StatePaths
+from edged.simulators.format import format_records
 
 
 def _request_when_up(sock: Path, req: dict[str, object], wait: float = 15.0) -> dict[str, Any]:
@@ -78,6 +78,13 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
         if args.seconds and now - start >= args.seconds:
             break
     fleet.generate(False)
+    # What was written reaches the collector before the fleet goes (within --drain
+    # seconds), so that the closing line's counts are exact, not a moment's snapshot.
+    end = time.monotonic() + args.drain
+    while not fleet.all_receipted() and time.monotonic() < end and not stop.wait(0.2):
+        pass
+    written, receipted = fleet.totals()
+    print(f"fleet: done: {written} written, {receipted} receipted", flush=True)
     fleet.stop()
     return 0
 
@@ -187,6 +194,10 @@ def register(sub: Any) -> None:
         "--trust-out", required=True, help="where to write the devices' keys (SITE/DEVICE.pub)"
     )
     fl.add_argument("--seconds", type=float, default=0.0, help="stop after S (default: 0, never)")
+    fl.add_argument(
+        "--drain", type=float, default=30.0, metavar="S",
+        help="at the end, wait up to S seconds for every record's receipt (default: 30)",
+    )  # fmt: skip
     fl.add_argument(
         "--report-every", type=float, default=5.0, help="seconds between lines (default: 5)"
     )

@@ -35,10 +35,12 @@ BACKENDS: dict[str, dict[str, str]] = {
         "native": "gpiozero.pins.native:NativeFactory",
         "mock": "gpiozero.pins.mock:MockFactory",
     },
+    # What a simulated installation needs of the machine (doctor asks before starting).
+    "preflight": {"sim": "edged.simulators.pcscd:missing_stack"},
     # What a daemon is built on: the Pi's devices, or the simulated rig.
     "installation": {
         "hardware": "edged.device.wiring:hardware_installation",
-        "sim": "edged.device.wiring:sim_installation",
+        "sim": "edged.simulators.rig:sim_installation",
     },
 }
 

@@ -26,6 +26,7 @@ from edged.core.policy import (
     PolicyConfig,
 )
 from edged.device import backends
+from edged.device.config_rules import check_pins_owned_once
 from edged.device.paths import CARD_MASTER_FILE
 from edged.errors import ConfigError
 from edged.protocol.mqtt import Broker, Tls
@@ -576,7 +577,8 @@ def _per_door(
 
 
 def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = None) -> Config:
-    """Validate an already-parsed TOML document."""
+    """Validate an already-parsed TOML document: each table by its own reader below,
+    then the rules across tables (:mod:`edged.device.config_rules`)."""
     top = _Section(data, "", path)
     site = _name(top, "site")
     device = _name(top, "device")
@@ -590,8 +592,54 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     g = top.table("gpio")
     gpio = g.fill(GpioConfig)
     g.done()
+    journal = _journal(top.table("journal"), sd)
+    cards = _parse_cards(top.table("cards"), sd)
+    areas = _areas(top, cards)
+    p = top.table("policy")
+    policy = p.fill(PolicyConfig)
+    p.done()
+    clock = _clock(top.table("clock"))
+    calendar = _calendar(top.table("calendar"))
+    readers = _readers(top)
+    doors = _doors(top, areas, readers)
+    cabinets = _cabinets(top, areas, readers, doors)
+    keypads = _keypads(top, doors)
+    displays = _displays(top, doors)
+    metrics_listen = _metrics(top.table("metrics"), path)
+    sync = _parse_sync(top.table("sync"), path) if "sync" in data else None
+    if "sync" not in data:
+        top.used.add("sync")
+    i = top.table("indicators")
+    indicators = i.fill(IndicatorConfig)
+    i.done()
+    top.done()
 
-    j = top.table("journal")
+    cfg = Config(
+        file=path,
+        site=site,
+        device=device,
+        state_dir=sd,
+        readers=readers,
+        doors=doors,
+        cabinets=cabinets,
+        keypads=keypads,
+        indicators=indicators,
+        gpio=gpio,
+        journal=journal,
+        areas=areas,
+        policy=policy,
+        clock=clock,
+        calendar=calendar,
+        sync=sync,
+        metrics_listen=metrics_listen,
+        displays=displays,
+        cards=cards,
+    )
+    check_pins_owned_once(cfg)
+    return cfg
+
+
+def _journal(j: _Section, sd: Path) -> JournalConfig:
     journal = j.fill(
         JournalConfig,
         witness_dir=j.directory("witness_dir", str(sd.with_name(sd.name + "-witness"))),
@@ -605,8 +653,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             " of it would restore the witness too)",
         )
     j.done()
+    return journal
 
-    cards = _parse_cards(top.table("cards"), sd)
+
+def _areas(top: _Section, cards: CardsConfig) -> dict[str, AreaConfig]:
     areas: dict[str, AreaConfig] = {}
     for name, a in top.tables("areas").items():
         kind = a.choice("kind", ("handling", "management"))
@@ -631,20 +681,20 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             cards=_card_kinds(a, cards),
         )
         a.done()
+    return areas
 
-    p = top.table("policy")
-    policy = p.fill(PolicyConfig)
-    p.done()
 
-    ck = top.table("clock")
+def _clock(ck: _Section) -> ClockConfig:
     clock = ck.fill(ClockConfig)
     try:
         zoneinfo.ZoneInfo(clock.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ck.error("timezone", f"unknown time zone {clock.timezone!r}") from None
     ck.done()
+    return clock
 
-    cal = top.table("calendar")
+
+def _calendar(cal: _Section) -> CalendarConfig:
     closed_sec = cal.table("closed_days")
     closed: dict[dt.date, str] = {}
     for key in closed_sec.data:
@@ -659,7 +709,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
     except ConfigError as e:
         raise cal.error("country", str(e).split(": ", 1)[-1]) from None
     cal.done()
+    return calendar
 
+
+def _readers(top: _Section) -> dict[str, ReaderConfig]:
     readers: dict[str, ReaderConfig] = {}
     for name, r in top.tables("readers").items():
         pcsc = r.get("pcsc_name", str)
@@ -674,7 +727,12 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
                 )
         readers[name] = ReaderConfig(name, pcsc)
         r.done()
+    return readers
 
+
+def _doors(
+    top: _Section, areas: dict[str, AreaConfig], readers: dict[str, ReaderConfig]
+) -> dict[str, DoorConfig]:
     doors: dict[str, DoorConfig] = {}
     for name, d in top.tables("doors").items():
         area = _name(d, "area")
@@ -689,7 +747,15 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             DoorConfig, name=name, area=area, entry_reader=entry, exit_reader=exit_r
         )
         d.done()
+    return doors
 
+
+def _cabinets(
+    top: _Section,
+    areas: dict[str, AreaConfig],
+    readers: dict[str, ReaderConfig],
+    doors: dict[str, DoorConfig],
+) -> dict[str, CabinetConfig]:
     cabinets: dict[str, CabinetConfig] = {}
     for name, c in top.tables("cabinets").items():
         area = _name(c, "area")
@@ -711,7 +777,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             CabinetConfig, name=name, area=area, lock_pin=lock_pin, reader=reader
         )
         c.done()
+    return cabinets
 
+
+def _keypads(top: _Section, doors: dict[str, DoorConfig]) -> dict[str, KeypadConfig]:
     keypads: dict[str, KeypadConfig] = {}
     for door_name, k in _per_door(top, "keypads", doors, "a keypad"):
         backend = k.choice("backend", backends.names("keypad"))
@@ -727,7 +796,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             raise k.error("device", 'an evdev keypad needs device = "/dev/input/by-id/..."')
         keypads[door_name] = keypad
         k.done()
+    return keypads
 
+
+def _displays(top: _Section, doors: dict[str, DoorConfig]) -> dict[str, DisplayConfig]:
     displays: dict[str, DisplayConfig] = {}
     for door_name, dsec in _per_door(top, "displays", doors, "a display"):
         width, _, height = dsec.choice("size", ("16x2", "20x4"), "16x2").partition("x")
@@ -735,8 +807,10 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
             DisplayConfig, door=door_name, cols=int(width), rows=int(height)
         )
         dsec.done()
+    return displays
 
-    m = top.table("metrics")
+
+def _metrics(m: _Section, path: Path) -> str | None:
     metrics_listen = m.get("listen", str, None)
     if metrics_listen is not None:
         from edged.device.metrics import parse_listen
@@ -746,63 +820,7 @@ def parse_config(data: dict[str, Any], path: Path, *, state_dir: Path | None = N
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
     m.done()
-
-    sync = _parse_sync(top.table("sync"), path) if "sync" in data else None
-    if "sync" not in data:
-        top.used.add("sync")
-
-    i = top.table("indicators")
-    indicators = i.fill(IndicatorConfig)
-    i.done()
-    top.done()
-
-    # One pin, one job: a shared pin would make a reed switch read as a door contact.
-    owners: dict[int, str] = {}
-    claims: list[tuple[int | None, str]] = [(gpio.tamper_pin, "gpio.tamper_pin")]
-    for door in doors.values():
-        claims += [
-            (door.relay_pin, f"doors.{door.name}.relay_pin"),
-            (door.contact_pin, f"doors.{door.name}.contact_pin"),
-            (door.exit_button_pin, f"doors.{door.name}.exit_button_pin"),
-        ]
-    claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
-    claims += [(c.lock_pin, f"cabinets.{c.name}.lock_pin") for c in cabinets.values()]
-    for kp in keypads.values():
-        claims += [(p, f"keypads.{kp.door}.rows") for p in kp.rows]
-        claims += [(p, f"keypads.{kp.door}.cols") for p in kp.cols]
-    claims += [
-        (indicators.buzzer_pin, "indicators.buzzer_pin"),
-        (indicators.green_pin, "indicators.green_pin"),
-        (indicators.red_pin, "indicators.red_pin"),
-    ]
-    for pin, where in claims:
-        if pin is None:
-            continue
-        if pin in owners:
-            raise ConfigError(f"{path}: {where}: GPIO {pin} is already used by {owners[pin]}")
-        owners[pin] = where
-
-    return Config(
-        file=path,
-        site=site,
-        device=device,
-        state_dir=sd,
-        readers=readers,
-        doors=doors,
-        cabinets=cabinets,
-        keypads=keypads,
-        indicators=indicators,
-        gpio=gpio,
-        journal=journal,
-        areas=areas,
-        policy=policy,
-        clock=clock,
-        calendar=calendar,
-        sync=sync,
-        metrics_listen=metrics_listen,
-        displays=displays,
-        cards=cards,
-    )
+    return metrics_listen
 
 
 def _parse_sync(s: _Section, path: Path) -> SyncConfig:

@@ -176,17 +176,10 @@ class SimController:
         return self._done(before)
 
     def cmd_tap(self, req: dict[str, Any]) -> dict[str, Any]:
-        from edged.simulators.vcard import Behaviour, CardKind
-
         reader = _str(req, "reader", "entry")
         try:
-            kind = CardKind(req["kind"]) if req.get("kind") else None
-            behaviour = Behaviour(req.get("behaviour") or "ok")
-            card_id = _str(req, "card", maxlen=200)
-            applet = self._applet(_str(req, "proof") if req.get("proof") else "", card_id)
-            if applet is not None:
-                kind = CardKind.DESFIRE
-            card = self.rig.card(card_id, reader, kind=kind, behaviour=behaviour, applet=applet)
+            opt = {k: _str(req, k) for k in ("kind", "behaviour", "proof") if req.get(k)}
+            card = self.rig.card_as_asked(_str(req, "card", maxlen=200), reader, **opt)
         except (ValueError, KeyError) as e:
             raise ControlError(str(e)) from None
         before = self.d.processed_count
@@ -212,25 +205,6 @@ class SimController:
             f"the card leaving {reader!r}",
         )
         return self._done(before)
-
-    def _applet(self, proof: str, card_id: str) -> Any:
-        """A DESFire card as the site's enrolment made it ("desfire"), or a copy of its
-        number on a card without its key ("desfire-copy"); None for an identifier-only
-        card. The simulation plays the enrolment station: it holds the master key."""
-        if not proof:
-            return None
-        from edged.device.wiring import card_proofs
-        from edged.simulators.cards import DesfireCard
-        from edged.simulators.rig import parse_card_id
-
-        settings = card_proofs(self.d.cfg).desfire
-        if settings is None or proof not in ("desfire", "desfire-copy"):
-            raise ControlError(f"proof {proof!r}: needs [cards.desfire]; desfire or desfire-copy")
-        genuine = DesfireCard.enrolled(
-            parse_card_id(card_id), settings.master_key, settings.aid, key_no=settings.key_no,
-            file_no=settings.file_no, system=settings.system,
-        )  # fmt: skip
-        return genuine if proof == "desfire" else DesfireCard.copy_of(genuine, settings.aid)
 
     def cmd_door(self, req: dict[str, Any]) -> dict[str, Any]:
         door = self._door(req)

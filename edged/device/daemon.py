@@ -367,7 +367,7 @@ class Daemon:
 
     def _apply_envelope(self, payload: bytes) -> None:
         from edged.device.acl import save_active
-        from edged.protocol.envelope import open_envelope
+        from edged.device.envelope import open_envelope
         from edged.protocol.keys import load_public_key
         from edged.protocol.signed import Rejected
 

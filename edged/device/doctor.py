@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edged.device import backends
 from edged.device.config import Config, load_config
 from edged.device.paths import StatePaths
 from edged.errors import EdgedError
@@ -316,9 +317,7 @@ def _sim_gpio(cfg: Config) -> Check:
 
 
 def _sim_readers(cfg: Config) -> Check:
-    from edged.simulators.pcscd import PcscdHarness
-
-    missing = PcscdHarness.available()
+    missing = backends.load("preflight", "sim")()
     if missing:
         return Check("card readers", "FAIL", f"simulated readers: {missing}", missing)
     return Check(

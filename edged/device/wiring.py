@@ -51,7 +51,9 @@ class Installation:
 Fingerprint = Callable[[bytes], str]
 
 
-def _readers(cfg: Config, bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock) -> Any:
+def card_readers(
+    cfg: Config, bindings: dict[str, str], fingerprint: Fingerprint, clock: Clock
+) -> Any:
     if not bindings:
         return None
     return make_device(
@@ -81,7 +83,7 @@ def card_proofs(cfg: Config) -> Any:
     return CardProofs(settings, c.piv)
 
 
-def _displays(cfg: Config, *, simulated: bool) -> dict[str, Display]:
+def displays(cfg: Config, *, simulated: bool) -> dict[str, Display]:
     """Each door's display; simulated ones keep their text (edged sim lcd)."""
     out: dict[str, Display] = {}
     for door, d in cfg.displays.items():
@@ -120,27 +122,8 @@ def hardware_installation(
         cabinets=GpioCabinets(cfg.cabinets, cfg.gpio, pin_factory=pf, clock=clock),
         indicators=GpioIndicators(cfg.indicators, pin_factory=pf),
         keypads=keypads,
-        card_reader=_readers(cfg, {n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
-        displays=_displays(cfg, simulated=False),
-    )
-
-
-def sim_installation(
-    cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, *, pcscd: bool = True
-) -> Installation:
-    from edged.simulators.rig import SimRig
-
-    rig = SimRig(cfg, paths.sim, clock=clock)
-    rig.start(pcscd=pcscd)
-    g = rig.gpio
-    return Installation(
-        doors=g.doors,
-        cabinets=g.cabinets,
-        indicators=g.indicators,
-        keypads=list(rig.keypads.values()),
-        card_reader=_readers(cfg, rig.reader_bindings, fp, clock),
-        rig=rig,
-        displays=_displays(cfg, simulated=True),
+        card_reader=card_readers(cfg, {n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
+        displays=displays(cfg, simulated=False),
     )
 
 

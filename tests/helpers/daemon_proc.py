@@ -47,7 +47,7 @@ class DaemonProc:
                 self.ready.set()
         self.ready.set()  # exited: stop waiting; the check below tells ready from dead
 
-    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+    def wait_log(self, text: str, timeout: float = 30.0) -> str:
         """The first log line containing ``text``, waiting for it to be written."""
         with self._grew:
             found: list[str] = []

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edged.core.events import CardPresented, KeypadKey
+from edged.device.envelope import make_envelope
 from edged.device.keys import load_keys
 from edged.protocol import topics
-from edged.protocol.envelope import make_envelope
 from edged.protocol.privacy import CardFingerprinter
 from edged.protocol.signed import sign_doc
 from tests.conftest import enrol, require_pcscd, size

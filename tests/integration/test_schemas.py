@@ -10,8 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edged.core.events import Tamper
+from edged.device.envelope import make_envelope
 from edged.protocol import topics
-from edged.protocol.envelope import make_envelope
 from tests.helpers.schemas import validators
 from tests.helpers.site import Running, Site, acl_for, publish
 

@@ -13,9 +13,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edged.device.acl import load_active
+from edged.device.envelope import make_envelope
 from edged.device.keys import load_keys
 from edged.protocol import topics
-from edged.protocol.envelope import make_envelope
 from edged.protocol.keys import init_role_key
 from edged.protocol.signed import sign_doc
 from tests.conftest import require_pcscd

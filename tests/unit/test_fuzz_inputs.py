@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from edged.core.policy import parse_stored
 from edged.device.acl import import_admin_file
 from edged.device.config import parse_config
+from edged.device.envelope import open_envelope
 from edged.device.keys import DeviceKeys
 from edged.errors import ConfigError, EdgedError
-from edged.protocol.envelope import open_envelope
 from edged.protocol.privacy import CardFingerprinter
 from edged.protocol.signed import Rejected, parse_signed
 
