@@ -55,10 +55,10 @@ if ! id "$user" >/dev/null 2>&1; then
     useradd --system --home-dir "$state" --create-home --shell /usr/sbin/nologin "$user"
 fi
 install -d -m 0700 -o "$user" -g "$user" "$state" "$witness"
-for g in gpio input; do
+for g in gpio i2c input; do
     getent group "$g" >/dev/null || groupadd --system "$g"
 done
-usermod -aG gpio,input "$user"
+usermod -aG gpio,i2c,input "$user"
 
 install -D -m 0644 "$src/config/blacklist-edged-nfc.conf" /etc/modprobe.d/edged-nfc.conf
 install -D -m 0644 "$src/systemd/50-edged-pcscd.rules" /etc/polkit-1/rules.d/50-edged-pcscd.rules

@@ -57,6 +57,17 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def _cmd_retention(args: argparse.Namespace) -> int:
     import time
 
@@ -102,6 +113,14 @@ def _cmd_console(args: argparse.Namespace) -> int:
     if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
         raise ConfigError(f"console --listen {args.listen!r}: expected HOST:PORT")
     host, port = host.strip("[]"), int(port_s)
+    if not _loopback(host) and not args.cert_file and not args.trusted_proxy:
+        # The session cookie is Secure: over plain HTTP a browser drops it and every login
+        # would fail with "bad CSRF token". Said now, not at the first login.
+        raise ConfigError(
+            f"console --listen {args.listen}: plain HTTP on a non-loopback address; serve"
+            " TLS (--cert-file/--key-file) or listen on 127.0.0.1 behind a TLS reverse"
+            " proxy (--trusted-proxy ADDR)"
+        )
     from edged.protocol.keys import load_public_key
     broker = broker_from_args(args, "broker-") if args.broker else None
     admin = load_public_key(Path(args.admin_pubkey)) if args.admin_pubkey else None

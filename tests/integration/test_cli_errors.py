@@ -118,3 +118,26 @@ def test_every_option_has_a_help_line_with_its_default():
     assert "(default: /etc/edged/edged.toml)" in helptext("doctor")
     assert "(default: entry)" in helptext("sim", "tap")
     assert "(default: )" not in helptext("report")
+
+
+def test_a_central_store_that_cannot_be_opened_is_one_line(tmp_path):
+    """Before: a traceback (sqlite3.OperationalError) from console, collect and report
+    --store naming a file in a missing directory, or a directory."""
+    from edged.protocol.keys import init_role_key
+
+    init_role_key(tmp_path / "c", "collector")
+    key = str(tmp_path / "c" / "collector_ed25519.key")
+    missing = str(tmp_path / "no" / "such" / "central.db")
+    for store, needle in ((missing, "no directory"), (str(tmp_path), "not a database file")):
+        one_line_error(edged("console", "--store", store), needle)
+        one_line_error(edged("report", "--store", store, "--site", "tokyo"), needle)
+        one_line_error(edged("collect", "--broker", "127.0.0.1:1", "--store", store,
+                             "--trust", str(tmp_path), "--key", key), needle)  # fmt: skip
+
+
+def test_a_console_on_plain_http_beyond_loopback_refuses_to_start(tmp_path):
+    """Before: it started, and every login then failed with a bare "bad CSRF token" (the
+    Secure session cookie is dropped over plain HTTP). Loopback, TLS or a named reverse
+    proxy are the ways it starts."""
+    p = edged("console", "--store", str(tmp_path / "c.db"), "--listen", "0.0.0.0:8443")
+    one_line_error(p, "plain HTTP on a non-loopback address", "--cert-file", "--trusted-proxy")

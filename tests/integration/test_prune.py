@@ -213,3 +213,26 @@ def test_the_daemon_prunes_what_is_receipted_and_the_collector_follows(tmp_path,
         .fetchone()[0]
     )
     assert body["receipted_seq"] >= head and body["kept_from_seq"] <= body["receipted_seq"] + 1
+
+
+def test_pruned_records_leave_no_readable_copy_in_the_files(tmp_path, keys):
+    """R25: disposal that cannot be undone: after a prune, neither the journal's file
+    nor its WAL holds the pruned records' text (SQLite's secure_delete overwrites freed
+    pages; the WAL is written back and truncated). The central SQLite store's removal
+    after its keeping period does the same."""
+    clock = FakeClock()
+    path = tmp_path / "journal.db"
+    j = Journal(path, keys, clock, boot_id="test-boot")
+    # Records that leave nothing in the snapshot's lasting state (who is inside, ...).
+    for i in range(60):
+        j.append("door.opened", door="main", note=f"GONE{i:04d} Disposed")
+    j.append("door.opened", door="main", note="KEPT0001")
+
+    def readable(marker: bytes) -> bool:
+        return any(marker in p.read_bytes() for p in tmp_path.glob("journal.db*") if p.is_file())
+
+    assert readable(b"GONE0007")
+    assert j.prune(61, receipted=61) is not None
+    assert not readable(b"GONE0007") and not readable(b"Disposed")
+    assert readable(b"KEPT0001")
+    j.close()

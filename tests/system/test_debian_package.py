@@ -51,9 +51,10 @@ def test_the_package_holds_the_install_and_nothing_of_the_tests(deb):
 
 
 def test_install_then_purge(deb):
-    """Installs with its dependencies, makes the user and its directories, runs as that
-    user; purging removes the program and the config but keeps the journal's directory
-    (records are kept for the set period: R9, R20)."""
+    """Installs with its dependencies, makes the user and its directories and groups, runs
+    as that user with GPIO, I2C and input devices reachable; purging removes the program,
+    the config and every secret (signing keys, card secret) but keeps the journal and what
+    verifies it (records are kept for the set period: R9, R20, R25)."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     existed = Path("/var/lib/edged").exists()
     run("apt-get", "install", "-y", "-qq", f"{deb}", env=env, timeout=600)
@@ -64,6 +65,13 @@ def test_install_then_purge(deb):
             assert oct(st.st_mode & 0o777) == "0o700" and st.st_uid != 0, d
         unit = Path("/lib/systemd/system/edged.service").read_text()
         assert "ExecStart=/opt/venvs/edged/bin/edged run" in unit
+        # GPIO and the LCD on a Pi: the groups the unit names exist and hold the user, and
+        # the venv sees the system's site packages (Raspberry Pi OS's python3-lgpio).
+        assert {"gpio", "i2c", "input"} <= set(run("id", "-nG", "edged").stdout.split())
+        cfg = Path("/opt/venvs/edged/pyvenv.cfg").read_text()
+        assert "include-system-site-packages = true" in cfg, cfg
+        paths = run("/opt/venvs/edged/bin/python", "-c", "import sys; print(sys.path)").stdout
+        assert "/usr/lib/python3/dist-packages" in paths, paths
         out = run(
             "runuser",
             "-u",
@@ -77,8 +85,15 @@ def test_install_then_purge(deb):
         )
         assert "key id" in out.stdout
         run("/usr/bin/edged", "config", "check", "/etc/edged/edged.toml")
+        # What a door holds that purging must not leave behind (the test's state dir is
+        # the package's own, as a real door's would be).
+        run("runuser", "-u", "edged", "--", "/usr/bin/edged", "keys", "init", "--force",
+            "--state-dir", "/var/lib/edged")  # fmt: skip
     finally:
         run("dpkg", "--purge", "edged", env=env, timeout=300)
+    for secret in ("device_ed25519.key", "card_fingerprint.key"):
+        assert not Path("/var/lib/edged", secret).exists(), secret
+    assert Path("/var/lib/edged/device_ed25519.pub").exists()  # verifies the kept journal
     assert not Path("/opt/venvs/edged").exists() and not Path("/usr/bin/edged").exists()
     assert not Path("/etc/edged/edged.toml").exists()
     assert Path("/var/lib/edged").exists()  # the records stay

@@ -121,7 +121,7 @@ def test_the_install_steps_run_as_written_and_the_service_starts(namespace):
         assert modes["/etc/edged"] == ["750", "root"], text
         assert modes["/etc/edged/edged.toml"] == ["640", "root"], text
         assert modes["/var/lib/edged/device_ed25519.key"] == ["600", "edged"], text
-        assert "groups=" in text and "gpio" in text and "input" in text, text
+        assert "groups=" in text and all(g in text for g in ("gpio", "i2c", "input")), text
         unit = (tmp / "unit").read_text()
         assert _unit_field(unit, "ExecStart").startswith("/opt/edged/.venv/bin/edged run ")
         assert _unit_field(unit, "User") == "edged"

@@ -64,23 +64,38 @@ def test_unit_is_notify_with_watchdog():
         assert line in text, line
 
 
-def test_unit_lets_the_daemon_open_the_keypads_the_config_names():
-    """R1, R3: the example config's server-room keypad is a USB keypad (evdev); the unit
-    closed every device but the GPIO chips, so the daemon could not open it and systemd
-    restarted it in a loop. Input event devices are allowed, read only, with the input
-    group; nothing else is opened up."""
+def test_unit_lets_the_daemon_open_exactly_the_devices_the_config_names():
+    """R1, R3, R12: the example config's server-room keypad is a USB keypad (evdev) and
+    its door has an LCD on I2C; the unit closed every device but the GPIO chips, so the
+    daemon could not open them and systemd restarted it in a loop. The devices and groups
+    the unit allows are derived from the configuration, and are exactly those."""
     from edged.device.config import load_config as load
 
     cfg = load(EXAMPLE)
     text = (ROOT / "systemd" / "edged.service").read_text()
-    evdev = [k for k in cfg.keypads.values() if k.backend == "evdev"]
-    assert evdev, "the example config names a USB keypad"
     assert "DevicePolicy=closed" in text
-    assert "DeviceAllow=char-input r" in text
-    groups = next(ln for ln in text.splitlines() if ln.startswith("SupplementaryGroups="))
-    assert "input" in groups.split("=", 1)[1].split()
-    allowed = [ln for ln in text.splitlines() if ln.startswith("DeviceAllow=")]
-    assert all(ln.endswith(" r") or "/dev/gpiochip" in ln for ln in allowed), allowed
+    allowed = {ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("DeviceAllow=")}
+    line = next(ln for ln in text.splitlines() if ln.startswith("SupplementaryGroups="))
+    groups = set(line.split("=", 1)[1].split())
+    want, want_groups = needed_devices(cfg)
+    assert allowed == want, (allowed, want)  # exactly these: nothing more, nothing less
+    assert groups == want_groups, (groups, want_groups)
+
+
+def needed_devices(cfg) -> tuple[set[str], set[str]]:
+    """What the unit must let the daemon open for ``cfg`` (DeviceAllow= lines, groups):
+    the GPIO chips (Pi 4: gpiochip0, Pi 5: gpiochip4), input events for a USB keypad
+    (read only), the I2C bus of an LCD. Before: the keypad, then the LCD, were blocked
+    by the unit although the example configuration names them."""
+    allow = {"/dev/gpiochip0 rw", "/dev/gpiochip4 rw"}
+    groups = {"gpio"}
+    if any(k.backend == "evdev" for k in cfg.keypads.values()):
+        allow.add("char-input r")
+        groups.add("input")
+    if any(d.backend == "hd44780" for d in cfg.displays.values()):
+        allow.add("char-i2c rw")
+        groups.add("i2c")
+    return allow, groups
 
 
 def test_daemon_sends_ready_status_and_watchdog(tmp_path, monkeypatch):

@@ -27,7 +27,14 @@ class SqliteStore(CentralStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        # R25: records removed after their keeping period are overwritten, not freed.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._migrate()
+
+    def disposed(self) -> None:
+        """After a removal: the WAL's old pages written back and the WAL truncated, so no
+        copy of what was removed stays readable in the files."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _upgrade_unversioned(self) -> None:
         cols = [r[1] for r in self._db.execute("PRAGMA table_info(records)")]
@@ -187,8 +194,17 @@ def _redact(url: str) -> str:
 
 
 def open_store(spec: str | Path) -> CentralStore:
-    """``postgresql://…`` (or ``postgres://``) for PostgreSQL, anything else a SQLite file."""
+    """``postgresql://…`` (or ``postgres://``) for PostgreSQL, anything else a SQLite file.
+    A file that cannot be opened is a one-line ConfigError naming it, not a traceback."""
     s = str(spec)
     if s.startswith(("postgresql://", "postgres://")):
         return PostgresStore(s)
-    return SqliteStore(Path(s))
+    path = Path(s)
+    if not s or path.is_dir():
+        raise ConfigError(f"--store {s!r}: not a database file (FILE.db or postgresql://…)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--store {s}: no directory {path.parent} (create it first)")
+    try:
+        return SqliteStore(path)
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"--store {s}: cannot open it as a SQLite database ({e})") from None

@@ -373,7 +373,14 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
         if out:
             self._remove_before(cutoff_ts)
         self.commit()
+        if out:
+            self.disposed()
         return out
+
+    def disposed(self) -> None:
+        """Hook after a removal (SQLite: the WAL truncated). PostgreSQL keeps removed rows
+        in dead tuples until VACUUM and in its WAL and backups for their own keeping
+        periods: docs/central.md says what to set."""
 
     def _remove_before(self, cutoff_ts: str) -> None:
         self._x("DROP TRIGGER records_no_delete")

@@ -93,6 +93,8 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: the WAL is fsynced at every commit, so a returned append survives power loss.
         conn.execute("PRAGMA synchronous=FULL")
+        # R25: what pruning drops is overwritten with zeros, not left in free pages.
+        conn.execute("PRAGMA secure_delete=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
 
@@ -796,6 +798,10 @@ class Journal:
             conn.execute("DELETE FROM records WHERE seq < ?", (keep_from,))
             tree.prune_below(conn, tree.leaf_of(conn, keep_from))
             conn.execute(_TRIGGERS[1])
+        # The pages as they were before the DELETE stay in the WAL until it is written
+        # back and truncated (R25: nothing readable of what was disposed of); outside the
+        # write transaction, where a checkpoint can run.
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return snap
 
     # -- reading ---------------------------------------------------------------------
