@@ -41,6 +41,13 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "区域 {area} に誰もいない間に書庫 {cabinet} が開きました。",
         "Cabinet {cabinet} opened while nobody was inside {area}.",
     ),
+    "area_not_closed": (
+        "閉室時の未確認", "Area not closed",
+        "区域 {area} が閉室時刻に閉じていません({day})。在室: {inside}、開いている書庫:"
+        " {open_cabinets}、施錠確認: {lockcheck_today}",
+        "{area} was not closed at closing time on {day}: inside {inside}, cabinets open"
+        " {open_cabinets}, lock check done {lockcheck_today}.",
+    ),
     "exit_without_tap": (
         "カードなしの退室", "Left without tapping out",
         "扉 {door} から退室ボタンで出た人がカードをタッチしませんでした。"

@@ -27,6 +27,7 @@ from edged.core.actions import (
     StorePin,
 )
 from edged.core.calendar import Calendar
+from edged.core.closing import Closing, parse_closing
 from edged.core.doors import Door
 from edged.core.escort import Escorts
 from edged.core.events import (
@@ -115,6 +116,7 @@ class CoreState:
     cabinet_release: dict[str, int] = field(default_factory=dict)  # cabinet -> relock mono
     local_pins: dict[str, LocalPin] = field(default_factory=dict)  # person -> changed here
     untapped: Untapped = field(default_factory=Untapped)  # exits without a tap
+    closing: Closing = field(default_factory=Closing)  # closing time, per area
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -150,6 +152,11 @@ class Core:
             if d.exit_reader:
                 self._door_of_reader[d.exit_reader] = (d.name, "exit")
         self._cabinet_of_reader = {c.reader: c.name for c in config.cabinets.values() if c.reader}
+        self._closing_at = {
+            a.name: parse_closing(a.closing_time)
+            for a in config.areas.values()
+            if a.closing_time is not None
+        }
 
     # -- access list -----------------------------------------------------------------
     def set_acl(self, acl: AccessList, source: str) -> list[Action]:
@@ -192,7 +199,7 @@ class Core:
         escort, wrong-PIN counts and lock-outs with their remaining time (R1, R2, R3)."""
         from edged.core.replay import replay
 
-        replay(self.state, records, now, boot_id, set(self.cfg.areas))
+        replay(self.state, records, now, boot_id, set(self.cfg.areas), self._tz)
 
     # -- events ----------------------------------------------------------------------
     def handle(self, ev: Event, now: Now) -> list[Action]:
@@ -526,6 +533,7 @@ class Core:
             if p.escort:
                 self.state.escorts.went_in(door, p, now.mono)
         self.state.lockout.right(card)
+        self.state.closing.entered(area, self._local(now).date())
         return out + self._unlock(door, now, needs_record=True)
 
     def _answerable(self, p: Person, area: str) -> dict[str, Any]:
@@ -988,8 +996,14 @@ class Core:
             fields["uncertain"] = sorted(inside)
         else:
             self.state.untapped.forget(area)
+        cleared: list[Action] = []
+        if outcome == "confirmed" and self.state.closing.lock_checked(
+            area, self._local(now).date()
+        ):
+            cleared = [Record("alarm.cleared", {"area": area, "was": "area_not_closed"})]
         return [
             Record(rtype, fields),
+            *cleared,
             Record(
                 "door.exit",
                 {
@@ -1155,6 +1169,38 @@ class Core:
             out += self._deny(door, w.card, "escort_needed", w.person) + self._idle()
         self.state.lockout.tick(now.mono)
         out += self._expiry_warning(now)
+        out += self._closing_time(now)
+        return out
+
+    def _closing_time(self, now: Now) -> list[Action]:
+        """At each area's closing time (open days, a synchronised clock): empty, cabinets
+        locked, and checked by a last leaver if it was used today; else the alarm."""
+        if not self._closing_at or not now.synced:
+            return []
+        local = self._local(now)
+        open_day = self.calendar.closed(local.date()) is None
+        out: list[Action] = []
+        for due in self.state.closing.due(local, self._closing_at, open_day):
+            area = due.area
+            inside = sorted(self.state.occupancy.get(area, {}))
+            open_ = [n for n, st in self._cabinet_states(area).items() if st != "locked"]
+            unchecked = bool(self._area_cabinets(area)) and self.state.closing.needs_check(
+                area, due.day
+            )
+            if not (inside or open_ or unchecked):
+                continue
+            f: dict[str, Any] = {
+                "area": area,
+                "day": due.day.isoformat(),
+                "inside": inside,
+                "open_cabinets": open_,
+                "lockcheck_today": not unchecked,
+            }
+            doubt = sorted(self.state.untapped.uncertain.get(area, set()) & set(inside))
+            if doubt:
+                f["uncertain"] = doubt
+            self.state.closing.alarmed(area, due.day)
+            out += [Record("alarm.area_not_closed", f), *self._outputs()]
         return out
 
     def _expiry_warning(self, now: Now) -> list[Action]:
@@ -1203,6 +1249,7 @@ class Core:
             or bool(s.readers_lost)
             or any(d.alarm for d in s.doors.values())
             or s.escorts.alarm()
+            or s.closing.alarm()
         )
 
     def _outputs(self) -> list[Action]:
@@ -1228,6 +1275,7 @@ class Core:
             "lockcheck_open": dict(s.lockcheck_open),
             "uncertain": {a: sorted(v) for a, v in s.untapped.uncertain.items() if v},
             "last_out_offers": {d: o.area for d, o in s.untapped.offers.items()},
+            "not_closed": {a: d.isoformat() for a, d in s.closing.open_alarm.items()},
             "cabinets_released": sorted(s.cabinet_release),
             "waiting_visitors": sorted(s.escorts.waiting),
             "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},

@@ -64,6 +64,12 @@ class AreaConfig:
         " exit without a tap left the count uncertain; soft lets them in and records it",
         choices=("hard", "soft"),
     )
+    closing_time: str | None = opt(
+        None,
+        "HH:MM local: at closing on a day the calendar keeps open, anyone counted inside, a"
+        " cabinet open, or no confirmed lock check after the area was used that day is"
+        " alarm.area_not_closed, until a confirmed lock check clears it; off when absent",
+    )
     tap_out: str = opt(
         "optional",
         "required: leaving by the exit button without tapping out at the offer is"

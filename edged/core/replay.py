@@ -7,6 +7,7 @@ power cut must not forgive wrong PINs, and a SIGKILL must not forget who is insi
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +26,22 @@ REPLAYED = (
     "door.exit_request",
     "door.denied",
     "occupancy.reset",
+    "lockcheck.confirmed",
+    "alarm.area_not_closed",
+    "alarm.cleared",
     "alarm.pin_lockout",
     "alarm.visitor_unescorted",
     "visitor.escort_changed",
 )
+
+
+def _local_day(ts: str, tz: dt.tzinfo) -> dt.date | None:
+    from edged.protocol.records import parse_ts
+
+    try:
+        return dt.datetime.fromtimestamp(parse_ts(ts) / 1000, tz).date()
+    except ValueError:
+        return None
 
 
 def mono_of(rec: dict[str, Any]) -> int | None:
@@ -78,6 +91,11 @@ class _Replayed:
         self.occ: dict[str, dict[str, str]] = {}
         # Counted inside, but an exit without a tap may have been theirs (core/occupancy).
         self.uncertain: dict[str, set[str]] = {}
+        # Closing time (core/closing): when each area was last used and lock-checked (ts),
+        # and its alarm not yet cleared (area -> day).
+        self.used_ts: dict[str, str] = {}
+        self.checked_ts: dict[str, str] = {}
+        self.not_closed: dict[str, str] = {}
         self.escorts: dict[str, dict[str, str]] = {}
         self.unescorted: dict[str, set[str]] = {}
         self.failures: dict[str, int] = {}
@@ -88,6 +106,7 @@ class _Replayed:
         """Start from a snapshot: the state of every record before its ``kept_from_seq``."""
         self.occ = {a: dict(p) for a, p in (snap.get("occupancy") or {}).items()}
         self.uncertain = {a: set(v) for a, v in (snap.get("uncertain") or {}).items()}
+        self.not_closed = dict(snap.get("not_closed") or {})
         self.escorts = {a: dict(e) for a, e in (snap.get("escorts") or {}).items()}
         self.unescorted = {a: set(v) for a, v in (snap.get("unescorted") or {}).items()}
         self.failures = dict(snap.get("pin_failures") or {})
@@ -101,6 +120,7 @@ class _Replayed:
             self.seed(r)
         elif t == "door.granted" and person:
             occ.setdefault(area, {})[person] = r.get("name", "")
+            self.used_ts[area] = str(r.get("ts", ""))
             self.uncertain.get(area, set()).discard(person)
             if r.get("escort"):
                 escorts.setdefault(area, {})[person] = r["escort"]
@@ -113,6 +133,13 @@ class _Replayed:
                 self.uncertain.pop(area, None)
             escorts.get(area, {}).pop(person, None)
             unescorted.get(area, set()).discard(person)
+        elif t == "lockcheck.confirmed":
+            self.checked_ts[area] = str(r.get("ts", ""))
+            self.not_closed.pop(area, None)
+        elif t == "alarm.area_not_closed" and isinstance(r.get("day"), str):
+            self.not_closed[area] = r["day"]
+        elif t == "alarm.cleared" and r.get("was") == "area_not_closed":
+            self.not_closed.pop(area, None)
         elif t == "door.exit_request":
             may = [p for p in r.get("may_have_left") or [] if p in occ.get(area, {})]
             if may:
@@ -158,6 +185,7 @@ class _Replayed:
         return {
             "occupancy": {a: dict(sorted(p.items())) for a, p in sorted(self.occ.items()) if p},
             "uncertain": {a: sorted(v) for a, v in sorted(self.uncertain.items()) if v},
+            "not_closed": dict(sorted(self.not_closed.items())),
             "escorts": {a: dict(sorted(e.items())) for a, e in sorted(self.escorts.items()) if e},
             "unescorted": {a: sorted(v) for a, v in sorted(self.unescorted.items()) if v},
             "pin_failures": dict(sorted(self.failures.items())),
@@ -175,13 +203,30 @@ def snapshot_state(records: Iterable[dict[str, Any]], now: Now, boot_id: str) ->
 
 
 def replay(
-    state: CoreState, records: Iterable[dict[str, Any]], now: Now, boot_id: str, areas: set[str]
+    state: CoreState,
+    records: Iterable[dict[str, Any]],
+    now: Now,
+    boot_id: str,
+    areas: set[str],
+    tz: dt.tzinfo = dt.UTC,
 ) -> None:
     """Apply ``records`` (types in :data:`REPLAYED`, in seq order; a pruned journal's
-    covering snapshot first) to ``state``."""
+    covering snapshot first) to ``state``; ``tz``: the site's, for the days of closing."""
     acc = _Replayed()
     for r in records:
         acc.apply(r)
+    closing = state.closing
+    for area, ts in acc.used_ts.items():
+        if (day := _local_day(ts, tz)) is not None:
+            closing.used[area] = day
+    for area, ts in acc.checked_ts.items():
+        if (day := _local_day(ts, tz)) is not None:
+            closing.checked[area] = day
+    for area, day_s in acc.not_closed.items():
+        try:
+            closing.open_alarm[area] = closing.judged[area] = dt.date.fromisoformat(day_s)
+        except ValueError:
+            continue
     for area in areas:
         state.occupancy[area] = acc.occ.get(area, {})
     state.untapped.uncertain = {a: set(v) for a, v in acc.uncertain.items() if v}

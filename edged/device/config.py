@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edged.core.calendar import Calendar, CalendarConfig
+from edged.core.closing import parse_closing
 from edged.core.options import declared, opt
 from edged.core.policy import (
     AreaConfig,
@@ -680,6 +681,11 @@ def _areas(top: _Section, cards: CardsConfig) -> dict[str, AreaConfig]:
             lockcheck_pin=a.get("lockcheck_pin", bool, False),
             cards=_card_kinds(a, cards),
         )
+        if areas[name].closing_time is not None:
+            try:
+                parse_closing(areas[name].closing_time)
+            except ValueError as e:
+                raise a.error("closing_time", str(e)) from None
         a.done()
     return areas
 

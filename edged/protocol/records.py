@@ -30,6 +30,7 @@ RecordType = Literal[
     "acl.rejected",
     "alarm.acl_invalid",
     "alarm.acl_rejected",
+    "alarm.area_not_closed",
     "alarm.cabinet_unattended",
     "alarm.cabinet_unauthorised",
     "alarm.carry_out_unapproved",

@@ -85,3 +85,14 @@ def test_the_witness_directory_must_lie_outside_the_state_directory(tmp_path):
     assert cfg.journal.witness_dir is None or not str(cfg.journal.witness_dir).startswith(
         str(state) + "/"
     )
+
+
+def test_a_closing_time_that_does_not_parse_is_one_line():
+    """R6: closing_time is HH:MM; anything else names the area's key."""
+
+    def bad(d):
+        d["areas"]["handling"]["closing_time"] = "7pm"
+
+    assert "areas.handling.closing_time: expected HH:MM, got '7pm'" in error(bad)
+    ok = parse(lambda d: d["areas"]["handling"].update(closing_time="19:00"))
+    assert ok.areas["handling"].closing_time == "19:00"

@@ -990,3 +990,64 @@ def test_a_pin_change_the_journal_refused_did_not_happen():
     rig.tap("S1", reader="server-entry")
     assert not records(rig.keys("1234#", door="server"))
     assert rig.core.snapshot()["prompts"]["server"]["step"] == "pin_new"
+
+
+def test_closing_time_raises_an_alarm_until_a_last_leaver_checks():
+    """R6, R7 (issue 37): at the area's closing time, someone still counted inside is
+    alarm.area_not_closed (red LED), once; the last leaver's confirmed check clears it.
+    The next day, an area used and closed properly before closing raises nothing."""
+    rig = _area_rig(closing_time="19:00")
+    _enter(rig, "S2")
+    out = rig.advance(8 * 3600 + 59 * 60)  # 18:59 JST: not yet
+    assert not records(out, "alarm.area_not_closed")
+    out = rig.advance(61)
+    a = only(out, "alarm.area_not_closed")
+    assert (a["inside"], a["lockcheck_today"], a["day"]) == (["S2"], False, "2026-11-24")
+    assert rig.core.snapshot()["alarm"] and rig.core.snapshot()["not_closed"]
+    assert not records(rig.advance(60), "alarm.area_not_closed")  # once a day
+    rig.tap("S2", reader="exit")
+    out = rig.keys("#")
+    assert [r.type for r in records(out)] == ["lockcheck.confirmed", "alarm.cleared", "door.exit"]
+    assert only(out, "alarm.cleared")["was"] == "area_not_closed"
+    assert not rig.core.snapshot()["alarm"]
+    rig.advance(14 * 3600)  # Wednesday 09:01
+    _enter(rig, "S2")
+    rig.tap("S2", reader="exit")
+    assert records(rig.keys("#"), "lockcheck.confirmed")
+    assert not records(rig.advance(10 * 3600), "alarm.area_not_closed")  # 19:01
+
+
+def test_closing_time_asks_for_a_check_after_the_area_was_used():
+    """R6: an area used during the day but whose last leaver never confirmed (the exit
+    button, say) is not closed at closing time, though nobody is counted inside any more;
+    an area nobody entered needs no check; a holiday is not judged."""
+    rig = _area_rig(closing_time="19:00")
+    _enter(rig, "S2")
+    _enter(rig, "S1")
+    rig.tap("S1", reader="exit")  # not the last: no check
+    rig.ev(ExitButton(door="main"))  # S2 out by the button...
+    rig.advance(CFG.policy.lockcheck_seconds + 1)  # ...and nobody tapped at the offer
+    a = only(rig.advance(9 * 3600), "alarm.area_not_closed")
+    assert (a["lockcheck_today"], a["uncertain"]) == (False, ["S2"])
+    quiet = _area_rig(closing_time="19:00")
+    assert not records(quiet.advance(9 * 3600 + 60), "alarm.area_not_closed")
+    holiday = Rig(cfg=_area_rig(closing_time="19:00").core.cfg, wall=TUE_10 - 86_400_000)
+    _enter(holiday, "S1")  # 23 November: a national holiday (S1 has no working hours)
+    assert not records(holiday.advance(9 * 3600 + 60), "alarm.area_not_closed")
+
+
+def test_the_closing_alarm_survives_a_restart_and_is_not_raised_twice():
+    """R6, R14: replayed from the journal, the alarm still stands (red LED), is not raised
+    again the same evening, and the last leaver's check still clears it."""
+    rig = _area_rig(closing_time="19:00")
+    _enter(rig, "S2")
+    rig.advance(9 * 3600 + 60)
+    again = _area_rig(closing_time="19:00")
+    again.mono, again.wall = rig.mono, rig.wall
+    ts = "2026-11-24T10:01:00.000Z"  # 19:01 JST, when the records were written
+    again.core.restore(replayable(rig.log, rig.mono, ts=ts), again.now, "boot-2")
+    assert again.core.snapshot()["not_closed"] == {"handling": "2026-11-24"}
+    assert again.core.snapshot()["alarm"]
+    assert not records(again.advance(60), "alarm.area_not_closed")
+    again.tap("S2", reader="exit")
+    assert records(again.keys("#"), "alarm.cleared")

@@ -1,0 +1,73 @@
+"""Closing time per area (R6, R7, R17): at an area's closing time on a day the calendar
+keeps open, the area must be empty and its cabinets checked by a last leaver that day;
+otherwise ``alarm.area_not_closed``, until a confirmed lock check clears it. A sub-machine
+of the core: its own state, local dates and times handed in, outcomes returned (the core
+writes the records; this never calls back into it).
+
+Before, nothing happened at the end of the day: an area still "occupied" at night, or a
+day without any ``lockcheck.confirmed``, raised nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+def parse_closing(text: str) -> dt.time:
+    """``HH:MM`` (24-hour) as a time; ValueError otherwise."""
+    hh, sep, mm = text.partition(":")
+    if not (sep and len(hh) == 2 and len(mm) == 2 and hh.isdigit() and mm.isdigit()):
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    return dt.time(int(hh), int(mm))
+
+
+@dataclass(frozen=True)
+class Due:
+    """Closing time came for ``area`` on ``day``: the core judges it with what it knows."""
+
+    area: str
+    day: dt.date
+
+
+@dataclass
+class Closing:
+    """``checked``: area -> the last local day a lock check was confirmed there;
+    ``judged``: area -> the last day its closing was judged; ``open_alarm``: area -> the
+    day of its alarm not yet cleared. Rebuilt from the journal at start (core.replay)."""
+
+    checked: dict[str, dt.date] = field(default_factory=dict)
+    judged: dict[str, dt.date] = field(default_factory=dict)
+    open_alarm: dict[str, dt.date] = field(default_factory=dict)
+    used: dict[str, dt.date] = field(default_factory=dict)  # the last day someone went in
+
+    def entered(self, area: str, day: dt.date) -> None:
+        self.used[area] = day
+
+    def needs_check(self, area: str, day: dt.date) -> bool:
+        """Used today and no lock check confirmed since (an area nobody entered needs none)."""
+        return self.used.get(area) == day and self.checked.get(area) != day
+
+    def due(
+        self, local: dt.datetime, closing: dict[str, dt.time], open_day: bool
+    ) -> list[Due]:
+        """The areas whose closing time has come today and was not yet judged today."""
+        if not open_day:
+            return []
+        today, out = local.date(), []
+        for area, at in sorted(closing.items()):
+            if local.time() >= at and self.judged.get(area) != today:
+                self.judged[area] = today
+                out.append(Due(area, today))
+        return out
+
+    def lock_checked(self, area: str, day: dt.date) -> bool:
+        """A last leaver confirmed the cabinets of ``area``: whether that clears an alarm."""
+        self.checked[area] = day
+        return self.open_alarm.pop(area, None) is not None
+
+    def alarmed(self, area: str, day: dt.date) -> None:
+        self.open_alarm[area] = day
+
+    def alarm(self) -> bool:
+        return bool(self.open_alarm)
