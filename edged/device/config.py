@@ -681,9 +681,10 @@ def _areas(top: _Section, cards: CardsConfig) -> dict[str, AreaConfig]:
             lockcheck_pin=a.get("lockcheck_pin", bool, False),
             cards=_card_kinds(a, cards),
         )
-        if areas[name].closing_time is not None:
+        closing = areas[name].closing_time
+        if closing is not None:
             try:
-                parse_closing(areas[name].closing_time)
+                parse_closing(closing)
             except ValueError as e:
                 raise a.error("closing_time", str(e)) from None
         a.done()
