@@ -17,6 +17,7 @@ from typing import Any
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.records import ENVELOPE_FIELDS, format_ts
+from edged.words import fields_of_detail
 
 log = get_logger("collector")
 
@@ -28,6 +29,8 @@ CENTRAL_ALARMS = f"{topics.PREFIX}/_central/alarms"
 
 # ``publish(topic, payload, retain=False)``: the link's, QoS 1.
 Publish = Callable[..., None]
+# ``notify(ts, (site, device), type, fields)``: queue the alarm's notifications.
+Notify = Callable[[str, tuple[str, str], str, dict[str, Any]], None]
 
 
 def alarm_message(
@@ -67,8 +70,12 @@ class Alarms:
         *,
         interval: float = ALARM_INTERVAL,
         monotonic: Callable[[], float] = time.monotonic,
+        notify: Notify | None = None,
     ) -> None:
         self.store, self._publish, self._known = store, publish, known
+        # Each alarm stored is also queued for the people it must reach (edged.central.
+        # notify), in the same transaction.
+        self._notify = notify
         self._interval, self._now = interval, monotonic
         # (site, device, type) -> (last written, suppressed since)
         self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
@@ -109,6 +116,8 @@ class Alarms:
             str(rec.get("ts")), dev, rtype.removeprefix("alarm."), detail,
             source="device", seq=rec["seq"],
         )  # fmt: skip
+        if self._notify is not None:
+            self._notify(str(rec.get("ts")), dev, rtype, rec)
         return CENTRAL_ALARMS, alarm_message(
             *dev, rtype, detail, rec.get("ts"), "device", seq=rec["seq"]
         )
@@ -119,6 +128,8 @@ class Alarms:
         ts = format_ts(int(time.time() * 1000))
         if active and self.store.raise_condition(ts, dev, atype, detail):
             log.warning("central_alarm", site=dev[0], device=dev[1], type=atype, detail=detail)
+            if self._notify is not None:
+                self._notify(ts, dev, atype, fields_of_detail(detail))
             self._announce(*dev, atype, detail, ts, "central")
         elif not active and self.store.clear_condition(ts, dev, atype):
             log.info("central_alarm_cleared", site=dev[0], device=dev[1], type=atype)
@@ -128,6 +139,8 @@ class Alarms:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
         ts = format_ts(int(time.time() * 1000))
         self.store.add_alarm(ts, (site, device), atype, detail)
+        if self._notify is not None:
+            self._notify(ts, (site, device), atype, fields_of_detail(detail))
         self._publish(
             topics.alarm(site, device, f"collector.{atype}"),
             json.dumps({"type": atype, "detail": detail}),

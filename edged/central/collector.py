@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edged.central.alarms import Alarms
 from edged.central.keeper import ChainKeeper
 from edged.central.link import CollectorLink
+from edged.central.notify import Notifier, NotifyConfig
 from edged.central.replies import Replies
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
@@ -84,6 +85,7 @@ class Collector:
         # never left waiting for the timer's receipt; each receipt costs a commit.
         receipt_every: int = 250,
         receipt_seconds: float = 0.5,
+        notify: NotifyConfig | None = None,
     ) -> None:
         self.broker = broker
         # The store: a SQLite file, a postgresql:// URL, or one made by the caller.
@@ -124,9 +126,18 @@ class Collector:
             on_connected=self._on_connect,
         )
         self.subscribed = self.link.subscribed
+        # Alarms that reach people (edged.central.notify): queued with each alarm,
+        # delivered by a thread of its own.
+        self.notifier = (
+            Notifier(notify, self.store, self._lock) if notify is not None and notify.rules
+            else None
+        )  # fmt: skip
         self._alarms = Alarms(
-            self.store, self.link.publish, lambda s, d: self._trusted(s, d)[0] is not None
-        )
+            self.store, self.link.publish, lambda s, d: self._trusted(s, d)[0] is not None,
+            notify=self.notifier.enqueue if self.notifier is not None else None,
+        )  # fmt: skip
+        if self.notifier is not None:
+            self.notifier.on_failing(self._alarms.condition)
         self.device_watch = DeviceWatch(self.store, self._alarms, self.watch, self._mine)
         self.witness = Witness(key, self.epochs, self._alarms, self.link.publish)
         self.replies = Replies(key, self.link.publish)
@@ -138,6 +149,8 @@ class Collector:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        if self.notifier is not None:
+            self.notifier.start()
         self._ingest_thread.start()
         self.link.start()
         self._timer = threading.Thread(target=self._receipt_loop, name="receipts", daemon=True)
@@ -153,6 +166,8 @@ class Collector:
             self._ingest_thread.join(30)
         if self._timer:
             self._timer.join(5)
+        if self.notifier is not None:
+            self.notifier.close()
         with self._lock:
             self.keeper.flush_locked()
             self.store.close()

@@ -15,6 +15,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     import threading
 
     from edged.central.collector import Collector
+    from edged.central.notify import load_notify
     from edged.central.watch import Watch
     from edged.log import configure_logging
     from edged.protocol.keys import load_private_key
@@ -38,6 +39,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
             acl=args.acl_after,
             retention_days=args.retention_days,
         ),
+        notify=load_notify(Path(args.notify)) if args.notify else None,
     )
     stop = threading.Event()
     _signal.signal(_signal.SIGTERM, lambda *_: stop.set())
@@ -273,6 +275,11 @@ def register(sub: Any) -> None:
         help="alarm when a device has not applied a published access list after S seconds"
         " (default: 600)",
     )
+    col.add_argument(
+        "--notify", metavar="FILE",
+        help="notify.toml (0600): which alarms go to whom, by e-mail, Teams, Slack, LINE,"
+        " ntfy or webhook (docs/central.md; default: none, the console and MQTT only)",
+    )  # fmt: skip
     col.add_argument(
         "--report-every", type=float, default=60.0, metavar="S",
         help="log a line of progress (records stored, parked) every S seconds while it"

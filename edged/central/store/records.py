@@ -12,6 +12,7 @@ from typing import Any
 from edged.central.accounts import Accounts
 from edged.central.present import Changes
 from edged.central.store.alarms import AlarmSql
+from edged.central.store.outbox import Outbox
 from edged.central.store.reports import ReportSql
 from edged.central.store.schema import ENGINE_MIGRATIONS, MIGRATION_FILLS, MIGRATIONS
 from edged.central.store.sql import Dev
@@ -42,6 +43,11 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
     def accounts(self) -> Accounts:
         """The console's users, sessions and audit trail, on this connection."""
         return Accounts(self)
+
+    @property
+    def outbox(self) -> Outbox:
+        """Notifications of alarms waiting for delivery, on this connection."""
+        return Outbox(self)
 
     # -- schema ------------------------------------------------------------------------
     def _migrate(self) -> None:

@@ -234,6 +234,23 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        10,
+        [
+            # Notifications (issue 39): one row per alarm and channel, written in the
+            # transaction that stores the alarm, delivered after it (at least once,
+            # across restarts), retried with backoff; a delivery and each failure stay
+            # on the row. ``rule`` and ``channel`` index the notify file (URLs hold
+            # credentials, so they stay in that file, not in the database).
+            """CREATE TABLE notify_outbox (id {id}, created_ts TEXT NOT NULL, site TEXT NOT
+               NULL, device TEXT NOT NULL, type TEXT NOT NULL, rule TEXT NOT NULL, channel
+               {int} NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, attempts {int} NOT
+               NULL DEFAULT 0, next_ms {int} NOT NULL, delivered_ts TEXT, last_error TEXT)""",
+            "CREATE INDEX notify_due ON notify_outbox (next_ms) WHERE delivered_ts IS NULL",
+        ],
+    )
+)
 # Migrations that also fill what they create from the records already stored.
 MIGRATION_FILLS = {7: "_fill_present", 8: "_fill_trees", 9: "_fill_epochs"}
 SCHEMA_VERSION = MIGRATIONS[-1][0]
