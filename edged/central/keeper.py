@@ -23,7 +23,7 @@ from edged.central.verify import WRONG_ORIGIN, check_record
 from edged.central.witness import Witness
 from edged.log import get_logger
 from edged.protocol.epochs import CERT
-from edged.protocol.records import is_alarm
+from edged.protocol.records import CLEARED, CLEARS, is_alarm
 
 log = get_logger("collector")
 
@@ -307,6 +307,10 @@ class ChainKeeper:
         if is_alarm(rtype):
             # A device's alarm: stored with the record, announced once committed.
             self._announce.append(self._alarms.of_record(dev, rec))
+        elif rtype == CLEARED and rec.get("was") in CLEARS:
+            # The device says its alarm ended: the open one it names is cleared.
+            where = {k: rec[k] for k in ("door", "area") if isinstance(rec.get(k), str)}
+            self.store.clear_device_alarm(dev, CLEARS[rec["was"]], where, str(rec.get("ts")))
         self._uncommitted += 1
         self.stored += 1
         self.replies.stored(dev)

@@ -84,9 +84,18 @@ RecordType = Literal[
 RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
 
 
+# A device's record that ends an alarm (the door closed again, the area checked): it
+# names the alarm it clears in ``was``, and is not itself an alarm.
+CLEARED = "alarm.cleared"
+# ``was`` -> the alarm type it ends (without "alarm.").
+CLEARS = {"held_open": "door_held_open", "forced": "door_forced",
+          "area_not_closed": "area_not_closed"}  # fmt: skip
+
+
 def is_alarm(rtype: str) -> bool:
-    """Alarms are the records whose type starts with ``alarm.`` (R8, R15)."""
-    return rtype.startswith("alarm.")
+    """Alarms are the records whose type starts with ``alarm.`` (R8, R15), but for
+    :data:`CLEARED`, which ends one (before, the console listed it as an open alarm)."""
+    return rtype.startswith("alarm.") and rtype != CLEARED
 
 
 # Fields the journal fills in; a caller may not supply them.

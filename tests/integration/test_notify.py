@@ -151,3 +151,21 @@ def test_the_notify_file_is_checked_and_kept_private(tmp_path):
         p.chmod(0o600)
         with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
             load_notify(p)
+
+
+def test_a_door_closed_again_clears_its_alarm_instead_of_listing_a_new_one(tmp_path, central):
+    """R8, R15 (issue 40): the device's alarm.cleared ended the held-open alarm of its door
+    on the door, but the central side stored it as an alarm of its own ("cleared") and
+    left the held-open one open. Now the one it names is cleared, another door's stays."""
+    key, doors = central
+    col = collector(tmp_path, key, None)
+    d = doors["tokyo"]
+    d.append("alarm.door_held_open", {"door": "main", "seconds": 30})
+    d.append("alarm.door_held_open", {"door": "server", "seconds": 30})
+    d.append("alarm.cleared", {"door": "main", "was": "held_open"})
+    col.ingest_batch([(d.site, d.device, r.wire()) for r in d.records])
+    rows = col.store.alarm_rows()
+    assert [(a["type"], a["cleared_ts"] is not None) for a in rows] == [
+        ("door_held_open", True), ("door_held_open", False)]  # fmt: skip
+    assert "door=server" in rows[1]["detail"]
+    col.close()

@@ -32,6 +32,18 @@ class AlarmSql(Sql):
             (ts, *dev, atype, detail, source, seq),
         )
 
+    def clear_device_alarm(self, dev: Dev, atype: str, where: dict[str, str], ts: str) -> None:
+        """A device's alarm of ``atype`` at ``where`` (its door or area, as its detail line
+        has them) ended: the open ones are cleared (they leave the list of alarms to act
+        on, acknowledged or not)."""
+        sql = ("UPDATE alarms SET cleared_ts = ? WHERE site = ? AND device = ? AND type = ?"
+               " AND source = 'device' AND cleared_ts IS NULL")  # fmt: skip
+        params: list[Any] = [ts, *dev, atype]
+        for k, v in sorted(where.items()):
+            sql += " AND (' ' || detail || ' ') LIKE ?"
+            params.append(f"% {k}={v} %")
+        self._x(sql, tuple(params))
+
     def raise_condition(self, ts: str, dev: Dev, atype: str, detail: str) -> bool:
         """Open a condition alarm (a silent device, a stalled sync...) unless one of that
         type is open for the device already; True when it was opened now."""
