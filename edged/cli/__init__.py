@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edged",
         description="Edge daemon for doors and cabinets of personal-data handling areas.",
     )
+    from edged import __version__
+
+    p.add_argument("--version", action="version", version=f"edged {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for audience in (device, admin, card, central, sim):
         audience.register(sub)

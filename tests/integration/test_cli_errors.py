@@ -141,3 +141,11 @@ def test_a_console_on_plain_http_beyond_loopback_refuses_to_start(tmp_path):
     proxy are the ways it starts."""
     p = edged("console", "--store", str(tmp_path / "c.db"), "--listen", "0.0.0.0:8443")
     one_line_error(p, "plain HTTP on a non-loopback address", "--cert-file", "--trusted-proxy")
+
+
+def test_the_version_is_one_line():
+    """Issue 40: `edged --version`, as tools people like answer it."""
+    from edged import __version__
+
+    p = edged("--version")
+    assert p.returncode == 0 and p.stdout == f"edged {__version__}\n", p.stdout + p.stderr
