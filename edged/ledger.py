@@ -285,6 +285,7 @@ LEDGER_TYPES = frozenset(
         "door.exit",
         "door.exit_request",
         "occupancy.reset",
+        "occupancy.expired",
         "lockcheck.confirmed",
         "door.denied",
         "ledger.reviewed",
@@ -364,6 +365,12 @@ def add_records(
         elif rtype == "occupancy.reset":
             for key in [k for k in open_visits if k[1] == r.get("area")]:
                 open_visits.pop(key).exit = f"{when} (reset)"
+        elif rtype == "occupancy.expired" and r.get("person"):
+            # Counted inside past the area's longest stay: no longer counted; when they
+            # left is not known.
+            left = open_visits.pop((r["person"], r.get("area", "")), None)
+            if left is not None:
+                left.exit = f"{when} (max stay)"
         if not in_period:
             continue
         if rtype in ("lockcheck.confirmed", "alarm.lockcheck_missed"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The record types the fold reads; the rest pass by without being parsed.
-INSIDE_TYPES = frozenset({"door.granted", "door.exit", "occupancy.reset"})
+INSIDE_TYPES = frozenset({"door.granted", "door.exit", "occupancy.expired", "occupancy.reset"})
 POINT_TYPES = {
     "door.opened": ("door", "door", "open"),
     "door.closed": ("door", "door", "closed"),

@@ -47,9 +47,9 @@ from edged.core.events import (
 )
 from edged.core.indicators import indicators
 from edged.core.lockout import PinLockout
-from edged.core.occupancy import Untapped
+from edged.core.occupancy import Stays, Untapped
 from edged.core.policy import CARRY_IN, AccessList, Person, SitePolicy
-from edged.protocol.records import RecordType
+from edged.protocol.records import RecordType, format_ts
 
 NS = 1_000_000_000
 
@@ -117,6 +117,7 @@ class CoreState:
     local_pins: dict[str, LocalPin] = field(default_factory=dict)  # person -> changed here
     untapped: Untapped = field(default_factory=Untapped)  # exits without a tap
     closing: Closing = field(default_factory=Closing)  # closing time, per area
+    stays: Stays = field(default_factory=Stays)  # since when each person is counted inside
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -152,6 +153,9 @@ class Core:
             if d.exit_reader:
                 self._door_of_reader[d.exit_reader] = (d.name, "exit")
         self._cabinet_of_reader = {c.reader: c.name for c in config.cabinets.values() if c.reader}
+        self._max_stay = {
+            a.name: a.max_stay_hours for a in config.areas.values() if a.max_stay_hours > 0
+        }
         self._closing_at = {
             a.name: parse_closing(a.closing_time)
             for a in config.areas.values()
@@ -501,6 +505,7 @@ class Core:
                     )
                 )
                 inside[p.id] = p.name
+                self.state.stays.entered(area, p.id, now.wall_ms)
             out.append(
                 Record(
                     "door.granted",
@@ -516,6 +521,7 @@ class Core:
                 )
             )
             inside[v.id] = v.name
+            self.state.stays.entered(area, v.id, now.wall_ms)
             self.state.escorts.entered(area, v.id, p.id)
         else:
             fields = {
@@ -529,6 +535,7 @@ class Core:
                 self.state.escorts.entered(area, p.id, esc.id)
             out.append(Record("door.granted", fields))
             inside[p.id] = p.name
+            self.state.stays.entered(area, p.id, now.wall_ms)
             self.state.untapped.identified(area, p.id)
             if p.escort:
                 self.state.escorts.went_in(door, p, now.mono)
@@ -718,6 +725,7 @@ class Core:
         self.state.occupancy[pr.area] = {}
         self.state.escorts.forget(pr.area)
         self.state.untapped.forget(pr.area)
+        self.state.stays.forget(pr.area)
         return [
             Record(
                 "occupancy.reset",
@@ -791,6 +799,7 @@ class Core:
                     )
                 return self._lockcheck_start(door, area, p, card, now, carry)
             del inside[p.id]
+            self.state.stays.left(area, p.id)
             if not inside:
                 self.state.untapped.forget(area)
             return [
@@ -985,6 +994,7 @@ class Core:
     ) -> list[Action]:
         inside = self.state.occupancy.setdefault(area, {})
         inside.pop(p.id, None)
+        self.state.stays.left(area, p.id)
         self._left(area, p, door)  # the last one out: nobody is left behind to alarm for
         rtype: RecordType = (
             "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
@@ -1169,7 +1179,29 @@ class Core:
             out += self._deny(door, w.card, "escort_needed", w.person) + self._idle()
         self.state.lockout.tick(now.mono)
         out += self._expiry_warning(now)
+        out += self._overstays(now)
         out += self._closing_time(now)
+        return out
+
+    def _overstays(self, now: Now) -> list[Action]:
+        """Nobody stays counted inside for days (areas' max_stay_hours; a synchronised
+        clock): whoever left uncounted is let in again, and the record says so."""
+        if not self._max_stay or not now.synced:
+            return []
+        out: list[Action] = []
+        for area, pid, since in self.state.stays.overstayed(now.wall_ms, self._max_stay):
+            inside = self.state.occupancy.get(area, {})
+            if pid not in inside:
+                continue
+            name = inside.pop(pid)
+            self.state.escorts.forget(area, pid)
+            self.state.untapped.identified(area, pid)
+            if not inside:
+                self.state.untapped.forget(area)
+            out.append(Record("occupancy.expired", {
+                "area": area, "person": pid, "name": name, "since": format_ts(since),
+                "hours": self._max_stay[area],
+            }))  # fmt: skip
         return out
 
     def _closing_time(self, now: Now) -> list[Action]:
@@ -1235,6 +1267,7 @@ class Core:
             if isinstance(a, Record) and a.type == "door.granted" and a.fields.get("person"):
                 area = a.fields.get("area", "")
                 self.state.occupancy.get(area, {}).pop(a.fields["person"], None)
+                self.state.stays.left(area, a.fields["person"])
                 self.state.escorts.forget(area, a.fields["person"])
             elif isinstance(a, SetLock) and a.unlocked and a.needs_record:
                 self.state.doors[a.door].revert_unlock()

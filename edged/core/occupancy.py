@@ -96,3 +96,33 @@ class Untapped:
 
     def deadlines(self) -> list[int]:
         return [o.deadline for o in self.offers.values()]
+
+
+@dataclass
+class Stays:
+    """When each person counted inside went in (wall ms), so that nobody stays counted
+    for days: someone who left without being counted (following another out) would be
+    refused as already inside every morning after. ``since``: area -> person -> ms."""
+
+    since: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def entered(self, area: str, person: str, wall_ms: int) -> None:
+        self.since.setdefault(area, {})[person] = wall_ms
+
+    def left(self, area: str, person: str) -> None:
+        self.since.get(area, {}).pop(person, None)
+
+    def forget(self, area: str) -> None:
+        self.since.pop(area, None)
+
+    def overstayed(self, wall_ms: int, limits: dict[str, float]) -> list[tuple[str, str, int]]:
+        """(area, person, since) of those counted longer than their area's limit (hours);
+        they are forgotten here, the core records them and stops counting them."""
+        out = []
+        for area, hours in limits.items():
+            people = self.since.get(area, {})
+            for person, since in sorted(people.items()):
+                if wall_ms - since >= hours * 3_600_000:
+                    out.append((area, person, since))
+                    del people[person]
+        return out

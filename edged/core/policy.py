@@ -64,6 +64,13 @@ class AreaConfig:
         " exit without a tap left the count uncertain; soft lets them in and records it",
         choices=("hard", "soft"),
     )
+    max_stay_hours: float = opt(
+        18.0,
+        "someone counted inside this long (who left without being counted, following"
+        " another out) is no longer counted, recorded as occupancy.expired; 0: never",
+        lo=0,
+        hi=168,
+    )
     closing_time: str | None = opt(
         None,
         "HH:MM local: at closing on a day the calendar keeps open, anyone counted inside, a"

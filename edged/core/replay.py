@@ -26,6 +26,7 @@ REPLAYED = (
     "door.exit_request",
     "door.denied",
     "occupancy.reset",
+    "occupancy.expired",
     "lockcheck.confirmed",
     "alarm.area_not_closed",
     "alarm.cleared",
@@ -33,6 +34,15 @@ REPLAYED = (
     "alarm.visitor_unescorted",
     "visitor.escort_changed",
 )
+
+
+def _ms(ts: str) -> int | None:
+    from edged.protocol.records import parse_ts
+
+    try:
+        return parse_ts(ts)
+    except ValueError:
+        return None
 
 
 def _local_day(ts: str, tz: dt.tzinfo) -> dt.date | None:
@@ -96,6 +106,8 @@ class _Replayed:
         self.used_ts: dict[str, str] = {}
         self.checked_ts: dict[str, str] = {}
         self.not_closed: dict[str, str] = {}
+        # When each person counted inside went in (their grant's ts), for max_stay_hours.
+        self.since: dict[str, dict[str, str]] = {}
         self.escorts: dict[str, dict[str, str]] = {}
         self.unescorted: dict[str, set[str]] = {}
         self.failures: dict[str, int] = {}
@@ -122,12 +134,14 @@ class _Replayed:
             occ.setdefault(area, {})[person] = r.get("name", "")
             self.used_ts[area] = str(r.get("ts", ""))
             self.uncertain.get(area, set()).discard(person)
+            self.since.setdefault(area, {})[person] = str(r.get("ts", ""))
             if r.get("escort"):
                 escorts.setdefault(area, {})[person] = r["escort"]
             if isinstance(card, str):
                 failures.pop(card, None)
-        elif t == "door.exit" and person:
+        elif t in ("door.exit", "occupancy.expired") and person:
             occ.setdefault(area, {}).pop(person, None)
+            self.since.get(area, {}).pop(person, None)
             self.uncertain.get(area, set()).discard(person)
             if not occ[area]:
                 self.uncertain.pop(area, None)
@@ -147,6 +161,7 @@ class _Replayed:
         elif t == "occupancy.reset":
             occ.setdefault(area, {}).clear()
             self.uncertain.pop(area, None)
+            self.since.pop(area, None)
             escorts.pop(area, None)
             unescorted.pop(area, None)
         elif t == "door.denied" and r.get("reason") == "pin_wrong" and isinstance(card, str):
@@ -229,6 +244,10 @@ def replay(
             continue
     for area in areas:
         state.occupancy[area] = acc.occ.get(area, {})
+        for person in state.occupancy[area]:
+            # Known from its grant; from a snapshot (its grant pruned): counted from now.
+            ms = _ms(acc.since.get(area, {}).get(person, ""))
+            state.stays.entered(area, person, now.wall_ms if ms is None else ms)
     state.untapped.uncertain = {a: set(v) for a, v in acc.uncertain.items() if v}
     state.escorts.escorting = {a: e for a, e in acc.escorts.items() if e}
     state.escorts.unescorted = {a: v for a, v in acc.unescorted.items() if v}

@@ -74,6 +74,7 @@ RecordType = Literal[
     "lockcheck.confirmed",
     "lockcheck.open",
     "lockcheck.pin_wrong",
+    "occupancy.expired",
     "occupancy.reset",
     "pin.changed",
     "reader.found",

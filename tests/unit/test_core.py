@@ -1051,3 +1051,36 @@ def test_the_closing_alarm_survives_a_restart_and_is_not_raised_twice():
     assert not records(again.advance(60), "alarm.area_not_closed")
     again.tap("S2", reader="exit")
     assert records(again.keys("#"), "alarm.cleared")
+
+
+def test_nobody_stays_counted_inside_for_days():
+    """R1 (issue 37): someone who left without being counted (following another out) was
+    refused as already inside every morning after. Past the area's max_stay_hours (18 by
+    default) they are no longer counted, recorded as occupancy.expired, and let in; with
+    0 they stay counted."""
+    rig = Rig()
+    assert CFG.areas["handling"].max_stay_hours == 18.0
+    _enter(rig, "S2")
+    assert not records(rig.advance(17 * 3600), "occupancy.expired")
+    e = only(rig.advance(3600), "occupancy.expired")
+    assert (e["person"], e["area"], e["hours"]) == ("S2", "handling", 18.0)
+    assert e["since"] == "2026-11-24T01:00:00.000Z"
+    assert rig.core.snapshot()["occupancy"]["handling"] == []
+    rig.advance(6 * 3600)  # Wednesday 10:00
+    assert "passback" not in _enter(rig, "S2")
+    never = _area_rig(max_stay_hours=0)
+    _enter(never, "S2")
+    assert not records(never.advance(48 * 3600), "occupancy.expired")
+    assert never.core.snapshot()["occupancy"]["handling"] == ["S2"]
+
+
+def test_the_longest_stay_counts_from_the_grant_across_a_restart():
+    """R1, R14: replayed from the journal, the stay counts from the grant's time, not
+    from the restart."""
+    rig = Rig()
+    _enter(rig, "S2")
+    again = Rig(wall=TUE_10 + 17 * 3_600_000)
+    again.core.restore(replayable(rig.log, rig.mono, ts="2026-11-24T01:00:00.000Z"),
+                       again.now, "boot-2")  # fmt: skip
+    assert again.core.snapshot()["occupancy"]["handling"] == ["S2"]
+    assert only(again.advance(3600), "occupancy.expired")["person"] == "S2"
