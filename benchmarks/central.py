@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def main() -> int:
                 mq_floors.append(raw_paho(mq.port, one.records, one.size, 100))
     finally:
         pg.remove()
+        shutil.rmtree(base, ignore_errors=True)  # the collectors' stores and logs
     best1, best2 = max(ones, key=lambda x: x.rate), max(twos, key=lambda x: x.rate)
     floor_pg, floor_mq = max(pg_floors), max(mq_floors)
     floor = min(floor_pg, floor_mq)

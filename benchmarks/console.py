@@ -349,7 +349,7 @@ def main() -> int:
     finally:
         if console is not None:
             console.close()
-        pg.stop()
+        pg.remove()  # its data directory too (pg.stop() left gigabytes per run)
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     return 0
 
