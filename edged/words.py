@@ -55,6 +55,11 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "Someone left {area} by the exit button at {door} without tapping out; counted"
         " inside then: {may_have_left}.",
     ),
+    "cabinet_open_too_long": (
+        "書庫の開放放置", "Cabinet left open",
+        "書庫 {cabinet} が {minutes} 分を超えて開いたままです。在室: {inside}",
+        "Cabinet {cabinet} has been open for more than {minutes} minutes; inside: {inside}.",
+    ),
     "cabinet_unauthorised": (
         "権限のない書庫開放", "Cabinet opened without its custodian",
         "書庫 {cabinet} が管理者の立会いなしに開きました({why})。在室: {inside}",

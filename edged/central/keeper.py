@@ -309,7 +309,9 @@ class ChainKeeper:
             self._announce.append(self._alarms.of_record(dev, rec))
         elif rtype == CLEARED and rec.get("was") in CLEARS:
             # The device says its alarm ended: the open one it names is cleared.
-            where = {k: rec[k] for k in ("door", "area") if isinstance(rec.get(k), str)}
+            where = {
+                k: rec[k] for k in ("door", "area", "cabinet") if isinstance(rec.get(k), str)
+            }
             self.store.clear_device_alarm(dev, CLEARS[rec["was"]], where, str(rec.get("ts")))
         self._uncommitted += 1
         self.stored += 1

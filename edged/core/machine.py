@@ -48,6 +48,7 @@ from edged.core.events import (
 from edged.core.indicators import indicators
 from edged.core.lockout import PinLockout
 from edged.core.occupancy import Stays, Untapped
+from edged.core.open_cabinets import OpenCabinets, Reminder
 from edged.core.policy import CARRY_IN, AccessList, Person, SitePolicy
 from edged.protocol.records import RecordType, format_ts
 
@@ -118,6 +119,7 @@ class CoreState:
     untapped: Untapped = field(default_factory=Untapped)  # exits without a tap
     closing: Closing = field(default_factory=Closing)  # closing time, per area
     stays: Stays = field(default_factory=Stays)  # since when each person is counted inside
+    open_cabinets: OpenCabinets = field(default_factory=OpenCabinets)  # open too long
 
 
 # Who may confirm the last leaver's lock check: a visitor is never the one who vouches
@@ -146,6 +148,10 @@ class Core:
             doors={n: Door(d) for n, d in config.doors.items()},
             occupancy={a: {} for a in config.areas},
             lockout=PinLockout(config.policy.pin_attempts, config.policy.lockout_minutes),
+            open_cabinets=OpenCabinets(
+                {c.name: c.max_open_minutes for c in config.cabinets.values()
+                 if c.max_open_minutes > 0}
+            ),
         )
         self._door_of_reader: dict[str, tuple[str, str]] = {}
         for d in config.doors.values():
@@ -194,7 +200,7 @@ class Core:
         for name, is_locked in locked.items():
             self.state.cabinets[name] = is_locked
             if not is_locked:
-                out += self._cabinet(CabinetChanged(cabinet=name, locked=False))
+                out += self._cabinet(CabinetChanged(cabinet=name, locked=False), now)
         return out
 
     def restore(self, records: Iterable[dict[str, Any]], now: Now, boot_id: str) -> None:
@@ -250,7 +256,7 @@ class Core:
             case ExitButton():
                 return self._exit_button(ev, now)
             case CabinetChanged():
-                return self._cabinet(ev)
+                return self._cabinet(ev, now)
             case DriverFault():
                 return [
                     Record("alarm.driver_fault", {"device": ev.device, "reason": ev.reason[:200]}),
@@ -1049,7 +1055,7 @@ class Core:
             *(self._outputs() if offer is not None else []),
         ]
 
-    def _cabinet(self, ev: CabinetChanged) -> list[Action]:
+    def _cabinet(self, ev: CabinetChanged, now: Now) -> list[Action]:
         """A reed switch changed. Every opening records who was inside (R17); a guarded
         cabinet opened with none of its custodians inside, or an electric lock opened
         without a release, is ``alarm.cabinet_unauthorised``."""
@@ -1069,6 +1075,11 @@ class Core:
                 # by the button; the closing check is where an empty room is judged).
                 fields["uncertain"] = doubt
         out: list[Action] = [Record("cabinet.locked" if ev.locked else "cabinet.unlocked", fields)]
+        if not ev.locked:
+            self.state.open_cabinets.opened(ev.cabinet, now.mono)
+        elif self.state.open_cabinets.locked(ev.cabinet):
+            out.append(Record("alarm.cleared", {"cabinet": ev.cabinet, "area": area,
+                                                "was": "cabinet_open_too_long"}))  # fmt: skip
         if area is not None:
             open_ = self.state.lockcheck_open.get(area)
             if open_ is not None and ev.locked and ev.cabinet in open_:
@@ -1138,6 +1149,7 @@ class Core:
         times += self.state.lockout.deadlines()
         times += self.state.cabinet_release.values()
         times += self.state.untapped.deadlines()
+        times += self.state.open_cabinets.deadlines()
         return min(times) if times else None
 
     def tick(self, now: Now) -> list[Action]:
@@ -1179,8 +1191,24 @@ class Core:
             out += self._deny(door, w.card, "escort_needed", w.person) + self._idle()
         self.state.lockout.tick(now.mono)
         out += self._expiry_warning(now)
+        out += self._open_too_long(now)
         out += self._overstays(now)
         out += self._closing_time(now)
+        return out
+
+    def _open_too_long(self, now: Now) -> list[Action]:
+        """Cabinets open past their max_open_minutes: a reminder at the area's door, then
+        the alarm (:mod:`edged.core.open_cabinets`)."""
+        out: list[Action] = []
+        for o in self.state.open_cabinets.tick(now.mono):
+            area = self.cfg.cabinets[o.cabinet].area
+            door = next((d.name for d in self.cfg.doors.values() if d.area == area), None)
+            f = {"cabinet": o.cabinet, "area": area, "door": door, "minutes": o.minutes,
+                 "inside": sorted(self.state.occupancy.get(area, {}))}  # fmt: skip
+            if isinstance(o, Reminder):
+                out.append(Record("cabinet.open_reminder", f))
+            else:
+                out += [Record("alarm.cabinet_open_too_long", f), *self._outputs()]
         return out
 
     def _overstays(self, now: Now) -> list[Action]:
@@ -1283,6 +1311,7 @@ class Core:
             or any(d.alarm for d in s.doors.values())
             or s.escorts.alarm()
             or s.closing.alarm()
+            or s.open_cabinets.alarm()
         )
 
     def _outputs(self) -> list[Action]:

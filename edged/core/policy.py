@@ -161,6 +161,14 @@ class CabinetConfig:
     reader: str | None = None  # the card reader on the cabinet (electric lock only)
     unlock_seconds: float = opt(5.0, "how long a custodian's card releases the lock", lo=1,
                                 hi=60)  # fmt: skip
+    max_open_minutes: float = opt(
+        0.0,
+        "open this long: cabinet.open_reminder (the door's display says so), and at twice"
+        " as long alarm.cabinet_open_too_long until it is locked (the rules ask that"
+        " cabinets be locked as soon as the work no longer needs them); 0: off",
+        lo=0,
+        hi=1440,
+    )
 
     @property
     def guarded(self) -> bool:

@@ -38,6 +38,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "wait_escort": ("タチアイニンヲ マッテイマス", "Waiting for escort"),
     "carry_out_ok": ("モチダシ ショウニンズミ", "Carry-out approved"),
     # After an exit by the button: the last one out taps, so the lock check still happens.
+    "open_reminder": ("ショコガ アイテイマス", "Cabinet open:"),
     "last_out": ("サイゴノカタハ カード", "Last out? Tap"),
     "last_out_2": ("ショコ セジョウカクニン", "card to check"),
 }
@@ -140,6 +141,8 @@ class Presenter:
     def _result(self, door: str, records: list[dict[str, Any]]) -> list[str] | None:
         """The answer shown for this step's records at ``door``, if any."""
         by_type = {r["type"]: r for r in records}
+        if "cabinet.open_reminder" in by_type:
+            return [self._t("open_reminder"), str(by_type["cabinet.open_reminder"]["cabinet"])]
         if "lockcheck.open" in by_type:
             return [self._t("lockcheck_open"), " ".join(by_type["lockcheck.open"]["open"])]
         if "door.denied" in by_type:

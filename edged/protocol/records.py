@@ -31,6 +31,7 @@ RecordType = Literal[
     "alarm.acl_invalid",
     "alarm.acl_rejected",
     "alarm.area_not_closed",
+    "alarm.cabinet_open_too_long",
     "alarm.cabinet_unattended",
     "alarm.cabinet_unauthorised",
     "alarm.carry_out_unapproved",
@@ -51,6 +52,7 @@ RecordType = Literal[
     "cabinet.denied",
     "cabinet.granted",
     "cabinet.locked",
+    "cabinet.open_reminder",
     "cabinet.unlocked",
     "card.unreadable",
     "carry_out.approved",
@@ -90,7 +92,8 @@ RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
 CLEARED = "alarm.cleared"
 # ``was`` -> the alarm type it ends (without "alarm.").
 CLEARS = {"held_open": "door_held_open", "forced": "door_forced",
-          "area_not_closed": "area_not_closed"}  # fmt: skip
+          "area_not_closed": "area_not_closed",
+          "cabinet_open_too_long": "cabinet_open_too_long"}  # fmt: skip
 
 
 def is_alarm(rtype: str) -> bool:

@@ -169,3 +169,18 @@ def test_a_door_closed_again_clears_its_alarm_instead_of_listing_a_new_one(tmp_p
         ("door_held_open", True), ("door_held_open", False)]  # fmt: skip
     assert "door=server" in rows[1]["detail"]
     col.close()
+
+
+def test_a_cabinet_locked_again_clears_its_open_too_long_alarm(tmp_path, central):
+    """R7, R15: the cabinet's alarm.cleared ends its open-too-long alarm centrally."""
+    key, doors = central
+    col = collector(tmp_path, key, None)
+    d = doors["tokyo"]
+    d.append("alarm.cabinet_open_too_long", {"cabinet": "cab-a", "area": "handling",
+                                             "minutes": 60, "inside": []})  # fmt: skip
+    d.append("alarm.cleared", {"cabinet": "cab-a", "area": "handling",
+                               "was": "cabinet_open_too_long"})  # fmt: skip
+    col.ingest_batch([(d.site, d.device, r.wire()) for r in d.records])
+    [a] = col.store.alarm_rows()
+    assert a["type"] == "cabinet_open_too_long" and a["cleared_ts"] is not None
+    col.close()

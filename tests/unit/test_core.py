@@ -1084,3 +1084,28 @@ def test_the_longest_stay_counts_from_the_grant_across_a_restart():
                        again.now, "boot-2")  # fmt: skip
     assert again.core.snapshot()["occupancy"]["handling"] == ["S2"]
     assert only(again.advance(3600), "occupancy.expired")["person"] == "S2"
+
+
+def test_a_cabinet_left_open_is_reminded_then_an_alarm_until_locked():
+    """R7, R17 (issue 37; the rules ask that cabinets be locked as soon as the work no
+    longer needs them): at max_open_minutes a reminder at the area's door, at twice as
+    long the alarm (red LED) naming who is inside; locking it clears the alarm and starts
+    the count again next time. Without a limit nothing is said."""
+    cabs = {**CFG.cabinets, "cab-a": replace(CFG.cabinets["cab-a"], max_open_minutes=30)}
+    rig = Rig(cfg=replace(CFG, cabinets=cabs))
+    _enter(rig, "S2")
+    rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    rig.ev(CabinetChanged(cabinet="cab-b", locked=False))  # no limit: never mentioned
+    assert not records(rig.advance(29 * 60), "cabinet.open_reminder")
+    r = only(rig.advance(60), "cabinet.open_reminder")
+    assert (r["cabinet"], r["door"], r["minutes"], r["inside"]) == ("cab-a", "main", 30, ["S2"])
+    assert not rig.core.snapshot()["alarm"]
+    a = only(rig.advance(30 * 60), "alarm.cabinet_open_too_long")
+    assert (a["cabinet"], a["minutes"]) == ("cab-a", 60) and rig.core.snapshot()["alarm"]
+    assert not records(rig.advance(3 * 3600), "alarm.cabinet_open_too_long")  # once
+    c = only(rig.ev(CabinetChanged(cabinet="cab-a", locked=True)), "alarm.cleared")
+    assert (c["cabinet"], c["was"]) == ("cab-a", "cabinet_open_too_long")
+    assert not rig.core.snapshot()["alarm"]
+    rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
+    assert not records(rig.advance(29 * 60), "cabinet.open_reminder")  # counted anew
+    assert records(rig.advance(60), "cabinet.open_reminder")

@@ -98,3 +98,11 @@ def test_after_an_exit_by_the_button_the_screen_asks_the_last_one_out_to_tap():
     assert _screen("en").step([], {"prompts": {}, "last_out_offers": {}}, 0)["main"] == [
         "Tap your card"
     ]
+
+
+def test_a_cabinet_left_open_is_named_on_the_screen():
+    """R7 (issue 37): the reminder of a cabinet left open shows at the area's door."""
+    rec = {"type": "cabinet.open_reminder", "door": "main", "cabinet": "cab-a"}
+    assert _screen("en").step([rec], {"prompts": {}}, 0)["main"] == ["Cabinet open:", "cab-a"]
+    ja = _screen("ja").step([rec], {"prompts": {}}, 0)["main"]
+    assert all(len(line) <= 16 and b"?" not in encode(line) for line in ja), ja
