@@ -415,16 +415,31 @@ def _alarm_text(a: dict[str, Any], lang: str) -> str:
     return alarm_sentence(a["type"], a["fields"], lang)
 
 
+CSV_COLUMNS = ["section", "time", "exit", "id", "name", "area", "purpose", "carry_in",
+               "escort", "result", "detail", "approver", "carry_out", "carry_out_approver",
+               "company", "host", "how"]  # fmt: skip
+
+
+class _Rectangular:
+    """Every row as long as the header (Excel and most tools want a rectangle; the rows
+    of the shorter sections were ragged: 11, 12 or 17 fields)."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._w = csv.writer(out)
+
+    def writerow(self, row: list[str]) -> None:
+        self._w.writerow([*row, *[""] * (len(CSV_COLUMNS) - len(row))])
+
+
 def to_csv(led: Ledger, *, lang: str = "ja") -> str:
     """One table: a ``section`` column says which part of the ledger a row belongs to;
-    codes stay codes (for tools), alarm details are sentences in ``lang``."""
+    codes stay codes (for tools), alarm details are sentences in ``lang``. It starts
+    with a byte-order mark, so that Excel on Japanese Windows reads it as UTF-8 (without
+    one it garbles every Japanese name)."""
     out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(
-        ["section", "time", "exit", "id", "name", "area", "purpose", "carry_in", "escort",
-         "result", "detail", "approver", "carry_out", "carry_out_approver", "company", "host",
-         "how"]
-    )  # fmt: skip
+    out.write("\ufeff")
+    w = _Rectangular(out)
+    w.writerow(CSV_COLUMNS)
     for v in led.visits:
         w.writerow(
             ["visit", v.entry, v.exit, v.person, v.name, v.area, v.purpose, v.carry_in,

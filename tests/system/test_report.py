@@ -144,10 +144,14 @@ def report(db, *extra):
 
 def test_csv_ledger_has_every_part(day):
     """R1, R16: one row per visit with entry/exit, purpose, carry-in and escort; lock checks,
-    denials and alarms; and the verification line."""
+    denials and alarms; and the verification line. Issue 40: a BOM and rectangular rows."""
     p = report(day, "--format", "csv")
     assert p.returncode == 0, p.stderr
-    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    # Excel on Japanese Windows: a byte-order mark, and every row as wide as the header.
+    assert p.stdout.startswith("\ufeffsection,time,")
+    widths = {len(r) for r in csv.reader(io.StringIO(p.stdout))}
+    assert widths == {17}, widths
+    rows = list(csv.DictReader(io.StringIO(p.stdout.removeprefix("\ufeff"))))
     visits = [r for r in rows if r["section"] == "visit" and r["id"]]
     assert [(v["id"], v["time"], v["exit"]) for v in visits] == [
         ("S1", "2026-11-24 09:00:00", "2026-11-24 18:00:00"),
