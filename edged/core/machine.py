@@ -283,18 +283,18 @@ class Core:
         if pr is not None:
             out += self._end_prompt_cancelled(pr, now)
         if direction == "exit":
-            return out + self._exit(door, ev.card, now, genuine=self._genuine(door, ev))
+            genuine = self._genuine(self.cfg.doors[door].area, ev)
+            return out + self._exit(door, ev.card, now, genuine=genuine)
         return out + self._entry(door, ev, now)
 
     # The one gate every card read passes, at any reader and in any prompt (entry, escort,
     # carry-out approver, custodian at a cabinet): the card's kind and proof, the access
     # list, the person's validity, areas and hours, and a PIN lock-out. Each caller adds
     # only its own question (is the approver inside, is the custodian the cabinet's).
-    def _genuine(self, door_or_area: str, ev: CardPresented) -> bool:
-        """The card showed itself the way the area asks (an identifier alone is anyone's
+    def _genuine(self, area: str, ev: CardPresented) -> bool:
+        """The card showed itself the way ``area`` asks (an identifier alone is anyone's
         copy where the area takes only proven cards)."""
-        door = self.cfg.doors.get(door_or_area)
-        a = self.cfg.areas.get(door.area if door is not None else door_or_area)
+        a = self.cfg.areas.get(area)
         return not (a is not None and a.cards and (ev.proof or "id") not in a.cards)
 
     def _card_gate(
@@ -432,6 +432,17 @@ class Core:
         if p.role == "admin":
             steps = ["admin", *steps]
         return self._begin(door, area, p, card, steps, now, dict(proven))
+
+    def _count_out(self, area: str, person: str) -> str | None:
+        """``person`` is no longer counted inside ``area``: the count, since when, and the
+        area's doubt (gone with its last person) together. Their name, if counted."""
+        inside = self.state.occupancy.get(area, {})
+        name = inside.pop(person, None)
+        self.state.stays.left(area, person)
+        self.state.untapped.identified(area, person)
+        if not inside:
+            self.state.untapped.forget(area)
+        return name
 
     def _passback(self, area: str, person: str) -> str | None:
         """A tap in by someone counted inside ``area``: "refuse" (hard anti-passback), or
@@ -804,10 +815,7 @@ class Core:
                         carry=carry,
                     )
                 return self._lockcheck_start(door, area, p, card, now, carry)
-            del inside[p.id]
-            self.state.stays.left(area, p.id)
-            if not inside:
-                self.state.untapped.forget(area)
+            self._count_out(area, p.id)
             return [
                 Record(
                     "door.exit",
@@ -998,9 +1006,8 @@ class Core:
         method: str,
         carry: dict[str, Any] | None = None,
     ) -> list[Action]:
+        self._count_out(area, p.id)
         inside = self.state.occupancy.setdefault(area, {})
-        inside.pop(p.id, None)
-        self.state.stays.left(area, p.id)
         self._left(area, p, door)  # the last one out: nobody is left behind to alarm for
         rtype: RecordType = (
             "lockcheck.confirmed" if outcome == "confirmed" else "alarm.lockcheck_missed"
@@ -1010,8 +1017,6 @@ class Core:
         if inside:
             # Still counted, though an exit without a tap may have been theirs.
             fields["uncertain"] = sorted(inside)
-        else:
-            self.state.untapped.forget(area)
         cleared: list[Action] = []
         if outcome == "confirmed" and self.state.closing.lock_checked(
             area, self._local(now).date()
@@ -1218,14 +1223,10 @@ class Core:
             return []
         out: list[Action] = []
         for area, pid, since in self.state.stays.overstayed(now.wall_ms, self._max_stay):
-            inside = self.state.occupancy.get(area, {})
-            if pid not in inside:
-                continue
-            name = inside.pop(pid)
+            name = self._count_out(area, pid)
+            if name is None:
+                continue  # not counted any more
             self.state.escorts.forget(area, pid)
-            self.state.untapped.identified(area, pid)
-            if not inside:
-                self.state.untapped.forget(area)
             out.append(Record("occupancy.expired", {
                 "area": area, "person": pid, "name": name, "since": format_ts(since),
                 "hours": self._max_stay[area],

@@ -1109,3 +1109,15 @@ def test_a_cabinet_left_open_is_reminded_then_an_alarm_until_locked():
     rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
     assert not records(rig.advance(29 * 60), "cabinet.open_reminder")  # counted anew
     assert records(rig.advance(60), "cabinet.open_reminder")
+
+
+def test_a_door_named_like_an_area_does_not_lend_it_its_card_rules():
+    """R1, R17: the card gate asks the area its card rules; it took a name as a door's
+    first, so a door called like another area made that area's rules its own door's."""
+    areas = {**CFG.areas, "server-room": replace(CFG.areas["server-room"],
+                                                 cards=frozenset({"desfire"}))}  # fmt: skip
+    doors = {("server-room" if n == "main" else n): replace(d, name="server-room")
+             if n == "main" else d for n, d in CFG.doors.items()}  # fmt: skip
+    rig = Rig(cfg=replace(CFG, areas=areas, doors=doors))
+    d = only(rig.tap("A1", reader="server-entry"), "door.denied")
+    assert (d["reason"], d["area"]) == ("card_kind_not_allowed", "server-room")
