@@ -2,8 +2,8 @@
 the work no longer needs them). A sub-machine of the core: its own state, monotonic times
 handed in, outcomes returned.
 
-At ``max_open_minutes`` an open cabinet is :class:`Reminder` (the door's display names
-it), at twice as long :class:`TooLong` (an alarm, red LED, until it is locked). Locking
+At ``max_open_minutes`` an open cabinet is :class:`Overdue` without ``alarm`` (a reminder
+the door's display names), at twice as long with ``alarm`` (red LED, until it is locked). Locking
 it ends both; an alarm raised is then cleared.
 """
 
@@ -15,15 +15,12 @@ NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
-class Reminder:
+class Overdue:
+    """``cabinet`` has been open ``minutes``: a reminder, or (``alarm``) too long."""
+
     cabinet: str
     minutes: float
-
-
-@dataclass(frozen=True)
-class TooLong:
-    cabinet: str
-    minutes: float
+    alarm: bool
 
 
 @dataclass
@@ -48,14 +45,14 @@ class OpenCabinets:
         step = int(self.limits[cabinet] * 60 * NS)
         return self.since[cabinet] + step * (self.stage.get(cabinet, 0) + 1)
 
-    def tick(self, mono: int) -> list[Reminder | TooLong]:
-        out: list[Reminder | TooLong] = []
+    def tick(self, mono: int) -> list[Overdue]:
+        out: list[Overdue] = []
         for cabinet in sorted(self.since):
             stage = self.stage.get(cabinet, 0)
             if stage < 2 and mono >= self._due(cabinet):
                 self.stage[cabinet] = stage + 1
                 minutes = self.limits[cabinet] * (stage + 1)
-                out.append(Reminder(cabinet, minutes) if stage == 0 else TooLong(cabinet, minutes))
+                out.append(Overdue(cabinet, minutes, alarm=stage == 1))
         return out
 
     def deadlines(self) -> list[int]:

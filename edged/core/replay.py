@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from edged.protocol.records import SNAPSHOT, format_ts
 
 if TYPE_CHECKING:
-    from edged.core.machine import CoreState, Now
+    from edged.core.state import CoreState, Now
 
 NS = 1_000_000_000
 

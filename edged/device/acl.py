@@ -102,7 +102,7 @@ def pin_hasher(card_secret: bytes) -> Callable[[str], str]:
 # several doors changes the initial PIN at each (docs/install.md says so).
 def load_local_pins(state_dir: Path) -> dict[str, Any]:
     """person -> LocalPin, from the state directory (empty when none was changed)."""
-    from edged.core.machine import LocalPin
+    from edged.core.state import LocalPin
 
     path = StatePaths(Path(state_dir)).local_pins
     try:

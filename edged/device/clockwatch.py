@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edged.clock import Clock
 from edged.core.actions import Record
-from edged.core.machine import Now
+from edged.core.state import Now
 
 Reading = tuple[int, int, bool]  # (mono ns, wall ms, synchronised)
 

@@ -26,8 +26,8 @@ from edged.clock import Clock, SystemClock
 from edged.core import Core, Indicate, Record, SetCabinetLock, SetLock
 from edged.core.actions import Action, StorePin
 from edged.core.events import Event
-from edged.core.machine import Now
 from edged.core.replay import REPLAYED
+from edged.core.state import Now
 from edged.device.acl import (
     AccessList,
     load_active,

@@ -183,7 +183,7 @@ def test_a_card_taken_away_mid_protocol_leaves_no_decision(door):
     assert isinstance(ev, CardUnreadable) and ev.reason.startswith("desfire"), ev
     assert [r["type"] for r in recs] == ["card.unreadable"]
     assert d.rig.gpio.relay_levels("main") == []
-    assert d.call(lambda: d.core.state.prompts.get("main")) is None
+    assert d.call(lambda: d.core.snapshot()["prompts"].get("main")) is None
     ev, _ = tap(d, d.rig.card(DESFIRE_UID, "entry", kind=CardKind.DESFIRE, applet=genuine))
     assert isinstance(ev, CardPresented) and ev.proof == "desfire"
 

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from edged.clock import FakeClock
-from edged.core.machine import CoreState, Now
 from edged.core.replay import REPLAYED, replay, snapshot_state
+from edged.core.state import CoreState, Now
 from edged.device.journal import Journal, verify_journal
 from edged.device.journal.witness import Head
 from edged.device.keys import DeviceKeys

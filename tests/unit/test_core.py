@@ -18,8 +18,8 @@ from edged.core.events import (
     ExitButton,
     KeypadKey,
 )
-from edged.core.machine import NS, Now
 from edged.core.policy import AccessList, Person
+from edged.core.state import NS, Now
 from edged.device.config import load_config
 
 pytestmark = pytest.mark.unit
@@ -73,8 +73,8 @@ def fake_pin(pin: str, stored: str) -> bool:
 class Rig:
     """A core, a clock, and helpers that feed events and collect actions."""
 
-    def __init__(self, cfg=CFG, acl=ACL, wall=TUE_10, synced=True):
-        self.core = Core(cfg, acl, pin_check=fake_pin)
+    def __init__(self, cfg=CFG, acl=ACL, wall=TUE_10, synced=True, pin_hash=None):
+        self.core = Core(cfg, acl, pin_check=fake_pin, pin_hash=pin_hash)
         self.mono = 10 * NS
         self.wall = wall
         self.synced = synced
@@ -107,6 +107,15 @@ class Rig:
         for k in keys:
             out += self.ev(KeypadKey(keypad=door, key=k))
         return out
+
+
+def _step(rig, door="main"):
+    """The step the dialogue open at ``door`` asks, as the door's status shows it."""
+    return rig.core.snapshot()["prompts"][door]["step"]
+
+
+def _inside(rig, area="handling"):
+    return rig.core.snapshot()["occupancy"].get(area, [])
 
 
 def records(actions, rtype=None):
@@ -630,17 +639,18 @@ def test_a_server_box_opened_without_its_custodian_is_an_alarm():
     cfg = replace(CFG, cabinets={**CFG.cabinets, "cab-a": guarded})
     people = [replace(p, cabinets=frozenset({"cab-a"})) if p.id == "A1" else p for p in PEOPLE]
     rig = Rig(cfg=cfg, acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
-    rig.core.state.occupancy["handling"] = {"S2": "Name S2"}
+    _enter(rig, "S2")
     out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
     [a] = records(out, "alarm.cabinet_unauthorised")
     assert (a.fields["why"], a.fields["inside"]) == ("no_custodian_inside", ["S2"])
     rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
-    rig.core.state.occupancy["handling"]["A1"] = "Name A1"
+    _enter(rig, "A1")
     out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
     assert not records(out, "alarm.cabinet_unauthorised")
     assert records(out, "cabinet.unlocked")[0].fields["inside"] == ["A1", "S2"]
     rig.ev(CabinetChanged(cabinet="cab-a", locked=True))
-    rig.core.state.occupancy["handling"] = {}
+    _leave(rig, "S2")
+    _leave(rig, "A1")
     out = rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
     assert records(out, "alarm.cabinet_unattended") and not records(
         out, "alarm.cabinet_unauthorised"
@@ -652,7 +662,8 @@ def _carry_out_rig(approval=True):
     cfg = replace(CFG, areas={**CFG.areas, "handling": area})
     people = [replace(p, approves_carry_out=True) if p.id == "A1" else p for p in PEOPLE]
     rig = Rig(cfg=cfg, acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
-    rig.core.state.occupancy["handling"] = {"S1": "Name S1", "A1": "Name A1", "S2": "Name S2"}
+    for pid in ("S1", "A1", "S2"):
+        _enter(rig, pid)
     return rig
 
 
@@ -663,9 +674,9 @@ def test_taking_a_pc_out_needs_the_approvers_card():
     exit record carries the item and the approver."""
     rig = _carry_out_rig()
     out = rig.tap("S1", reader="exit")
-    assert not records(out) and rig.core.state.prompts["main"].step == "carry_out"
+    assert not records(out) and _step(rig) == "carry_out"
     assert not records(rig.keys("1#"))  # approved_pc: now the approver's card
-    assert rig.core.state.prompts["main"].step == "carry_out_approval"
+    assert _step(rig) == "carry_out_approval"
     [r] = records(rig.tap("S2", reader="exit"))
     assert (r.type, r.fields["reason"], r.fields["approver"]) == (
         "carry_out.refused", "not_approver", "S2",
@@ -679,8 +690,7 @@ def test_taking_a_pc_out_needs_the_approvers_card():
         "door.exit", "S1", "approved_pc",
     )  # fmt: skip
     assert ex.fields["carry_out_approver"] == "A1" and unlocks(out)
-    assert "S1" not in rig.core.state.occupancy["handling"]
-    assert "A1" in rig.core.state.occupancy["handling"]  # the approver stays inside
+    assert "S1" not in _inside(rig) and "A1" in _inside(rig)  # the approver stays inside
 
 
 def test_nothing_taken_out_and_unapproved_carry_out():
@@ -706,9 +716,8 @@ def test_nothing_taken_out_and_unapproved_carry_out():
 
 def _pin_rig(**life):
     people = [replace(p, **life) if p.id == "S1" else p for p in PEOPLE]
-    rig = Rig(acl=AccessList(3, "tokyo-hq", "k", {p.id: p for p in people}))
-    rig.core._pin_hash = lambda pin: f"scrypt$test${pin}"
-    return rig
+    acl = AccessList(3, "tokyo-hq", "k", {p.id: p for p in people})
+    return Rig(acl=acl, pin_hash=lambda pin: f"scrypt$test${pin}")
 
 
 def test_an_initial_pin_is_changed_before_it_opens_anything():
@@ -720,7 +729,7 @@ def test_an_initial_pin_is_changed_before_it_opens_anything():
     rig = _pin_rig(pin_initial=True)
     rig.tap("S1", reader="server-entry")
     assert not records(rig.keys("1234#", door="server"))
-    assert rig.core.state.prompts["server"].step == "pin_new"
+    assert _step(rig, "server") == "pin_new"
     assert not records(rig.keys("5678#", door="server"))
     out = rig.keys("5678#", door="server")
     changed, granted = records(out)
@@ -728,7 +737,7 @@ def test_an_initial_pin_is_changed_before_it_opens_anything():
     assert "5678" not in repr(records(out)) and "1234" not in repr(records(out))
     [store] = [a for a in out if isinstance(a, StorePin)]
     assert store.hash == "scrypt$test$5678" and "scrypt" not in repr(store)
-    rig.core.state.occupancy["server-room"] = {}
+    _leave(rig, "S1", door="server", reader="server-exit", confirm="5678#")
     rig.tap("S1", reader="server-entry")
     [d] = records(rig.keys("1234#", door="server"))
     assert d.fields["reason"] == "pin_wrong"
@@ -746,7 +755,9 @@ def test_a_new_pin_that_repeats_wrongly_or_keeps_the_old_is_refused():
     rig.tap("S1", reader="server-entry")
     [d] = records(rig.keys("1234#1234#", door="server"))
     assert (d.fields["reason"], d.fields["why"]) == ("pin_change_failed", "new_pin_unfit")
-    assert rig.core.state.local_pins == {}
+    rig.tap("S1", reader="server-entry")  # the initial PIN still holds, and still asks
+    assert not records(rig.keys("1234#", door="server"))
+    assert _step(rig, "server") == "pin_new"
 
 
 def test_an_expired_pin_opens_nothing_and_one_ending_soon_is_warned_of():
@@ -756,7 +767,10 @@ def test_an_expired_pin_opens_nothing_and_one_ending_soon_is_warned_of():
     rig.tap("S1", reader="server-entry")
     [d] = records(rig.keys("1234#", door="server"))
     assert (d.fields["reason"], d.fields["expired"]) == ("pin_expired", "2026-11-23")
-    assert rig.core.state.lockout.failures == {}
+    for attempt in range(CFG.policy.pin_attempts):  # a right PIN counted nothing
+        rig.tap("S1", reader="server-entry")
+        [d] = records(rig.keys("0000#", door="server"), "door.denied")
+        assert d.fields["attempt"] == attempt + 1
     rig = _pin_rig(pin_expires=dt.date(2026, 12, 4))
     rig.tap("S1", reader="server-entry")
     [g] = records(rig.keys("1234#", door="server"))
@@ -765,7 +779,7 @@ def test_an_expired_pin_opens_nothing_and_one_ending_soon_is_warned_of():
 
 def test_a_pin_issued_again_by_the_administrator_replaces_the_one_changed_here():
     """R19: a PIN changed at the door holds until the administrator issues a newer one."""
-    from edged.core.machine import LocalPin
+    from edged.core.state import LocalPin
 
     rig = _pin_rig(pin_issued=dt.date(2026, 11, 1))
     rig.core.load_local_pins(
@@ -835,12 +849,14 @@ def test_every_card_read_passes_the_one_card_gate():
     proven("V1")
     d = only(rig.tap("S1"), "door.denied")
     assert (d["reason"], d["person"]) == ("card_kind_not_allowed", "S1")
-    assert "V1" not in rig.core.state.occupancy.get("handling", {})
+    assert "V1" not in _inside(rig)
+    rig.advance(CFG.policy.escort_seconds + 1)  # nobody came for the visitor
     # Carry-out: the copy of the approver's card approves nothing; the card itself does.
-    rig.core.state.occupancy["handling"] = {p: f"Name {p}" for p in ("S1", "A1", "S2", "E1")}
+    for pid in ("S1", "A1", "S2"):
+        _enter(rig, pid, proof="desfire")
     proven("S1", reader="exit")
     rig.keys("1#")
-    assert rig.core.state.prompts["main"].step == "carry_out_approval"
+    assert _step(rig) == "carry_out_approval"
     [r] = records(rig.tap("A1", reader="exit"))
     assert (r.type, r.fields["reason"], r.fields["approver"]) == (
         "carry_out.refused", "card_kind_not_allowed", "A1")  # fmt: skip
@@ -853,27 +869,41 @@ def test_every_card_read_passes_the_one_card_gate():
     ex = only(out, "door.exit")
     assert (ex["was_inside"], ex["reason"], ex["person"]) == (False, "card_kind_not_allowed",
                                                              "S2")  # fmt: skip
-    assert unlocks(out) and "S2" in rig.core.state.occupancy["handling"]
-    # A locked-out approver's own card approves nothing either.
+    assert unlocks(out) and "S2" in _inside(rig)
+    # A locked-out approver's own card approves nothing either: wrong PINs at the server
+    # room's door until the card is locked out.
+    for _ in range(CFG.policy.pin_attempts):
+        proven("A1", reader="server-entry")
+        out = rig.keys("#0000#", door="server")
+    assert records(out, "alarm.pin_lockout")
     proven("S2", reader="exit")
     rig.keys("1#")
-    lockout = rig.core.state.lockout
-    while not lockout.wrong(CARD["A1"], rig.mono)[1]:
-        pass  # wrong PINs elsewhere until the card is locked out
     [r] = records(proven("A1", reader="exit"))
     assert (r.type, r.fields["reason"]) == ("carry_out.refused", "pin_locked_out")
-    assert rig.core.state.prompts["main"].step == "carry_out_approval"  # still waiting
+    assert _step(rig) == "carry_out_approval"  # still waiting
     # A custodian's copy at the cabinet's reader.
-    rig.core.state.occupancy["server-room"] = {"A1": "Name A1"}
     [c] = records(rig.tap("A1", reader="rack"), "cabinet.denied")
     assert (c.fields["reason"], c.fields["person"]) == ("card_kind_not_allowed", "A1")
 
 
-def _enter(rig, pid):
-    """``pid`` through the main door: the card, a purpose, no carry-in."""
-    rig.tap(pid)
-    [g] = records(rig.keys("1#0#"), "door.granted")
+def _enter(rig, pid, **card):
+    """``pid`` through the main door: the card, a purpose, no carry-in (an administrator
+    first passes the admin choice with "#")."""
+    if card:
+        rig.ev(CardPresented(reader="entry", card=CARD[pid], kind="desfire", **card))
+    else:
+        rig.tap(pid)
+    [g] = records(rig.keys(("#" if pid.startswith("A") else "") + "1#0#"), "door.granted")
     return g.fields
+
+
+def _leave(rig, pid, door="main", reader="exit", confirm="#"):
+    """``pid`` out by ``door``'s exit reader, confirming the lock check if asked (with
+    ``confirm``: a PIN and "#" where the area asks one)."""
+    out = rig.tap(pid, reader=reader)
+    if rig.core.snapshot()["prompts"].get(door, {}).get("step") == "lockcheck":
+        out += rig.keys(confirm, door=door)
+    assert only(out, "door.exit")["was_inside"]
 
 
 def _area_rig(**area):

@@ -20,8 +20,8 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.clock import Clock, read_boot_id
-from edged.core.machine import Now
 from edged.core.replay import REPLAYED, snapshot_state
+from edged.core.state import Now
 from edged.device.journal import tree
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.keys import DeviceKeys

@@ -1,0 +1,72 @@
+"""Who is counted inside (R1, R2): leaving the count, the escort bookkeeping a leaver
+causes, an administrator emptying an area, and stays too long to be true. Functions over
+the state that :mod:`edged.core.leaving` and :mod:`edged.core.lockcheck` share, so that
+the count, since when, and the area's doubt always change together.
+"""
+
+from __future__ import annotations
+
+from edged.core.actions import Action, Record
+from edged.core.context import Context
+from edged.core.policy import Person
+from edged.core.state import CoreState, Now, outputs
+from edged.protocol.records import format_ts
+
+
+def count_out(s: CoreState, area: str, person: str) -> str | None:
+    """``person`` is no longer counted inside ``area``: the count, since when, and the
+    area's doubt (gone with its last person) together. Their name, if counted."""
+    inside = s.occupancy.get(area, {})
+    name = inside.pop(person, None)
+    s.stays.left(area, person)
+    s.untapped.identified(area, person)
+    if not inside:
+        s.untapped.forget(area)
+    return name
+
+
+def escort_left(ctx: Context, s: CoreState, area: str, p: Person, door: str) -> list[Action]:
+    """Escort bookkeeping when ``p`` has left ``area`` (R2): a handover to another escort
+    inside is recorded; with none, ``alarm.visitor_unescorted``."""
+
+    def can_escort(pid: str) -> bool:
+        q = ctx.person(pid)
+        return q is not None and q.escort
+
+    h = s.escorts.left(area, p.id, can_escort, s.occupancy.get(area, {}))
+    if h is None:
+        return []
+    if h.to is not None:
+        f = {"area": area, "door": door, "from": p.id, "to": h.to, "visitors": h.visitors}
+        return [Record("visitor.escort_changed", f)]
+    f = {"area": area, "door": door, "escort": p.id, "name": p.name, "visitors": h.visitors}
+    return [Record("alarm.visitor_unescorted", f), *outputs(s)]
+
+
+def reset(s: CoreState, area: str, by: Person) -> list[Action]:
+    """An administrator's choice at the keypad: nobody is counted inside ``area`` now."""
+    removed = sorted(s.occupancy.get(area, {}))
+    s.occupancy[area] = {}
+    s.escorts.forget(area)
+    s.untapped.forget(area)
+    s.stays.forget(area)
+    f = {"area": area, "by": by.id, "by_name": by.name, "removed": removed}
+    return [Record("occupancy.reset", f)]
+
+
+def overstays(s: CoreState, max_stay: dict[str, float], now: Now) -> list[Action]:
+    """Nobody stays counted inside for days (areas' max_stay_hours; a synchronised
+    clock): whoever left uncounted is let in again, and the record says so."""
+    if not max_stay or not now.synced:
+        return []
+    out: list[Action] = []
+    for area, pid, since in s.stays.overstayed(now.wall_ms, max_stay):
+        name = count_out(s, area, pid)
+        if name is None:
+            continue  # not counted any more
+        s.escorts.forget(area, pid)
+        out.append(Record("occupancy.expired", {
+            "area": area, "person": pid, "name": name, "since": format_ts(since),
+            "hours": max_stay[area],
+        }))  # fmt: skip
+    return out
