@@ -50,11 +50,10 @@ class Leaving:
             f = {**ctx.base(door, "exit", card, p), "was_inside": False, "reason": why}
             return [Record("door.exit", f), *unlock(s, door, now, needs_record=False)]
         a = ctx.cfg.areas.get(area)
-        pr = Prompt(door, area, p, card, [], 0)
         if carry is None and a is not None and a.carry_out and door in ctx.cfg.keypads:
             steps: list[Step] = ["carry_out"]
-            pr.steps, pr.deadline = steps, ctx.prompt_deadline(now, door, steps)
-            s.prompts[door] = pr
+            deadline = ctx.prompt_deadline(now, door, steps)
+            s.prompts[door] = Prompt(door, area, p, card, steps, deadline)
             return [Indicate("green", True, blink=True)]
         carry = carry or {}
         s.untapped.identified(area, p.id)
@@ -63,6 +62,7 @@ class Leaving:
         others = set(inside) - {p.id}
         last = not others or s.untapped.all_uncertain(area, others)
         if last and ctx.area_cabinets(area):
+            pr = Prompt(door, area, p, card, [], 0)
             if p.role not in CONFIRM_ROLES:
                 # Out they go (never trapped), but nobody vouched for the cabinets.
                 return self.lockcheck.missed(pr, now, "role_cannot_confirm", carry)
