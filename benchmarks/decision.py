@@ -26,9 +26,10 @@ from benchmarks.journal import pct
 from edged.core.events import CardPresented, DoorContact
 from edged.device.acl import AccessList, Person, save_active
 from edged.device.config import parse_config
-from edged.device.daemon import Daemon, Processed
+from edged.device.daemon import Daemon
 from edged.device.journal.store import connect
 from edged.device.keys import init_keys, load_keys
+from edged.device.observers import Processed
 from edged.log import configure_logging
 from edged.protocol.privacy import CardFingerprinter
 

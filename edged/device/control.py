@@ -37,7 +37,8 @@ from edged.errors import ControlError, EdgedError
 from edged.log import get_logger
 
 if TYPE_CHECKING:
-    from edged.device.daemon import Daemon, Processed
+    from edged.device.daemon import Daemon
+    from edged.device.observers import Processed
 
 log = get_logger("control")
 
@@ -263,15 +264,14 @@ class SimController:
         except (ValueError, EdgedError) as e:
             raise ControlError(str(e)) from None
         n = len(keys)
-        self._await(
-            before,
-            lambda p: (
-                isinstance(p.event, KeypadKey)
-                and sum(isinstance(q.event, KeypadKey) for q in self.d._processed if q.n > before)
-                >= n
-            ),
-            f"{n} key(s)",
-        )
+
+        def all_keys(p: Processed) -> bool:
+            steps = self.d.observers.steps_since(before)
+            return isinstance(p.event, KeypadKey) and sum(
+                isinstance(q.event, KeypadKey) for q in steps
+            ) >= n
+
+        self._await(before, all_keys, f"{n} key(s)")
         return self._done(before)
 
     def cmd_tamper(self, req: dict[str, Any]) -> dict[str, Any]:

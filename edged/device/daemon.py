@@ -9,47 +9,46 @@ deadline; it never sleeps.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edged import __version__
 from edged.clock import Clock, SystemClock
-from edged.core import Core, Indicate, Record, SetCabinetLock, SetLock
-from edged.core.actions import Action, StorePin
+from edged.core import Core, Indicate, Record
+from edged.core.actions import Action
 from edged.core.events import Event
 from edged.core.replay import REPLAYED
 from edged.core.state import Now
 from edged.device.acl import (
     AccessList,
-    load_active,
     load_local_pins,
     pin_checker,
     pin_hasher,
-    save_local_pin,
 )
 from edged.device.clockwatch import ClockWatch
 from edged.device.config import Config
 from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
+from edged.device.history import History, start_records
 from edged.device.journal import Journal
 from edged.device.journal.guard import GuardedJournal
-from edged.device.journal.witness import Head, HeadWitness
+from edged.device.journal.witness import HeadWitness
 from edged.device.keys import load_keys
+from edged.device.lists import AccessLists
 from edged.device.notify import sd_notify, watchdog_interval
+from edged.device.observers import Observers, Processed
+from edged.device.outputs import Outputs, log_written
 from edged.device.paths import StatePaths
-from edged.device.refusals import Refusals
+from edged.device.statelock import StateLock
 from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
 from edged.protocol.privacy import CardFingerprinter
-from edged.protocol.records import ENVELOPE_FIELDS, ROLLBACK, format_ts, parse_ts
+from edged.protocol.records import format_ts, parse_ts
 
 log = get_logger("daemon")
 
@@ -64,15 +63,6 @@ class _Call:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
-
-
-@dataclass(frozen=True)
-class Processed:
-    """One handled event and the records it produced (for observers: tests, control socket)."""
-
-    n: int
-    event: Event | None
-    records: tuple[dict[str, Any], ...]
 
 
 class Daemon:
@@ -101,11 +91,13 @@ class Daemon:
         self.cabinets: CabinetSensors | None = None
         self.displays: Any = None  # DoorDisplays, when the config has displays
         self.indicators: Indicators | None = None
+        self.outputs = Outputs(self.state_dir)  # acts once the hardware is built
         self.card_reader: Any = None
         self.journal: Journal | None = None
+        self.history: History | None = None  # once the journal is open
         # While the journal cannot record: since when, why, how many records were lost.
         self.guard: GuardedJournal | None = None  # the journal, accounting for faults
-        self._lock_fd: int | None = None  # flock on the state directory's edged.lock
+        self.lock = StateLock(self.paths)
         self.time = ClockWatch(self.clock)
         self.sync: Any = None
         self.metrics: Any = None
@@ -113,22 +105,19 @@ class Daemon:
         # commands behind `edged sim` exist only with --simulate.
         self._want_control = True if control_socket is None else control_socket
         self.control: Any = None
-        self._processed: deque[Processed] = deque(maxlen=1000)
-        self._count = 0
-        self._cond = threading.Condition()
+        self.observers = Observers()
         self.running = threading.Event()
         self._watchdog = watchdog_interval()
         self._next_ping = 0.0
         self._next_prune = 0.0  # first look right after start, then every prune_check_seconds
         self.stopped = threading.Event()
-        # Refused inbound lists: an interval open until (monotonic), counts since then.
-        interval = config.sync.refusal_interval_seconds if config.sync else 60.0
-        self.refusals = Refusals(interval)
+        self.lists: AccessLists | None = None  # once the card key is known
 
     # -- set-up ----------------------------------------------------------------------
     def _open_journal(self) -> None:
         keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
+        self.lists = AccessLists(self.cfg, self.state_dir, self._fingerprinter.key_id, self.clock)
         # PINs are checked under this device's pepper: the core gets it only now.
         self.core = Core(
             self.cfg,
@@ -151,118 +140,13 @@ class Daemon:
         )
         self.guard = GuardedJournal(self.journal, self.clock, self._journal_fault_changed)
 
-    def _check_rollback(self) -> None:
-        """Before any door decision: does anything remember a later head than the journal
-        has? Then the file was put back to an older copy (R9, R10): say so, signed, in a
-        record that also carries the seqs past it (docs/rollback.md)."""
-        assert self.journal is not None
-        from edged.device.sync.agent import receipted_head
-
-        remembered = [h for h in (receipted_head(self.state_dir),) if h is not None]
-        witness = self.journal.witness
-        if witness is not None:
-            seen = witness.read()
-            if seen is None and witness.path.exists():
-                log.error("head_witness_unreadable", path=str(witness.path))
-            if seen is not None:
-                remembered.append(seen)
-        self._record_rollback(self.journal.find_rollback(remembered))
-
-    def _record_rollback(self, known: Head | None) -> None:
-        if known is None or self.journal is None:
+    def _rolled_back(self, rec: Any) -> None:
+        """A rollback record the journal appended (:mod:`edged.device.history`)."""
+        if rec is None:
             return
-        try:
-            rec = self.journal.append_rollback(known)
-        except EdgedError as e:
-            log.error("journal_write_failed", error=str(e), lost_types=[ROLLBACK])
-            return
-        log.error(
-            "journal_rolled_back",
-            found_seq=rec.fields["found_seq"],
-            known_seq=known.seq,
-            source=known.source,
-            seq=rec.seq,
-        )
         if self.sync is not None:
             self.sync.notify()
         self._observed(None, [rec.fields])
-
-    def _central_head(self, seq: int, h: str) -> None:
-        """The collector holds (seq, hash) of this device: if the journal does not contain
-        it, the journal went back (or forked) behind the daemon's back."""
-        assert self.journal is not None
-        try:
-            self._record_rollback(self.journal.find_rollback([Head(seq, h, "collector")]))
-        except EdgedError as e:
-            log.error("rollback_check_failed", error=str(e))
-
-    def _cosigned(self, payload: bytes, *, kept: bool = False) -> None:
-        """A checkpoint of this device that the collector checked against the records it
-        holds and cosigned (issue 17). Signed by this device and by the collector, it is
-        the history someone else saw: a journal with fewer records than it names went
-        back, one with another tree at its size forked. Either is an alarm, recorded.
-        The newest one is kept in the witness directory, outside the state directory, so
-        that a journal put back while the network is down still meets it at start-up."""
-        from edged.device.journal.witness import keep_cosigned
-        from edged.protocol.keys import key_id_of, load_public_key
-        from edged.protocol.note import NoteError, open_note, origin_of
-
-        assert self.journal is not None and self.cfg.sync is not None
-        if self.cfg.sync.collector_pubkey is None:
-            return
-        collector = load_public_key(self.cfg.sync.collector_pubkey)
-        origin = origin_of(self.cfg.site, self.cfg.device)
-        try:
-            note = payload.decode()
-            open_note(note, f"edged-collector/{key_id_of(collector)}", collector)
-            cp = self.journal.chain.open_checkpoint(note, origin)
-        except (NoteError, UnicodeDecodeError) as e:
-            log.warning("cosigned_checkpoint_refused", error=str(e), kept=kept)
-            return
-        why = self.journal.contradicts(cp.size, cp.root)
-        witness_dir = self.cfg.journal.witness_dir
-        if why is None and not kept and witness_dir is not None:
-            keep_cosigned(witness_dir, note, cp.size)
-        last = self.journal.last_of_type("alarm.checkpoint_contradicted")
-        if why is not None and not (last and last.get("size") == cp.size):  # once each
-            log.warning("checkpoint_contradicted", size=cp.size, why=why)
-            self._execute(
-                [Record("alarm.checkpoint_contradicted", {"size": cp.size, "why": why,
-                                                          "tree_size": self.journal.tree_size})],
-                None,
-            )  # fmt: skip
-
-    def _check_kept_cosigned(self) -> None:
-        """The newest cosigned checkpoint kept outside the state directory against the
-        journal, before the network is up: a journal put back behind it is an alarm."""
-        from edged.device.journal.witness import read_cosigned
-
-        wd = self.cfg.journal.witness_dir
-        kept = read_cosigned(wd) if wd is not None and self.cfg.sync is not None else None
-        if kept is not None:
-            self._cosigned(kept.encode(), kept=True)
-
-    def _start_records(self) -> list[Action]:
-        """``daemon.started`` with the running version and configuration hash, and, when
-        either differs from the last start's, ``system.changed`` saying from what to what:
-        an upgrade or an edited configuration is a record the central copy sees (R22)."""
-        assert self.journal is not None
-        started = {
-            "version": __version__,
-            "mode": "simulate" if self.simulate else "hardware",
-            "config_sha256": hashlib.sha256(self.cfg.file.read_bytes()).hexdigest()[:16],
-        }
-        out: list[Action] = []
-        last = self.journal.last_of_type("daemon.started")
-        if last is not None:
-            changed = {
-                k: {"was": last.get(k), "now": started[k]}
-                for k in ("version", "config_sha256")
-                if last.get(k) != started[k]
-            }
-            if changed:
-                out.append(Record("system.changed", {"changed": changed}))
-        return [*out, Record("daemon.started", started)]
 
     def _build_devices(self) -> None:
         from edged.device.wiring import build_installation
@@ -276,6 +160,8 @@ class Daemon:
             **({"pcscd": self._sim_pcscd} if self.simulate else {}),
         )
         self.doors, self.cabinets, self.indicators = inst.doors, inst.cabinets, inst.indicators
+        o = self.outputs
+        o.doors, o.cabinets, o.indicators = inst.doors, inst.cabinets, inst.indicators
         if inst.displays:
             from edged.device.display import DoorDisplays
 
@@ -327,27 +213,15 @@ class Daemon:
             self.time.floor = parse_ts(ts)
 
     # -- access list -----------------------------------------------------------------
-    def _load_acl(self) -> AccessList | None:
-        """The stored list, checked against this device; None (deny all) if unusable."""
-        try:
-            acl = load_active(self.state_dir, set(self.cfg.areas))
-        except EdgedError as e:
-            log.error("acl_invalid", error=str(e))
-            self._execute([Record("alarm.acl_invalid", {"error": str(e)[:300]})], None)
-            return None
-        if acl is not None and acl.card_key != self._fingerprinter.key_id:
-            msg = (
-                f"access list was made for card key {acl.card_key}, this device's is"
-                f" {self._fingerprinter.key_id}"
-            )
-            log.error("acl_invalid", error=msg)
-            self._execute([Record("alarm.acl_invalid", {"error": msg})], None)
-            return None
-        return acl
+    def _stored_acl(self) -> AccessList | None:
+        assert self.lists is not None
+        loaded = self.lists.stored()
+        self._record(loaded.records)
+        return loaded.acl
 
     def reload_acl(self) -> None:
         """Re-read acl.json (after ``edged acl import``; SIGHUP); keep the old one if bad."""
-        acl = self._load_acl()
+        acl = self._stored_acl()
         if acl is None:
             log.warning("acl_reload_kept_previous")
             return
@@ -357,58 +231,25 @@ class Daemon:
 
     def _inbound(self, kind: str, payload: bytes) -> None:
         """From the sync thread: handled on the core thread, like any other event."""
+        hist = self.history
+        assert hist is not None  # sync starts after the journal is open
         if kind == "acl":
             self.queue.put(_Call(lambda: self._apply_envelope(payload)))
         elif kind == "central_head":
             doc = json.loads(payload)
-            self.queue.put(_Call(lambda: self._central_head(doc["seq"], doc["hash"])))
+            seq, h = doc["seq"], doc["hash"]
+            self.queue.put(_Call(lambda: self._rolled_back(hist.central_head(seq, h))))
         elif kind == "cosigned":
-            self.queue.put(_Call(lambda: self._cosigned(payload)))
+            self.queue.put(_Call(lambda: self._record(hist.cosigned(payload))))
 
     def _apply_envelope(self, payload: bytes) -> None:
-        from edged.device.acl import save_active
-        from edged.device.envelope import open_envelope
-        from edged.protocol.keys import load_public_key
-        from edged.protocol.signed import Rejected
-
-        assert self.cfg.sync is not None
-        admin = load_public_key(self.cfg.sync.admin_pubkey) if self.cfg.sync.admin_pubkey else None
-        current = self.core.acl
-        try:
-            acl = open_envelope(
-                payload,
-                admin,
-                site=self.cfg.site,
-                device=self.cfg.device,
-                now_ms=self.clock.wall_ms(),
-                current=current,
-                card_key=self._fingerprinter.key_id,
-                areas=set(self.cfg.areas),
-            )
-        except Rejected as e:
-            if e.reason == "already_applied":
-                log.info("acl_envelope_already_applied", detail=e.detail)
-                return
-            self._refused(e.reason, e.detail)
-            return
-        save_active(self.state_dir, acl)  # atomic; the door keeps the old list until now
-        self._execute(self.core.set_acl(acl, "mqtt"), None)
-
-    def _refused(self, reason: str, detail: str) -> None:
-        """A refused access list: recorded within bounds (:mod:`edged.device.refusals`)."""
-        with self._cond:
-            records = self.refusals.refused(
-                reason, detail, time.monotonic(), format_ts(self.clock.wall_ms())
-            )
-            self._cond.notify_all()
-        if records:
-            self._execute(list(records), None)
-        else:
-            log.warning("acl_rejected", reason=reason, detail=detail[:200], recorded=False)
-
-    def _flush_refusals(self) -> None:
-        if records := self.refusals.due(time.monotonic(), format_ts(self.clock.wall_ms())):
-            self._execute(list(records), None)
+        assert self.lists is not None
+        with self.observers.cond:  # observers wait on the refusal count
+            loaded = self.lists.envelope(payload, self.core.acl, time.monotonic())
+            self.observers.cond.notify_all()
+        self._record(loaded.records)
+        if loaded.acl is not None:
+            self._execute(self.core.set_acl(loaded.acl, "mqtt"), None)
 
     def _restore_state(self) -> None:
         """Who is inside, escorts, wrong PINs and lock-outs, replayed from the journal:
@@ -420,67 +261,10 @@ class Daemon:
     def run(self, *, install_signals: bool = True) -> int:
         """Run until :meth:`request_stop` (or SIGTERM/SIGINT); returns an exit code."""
         if install_signals:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
-            signal.signal(signal.SIGHUP, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self._on_signal)
         try:
-            self._lock_state_dir()
-            self._open_journal()
-            assert self.journal is not None
-            self._check_rollback()
-            self._build_devices()
-            self._execute(self._start_records(), None)
-            self._check_kept_cosigned()
-            acl = self._load_acl()
-            if acl is not None:
-                self.core.adopt_acl(acl)
-                self._execute(
-                    [
-                        Record(
-                            "acl.loaded",
-                            {
-                                "version": acl.version,
-                                "sha256": acl.sha256,
-                                "people": len(acl.people),
-                            },
-                        )
-                    ],
-                    None,
-                )
-            self._restore_state()
-            self._init_wall_floor()
-            self._write_pid()
-            if self.cfg.sync is not None:
-                from edged.clock import read_boot_id
-                from edged.device.sync.agent import SyncAgent
-
-                self.sync = SyncAgent(
-                    self.cfg.sync,
-                    site=self.cfg.site,
-                    device=self.cfg.device,
-                    journal_path=self.journal.path,
-                    state_dir=self.state_dir,
-                    clock=self.clock,
-                    boot_id=read_boot_id(),
-                    on_inbound=self._inbound,
-                    device_key=lambda: self._keys.store.current().private,
-                )
-                self.sync.start()
-            self._execute(self._seed_core(), None)
-            for dev in self.devices:
-                dev.start(self.queue.put)
-            if self.cfg.metrics_listen:
-                from edged.device.metrics import MetricsServer
-
-                self.metrics = MetricsServer(
-                    self.cfg.metrics_listen, lambda: self.call(self.snapshot)
-                )
-                self.metrics.start()
-            if self._want_control:
-                from edged.device.control import ControlServer
-
-                self.control = ControlServer(self.paths.control_socket, self)
-                self.control.start()
+            self._start()
             # Ready means: readers enumerated and what they said recorded.
             if self.card_reader is not None and not self.card_reader.ready.wait(10):
                 log.warning("card_readers_slow_to_enumerate")
@@ -503,6 +287,62 @@ class Daemon:
         finally:
             self._shutdown()
 
+    def _start(self) -> None:
+        """In order: the state directory is ours, the journal's history is checked before
+        any door decision, the hardware is read, the list and who is inside restored;
+        then sync, the drivers and the sockets start."""
+        from edged.device.sync.agent import receipted_head
+
+        self.lock.acquire()
+        self._open_journal()
+        assert self.journal is not None
+        self.history = History(self.cfg, self.journal)
+        self._rolled_back(self.history.at_start(receipted_head(self.state_dir)))
+        self._build_devices()
+        self._execute(start_records(self.cfg, self.simulate, self.journal), None)
+        self._record(self.history.kept_cosigned())
+        acl = self._stored_acl()
+        if acl is not None:
+            self.core.adopt_acl(acl)
+            f = {"version": acl.version, "sha256": acl.sha256, "people": len(acl.people)}
+            self._execute([Record("acl.loaded", f)], None)
+        self._restore_state()
+        self._init_wall_floor()
+        self.lock.write_pid()
+        if self.cfg.sync is not None:
+            self._start_sync()
+        self._execute(self._seed_core(), None)
+        for dev in self.devices:
+            dev.start(self.queue.put)
+        if self.cfg.metrics_listen:
+            from edged.device.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self.cfg.metrics_listen, lambda: self.call(self.snapshot))
+            self.metrics.start()
+        if self._want_control:
+            from edged.device.control import ControlServer
+
+            self.control = ControlServer(self.paths.control_socket, self)
+            self.control.start()
+
+    def _start_sync(self) -> None:
+        from edged.clock import read_boot_id
+        from edged.device.sync.agent import SyncAgent
+
+        assert self.cfg.sync is not None and self.journal is not None
+        self.sync = SyncAgent(
+            self.cfg.sync,
+            site=self.cfg.site,
+            device=self.cfg.device,
+            journal_path=self.journal.path,
+            state_dir=self.state_dir,
+            clock=self.clock,
+            boot_id=read_boot_id(),
+            on_inbound=self._inbound,
+            device_key=lambda: self._keys.store.current().private,
+        )
+        self.sync.start()
+
     def _loop(self, *, until_idle: bool = False) -> None:
         """Handle events until stopped (or, with ``until_idle``, until the queue is empty)."""
         assert self.journal is not None
@@ -515,8 +355,9 @@ class Daemon:
             # Wake for the core's next deadline, at least every 5 s for the journal's
             # checkpoint period, and in time for the systemd watchdog.
             cap = min(5.0, self._watchdog or 5.0)
-            if self.refusals.open_until is not None:  # the refusal count is due then
-                cap = max(0.0, min(cap, self.refusals.open_until - time.monotonic()))
+            until = self.lists.refusals.open_until if self.lists is not None else None
+            if until is not None:  # the refusal count is due then
+                cap = max(0.0, min(cap, until - time.monotonic()))
             timeout = cap if deadline is None else max(0.0, min(cap, (deadline - mono) / 1e9))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
@@ -558,7 +399,8 @@ class Daemon:
                 self._next_ping = time.monotonic() + self._watchdog
             if self.guard is not None and (done := self.guard.retry()) is not None:
                 log.warning("record", seq=done.seq, type=done.type, **done.fields)
-            self._flush_refusals()
+            if self.lists is not None:
+                self._record(self.lists.refusals_due(time.monotonic()))
             try:
                 self.journal.maybe_checkpoint()
             except EdgedError as e:
@@ -622,41 +464,9 @@ class Daemon:
                 # on the still-locked door for an authorised opening).
                 self.core.revert_unrecorded(actions)
                 actions = [*actions, Indicate("red", True), Indicate("buzzer", True)]
-        for a in actions:
-            try:
-                if isinstance(a, SetLock) and self.doors is not None:
-                    if a.unlocked and a.needs_record and not committed:
-                        log.error("unlock_refused_not_recorded", door=a.door)
-                        continue
-                    self.doors.set_unlocked(a.door, a.unlocked)
-                elif isinstance(a, SetCabinetLock) and self.cabinets is not None:
-                    if a.unlocked and a.needs_record and not committed:
-                        log.error("release_refused_not_recorded", cabinet=a.cabinet)
-                        continue
-                    self.cabinets.set_released(a.cabinet, a.unlocked)
-                elif isinstance(a, StorePin):
-                    if not committed:  # not recorded: not changed (revert_unrecorded)
-                        continue
-                    try:
-                        save_local_pin(self.state_dir, a.person, a.hash, a.set_on, a.expires)
-                    except OSError as e:  # in force until a restart; said loudly
-                        log.error("pin_store_failed", person=a.person, error=str(e))
-                elif isinstance(a, Indicate) and self.indicators is not None:
-                    self.indicators.set(a.name, a.on, a.blink)
-            except EdgedError as e:
-                log.error("actuator_failed", action=repr(a), error=str(e))
+        self.outputs.act(actions, committed)
         # Logging comes after the actuators: it is not on the path to the relay.
-        written: list[dict[str, Any]] = []
-        for rec in done:
-            f = rec.fields
-            written.append(f)
-            level = log.warning if rec.type.startswith("alarm.") else log.info
-            level(
-                "record",
-                seq=rec.seq,
-                type=rec.type,
-                **{k: v for k, v in f.items() if k not in _ENVELOPE},
-            )
+        written = log_written(done)
         self._observed(event, written)
         if self.displays is not None:
             try:
@@ -664,50 +474,45 @@ class Daemon:
             except (EdgedError, OSError) as e:  # a dead screen never stops the door
                 log.error("display_failed", error=str(e))
 
+    def _record(self, actions: list[Action]) -> None:
+        """Actions no event caused (none: no step for the observers to count)."""
+        if actions:
+            self._execute(actions, None)
+
     def append_records(self, records: list[Record]) -> None:
         """Records that no event caused (a review of the ledger), on the core thread."""
         self._execute(list(records), None)
 
     def _observed(self, event: Event | None, written: list[dict[str, Any]]) -> None:
-        with self._cond:
-            self._count += 1
-            self._processed.append(Processed(self._count, event, tuple(written)))
-            self._cond.notify_all()
+        self.observers.observed(event, written)
 
     # -- observers -------------------------------------------------------------------
     @property
     def processed_count(self) -> int:
-        with self._cond:
-            return self._count
+        with self.observers.cond:
+            return self.observers.count
 
     def wait_processed(
         self, pred: Callable[[Processed], bool], *, after: int, timeout: float = 10.0
     ) -> Processed | None:
         """Wait until an event handled after step ``after`` satisfies ``pred``."""
-        end = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for p in self._processed:
-                    if p.n > after and pred(p):
-                        return p
-                left = end - time.monotonic()
-                if left <= 0 or self.stopped.is_set():
-                    return None
-                self._cond.wait(left)
+        return self.observers.wait(pred, after, timeout, self.stopped)
 
     def wait_refused(self, total: int, timeout: float = 10.0) -> bool:
         """Wait until ``total`` inbound lists have been refused since start (tests)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.refusals.total >= total, timeout)
+        with self.observers.cond:
+            return self.observers.cond.wait_for(lambda: self._refused() >= total, timeout)
+
+    def _refused(self) -> int:
+        return self.lists.refusals.total if self.lists is not None else 0
 
     @property
     def refused_total(self) -> int:
-        with self._cond:
-            return self.refusals.total
+        with self.observers.cond:
+            return self._refused()
 
     def records_since(self, after: int) -> list[dict[str, Any]]:
-        with self._cond:
-            return [r for p in self._processed if p.n > after for r in p.records]
+        return self.observers.records_since(after)
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run ``fn`` on the core thread and return its result."""
@@ -751,42 +556,10 @@ class Daemon:
             target = self.request_stop
         threading.Thread(target=target, name="signal", daemon=True).start()
 
-    def _lock_state_dir(self) -> None:
-        """One daemon per state directory: two would write one journal from two places.
-        The lock dies with the process, so a SIGKILL leaves nothing stale behind."""
-        import fcntl
-        import os
-
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            try:
-                pid = self.pid_path.read_text().strip() or "?"
-            except OSError:
-                pid = "?"
-            raise EdgedError(
-                f"state directory {self.state_dir} is in use by PID {pid} (another edged"
-                " daemon); stop it first, or give this one its own --state-dir"
-            ) from None
-        self._lock_fd = fd
-
-    @property
-    def pid_path(self) -> Path:
-        return self.paths.pid
-
-    def _write_pid(self) -> None:
-        import os
-
-        self.pid_path.write_text(f"{os.getpid()}\n")
-
     def _shutdown(self) -> None:
         self.running.clear()
         sd_notify("STOPPING=1")
-        if self.pid_path.exists():
-            self.pid_path.unlink()
+        self.lock.remove_pid()
         if self.control is not None:
             self.control.close()
         if self.metrics is not None:
@@ -807,15 +580,8 @@ class Daemon:
             self.journal.close()
         if self.rig is not None:
             self.rig.close()
-        if self._lock_fd is not None:
-            import os
-
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self.lock.release()
         self.stopped.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.observers.wake()
         log.info("daemon_stopped")
 
-
-_ENVELOPE = ENVELOPE_FIELDS - {"hash", "sig"}

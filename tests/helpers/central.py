@@ -52,3 +52,39 @@ class CollectorProc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+
+class Held:
+    """What a running collector holds, read under its lock (the collector itself keeps
+    no query that only tests ask)."""
+
+    def __init__(self, collector) -> None:
+        self.c = collector
+
+    def seqs(self, site: str, device: str) -> list[int]:
+        return self.c.read(lambda s: s.seqs((site, device)))
+
+    def hashes(self, site: str, device: str) -> list[str]:
+        return self.c.read(lambda s: s.hashes((site, device)))
+
+    def forked(self, site: str, device: str) -> list[int]:
+        """The seqs of the device's records kept apart from its chain."""
+        return self.c.read(lambda s: s.forked((site, device)))
+
+    def discontinuities(self, site: str, device: str) -> list[tuple[int, int, int, int]]:
+        """Where the device's chain skips: (seq, found_seq, known_seq, central_seq)."""
+        return self.c.read(lambda s: s.discontinuities((site, device)))
+
+    def alarms(self) -> list[tuple[str, str]]:
+        return self.c.read(lambda s: s.alarms())
+
+    def alarm_origins(self) -> set[tuple[str, str]]:
+        return self.c.read(lambda s: s.alarm_origins())
+
+    def store_cosigned(self, site: str, device: str) -> list[tuple[int, str]]:
+        """The device's checkpoints this collector cosigned: (tree size, note)."""
+        return self.c.read(lambda s: s.cosigned((site, device)))
+
+
+def held(collector) -> Held:
+    return Held(collector)

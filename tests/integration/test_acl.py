@@ -282,7 +282,7 @@ def test_daemon_refuses_a_list_made_for_another_device(tmp_path):
     d = Daemon(cfg, clock=FakeClock())
     d._open_journal()
     try:
-        assert d._load_acl() is None
+        assert d._stored_acl() is None
         last = list(d.journal.records())[-1]
         assert last.type == "alarm.acl_invalid" and "card key" in last.fields["error"]
     finally:

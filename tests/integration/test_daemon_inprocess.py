@@ -158,7 +158,7 @@ def test_an_upgrade_or_a_changed_config_is_a_record(tmp_path, monkeypatch):
     assert [r["type"] for r in first] == ["daemon.started"]
     assert [r["type"] for r in start_records()] == ["daemon.started"]  # nothing changed
     config.write_text(config.read_text() + "\n# edited by an administrator\n")
-    monkeypatch.setattr("edged.device.daemon.__version__", "9.9.9")
+    monkeypatch.setattr("edged.device.history.__version__", "9.9.9")
     changed, started = start_records()
     assert changed["type"] == "system.changed"
     assert changed["changed"]["version"] == {"was": first[0]["version"], "now": "9.9.9"}

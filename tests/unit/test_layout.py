@@ -238,8 +238,8 @@ def test_the_core_sub_machines_never_call_back_into_the_dispatcher():
 # a new one fails (issue 36).
 CLASS_LINES, FUNCTION_LINES = 400, 80
 STILL_OVER = {
-    "edged/device/daemon.py:Daemon": 741,
-    "edged/device/journal/store.py:Journal": 700,
+    "edged/device/daemon.py:Daemon": 520,
+    "edged/device/journal/store.py:Journal": 525,
     "edged/device/sync/agent.py:SyncAgent": 499,
     "edged/central/collector.py:Collector": 469,
     "edged/device/journal/verify.py:_walk": 187,
@@ -248,7 +248,6 @@ STILL_OVER = {
     "edged/cli/central.py:register": 135,
     "edged/cli/device.py:register": 116,
     "edged/ledger.py:add_records": 94,
-    "edged/device/daemon.py:run": 85,
 }
 
 

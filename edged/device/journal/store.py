@@ -16,30 +16,26 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edged.clock import Clock, read_boot_id
-from edged.core.replay import REPLAYED, snapshot_state
 from edged.core.state import Now
-from edged.device.journal import tree
+from edged.device.journal import prune as pruning
+from edged.device.journal import rollback, schema, tree
+from edged.device.journal.epochs import Epochs
+from edged.device.journal.schema import connect
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.keys import DeviceKeys
 from edged.device.keystore import EpochKey
-from edged.errors import EdgedError, JournalCorruptError, JournalError, PrivacyError
+from edged.errors import JournalCorruptError, JournalError, PrivacyError
 from edged.log import get_logger
-from edged.protocol.epochs import CERT, EpochChain, raw_hex
-from edged.protocol.keys import key_id_of
+from edged.protocol.epochs import CERT, EpochChain
 from edged.protocol.privacy import check_fields
 from edged.protocol.records import (
     ENVELOPE_FIELDS,
     FORMAT,
     GENESIS,
-    ROLLBACK,
     SNAPSHOT,
     Record,
     format_ts,
-    parse_ts,
     seal,
 )
 
@@ -48,86 +44,6 @@ log = get_logger("journal")
 # SQLite primary result codes that mean the storage failed under the open connection:
 # IOERR, READONLY, CANTOPEN, CORRUPT, NOTADB. (FULL is not one: the file is fine.)
 _STORAGE_FAULTS = frozenset({10, 8, 14, 11, 26})
-
-_INSERT = (
-    "INSERT INTO records (seq, type, ts, prev, hash, sig, key_id, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-_TRIGGERS = (
-    """CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
-       BEGIN SELECT RAISE(ABORT, 'edged journal is append-only: UPDATE refused'); END""",
-    """CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
-       BEGIN SELECT RAISE(ABORT, 'edged journal is append-only: DELETE refused'); END""",
-)
-
-
-# The certificate of each epoch after the first (a copy of its ``key.epoch`` record, in
-# wire form): never pruned, so a pruned journal still links its keys to the identity.
-_EPOCH_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, seq INTEGER NOT NULL,
-       wire TEXT NOT NULL)""",
-    """CREATE TRIGGER IF NOT EXISTS epochs_no_change BEFORE UPDATE ON epochs
-       BEGIN SELECT RAISE(ABORT, 'edged epochs are append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS epochs_no_delete BEFORE DELETE ON epochs
-       BEGIN SELECT RAISE(ABORT, 'edged epochs are append-only'); END""",
-)
-
-
-def load_chain(conn: sqlite3.Connection, identity: Ed25519PublicKey) -> EpochChain:
-    """The journal's epochs, each certificate checked against its predecessor's key."""
-    chain = EpochChain(identity)
-    for epoch, wire in conn.execute("SELECT epoch, wire FROM epochs ORDER BY epoch"):
-        why = chain.learn_wire(wire)
-        if why is not None:
-            raise JournalCorruptError(f"epoch {epoch}: {why}")
-    return chain
-
-
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open a journal file with the pragmas every writer and reader must use."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    else:
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so a returned append survives power loss.
-        conn.execute("PRAGMA synchronous=FULL")
-        # R25: what pruning drops is overwritten with zeros, not left in free pages.
-        conn.execute("PRAGMA secure_delete=ON")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
-def _create_schema(conn: sqlite3.Connection, key_id: str, created_ts: str) -> None:
-    db = sqlite_utils.Database(conn)
-    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    records = db.table("records")
-    records.create(
-        {
-            "seq": int,
-            "type": str,
-            "ts": str,
-            "prev": str,
-            "hash": str,
-            "sig": str,
-            "key_id": str,
-            "body": str,
-        },
-        pk="seq",
-        not_null={"type", "ts", "prev", "hash", "sig", "key_id", "body"},
-        if_not_exists=True,
-    )
-    # One index (type: checkpoints, ledger queries). No ts index: reports scan by seq,
-    # and every index is another page fsynced with each door decision.
-    records.create_index(["type"], if_not_exists=True)
-    for sql in (*_TRIGGERS, *tree.SCHEMA, *_EPOCH_SCHEMA):
-        conn.execute(sql)
-    conn.executemany(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-        [("format", FORMAT), ("key_id", key_id), ("created", created_ts), ("head_seq", "0")],
-    )
-
 
 class Journal:
     """Append-only, signed, hash-chained record store. Owned by one thread.
@@ -155,10 +71,7 @@ class Journal:
     ) -> None:
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise ValueError("checkpoint_every must be >= 1 and checkpoint_seconds > 0")
-        if epoch_records < 1 or epoch_seconds <= 0:
-            raise ValueError("epoch_records must be >= 1 and epoch_seconds > 0")
-        self._epoch_records = epoch_records
-        self._epoch_ms = int(epoch_seconds * 1000)
+        self.epochs = Epochs(keys, clock, epoch_records, epoch_seconds)
         self.path = Path(path)
         self._keys = keys
         self._clock = clock
@@ -198,7 +111,7 @@ class Journal:
             raise JournalCorruptError(f"{self.path}: exists but is not an edged journal")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            _create_schema(conn, self._keys.key_id, format_ts(self._clock.wall_ms()))
+            schema.create(conn, self._keys.key_id, format_ts(self._clock.wall_ms()))
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             conn.close()
@@ -230,7 +143,7 @@ class Journal:
             )
         self._conn = conn
         self._grow_tree_of_old_journal(conn)
-        self._take_up_epoch(conn, meta.get("created", ""))
+        self._key_store_head = self.epochs.take_up(conn, meta.get("created", ""), self.path)
         self._frontier = tree.load_frontier(conn)
         row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
         self._last_cp_seq = row[0] or 0
@@ -261,92 +174,18 @@ class Journal:
                 conn.execute("ROLLBACK")
             raise JournalError(f"{self.path}: cannot build the record tree ({e})") from None
 
-    def _take_up_epoch(self, conn: sqlite3.Connection, created: str) -> None:
-        """Match the journal's newest epoch with the key store's key in force: finish an
-        epoch change that committed its certificate but crashed before the key store
-        took the next key up; drop one that never committed; take certificates the key
-        store kept that a restored older journal lacks. A journal signed beyond the key
-        the store holds cannot go on (its key is lost): the error says so."""
-        try:
-            chain = load_chain(conn, self._keys.public_key)
-        except JournalCorruptError as e:
-            raise JournalCorruptError(f"{self.path}: {e}") from None
-        store = self._keys.store
-        newest = chain.latest
-        pending = store.pending()
-        if pending is not None:
-            same = raw_hex(pending.public_key) == raw_hex(newest.key)
-            if pending.epoch == newest.number and same:
-                store.commit(self._cert_wire(conn, newest.number))
-            else:
-                store.discard()
-        current = store.current()
-        self._key_store_head = None
-        if current.epoch > newest.number:
-            # The file is older than the key (put back from a copy): the certificates
-            # between are in the key store, each checked against its predecessor.
-            added = []
-            for wire in store.certs():
-                n = len(chain.epochs)
-                if chain.learn_wire(wire) is None and len(chain.epochs) > n:
-                    added.append((chain.latest.number, chain.latest.after_seq, wire))
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO epochs (epoch, seq, wire) VALUES (?, ?, ?)", added)
-            conn.execute("COMMIT")
-            if added:
-                cert = json.loads(added[-1][2])
-                self._key_store_head = Head(cert["seq"], cert["hash"], "key store")
-        if current.epoch != chain.latest.number or raw_hex(current.public_key) != raw_hex(
-            chain.latest.key
-        ):
-            raise JournalError(
-                f"{self.path}: the journal is signed up to epoch {chain.latest.number} but the"
-                f" key store holds the key of epoch {current.epoch}; the key in force is lost,"
-                " so nothing more can be signed here (re-enrol: edged keys init --force)"
-            )
-        self.chain = chain
-        self._signer = current
-        wire = self._cert_wire(conn, chain.latest.number) if chain.latest.number else ""
-        ts = json.loads(wire)["ts"] if wire else created
-        try:
-            self._epoch_start_ms = parse_ts(ts)
-        except ValueError:
-            self._epoch_start_ms = self._clock.wall_ms()
-
-    @staticmethod
-    def _cert_wire(conn: sqlite3.Connection, epoch: int) -> str:
-        row = conn.execute("SELECT wire FROM epochs WHERE epoch = ?", (epoch,)).fetchone()
-        return str(row[0]) if row else ""
-
     @property
     def epoch(self) -> int:
-        return self._signer.epoch
+        return self.epochs.signer.epoch
 
-    def _epoch_due(self, seq: int) -> bool:
-        if seq - self.chain.latest.after_seq >= self._epoch_records:
-            return True
-        # Forward only: a clock set back does not start epochs (the record count still does).
-        return self._clock.wall_ms() - self._epoch_start_ms >= self._epoch_ms
-
-    def _next_epoch(
-        self, tw: tree.TreeWriter, seq: int, prev: str, now: tuple[str, int, bool]
-    ) -> tuple[Record, tuple[Any, ...], EpochKey]:
-        """The certificate of the next epoch, signed by the key in force: the next key,
-        made and kept by the key store but not in force until this commits."""
-        nxt = self._keys.store.prepare(self._signer.epoch + 1)
-        fields = {
-            "next_epoch": nxt.epoch,
-            "next_key": raw_hex(nxt.public_key),
-            "next_key_id": key_id_of(nxt.public_key),
-            "leaf": tw.size,
-        }
-        rec, row = self._build(seq, prev, CERT, fields, now, self._signer)
-        return rec, row, nxt
+    @property
+    def chain(self) -> EpochChain:
+        return self.epochs.chain
 
     def _checkpoint_fields(
         self, tw: tree.TreeWriter, seq: int, prev: str, signer: EpochKey | None = None
     ) -> dict[str, Any]:
-        signer = signer or self._signer
+        signer = signer or self.epochs.signer
         return {
             "head_seq": seq,
             "head_hash": prev,
@@ -439,7 +278,7 @@ class Journal:
         signer: EpochKey | None = None,
     ) -> tuple[Record, tuple[Any, ...]]:
         """The signed record and its table row, signed by ``signer`` (the key in force)."""
-        signer = signer or self._signer
+        signer = signer or self.epochs.signer
         ts, mono, synced = now
         obj = dict(fields)
         obj.update(self._origin)
@@ -486,10 +325,12 @@ class Journal:
             out: list[Record] = []
             rows = []
             wrote_cp = False
-            signer, cert = self._signer, None
-            if self._epoch_due(seq + 1):
+            signer, cert = self.epochs.signer, None
+            if self.epochs.due(seq + 1):
                 seq += 1
-                rec, row, signer = self._next_epoch(tw, seq, prev, now)
+                fields, signer = self.epochs.prepare_next(tw.size)
+                # The certificate of the next key, signed by the key in force.
+                rec, row = self._build(seq, prev, CERT, fields, now, self.epochs.signer)
                 tw.add(rec)
                 prev, cert = rec.hash, rec
                 rows.append(row)
@@ -520,29 +361,15 @@ class Journal:
                     rows.append(row)
                     self._last_cp_seq = seq
                     self._last_cp_mono = now[1]
-            conn.executemany(_INSERT, rows)
+            conn.executemany(schema.INSERT, rows)
             tw.flush()
             if wrote_cp:
                 self._mark_head(seq)
         self._frontier = tw.frontier  # committed: the tree has grown
         if cert is not None:
-            self._epoch_taken_up(cert, signer)
+            self.epochs.taken_up(cert, signer)
         self._witnessed(seq, prev)
         return out
-
-    def _epoch_taken_up(self, cert: Record, signer: EpochKey) -> None:
-        """The certificate is committed: the next key is in force, the old one erased.
-        A crash before this is finished when the journal is opened again."""
-        wire = cert.wire().decode()
-        self.chain.learn_wire(wire)
-        self._signer = signer
-        self._epoch_start_ms = parse_ts(cert.fields["ts"])
-        try:
-            self._keys.store.commit(wire)
-        except (OSError, EdgedError) as e:
-            # The records are committed and the next key signs from now on; the old key
-            # is erased when the journal is next opened (it finishes the change).
-            log.error("epoch_key_not_erased", epoch=signer.epoch - 1, error=str(e))
 
     def _witnessed(self, seq: int, h: str) -> None:
         # After the commit returned: the witness may lag the journal, never lead it.
@@ -623,7 +450,7 @@ class Journal:
                 fields = {**fields, **self._checkpoint_fields(tw, seq, prev)}
             rec, row = self._build(at, prev, rtype, fields, self._now())
             tw.add(rec)
-            conn.execute(_INSERT, row)
+            conn.execute(schema.INSERT, row)
             tw.flush()
             self._mark_head(rec.seq)
         self._frontier = tw.frontier
@@ -632,63 +459,20 @@ class Journal:
 
     # -- rollback --------------------------------------------------------------------
     def find_rollback(self, remembered: Iterable[Head]) -> Head | None:
-        """The furthest remembered head this journal does not contain, or None.
-
-        A head is contained when the record at its seq has its hash, or when its seq lies
-        in a gap that an earlier ``alarm.journal_rollback`` already accounted for. A head
-        beyond ours, or a record of another hash at its seq (a fork), means the file went
-        back to an older copy (R9, R10).
-        """
-        worst: Head | None = None
-        for h in remembered:
-            if h.seq <= 0 or self._contains(h):
-                continue
-            if worst is None or h.seq > worst.seq:
-                worst = h
-        return worst
-
-    def _contains(self, h: Head) -> bool:
+        """The furthest remembered head this journal does not contain, or None
+        (:mod:`edged.device.journal.rollback`)."""
         try:
-            row = self.conn.execute("SELECT hash FROM records WHERE seq = ?", (h.seq,)).fetchone()
-            if row is not None:
-                return bool(row[0] == h.hash)
-            # Absent: inside a gap that a later rollback record declared?
-            gap = self.conn.execute(
-                "SELECT 1 FROM records WHERE type = ? AND seq > ?"
-                " AND json_extract(body, '$.found_seq') < ? LIMIT 1",
-                (ROLLBACK, h.seq, h.seq),
-            ).fetchone()
+            return rollback.furthest_missing(self.conn, remembered)
         except sqlite3.Error as e:
             self._failed(e)
             raise JournalError(f"{self.path}: cannot read ({e})") from None
-        if gap is not None:
-            return True
-        # Pruned after the central copy receipted it: a signed snapshot says where the
-        # journal now starts, and this head lies before it.
-        cover = self.covering_snapshot()
-        return cover is not None and h.seq < int(cover["kept_from_seq"])
 
     def append_rollback(self, known: Head, **fields: Any) -> Record:
-        """Record that the journal went back: a signed ``alarm.journal_rollback`` that
-        continues this file's chain from its head (``found_*``) but takes its seq past
-        every seq the remembered head (``known_*``) may have used, so no seq is ever
-        signed twice with two meanings. The records in between are the discontinuity:
-        kept centrally if they were synced, lost if not (docs/rollback.md)."""
+        """Record that the journal went back: a signed ``alarm.journal_rollback``. The
+        records in between are the discontinuity: kept centrally if they were synced,
+        lost if not (docs/rollback.md)."""
         check_fields(fields)
-        return self._append_one(
-            lambda seq, prev: (
-                max(seq, known.seq) + 1,
-                ROLLBACK,
-                {
-                    **fields,
-                    "found_seq": seq,
-                    "found_hash": prev,
-                    "known_seq": known.seq,
-                    "known_hash": known.hash,
-                    "source": known.source,
-                },
-            )
-        )
+        return self._append_one(lambda s, h: rollback.rollback_record(known, s, h, fields))
 
     def newest_synced_ts(self, within: int) -> str | None:
         """The ts of the newest of the last ``within`` records made under a synchronised
@@ -723,44 +507,21 @@ class Journal:
             if rec.get("type") != SNAPSHOT:
                 yield rec
 
-    # -- pruning ---------------------------------------------------------------------
+    # -- pruning (edged.device.journal.prune) -----------------------------------------
     def first_seq(self) -> int:
-        row = self.conn.execute("SELECT min(seq) FROM records").fetchone()
-        return row[0] or 0
+        return pruning.first_seq(self.conn)
 
     def covering_snapshot(self) -> dict[str, Any] | None:
-        """For a pruned journal, the signed snapshot whose ``kept_from_seq`` is the first
-        seq held: the state of every record before it. None when nothing was pruned."""
-        first = self.first_seq()
-        if first <= 1:
-            return None
-        row = self.conn.execute(
-            "SELECT body FROM records WHERE type = ? AND"
-            " json_extract(body, '$.kept_from_seq') = ? ORDER BY seq LIMIT 1",
-            (SNAPSHOT, first),
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+        return pruning.covering_snapshot(self.conn)
 
     def first_seq_since(self, ts: str) -> int:
-        """The first seq whose ts is at or after ``ts`` (head + 1 if none): a binary search
-        on seq, as records are written in time order (a clock step back only moves the
-        boundary by the step)."""
-        lo, hi = max(self.first_seq(), 1), self.head()[0] + 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            row = self.conn.execute("SELECT ts FROM records WHERE seq = ?", (mid,)).fetchone()
-            if row is None or row[0] >= ts:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return pruning.first_seq_since(self.conn, self.head()[0], ts)
 
     def prune(self, keep_from: int, receipted: int) -> Record | None:
         """Drop the records before seq ``keep_from`` (all receipted by the central copy:
         ``keep_from <= receipted + 1``) after a signed ``journal.snapshot`` that carries
-        their lasting state (who is inside, escorts, wrong PINs, lock-outs) and the hash
-        of the last one dropped. Storage is then bounded after years of service. The
-        snapshot, if written; None when there is nothing to drop."""
+        their lasting state and the hash of the last one dropped. The snapshot, if
+        written; None when there is nothing to drop."""
         first = self.first_seq()
         keep_from = min(keep_from, receipted + 1, self.head()[0])
         if keep_from <= max(first, 1):
@@ -770,34 +531,14 @@ class Journal:
         ).fetchone()
         if row is None:
             raise JournalError(f"{self.path}: cannot prune: seq {keep_from - 1} is not held")
-        cover = self.covering_snapshot()
-        dropped = self.conn.execute(
-            f"SELECT body FROM records WHERE type IN ({','.join('?' * len(REPLAYED))})"  # noqa: S608
-            " AND seq < ? ORDER BY seq",
-            (*REPLAYED, keep_from),
-        )
-        before = (json.loads(b) for (b,) in dropped)
         c = self._clock
-        state = snapshot_state(
-            [*([cover] if cover else []), *(r for r in before if r.get("type") != SNAPSHOT)],
-            Now(c.mono_ns(), c.wall_ms(), c.synced()),
-            self._boot_id,
-        )
-        snap = self.append(
-            SNAPSHOT,
-            kept_from_seq=keep_from,
-            kept_from_prev=row[0],
-            receipted_seq=receipted,
-            dropped=keep_from - max(first, 1),
-            **state,
-        )
-        # The one DELETE the journal ever runs, in one transaction with its guard lifted
-        # and put back: a crash leaves the records and the trigger as they were.
+        now = Now(c.mono_ns(), c.wall_ms(), c.synced())
+        state = pruning.dropped_state(self.conn, keep_from, now, self._boot_id)
+        snap = self.append(SNAPSHOT, kept_from_seq=keep_from, kept_from_prev=row[0],
+                           receipted_seq=receipted, dropped=keep_from - max(first, 1),
+                           **state)  # fmt: skip
         with self._write() as conn:
-            conn.execute("DROP TRIGGER records_no_delete")
-            conn.execute("DELETE FROM records WHERE seq < ?", (keep_from,))
-            tree.prune_below(conn, tree.leaf_of(conn, keep_from))
-            conn.execute(_TRIGGERS[1])
+            pruning.delete_below(conn, keep_from)
         # The pages as they were before the DELETE stay in the WAL until it is written
         # back and truncated (R25: nothing readable of what was disposed of); outside the
         # write transaction, where a checkpoint can run.

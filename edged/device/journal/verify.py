@@ -33,7 +33,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edged.device.journal.store import connect, load_chain
+from edged.device.journal.epochs import load_chain
+from edged.device.journal.schema import connect
 from edged.errors import JournalCorruptError
 from edged.protocol import tlog
 from edged.protocol.epochs import CERT, EpochChain
