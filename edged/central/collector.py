@@ -34,8 +34,9 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -44,6 +45,7 @@ from edged.central.keeper import ChainKeeper
 from edged.central.link import CollectorLink
 from edged.central.notify import Notifier, NotifyConfig
 from edged.central.replies import Replies
+from edged.central.reported import head_report, journal_unavailable, judge_checkpoint, judge_head
 from edged.central.store import CentralStore, PostgresStore, open_store
 from edged.central.trust import DeviceEpochs, TrustStore
 from edged.central.verify import check_record
@@ -52,10 +54,11 @@ from edged.central.witness import Witness
 from edged.log import get_logger
 from edged.protocol.keys import key_id_of
 from edged.protocol.mqtt import Broker
-from edged.protocol.records import format_ts, parse_ts
-from edged.protocol.signed import Rejected, parse_signed
+from edged.protocol.records import format_ts
+from edged.protocol.signed import Rejected
 
 log = get_logger("collector")
+T = TypeVar("T")
 
 # Resend requests after a (re)connect go out at this many per receipt tick.
 RESENDS_PER_TICK = 50
@@ -188,7 +191,7 @@ class Collector:
             random.shuffle(devices)
             self._resend_queue = [(s, d, last + 1) for s, d, last in devices]
             # A receipt for each, once: what was committed before a restart may be unreceipted.
-            self.keeper.touched.update((s, d) for s, d, _last in devices)
+            self.keeper.touch(*((s, d) for s, d, _last in devices))
 
     def _on_message(self, kind: str, site: str, device: str, payload: bytes) -> None:
         """What the link received (paho's thread)."""
@@ -302,45 +305,32 @@ class Collector:
             return self.store.count_unchecked()
 
     def _head_report(self, site: str, device: str, payload: bytes) -> None:
-        """A device's live status or heartbeat says where its journal's head is.
-
-        Ahead of us: it holds records we lack (published before we subscribed, or lost
-        with a broker): ask for them if none has arrived a second later (during a drain
-        the status always says "more", and a resend would only repeat what is on its
-        way). Behind us: its journal went back; an alarm now, and the device is told
-        what we hold."""
-        try:
-            doc = json.loads(payload)
-            head, known = doc.get("head_seq"), doc.get("head_known", True)
-            acked = doc.get("acked_seq")
-        except (ValueError, AttributeError):
-            return
-        if type(head) is not int or self._trusted(site, device)[0] is None:
+        """A device's live status or heartbeat says where its journal's head is
+        (:func:`edged.central.reported.judge_head`). Lagging devices are asked for what
+        we lack if none has arrived a second later (during a drain the status always says
+        "more", and a resend would only repeat what is on its way)."""
+        r = head_report(payload)
+        if r is None or self._trusted(site, device)[0] is None:
             return
         dev = (site, device)
         with self._lock:
-            if "backlog" in doc:  # a heartbeat: what the central alarms look at
-                self.store.note_status(dev, int(time.time() * 1000), doc)
-            if known is not True:
+            if r.heartbeat:
+                self.store.note_status(dev, int(time.time() * 1000), r.doc)
+            if not r.known:
                 return
             last = self.store.head(dev)[0]
-            if type(acked) is int and acked < min(last, self._receipted.get(dev, 0)):
-                # Our receipt was lost (a broker dies between taking and delivering it):
-                # the device waits for one. The receipt loop sends it again.
-                self._receipted[dev] = acked
-                self.keeper.touched.add(dev)
-            if head > last:
+            seen = judge_head(r, last, self._receipted.get(dev, 0),
+                              lambda seq: self.store.ts_at(dev, seq))  # fmt: skip
+            if seen.receipt_from is not None:  # the receipt loop sends it again
+                self._receipted[dev] = seen.receipt_from
+                self.keeper.touch(dev)
+            if seen.lagging:
                 self._lagging.setdefault(dev, time.monotonic())
-            elif head < last and self._reported_after(dev, head + 1, doc.get("ts")):
-                if self.keeper.went_back.get(dev) != head:
-                    self.keeper.went_back[dev] = head
-                    self._alarms.found(
-                        site,
-                        device,
-                        "rollback",
-                        f"the device reports its journal's head at seq {head}, below seq"
-                        f" {last} held here: its journal went back",
-                    )
+            elif seen.went_back:
+                if self.keeper.went_back_to(dev, r.head):
+                    self._alarms.found(site, device, "rollback",
+                        f"the device reports its journal's head at seq {r.head}, below seq"
+                        f" {last} held here: its journal went back")  # fmt: skip
                 self.keeper.tell_head(dev)
 
     def _acl_published(self, site: str, device: str, payload: bytes) -> None:
@@ -358,45 +348,22 @@ class Collector:
             with self._lock:
                 self.store.note_acl_published((site, device), version, int(time.time() * 1000))
 
-    def _reported_after(self, dev: tuple[str, str], seq: int, ts: Any) -> bool:
-        """Was record ``seq`` written before the device reported a head below it? Only
-        then did its journal go back: with several collectors, a heartbeat can be handled
-        after records the device wrote later, and such a report is merely old."""
-        if not isinstance(ts, str):
-            return False
-        written = self.store.ts_at(dev, seq)
-        try:
-            return written is not None and parse_ts(written) < parse_ts(ts)
-        except ValueError:
-            return False
-
     def _journal_unavailable(self, site: str, device: str, payload: bytes) -> None:
         """A device says, signed, that its journal cannot record: a central alarm, since
         the device's own alarm record can only follow once its storage works again."""
+        with self._lock:
+            chain = self.epochs.chain((site, device))
+        keys = {key_id_of(e.key): e.key for e in chain.epochs} if chain else {}
         try:
-            # Signed by the key in force at the device: one of its known epochs'.
-            with self._lock:
-                chain = self.epochs.chain((site, device))
-            kid = str(json.loads(payload).get("key_id")) if len(payload) <= 4096 else ""
-            keys = {key_id_of(e.key): e.key for e in chain.epochs} if chain else {}
-            doc = parse_signed(payload, keys.get(kid), max_bytes=4096)
-        except (ValueError, AttributeError):
-            log.warning("device_alarm_ignored", site=site, device=device, reason="malformed")
-            return
+            detail = journal_unavailable(payload, site, device, keys)
         except Rejected as e:
             log.warning("device_alarm_ignored", site=site, device=device, reason=e.reason)
             return
-        if doc.get("site") != site or doc.get("device") != device:
-            log.warning("device_alarm_ignored", site=site, device=device, reason="wrong_scope")
+        except ValueError as e:
+            log.warning("device_alarm_ignored", site=site, device=device, reason=str(e))
             return
         with self._lock:
-            self._alarms.found(
-                site,
-                device,
-                "journal_unavailable",
-                f"since {doc.get('since')}: {doc.get('unrecorded')} unrecorded;"
-                f" {str(doc.get('error'))[:200]}",
-            )
+            self._alarms.found(site, device, "journal_unavailable", detail)
 
     def _ask_resend(self, site: str, device: str, from_seq: int, *, force: bool = False) -> None:
         self.replies.resend((site, device), from_seq, force=force)
@@ -414,11 +381,6 @@ class Collector:
     def parked(self) -> int:
         """Records that arrived ahead of their turn."""
         return self.keeper.parked
-
-    @property
-    def witness_name(self) -> str:
-        """The collector's name in the notes it cosigns."""
-        return self.witness.name
 
     def _send_receipts(self, devs: list[tuple[str, str]]) -> None:
         """Receipts for what is committed of ``devs``: their heads read in one query,
@@ -447,7 +409,7 @@ class Collector:
                     return
                 self._alarms.flush_suppressed()
                 self.keeper.flush_locked()
-                devices, self.keeper.touched = sorted(self.keeper.touched), set()
+                devices = self.keeper.take_touched()
                 ask, self._resend_queue = (
                     self._resend_queue[:RESENDS_PER_TICK],
                     self._resend_queue[RESENDS_PER_TICK:],
@@ -475,63 +437,29 @@ class Collector:
 
     # -- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, site: str, device: str, payload: bytes) -> None:
+        dev = (site, device)
         with self._lock:
             rec = self._verify(site, device, payload)
             if isinstance(rec, str):
                 self._alarms.found(site, device, "bad_checkpoint", rec)
                 return
             seq = rec["seq"]
-            best = self.store.best_checkpoint((site, device))
-            if seq < best:
-                self._alarms.found(
-                    site,
-                    device,
-                    "rollback",
-                    f"checkpoint at seq {seq} is older than seq {best} seen before",
-                )
-                self.keeper.tell_head((site, device))
+            bad = judge_checkpoint(seq, rec["hash"], self.store.best_checkpoint(dev),
+                                   self.store.hash_at(dev, seq))  # fmt: skip
+            if bad is not None:
+                self._alarms.found(site, device, *bad)
+                self.keeper.tell_head(dev)
                 return
-            stored = self.store.hash_at((site, device), seq)
-            if stored is not None and stored != rec["hash"]:
-                self._alarms.found(site, device, "rewrite", f"checkpoint at seq {seq} differs")
-                self.keeper.tell_head((site, device))
-                return
-            self.store.note_checkpoint((site, device), self.keeper.head((site, device)), seq)
+            self.store.note_checkpoint(dev, self.keeper.head(dev), seq)
             self.keeper.forget_heads()
 
-    # -- queries ---------------------------------------------------------------------
-    def seqs(self, site: str, device: str) -> list[int]:
+    # -- queries -----------------------------------------------------------------------
+    def read(self, query: Callable[[CentralStore], T]) -> T:
+        """``query(store)`` under the collector's lock, between its transactions."""
         with self._lock:
-            return self.store.seqs((site, device))
-
-    def discontinuities(self, site: str, device: str) -> list[tuple[int, int, int, int]]:
-        """Where the device's chain skips: (seq, found_seq, known_seq, central_seq)."""
-        with self._lock:
-            return self.store.discontinuities((site, device))
-
-    def forked(self, site: str, device: str) -> list[int]:
-        """The seqs of the device's records kept apart from its chain."""
-        with self._lock:
-            return self.store.forked((site, device))
-
-    def alarms(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return self.store.alarms()
-
-    def store_cosigned(self, site: str, device: str) -> list[tuple[int, str]]:
-        """The device's checkpoints this collector cosigned: (tree size, note)."""
-        with self._lock:
-            out = self.store.cosigned((site, device))
+            out = query(self.store)
             self.store.commit()
             return out
-
-    def alarm_origins(self) -> set[tuple[str, str]]:
-        with self._lock:
-            return self.store.alarm_origins()
-
-    def hashes(self, site: str, device: str) -> list[str]:
-        with self._lock:
-            return self.store.hashes((site, device))
 
     def wait_for(self, pred: Any, timeout: float = 30.0) -> bool:
         """Wait until ``pred()`` holds (checked after each stored record)."""

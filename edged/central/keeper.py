@@ -80,9 +80,9 @@ class ChainKeeper:
         # Stored hashes of a batch's resent records, fetched at its start.
         self._known: dict[tuple[str, str, int], str] = {}
         # Devices whose chain this collector extended since its last receipts.
-        self.touched: set[Dev] = set()
+        self._touched: set[Dev] = set()
         # Devices alarmed for a journal that went back to that head (once each).
-        self.went_back: dict[Dev, int] = {}
+        self._went_back: dict[Dev, int] = {}
         # Announcements held until the commit that covers them.
         self._announce: list[tuple[str, bytes]] = []
         self._uncommitted = 0
@@ -90,6 +90,23 @@ class ChainKeeper:
         self.parked = 0  # records that arrived ahead of their turn
         # Notified after each batch and audit: stored, duplicate or alarm.
         self.changed = threading.Condition()
+
+    def touch(self, *devs: Dev) -> None:
+        """These devices are due a receipt at the next tick."""
+        self._touched.update(devs)
+
+    def take_touched(self) -> list[Dev]:
+        """The devices due a receipt, in order; none are due after."""
+        out, self._touched = sorted(self._touched), set()
+        return out
+
+    def went_back_to(self, dev: Dev, head: int) -> bool:
+        """The device's journal went back to ``head``: whether that is news (the alarm
+        is raised once per head; a stored record of the device forgets it)."""
+        if self._went_back.get(dev) == head:
+            return False
+        self._went_back[dev] = head
+        return True
 
     def forget_heads(self) -> None:
         """The heads are the store's again (another collector may move them)."""
@@ -296,7 +313,7 @@ class ChainKeeper:
         self._insert_locked(dev, payload, rec, checked)
         self._heads[dev] = (rec["seq"], rec["hash"])
         self._dirty.add(dev)
-        self.touched.add(dev)
+        self._touched.add(dev)
         rtype = str(rec.get("type"))
         if rtype == CERT:
             why = self.epochs.learn(dev, rec)
@@ -316,7 +333,7 @@ class ChainKeeper:
         self._uncommitted += 1
         self.stored += 1
         self.replies.stored(dev)
-        self.went_back.pop(dev, None)
+        self._went_back.pop(dev, None)
 
     # -- a journal that went back ----------------------------------------------------
     def _stored_hash(self, dev: tuple[str, str], seq: int) -> str | None:

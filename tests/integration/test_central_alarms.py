@@ -17,6 +17,7 @@ from edged.central.collector import Collector
 from edged.central.watch import Watch
 from edged.protocol.keys import init_role_key
 from edged.protocol.mqtt import Broker, new_client
+from tests.helpers.central import held
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,7 @@ def test_device_and_central_alarms_are_stored_announced_and_cleared(
             1,
             "device",
         )
-        assert col.wait_for(lambda: any(t == "door_held_open" for t, _d in col.alarms()))
+        assert col.wait_for(lambda: any(t == "door_held_open" for t, _d in held(col).alarms()))
 
         # Silent: b stops its heartbeats; then speaks again.
         fleet.call(lambda: setattr(b, "heartbeats", False))

@@ -34,6 +34,7 @@ from edged.protocol.keys import load_private_key
 from edged.protocol.mqtt import Broker
 from edged.protocol.records import digest
 from tests.conftest import EDGED
+from tests.helpers.central import held
 from tests.helpers.door import COLLECTOR_KEY
 
 pytestmark = pytest.mark.integration
@@ -169,11 +170,11 @@ def test_a_key_stolen_in_epoch_3_cannot_rewrite_epoch_0(state, tmp_path, relabel
     col = _collector(state, tmp_path)
     try:
         col.ingest_batch([(SITE, DEVICE, w) for w in wires])
-        assert col.seqs(SITE, DEVICE) == [1, 2, 3, 4]
+        assert held(col).seqs(SITE, DEVICE) == [1, 2, 3, 4]
         # The collector has seen none of the certificates yet: epoch 3 is unknown to it.
         if relabel:
             want = "signed in epoch 3, which no certificate introduces (newest: 0)"
-        alarms = col.alarms()
+        alarms = held(col).alarms()
         assert ("bad_record", f"seq 5: {want}") in alarms, alarms
     finally:
         col.close()
@@ -192,8 +193,8 @@ def test_the_collector_follows_the_epochs_and_keeps_their_certificates(state, tm
             col.ingest_batch([(SITE, DEVICE, w) for w in wires[i : i + 4]])
         while col.unchecked():
             col.audit_signatures()
-        assert col.seqs(SITE, DEVICE) == list(range(1, 45))
-        assert col.alarms() == []
+        assert held(col).seqs(SITE, DEVICE) == list(range(1, 45))
+        assert held(col).alarms() == []
         # Checkpoints signed in epochs 0, 1, 2, 3 and 3 (docs/proofs.md).
         cosigned = [size for size, _n in col.store.cosigned((SITE, DEVICE))]
         assert cosigned == [7, 15, 23, 31, 39]
@@ -384,12 +385,12 @@ def test_a_running_door_changes_keys_and_the_central_copy_follows(tmp_path, mosq
         run.presses(25)
         head, epoch = run.d.call(lambda: (run.d.journal.head()[0], run.d.journal.epoch))
         dev = ("tokyo-hq", "door-3f-1")
-        assert col.wait_for(lambda: col.seqs(*dev)[:head] == list(range(1, head + 1)), 60)
+        assert col.wait_for(lambda: held(col).seqs(*dev)[:head] == list(range(1, head + 1)), 60)
         assert col.wait_for(lambda: col.unchecked() == 0, timeout=30)
         with col._lock:
             certs = [json.loads(w)["seq"] for w in col.store.epoch_certs(dev)]
         assert epoch >= 5 and len([s for s in certs if s <= head]) == epoch
-        assert col.alarms() == []
+        assert held(col).alarms() == []
     finally:
         run.stop()
         col.close()
@@ -416,11 +417,11 @@ def test_a_fault_alarm_signed_with_the_key_in_force_is_taken(state, tmp_path):
         col._journal_unavailable(
             SITE, DEVICE, json.dumps(sign_doc(doc, Ed25519PrivateKey.generate())).encode()
         )
-        assert col.alarms() == []
+        assert held(col).alarms() == []
         current = load_keys(state).store.current()
         assert current.epoch == 3
         col._journal_unavailable(SITE, DEVICE, json.dumps(sign_doc(doc, current.private)).encode())
-        assert [a[0] for a in col.alarms()] == ["journal_unavailable"]
+        assert [a[0] for a in held(col).alarms()] == ["journal_unavailable"]
     finally:
         col.close()
 

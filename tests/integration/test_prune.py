@@ -20,6 +20,7 @@ from edged.device.journal.witness import Head
 from edged.device.keys import DeviceKeys
 from edged.protocol.records import SNAPSHOT
 from tests.conftest import EDGED, require_pcscd
+from tests.helpers.central import held
 from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.integration
@@ -188,11 +189,12 @@ def test_the_daemon_prunes_what_is_receipted_and_the_collector_follows(tmp_path,
         first = run.d.call(lambda: run.d.journal.first_seq())
         assert first > head - 5, (first, head)
         snap_head = run.head()
-        assert col.wait_for(lambda: snap_head in col.seqs("tokyo-hq", "door-3f-1"), timeout=30)
+        kept = held(col)
+        assert col.wait_for(lambda: snap_head in kept.seqs("tokyo-hq", "door-3f-1"), timeout=30)
     finally:
         run.stop()
-    stored = col.seqs("tokyo-hq", "door-3f-1")
-    alarms = col.alarms()
+    stored = held(col).seqs("tokyo-hq", "door-3f-1")
+    alarms = held(col).alarms()
     col.close()
     assert stored == list(range(1, len(stored) + 1)), stored  # nothing lost centrally
     assert not [a for a in alarms if a[0] in ("rewrite", "bad_record", "rollback")], alarms

@@ -12,6 +12,7 @@ import pytest
 
 from edged.protocol.records import ROLLBACK
 from tests.conftest import EDGED, require_pcscd
+from tests.helpers.central import held
 from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def restore(copy: Path, db: Path) -> None:
 
 
 def central_seqs(col) -> list[int]:
-    return col.seqs(SITE, DEVICE)
+    return held(col).seqs(SITE, DEVICE)
 
 
 def receipted(run: Running) -> None:
@@ -117,7 +118,7 @@ def test_a_restored_old_journal_is_seen_at_start_and_sync_goes_on(site, tmp_path
         receipted(run)  # receipts flow again: the device is not frozen out
         rb = first["seq"]
         assert col.wait_for(lambda: head in central_seqs(col), timeout=30)
-        [(seq, found, known, central)] = col.discontinuities(SITE, DEVICE)
+        [(seq, found, known, central)] = held(col).discontinuities(SITE, DEVICE)
         assert (seq, found, known) == (rb, 8, first["known_seq"])
         # Every record it had (the receipted ones at least), then the chain from the alarm.
         assert central >= stored[-1]
@@ -125,9 +126,10 @@ def test_a_restored_old_journal_is_seen_at_start_and_sync_goes_on(site, tmp_path
         assert set(range(1, central + 1)) | set(range(rb, head + 1)) <= have
         # Nothing else but an old record that was still on its way (filling the gap).
         assert all(s <= central + 1 or s >= rb for s in have)
-        alarms = [a for a in col.alarms() if a[0] == "rollback"]
+        alarms = [a for a in held(col).alarms() if a[0] == "rollback"]
         assert alarms and f"from seq {known} to seq 8" in alarms[0][1]
-        assert not [a for a in col.alarms() if a[0] in ("rewrite", "bad_record", "bad_checkpoint")]
+        bad = ("rewrite", "bad_record", "bad_checkpoint")
+        assert not [a for a in held(col).alarms() if a[0] in bad]
         # Issue 17: the checkpoint the collector had cosigned (retained, delivered at the
         # device's connect) names more records than the restored journal holds: an alarm
         # signed by the device itself, once.
@@ -135,7 +137,7 @@ def test_a_restored_old_journal_is_seen_at_start_and_sync_goes_on(site, tmp_path
         assert contra and contra["why"] == "rollback" and contra["size"] > 8, contra
         # The collector's tree followed the device back to seq 8, so the checkpoints
         # before and after the rollback are each cosigned.
-        cosigned = {size for size, _n in col.store_cosigned(SITE, DEVICE)}
+        cosigned = {size for size, _n in held(col).store_cosigned(SITE, DEVICE)}
         assert {7, after.fields["tree_size"]} <= cosigned, cosigned
     finally:
         run.stop()
@@ -168,14 +170,14 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
         assert run.d.call(lambda: [r.type for r in run.d.journal.records(9)])[0] != ROLLBACK
         with col.changed:
             assert col.changed.wait_for(
-                lambda: any(a[0] == "rollback" for a in col.alarms()), timeout=15
-            ), col.alarms()
+                lambda: any(a[0] == "rollback" for a in held(col).alarms()), timeout=15
+            ), held(col).alarms()
         # Its new records went out, were kept apart, and the collector told the device
         # its head: the device records the rollback past it.
         p = run.d.wait_processed(
             lambda p: any(r["type"] == ROLLBACK for r in p.records), after=0, timeout=20
         )
-        assert p is not None, col.alarms()
+        assert p is not None, held(col).alarms()
         found = [r for r in p.records if r["type"] == ROLLBACK]
         [rb] = found
         assert rb["source"] == "collector" and rb["known_seq"] >= stored[-1]
@@ -186,14 +188,14 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
         assert run.d.sync.wait_for(lambda s: s["acked_seq"] >= head, timeout=30)
         acked = run.d.sync.status()["acked_seq"]
         assert acked in central_seqs(col)
-        gaps = col.discontinuities(SITE, DEVICE)
+        gaps = held(col).discontinuities(SITE, DEVICE)
         mine = run.d.call(lambda: [r.seq for r in run.d.journal.records(9) if r.type == ROLLBACK])
         assert gaps and {g[0] for g in gaps} <= set(mine) and rb["seq"] in mine
         last_gap = gaps[-1][0]
         assert set(range(last_gap, acked + 1)) <= set(central_seqs(col))
         assert set(range(1, 9)) <= set(central_seqs(col))
         # The records the device made before it knew are kept too, apart, verified.
-        forked = col.forked(SITE, DEVICE)
+        forked = held(col).forked(SITE, DEVICE)
         assert forked and forked[0] == 9 and rb["found_seq"] in forked
     finally:
         run.stop()

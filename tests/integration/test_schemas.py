@@ -12,6 +12,7 @@ import pytest
 from edged.core.events import Tamper
 from edged.device.envelope import make_envelope
 from edged.protocol import topics
+from tests.helpers.central import held
 from tests.helpers.schemas import validators
 from tests.helpers.site import Running, Site, acl_for, publish
 
@@ -69,7 +70,7 @@ def test_real_messages_match_their_schemas(tmp_path, mosquitto):
         )
         publish(site.port, topics.leaf("tokyo-hq", "door-3f-1", "acl"), env, retain=True)
         head = run.head()
-        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert col.wait_for(lambda: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= head, 30)
         col.close()
         col = site.collector()  # a restarted collector asks every known device to resend
         want = {"event", "alarm", "checkpoint", "status", "heartbeat", "receipt", "cmd", "acl"}

@@ -13,6 +13,7 @@ from edged.device.keys import load_keys
 from edged.device.paths import PUBLIC_KEY_FILE
 from edged.protocol import topics
 from edged.protocol.mqtt import Broker
+from tests.helpers.central import held
 from tests.helpers.door import SignedDoor
 
 pytestmark = pytest.mark.integration
@@ -54,25 +55,25 @@ def test_records_replayed_under_another_site_are_refused(tmp_path, mosquitto, si
             send("site-b", "door-1", w)
         assert col.wait_for(
             lambda: (
-                col.seqs("site-a", "door-1") == [1, 2, 3]
-                and col.seqs("site-b", "door-1") == [1, 2, 3]
+                held(col).seqs("site-a", "door-1") == [1, 2, 3]
+                and held(col).seqs("site-b", "door-1") == [1, 2, 3]
             )
         )
         with col.changed:
-            col.changed.wait_for(lambda: len(col.alarms()) >= 2, 10)
-        assert col.seqs("site-a", "door-2") == []
-        stored_a = col.hashes("site-a", "door-1")
-        stored_b = col.hashes("site-b", "door-1")
+            col.changed.wait_for(lambda: len(held(col).alarms()) >= 2, 10)
+        assert held(col).seqs("site-a", "door-2") == []
+        stored_a = held(col).hashes("site-a", "door-1")
+        stored_b = held(col).hashes("site-b", "door-1")
         assert len(stored_b) == 3 and not set(stored_a) & set(stored_b)
-        kinds = [t for t, _d in col.alarms()]
+        kinds = [t for t, _d in held(col).alarms()]
         # Under either other name, A's record fails that name's pinned key (one
         # rate-limited alarm per name).
-        assert set(kinds) == {"bad_record"}, col.alarms()
-        assert col.alarm_origins() == {
+        assert set(kinds) == {"bad_record"}, held(col).alarms()
+        assert held(col).alarm_origins() == {
             ("site-b", "door-1"),
             ("site-a", "door-2"),
         }
-        assert len(col.alarms()) <= 4  # six forged messages, bounded alarms
+        assert len(held(col).alarms()) <= 4  # six forged messages, bounded alarms
     finally:
         pub.loop_stop()
         pub.disconnect()

@@ -19,6 +19,7 @@ from edged.protocol import topics
 from edged.protocol.keys import init_role_key
 from edged.protocol.signed import sign_doc
 from tests.conftest import require_pcscd
+from tests.helpers.central import held
 from tests.helpers.site import (
     Running,
     Site,
@@ -56,15 +57,15 @@ def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosq
             # Both ends reconnect by themselves and the stream catches up mid-run.
             head = run.head()
             assert col.wait_for(
-                lambda h=head: len(col.seqs("tokyo-hq", "door-3f-1")) >= h, timeout=60
+                lambda h=head: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= h, timeout=60
             )
         run.stop()
         run = Running(site.cfg())  # a restart resumes from acked_seq + 1
         run.presses(30)
         head = run.head()
         assert col.wait_for(
-            lambda: col.seqs("tokyo-hq", "door-3f-1") == list(range(1, head + 1)), timeout=60
-        ), f"collector has {len(col.seqs('tokyo-hq', 'door-3f-1'))}"
+            lambda: held(col).seqs("tokyo-hq", "door-3f-1") == list(range(1, head + 1)), timeout=60
+        ), f"collector has {len(held(col).seqs('tokyo-hq', 'door-3f-1'))}"
         st = run.d.sync
         assert st.connected_event.wait(10)
         deadline = threading.Event()
@@ -73,7 +74,7 @@ def test_every_record_once_in_order_across_broker_and_daemon_restarts(site, mosq
                 break
             deadline.wait(0.1)
         assert st.status()["acked_seq"] == head
-        assert col.alarms() == []
+        assert held(col).alarms() == []
     finally:
         run.stop()
         col.close()
@@ -196,7 +197,7 @@ def test_collector_flags_a_rewritten_record(site, mosquitto):
     try:
         run.presses(3)
         head = run.head()
-        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert col.wait_for(lambda: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= head, 30)
         keys = load_keys(site.state)
         [rec] = run.d.call(lambda: list(run.d.journal.records(2, 2)))
         obj = rec.fields
@@ -209,14 +210,14 @@ def test_collector_flags_a_rewritten_record(site, mosquitto):
         obj.update(hash=h, sig=keys.sign(bytes.fromhex(h)).hex())
         publish(site.port, topics.event("tokyo-hq", "door-3f-1", obj["type"]), canonical_bytes(obj))
         with col.changed:
-            col.changed.wait_for(lambda: any(a[0] == "rewrite" for a in col.alarms()), 10)
+            col.changed.wait_for(lambda: any(a[0] == "rewrite" for a in held(col).alarms()), 10)
         # Kept apart as a fork (it is validly signed), and alarmed.
         assert any(
             t == "rewrite" and d.startswith("seq 2 differs from the stored record")
-            for t, d in col.alarms()
-        ), col.alarms()
-        assert col.forked("tokyo-hq", "door-3f-1") == [2]
-        assert col.seqs("tokyo-hq", "door-3f-1")[:3] == [1, 2, 3]
+            for t, d in held(col).alarms()
+        ), held(col).alarms()
+        assert held(col).forked("tokyo-hq", "door-3f-1") == [2]
+        assert held(col).seqs("tokyo-hq", "door-3f-1")[:3] == [1, 2, 3]
     finally:
         run.stop()
         col.close()
@@ -229,13 +230,13 @@ def test_collector_flags_a_rolled_back_checkpoint(site, mosquitto):
     try:
         old, new = two_checkpoints(run)
         head = run.head()
-        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert col.wait_for(lambda: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= head, 30)
         assert new.seq > old.seq
         # What the old copy of the journal would announce: its (older) signed checkpoint.
         publish(site.port, topics.leaf("tokyo-hq", "door-3f-1", "checkpoint"), old.wire())
         with col.changed:
-            col.changed.wait_for(lambda: any(a[0] == "rollback" for a in col.alarms()), 10)
-        assert any(a[0] == "rollback" and f"seq {old.seq}" in a[1] for a in col.alarms())
+            col.changed.wait_for(lambda: any(a[0] == "rollback" for a in held(col).alarms()), 10)
+        assert any(a[0] == "rollback" and f"seq {old.seq}" in a[1] for a in held(col).alarms())
     finally:
         run.stop()
         col.close()
@@ -256,7 +257,7 @@ def test_a_resend_does_not_look_like_a_rollback(site, mosquitto):
     run = Running(site.cfg())
     try:
         old, new = two_checkpoints(run)
-        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= new.seq, 30)
+        assert col.wait_for(lambda: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= new.seq, 30)
         while seen.get(timeout=15) != (f"{base}/checkpoint", new.seq):
             pass  # the first time through
         cmd = sign_doc(
@@ -274,8 +275,8 @@ def test_a_resend_does_not_look_like_a_rollback(site, mosquitto):
         assert [s for t, s in resent if t == f"{base}/checkpoint"] == [new.seq]
         run.presses(1)  # the collector has seen the resend once this one is stored
         head = run.head()
-        assert col.wait_for(lambda: len(col.seqs("tokyo-hq", "door-3f-1")) >= head, 30)
-        assert col.alarms() == []
+        assert col.wait_for(lambda: len(held(col).seqs("tokyo-hq", "door-3f-1")) >= head, 30)
+        assert held(col).alarms() == []
     finally:
         run.stop()
         col.close()

@@ -15,6 +15,7 @@ from edged.device.config import SyncConfig
 from edged.device.sync.agent import SyncAgent
 from edged.protocol.mqtt import Broker
 from tests.conftest import size
+from tests.helpers.central import held
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +79,8 @@ def test_backlog_survives_broker_kills_and_agent_restarts(tmp_path, mosquitto, s
             f" unreceipted {len(a._unreceipted)} {list(a._unreceipted)[:3]}"
             f" inflight {len(a._inflight)} connected {a.connected_event.is_set()}"
         )
-        assert col.seqs(SITE, DEVICE) == list(range(1, head + 1))
-        assert col.alarms() == []
+        assert held(col).seqs(SITE, DEVICE) == list(range(1, head + 1))
+        assert held(col).alarms() == []
         assert a.wait_for(lambda s: s["acked_seq"] == head, timeout=60)
     finally:
         a.close()

@@ -7,6 +7,7 @@ from edged.simulators.mosquitto import MosquittoHarness
 
 from edged.central.collector import Collector
 from edged.protocol.mqtt import Broker, Tls
+from tests.helpers.central import held
 from tests.helpers.certs import make_pki
 from tests.helpers.site import Running, Site
 
@@ -49,7 +50,7 @@ def test_records_flow_over_mutual_tls(tmp_path):
             run.presses(5)
             head = run.head()
             assert col.wait_for(
-                lambda: col.seqs("tokyo-hq", "door-3f-1") == list(range(1, head + 1)), 30
+                lambda: held(col).seqs("tokyo-hq", "door-3f-1") == list(range(1, head + 1)), 30
             )
         finally:
             run.stop()

@@ -19,6 +19,7 @@ from edged.device.keys import init_keys, load_keys
 from edged.protocol.keys import init_role_key, public_key_pem
 from edged.protocol.mqtt import Broker
 from edged.protocol.note import Checkpoint, open_note, origin_of
+from tests.helpers.central import held
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def test_the_collector_cosigns_the_checkpoints_of_the_history_it_holds(tmp_path)
     origin = origin_of("tokyo", "door-1")
     for size, note in cosigned:
         text = open_note(note, origin, keys.public_key)
-        assert open_note(note, col.witness_name, key.public_key()) == text
+        assert open_note(note, col.witness.name, key.public_key()) == text
         assert Checkpoint.parse(text).size == size
     with sqlite3.connect(tmp_path / "central.db") as c:
         assert c.execute("SELECT count(*) FROM alarms").fetchone()[0] == 0
@@ -131,9 +132,9 @@ def test_a_late_record_of_the_old_chain_is_kept_but_is_no_leaf(tmp_path):
                           ("tokyo", "door-1", old_chain[10]),
                           *[("tokyo", "door-1", w) for w in after[1:]]])  # fmt: skip
         col.flush()
-        seqs = col.seqs("tokyo", "door-1")
+        seqs = held(col).seqs("tokyo", "door-1")
         cosigned = [size for size, _n in col.store.cosigned(("tokyo", "door-1"))]
-        alarms = col.alarms()
+        alarms = held(col).alarms()
     finally:
         col.close()
     assert {9, 10} <= set(seqs) and cp.seq in seqs

@@ -19,6 +19,7 @@ import pytest
 from edged.simulators.mosquitto import MosquittoHarness
 
 from tests.conftest import enrol, require_pcscd
+from tests.helpers.central import held
 from tests.helpers.site import Running, Site
 
 pytestmark = pytest.mark.system
@@ -114,7 +115,7 @@ def test_half_open_links_and_a_broker_restart_lose_nothing(net, broker, tmp_path
     d, presses, head = run.d, run.presses, run.head
 
     def collected() -> int:
-        return len(col.seqs(SITE, DEVICE))
+        return len(held(col).seqs(SITE, DEVICE))
 
     try:
         sync = d.sync
@@ -133,9 +134,10 @@ def test_half_open_links_and_a_broker_restart_lose_nothing(net, broker, tmp_path
             assert sync.wait_for(lambda s: s["connected"], timeout=30)
         presses(10)
         h = head()
-        assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == list(range(1, h + 1)), timeout=60)
+        kept = held(col)
+        assert col.wait_for(lambda: kept.seqs(SITE, DEVICE) == list(range(1, h + 1)), timeout=60)
         assert sync.wait_for(lambda s: s["acked_seq"] == h, timeout=30)
-        assert col.alarms() == []
+        assert held(col).alarms() == []
     finally:
         run.stop()
         col.close()

@@ -37,6 +37,7 @@ from edged.device.keys import load_keys
 from edged.protocol import topics
 from edged.protocol.privacy import CardFingerprinter
 from tests.conftest import enrol, require_pcscd
+from tests.helpers.central import held
 from tests.helpers.schemas import validators
 from tests.helpers.site import Running, Site
 
@@ -231,7 +232,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
         alarm = beats.until("alarm/journal.unavailable", lambda a: True)
         assert alarm["unrecorded"] >= 1 and alarm["site"] == SITE
         assert beat["unrecorded"] >= 1 and beat["journal_error"]
-        assert col.wait_for(lambda: any(a[0] == "journal_unavailable" for a in col.alarms()))
+        assert col.wait_for(lambda: any(a[0] == "journal_unavailable" for a in held(col).alarms()))
         step(ExitButton(door="main"))
         assert gpio.relay_levels("main") == [True]  # exit is never blocked
         gpio.set_door("main", closed=False)
@@ -254,7 +255,7 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
         assert d.call(d.snapshot)["journal"]["ok"] is True
         beats.until("heartbeat", lambda b: b["journal_ok"])
         head = d.call(lambda: d.journal.head()[0])
-        assert col.wait_for(lambda: col.seqs(SITE, DEVICE) == list(range(1, head + 1)))
+        assert col.wait_for(lambda: held(col).seqs(SITE, DEVICE) == list(range(1, head + 1)))
     finally:
         run.stop()
         beats.close()

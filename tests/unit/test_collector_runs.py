@@ -18,6 +18,7 @@ import pytest
 from edged.central.collector import Collector
 from edged.protocol.canonical import dumps_checked
 from edged.protocol.records import digest
+from tests.helpers.central import held
 
 pytestmark = pytest.mark.unit
 
@@ -72,13 +73,13 @@ def test_a_genuine_burst_is_stored_on_one_signature_and_audited_after(collector,
     """R9/R13: 40 records stored from one burst; only the run's last signature was needed
     to store them, and the idle-time audit then checks the other 39 with no alarm."""
     collector.ingest_batch(burst(wires))
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 41))
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 41))
     assert checked_column(collector) == {s: int(s == 40) for s in range(1, 41)}
     assert collector.unchecked() == 39
     while collector.unchecked():
         collector.audit_signatures(limit=16)
     assert set(checked_column(collector).values()) == {1}
-    assert collector.alarms() == []
+    assert held(collector).alarms() == []
 
 
 def test_an_edited_record_rechained_to_the_end_is_refused(collector, wires):
@@ -89,11 +90,11 @@ def test_an_edited_record_rechained_to_the_end_is_refused(collector, wires):
     recs[19]["person"] = "S9999"
     forged = rechain(recs, 19)
     collector.ingest_batch(burst(forged))
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 20))
-    assert ("bad_record", "seq 20: bad signature (epoch 0)") in collector.alarms()
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 20))
+    assert ("bad_record", "seq 20: bad signature (epoch 0)") in held(collector).alarms()
     # The genuine records are still welcome afterwards.
     collector.ingest_batch(burst(wires[19:]))
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 41))
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 41))
 
 
 def test_a_record_appended_with_a_bad_signature_is_refused(collector, wires):
@@ -104,8 +105,8 @@ def test_a_record_appended_with_a_bad_signature_is_refused(collector, wires):
     recs = [*(json.loads(w) for w in wires), extra]
     appended = rechain(recs, 40)
     collector.ingest_batch(burst([*wires, appended[-1]]))
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 41))
-    assert [a[0] for a in collector.alarms()] == ["bad_record"]
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 41))
+    assert [a[0] for a in held(collector).alarms()] == ["bad_record"]
 
 
 def test_a_swapped_signature_inside_a_run_is_found_by_the_audit(collector, wires):
@@ -115,10 +116,10 @@ def test_a_swapped_signature_inside_a_run_is_found_by_the_audit(collector, wires
     recs = [json.loads(w) for w in wires]
     recs[9]["sig"] = recs[10]["sig"]
     collector.ingest_batch(burst([dumps_checked(r) for r in recs]))
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 41))
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 41))
     collector.audit_signatures(limit=100)
     assert checked_column(collector)[10] == -1
-    assert collector.alarms() == [("bad_signature", "seq 10: bad signature (epoch 0)")]
+    assert held(collector).alarms() == [("bad_signature", "seq 10: bad signature (epoch 0)")]
 
 
 def test_a_forged_duplicate_is_a_bad_record_not_a_rewrite(collector, wires):
@@ -129,8 +130,8 @@ def test_a_forged_duplicate_is_a_bad_record_not_a_rewrite(collector, wires):
     recs[4]["person"] = "S0000"
     forged = rechain(recs, 4)
     collector.ingest_batch(burst(forged[4:5]))
-    assert [a[0] for a in collector.alarms()] == ["bad_record"]
-    assert collector.seqs(SITE, DEVICE) == list(range(1, 11))
+    assert [a[0] for a in held(collector).alarms()] == ["bad_record"]
+    assert held(collector).seqs(SITE, DEVICE) == list(range(1, 11))
 
 
 def test_a_database_from_before_the_audit_is_upgraded(tmp_path, door, wires):
@@ -157,7 +158,7 @@ def test_a_database_from_before_the_audit_is_upgraded(tmp_path, door, wires):
     try:
         assert col.unchecked() == 0
         col.ingest_batch(burst(wires[1:5]))
-        assert col.seqs(SITE, DEVICE) == [1, 2, 3, 4, 5]
+        assert held(col).seqs(SITE, DEVICE) == [1, 2, 3, 4, 5]
         assert checked_column(col) == {1: 1, 2: 0, 3: 0, 4: 0, 5: 1}
     finally:
         col.close()

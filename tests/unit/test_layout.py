@@ -241,7 +241,6 @@ STILL_OVER = {
     "edged/device/daemon.py:Daemon": 520,
     "edged/device/journal/store.py:Journal": 525,
     "edged/device/sync/agent.py:SyncAgent": 499,
-    "edged/central/collector.py:Collector": 469,
     "edged/device/journal/verify.py:_walk": 187,
     "edged/ledger.py:to_html": 149,
     "edged/core/policy.py:validate_person": 137,
