@@ -27,7 +27,7 @@ from edged.core.events import CardPresented, DoorContact
 from edged.device.acl import AccessList, Person, save_active
 from edged.device.config import parse_config
 from edged.device.daemon import Daemon
-from edged.device.journal.store import connect
+from edged.device.journal.schema import connect
 from edged.device.keys import init_keys, load_keys
 from edged.device.observers import Processed
 from edged.log import configure_logging
@@ -122,7 +122,7 @@ def main() -> int:
             t1 = energised.get(timeout=10)
             lat.append((t1 - t0) / 1e3)
             # Through the door, out again, door shut: the next tap is a fresh entry.
-            before = d.processed_count
+            before = d.observers.processed_count
             for ev in (
                 DoorContact(door="main", closed=False),
                 DoorContact(door="main", closed=True),
@@ -131,7 +131,7 @@ def main() -> int:
                 DoorContact(door="main", closed=True),
             ):
                 d.queue.put(ev)
-            while d.wait_processed(partial(reached, n=before + 5), after=before) is None:
+            while d.observers.wait_processed(partial(reached, n=before + 5), after=before) is None:
                 pass
             while not energised.empty():
                 energised.get()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edged.clock import SystemClock
 from edged.device.journal import Journal, verify_journal
-from edged.device.journal.store import connect
+from edged.device.journal.schema import connect
 from edged.device.keys import DeviceKeys, init_keys, load_keys
 
 

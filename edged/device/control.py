@@ -112,13 +112,13 @@ class SimController:
         return name
 
     def _await(self, before: int, pred: Any, what: str) -> Processed:
-        p = self.d.wait_processed(pred, after=before, timeout=WAIT)
+        p = self.d.observers.wait_processed(pred, after=before, timeout=WAIT)
         if p is None:
             raise ControlError(f"the daemon did not report {what} within {WAIT:.0f}s")
         return p
 
     def _done(self, before: int, **extra: Any) -> dict[str, Any]:
-        return {"records": self.d.records_since(before), "asks": self._asks(), **extra}
+        return {"records": self.d.observers.records_since(before), "asks": self._asks(), **extra}
 
     def _asks(self) -> list[str]:
         """What each keypad waits for now, in words (the demo's prompts, for `edged sim`)."""
@@ -172,7 +172,7 @@ class SimController:
             raise ControlError("review: reviewer and method are required")
         if any(contains_individual_number(v) for v in fields.values()):
             raise ControlError("review: a field looks like it holds an Individual Number")
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         self.d.call(lambda: self.d.append_records([Record("ledger.reviewed", fields)]))
         return self._done(before)
 
@@ -183,7 +183,7 @@ class SimController:
             card = self.rig.card_as_asked(_str(req, "card", maxlen=200), reader, **opt)
         except (ValueError, KeyError) as e:
             raise ControlError(str(e)) from None
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         try:
             card.insert()
         except OSError as e:
@@ -198,7 +198,7 @@ class SimController:
                 f"a card on {reader!r}",
             )
         finally:
-            mid = self.d.processed_count
+            mid = self.d.observers.processed_count
             card.remove()
         self._await(
             mid,
@@ -213,7 +213,7 @@ class SimController:
         if action not in ("open", "close"):
             raise ControlError("action must be open or close")
         closed = action == "close"
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         if self.rig.gpio.doors.door_closed(door) == closed:
             return self._done(before, note=f"door {door} is already {action}d")
         self.rig.gpio.set_door(door, closed=closed)
@@ -226,7 +226,7 @@ class SimController:
 
     def cmd_exit_button(self, req: dict[str, Any]) -> dict[str, Any]:
         door = self._door(req)
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         try:
             self.rig.gpio.press_exit(door)
         except ValueError as e:
@@ -240,7 +240,7 @@ class SimController:
         if action not in ("open", "close"):
             raise ControlError("action must be open or close")
         locked = action == "close"
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         try:
             current = self.rig.gpio.cabinets.read_all()[name]
         except KeyError:
@@ -258,7 +258,7 @@ class SimController:
     def cmd_keys(self, req: dict[str, Any]) -> dict[str, Any]:
         keys = _str(req, "keys", maxlen=32)
         door = self._door(req)
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         try:
             self.rig.press_keys(door, keys)
         except (ValueError, EdgedError) as e:
@@ -278,7 +278,7 @@ class SimController:
         active = req.get("active", True)
         if not isinstance(active, bool):
             raise ControlError("active must be true or false")
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         if self.rig.gpio.doors.tamper_active() == active:
             return self._done(before, note="tamper switch already in that state")
         try:
@@ -293,7 +293,7 @@ class SimController:
         action = _str(req, "action")
         if reader not in self.d.cfg.readers:
             raise ControlError(f"no reader {reader!r}; have {sorted(self.d.cfg.readers)}")
-        before = self.d.processed_count
+        before = self.d.observers.processed_count
         if action == "unplug":
             self.rig.pcscd.unplug(reader)
             self._await(
@@ -318,8 +318,8 @@ class SimController:
         timeout = req.get("timeout", WAIT)
         if not isinstance(timeout, int | float) or not 0 < timeout <= 120:
             raise ControlError("timeout must be 0..120 seconds")
-        before = self.d.processed_count
-        p = self.d.wait_processed(
+        before = self.d.observers.processed_count
+        p = self.d.observers.wait_processed(
             lambda p: any(r["type"] == rtype for r in p.records),
             after=before,
             timeout=float(timeout),

@@ -27,9 +27,6 @@ from edged.core.replay import REPLAYED
 from edged.core.state import Now
 from edged.device.acl import (
     AccessList,
-    load_local_pins,
-    pin_checker,
-    pin_hasher,
 )
 from edged.device.clockwatch import ClockWatch
 from edged.device.config import Config
@@ -37,18 +34,27 @@ from edged.device.hardware import CabinetSensors, Device, DoorIO, Indicators
 from edged.device.history import History, start_records
 from edged.device.journal import Journal
 from edged.device.journal.guard import GuardedJournal
-from edged.device.journal.witness import HeadWitness
+from edged.device.journal.prune import prune_receipted
 from edged.device.keys import load_keys
 from edged.device.lists import AccessLists
-from edged.device.notify import sd_notify, watchdog_interval
-from edged.device.observers import Observers, Processed
+from edged.device.notify import sd_notify
+from edged.device.observers import Observers
 from edged.device.outputs import Outputs, log_written
 from edged.device.paths import StatePaths
 from edged.device.statelock import StateLock
+from edged.device.status import journal_state, status_line
+from edged.device.upkeep import Upkeep
+from edged.device.wiring import (
+    build_installation,
+    device_core,
+    device_journal,
+    device_sync,
+    seed_readings,
+)
 from edged.errors import DaemonTimeoutError, EdgedError
 from edged.log import get_logger
 from edged.protocol.privacy import CardFingerprinter
-from edged.protocol.records import format_ts, parse_ts
+from edged.protocol.records import parse_ts
 
 log = get_logger("daemon")
 
@@ -105,12 +111,11 @@ class Daemon:
         # commands behind `edged sim` exist only with --simulate.
         self._want_control = True if control_socket is None else control_socket
         self.control: Any = None
-        self.observers = Observers()
         self.running = threading.Event()
-        self._watchdog = watchdog_interval()
-        self._next_ping = 0.0
-        self._next_prune = 0.0  # first look right after start, then every prune_check_seconds
+        self.upkeep = Upkeep(config)
         self.stopped = threading.Event()
+        # What the loop did, for the control socket and tests (edged.device.observers).
+        self.observers = Observers(self.stopped, self._refused)
         self.lists: AccessLists | None = None  # once the card key is known
 
     # -- set-up ----------------------------------------------------------------------
@@ -118,26 +123,8 @@ class Daemon:
         keys = self._keys = load_keys(self.state_dir)
         self._fingerprinter = CardFingerprinter(keys.fingerprint_secret)
         self.lists = AccessLists(self.cfg, self.state_dir, self._fingerprinter.key_id, self.clock)
-        # PINs are checked under this device's pepper: the core gets it only now.
-        self.core = Core(
-            self.cfg,
-            pin_check=pin_checker(keys.fingerprint_secret),
-            pin_hash=pin_hasher(keys.fingerprint_secret),
-        )
-        self.core.load_local_pins(load_local_pins(self.state_dir))
-        witness_dir = self.cfg.journal.witness_dir
-        self.journal = Journal(
-            self.paths.journal,
-            keys,
-            self.clock,
-            checkpoint_every=self.cfg.journal.checkpoint_every,
-            checkpoint_seconds=self.cfg.journal.checkpoint_seconds,
-            site=self.cfg.site,
-            device=self.cfg.device,
-            witness=HeadWitness(witness_dir, keys.key_id) if witness_dir else None,
-            epoch_records=self.cfg.journal.epoch_records,
-            epoch_seconds=self.cfg.journal.epoch_seconds,
-        )
+        self.core = device_core(self.cfg, keys, self.paths)
+        self.journal = device_journal(self.cfg, self.paths, keys, self.clock)
         self.guard = GuardedJournal(self.journal, self.clock, self._journal_fault_changed)
 
     def _rolled_back(self, rec: Any) -> None:
@@ -149,8 +136,6 @@ class Daemon:
         self._observed(None, [rec.fields])
 
     def _build_devices(self) -> None:
-        from edged.device.wiring import build_installation
-
         inst = build_installation(
             "sim" if self.simulate else "hardware",
             self.cfg,
@@ -168,51 +153,12 @@ class Daemon:
             self.displays = DoorDisplays(inst.displays, self.cfg)
         self.card_reader, self.rig, self.devices = inst.card_reader, inst.rig, inst.devices
 
-    def _seed_core(self) -> list[Action]:
-        """Initial readings become core state; abnormal ones become records at once."""
-        assert self.doors and self.cabinets
-        from edged.core.events import DoorContact, Tamper
-
-        out: list[Action] = []
-        now = self.now()
-        for name in self.cfg.doors:
-            if not self.doors.door_closed(name):
-                out += self.core.handle(DoorContact(door=name, closed=False, mono_ns=now.mono), now)
-        out += self.core.seed_cabinets(self.cabinets.read_all(), now)
-        if self.doors.tamper_active():
-            out += self.core.handle(Tamper(active=True, mono_ns=now.mono), now)
-        return out
-
     def _status_line(self) -> str:
-        """One line for `systemctl status`: who is inside, alarms, journal head."""
-        occ = self.core.snapshot()["occupancy"]
-        inside = sum(len(v) for v in occ.values())
-        alarm = " ALARM" if self.core.alarm_active() else ""
-        f = self.journal_fault
-        if f is not None:  # the watchdog ping must go on: the loop is alive
-            return (
-                f"{inside} inside, JOURNAL DOWN since {f['since']}"
-                f" ({f['unrecorded']} records refused){alarm}"
-            )
-        head: int | str
-        try:
-            head = self.journal.head()[0] if self.journal else 0
-        except EdgedError:
-            head = "?"
-        return f"{inside} inside, journal head {head}{alarm}"
+        return status_line(self.core, self.journal, self.journal_fault)
 
     def now(self) -> Now:
         return self.time.now()
 
-    def _init_wall_floor(self) -> None:
-        """The newest ts recorded under a synchronised clock (the last few thousand
-        records are enough: a device that was ever synchronised records often)."""
-        assert self.journal is not None
-        ts = self.journal.newest_synced_ts(within=5000)
-        if ts is not None:
-            self.time.floor = parse_ts(ts)
-
-    # -- access list -----------------------------------------------------------------
     def _stored_acl(self) -> AccessList | None:
         assert self.lists is not None
         loaded = self.lists.stored()
@@ -291,7 +237,7 @@ class Daemon:
         """In order: the state directory is ours, the journal's history is checked before
         any door decision, the hardware is read, the list and who is inside restored;
         then sync, the drivers and the sockets start."""
-        from edged.device.sync.agent import receipted_head
+        from edged.device.sync.state import receipted_head
 
         self.lock.acquire()
         self._open_journal()
@@ -307,11 +253,20 @@ class Daemon:
             f = {"version": acl.version, "sha256": acl.sha256, "people": len(acl.people)}
             self._execute([Record("acl.loaded", f)], None)
         self._restore_state()
-        self._init_wall_floor()
+        # Decisions never take the time as earlier than the newest record made under a
+        # synchronised clock (the last few thousand: a synchronised device records often).
+        if (ts := self.journal.newest_synced_ts(within=5000)) is not None:
+            self.time.floor = parse_ts(ts)
         self.lock.write_pid()
         if self.cfg.sync is not None:
-            self._start_sync()
-        self._execute(self._seed_core(), None)
+            key = self._keys.store.current
+            self.sync = device_sync(self.cfg, self.journal, self.paths, self.clock,
+                                    self._inbound, lambda: key().private)  # fmt: skip
+            self.sync.start()
+        assert self.doors is not None and self.cabinets is not None
+        self._execute(
+            seed_readings(self.core, self.cfg, self.doors, self.cabinets, self.now()), None
+        )
         for dev in self.devices:
             dev.start(self.queue.put)
         if self.cfg.metrics_listen:
@@ -325,24 +280,6 @@ class Daemon:
             self.control = ControlServer(self.paths.control_socket, self)
             self.control.start()
 
-    def _start_sync(self) -> None:
-        from edged.clock import read_boot_id
-        from edged.device.sync.agent import SyncAgent
-
-        assert self.cfg.sync is not None and self.journal is not None
-        self.sync = SyncAgent(
-            self.cfg.sync,
-            site=self.cfg.site,
-            device=self.cfg.device,
-            journal_path=self.journal.path,
-            state_dir=self.state_dir,
-            clock=self.clock,
-            boot_id=read_boot_id(),
-            on_inbound=self._inbound,
-            device_key=lambda: self._keys.store.current().private,
-        )
-        self.sync.start()
-
     def _loop(self, *, until_idle: bool = False) -> None:
         """Handle events until stopped (or, with ``until_idle``, until the queue is empty)."""
         assert self.journal is not None
@@ -351,14 +288,10 @@ class Daemon:
             if self.displays is not None:  # a result on a screen gives way on time
                 shown = self.displays.next_deadline()
                 deadline = shown if deadline is None else min(deadline, shown or deadline)
-            mono = self.clock.mono_ns()
-            # Wake for the core's next deadline, at least every 5 s for the journal's
-            # checkpoint period, and in time for the systemd watchdog.
-            cap = min(5.0, self._watchdog or 5.0)
-            until = self.lists.refusals.open_until if self.lists is not None else None
-            if until is not None:  # the refusal count is due then
-                cap = max(0.0, min(cap, until - time.monotonic()))
-            timeout = cap if deadline is None else max(0.0, min(cap, (deadline - mono) / 1e9))
+            # Wake for the core's next deadline, and for what upkeep needs.
+            cap = self.upkeep.wait_cap(self.lists.refusals.open_until if self.lists else None)
+            wait = (deadline - self.clock.mono_ns()) / 1e9 if deadline is not None else cap
+            timeout = max(0.0, min(cap, wait))
             try:
                 item = self.queue.get(block=not until_idle, timeout=timeout)
             except queue.Empty:
@@ -389,45 +322,23 @@ class Daemon:
                     Record("alarm.internal_error", {"where": "core", "error": repr(e)[:200]})
                 ]
             self._execute(actions, item)
-            if (
-                self._watchdog is not None
-                and self.running.is_set()
-                and time.monotonic() >= self._next_ping
-            ):
-                # Pinged from the loop itself: if the core hangs, the pings stop.
-                sd_notify("WATCHDOG=1\nSTATUS=" + self._status_line())
-                self._next_ping = time.monotonic() + self._watchdog
-            if self.guard is not None and (done := self.guard.retry()) is not None:
-                log.warning("record", seq=done.seq, type=done.type, **done.fields)
+            if self.running.is_set():
+                self.upkeep.ping(self._status_line)
+            self.upkeep.journal(self.journal, self.guard)
             if self.lists is not None:
                 self._record(self.lists.refusals_due(time.monotonic()))
-            try:
-                self.journal.maybe_checkpoint()
-            except EdgedError as e:
-                log.error("checkpoint_failed", error=str(e))
-            if time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + self.cfg.journal.prune_check_seconds
+            if self.upkeep.prune_due():
                 self._maybe_prune()
 
     def _maybe_prune(self) -> None:
-        """Drop what the central copy has receipted and what is older than keep_days, in
-        batches, after a signed snapshot (storage bounded after years of service). Never
+        """Storage bounded after years of service (:func:`prune_receipted`): never
         without sync, never on an unsynchronised clock, never an unreceipted record."""
-        j, cfg = self.journal, self.cfg.journal
-        if j is None or self.sync is None or not self.clock.synced():
+        if self.journal is None or self.sync is None or not self.clock.synced():
             return
-        receipted = self.sync.status()["acked_seq"]
-        cutoff = format_ts(self.clock.wall_ms() - int(cfg.keep_days * 86_400_000))
-        try:
-            keep_from = min(j.first_seq_since(cutoff), receipted + 1)
-            if keep_from - max(j.first_seq(), 1) < cfg.prune_batch:
-                return
-            snap = j.prune(keep_from, receipted)
-        except EdgedError as e:
-            log.error("prune_failed", error=str(e))
-            return
+        cfg = self.cfg.journal
+        snap = prune_receipted(self.journal, cfg.keep_days, cfg.prune_batch,
+                               self.sync.status()["acked_seq"], self.clock.wall_ms())  # fmt: skip
         if snap is not None:
-            log.info("journal_pruned", kept_from_seq=keep_from, snapshot_seq=snap.seq)
             self._observed(None, [snap.fields])
             self.sync.notify()
 
@@ -486,33 +397,8 @@ class Daemon:
     def _observed(self, event: Event | None, written: list[dict[str, Any]]) -> None:
         self.observers.observed(event, written)
 
-    # -- observers -------------------------------------------------------------------
-    @property
-    def processed_count(self) -> int:
-        with self.observers.cond:
-            return self.observers.count
-
-    def wait_processed(
-        self, pred: Callable[[Processed], bool], *, after: int, timeout: float = 10.0
-    ) -> Processed | None:
-        """Wait until an event handled after step ``after`` satisfies ``pred``."""
-        return self.observers.wait(pred, after, timeout, self.stopped)
-
-    def wait_refused(self, total: int, timeout: float = 10.0) -> bool:
-        """Wait until ``total`` inbound lists have been refused since start (tests)."""
-        with self.observers.cond:
-            return self.observers.cond.wait_for(lambda: self._refused() >= total, timeout)
-
     def _refused(self) -> int:
         return self.lists.refusals.total if self.lists is not None else 0
-
-    @property
-    def refused_total(self) -> int:
-        with self.observers.cond:
-            return self._refused()
-
-    def records_since(self, after: int) -> list[dict[str, Any]]:
-        return self.observers.records_since(after)
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run ``fn`` on the core thread and return its result."""
@@ -526,15 +412,10 @@ class Daemon:
 
     def snapshot(self) -> dict[str, Any]:
         """Core state, outputs and journal head (call on the core thread)."""
-        assert self.journal is not None
-        journal: dict[str, Any] = {"ok": self.journal_fault is None}
-        try:
-            journal["head_seq"], journal["head_hash"] = self.journal.head()
-        except EdgedError as e:  # status must answer most of all when storage fails
-            journal.update(ok=False, error=str(e))
-        if self.journal_fault is not None:
-            journal["fault"] = dict(self.journal_fault)
-        out: dict[str, Any] = {"core": self.core.snapshot(), "journal": journal}
+        out: dict[str, Any] = {
+            "core": self.core.snapshot(),
+            "journal": journal_state(self.journal, self.journal_fault),
+        }
         if self.rig is not None:
             out["hardware"] = self.rig.gpio.state()
         if self.card_reader is not None:
@@ -584,4 +465,3 @@ class Daemon:
         self.stopped.set()
         self.observers.wake()
         log.info("daemon_stopped")
-

@@ -24,10 +24,31 @@ class Processed:
 
 
 class Observers:
-    def __init__(self, keep: int = 1000) -> None:
+    """``stopped``: set when the daemon has stopped (waiters give up); ``refused``: how many
+    inbound lists were refused since start (read under :attr:`cond`)."""
+
+    def __init__(
+        self, stopped: threading.Event, refused: Callable[[], int], keep: int = 1000
+    ) -> None:
         self.cond = threading.Condition()
         self.steps: deque[Processed] = deque(maxlen=keep)
         self.count = 0
+        self.stopped, self._refused = stopped, refused
+
+    @property
+    def processed_count(self) -> int:
+        with self.cond:
+            return self.count
+
+    @property
+    def refused_total(self) -> int:
+        with self.cond:
+            return self._refused()
+
+    def wait_refused(self, total: int, timeout: float = 10.0) -> bool:
+        """Wait until ``total`` inbound lists have been refused since start."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self._refused() >= total, timeout)
 
     def observed(self, event: Event | None, written: list[dict[str, Any]]) -> None:
         with self.cond:
@@ -35,10 +56,9 @@ class Observers:
             self.steps.append(Processed(self.count, event, tuple(written)))
             self.cond.notify_all()
 
-    def wait(
-        self, pred: Callable[[Processed], bool], after: int, timeout: float,
-        stopped: threading.Event,
-    ) -> Processed | None:  # fmt: skip
+    def wait_processed(
+        self, pred: Callable[[Processed], bool], *, after: int, timeout: float = 10.0
+    ) -> Processed | None:
         """The first step after ``after`` that satisfies ``pred``, waiting up to
         ``timeout`` (None when it runs out, or the daemon stopped)."""
         end = time.monotonic() + timeout
@@ -48,7 +68,7 @@ class Observers:
                     if p.n > after and pred(p):
                         return p
                 left = end - time.monotonic()
-                if left <= 0 or stopped.is_set():
+                if left <= 0 or self.stopped.is_set():
                     return None
                 self.cond.wait(left)
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edged.clock import Clock
+from edged.core import Core
+from edged.core.actions import Action
+from edged.core.events import DoorContact, Tamper
+from edged.core.state import Now
 from edged.device import backends
+from edged.device.acl import load_local_pins, pin_checker, pin_hasher
 from edged.device.config import Config
 from edged.device.hardware import (
     CabinetSensors,
@@ -24,8 +31,14 @@ from edged.device.hardware import (
     Indicators,
     make_device,
 )
+from edged.device.journal import Journal
+from edged.device.journal.witness import HeadWitness
+from edged.device.keys import DeviceKeys
 from edged.device.paths import StatePaths
 from edged.errors import DriverInitError
+
+if TYPE_CHECKING:
+    from edged.device.sync.agent import SyncAgent
 
 
 @dataclass
@@ -133,3 +146,57 @@ def build_installation(
     """The installation ``name`` for ``cfg``; DriverInitError names what failed."""
     make: Callable[..., Installation] = backends.load("installation", name)
     return make(cfg, paths, clock, fingerprint, **opts)
+
+
+def device_journal(cfg: Config, paths: StatePaths, keys: DeviceKeys, clock: Clock) -> Journal:
+    """The journal as the configuration asks: checkpoints, epochs, the head witness."""
+    j, wd = cfg.journal, cfg.journal.witness_dir
+    return Journal(
+        paths.journal, keys, clock, site=cfg.site, device=cfg.device,
+        checkpoint_every=j.checkpoint_every, checkpoint_seconds=j.checkpoint_seconds,
+        witness=HeadWitness(wd, keys.key_id) if wd else None,
+        epoch_records=j.epoch_records, epoch_seconds=j.epoch_seconds,
+    )  # fmt: skip
+
+
+def device_core(cfg: Config, keys: DeviceKeys, paths: StatePaths) -> Core:
+    """The core with this device's PIN pepper (it gets the secret only now) and the PINs
+    changed at this door."""
+    core = Core(
+        cfg,
+        pin_check=pin_checker(keys.fingerprint_secret),
+        pin_hash=pin_hasher(keys.fingerprint_secret),
+    )
+    core.load_local_pins(load_local_pins(paths.root))
+    return core
+
+
+def seed_readings(
+    core: Core, cfg: Config, doors: DoorIO, cabinets: CabinetSensors, now: Now
+) -> list[Action]:
+    """The inputs as read at start become core state; abnormal ones become records at once."""
+    out: list[Action] = []
+    for name in cfg.doors:
+        if not doors.door_closed(name):
+            out += core.handle(DoorContact(door=name, closed=False, mono_ns=now.mono), now)
+    out += core.seed_cabinets(cabinets.read_all(), now)
+    if doors.tamper_active():
+        out += core.handle(Tamper(active=True, mono_ns=now.mono), now)
+    return out
+
+
+def device_sync(
+    cfg: Config, journal: Journal, paths: StatePaths, clock: Clock,
+    on_inbound: Callable[[str, bytes], None], key: Callable[[], Ed25519PrivateKey],
+) -> SyncAgent:  # fmt: skip
+    """The sync agent (paho imported only when sync is configured); ``key`` the key in
+    force, which signs what is sent while the journal cannot record."""
+    from edged.clock import read_boot_id
+    from edged.device.sync.agent import SyncAgent
+
+    assert cfg.sync is not None
+    return SyncAgent(
+        cfg.sync, site=cfg.site, device=cfg.device, journal_path=journal.path,
+        state_dir=paths.root, clock=clock, boot_id=read_boot_id(), on_inbound=on_inbound,
+        device_key=key,
+    )  # fmt: skip

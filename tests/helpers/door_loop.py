@@ -54,14 +54,14 @@ def main() -> None:
     fp = CardFingerprinter(load_keys(state).fingerprint_secret)
     card = fp.fingerprint(bytes.fromhex("012E4CD9A1B2C3D4"))
     for n in itertools.count():
-        before = d.processed_count
+        before = d.observers.processed_count
         d.queue.put(CardPresented(reader="entry", card=card, kind="felica"))
         for k in "1#0#":
             d.queue.put(KeypadKey(keypad="main", key=k))
         d.queue.put(CardPresented(reader="exit", card=card, kind="felica"))
         d.queue.put(KeypadKey(keypad="main", key="#"))
         d.queue.put(ExitButton(door="main"))
-        d.wait_processed(lambda p, b=before: p.n >= b + 8, after=before)
+        d.observers.wait_processed(lambda p, b=before: p.n >= b + 8, after=before)
         print(n, flush=True)
 
 

@@ -133,9 +133,9 @@ def acl_for(site: Site, version: int):
 
 
 def next_acl_records(run: Running, send) -> list[dict]:
-    before = run.d.processed_count
+    before = run.d.observers.processed_count
     send()
-    p = run.d.wait_processed(
+    p = run.d.observers.wait_processed(
         lambda p: any(r["type"].startswith("acl.") for r in p.records), after=before, timeout=15
     )
     assert p is not None, "the daemon recorded nothing for the envelope"

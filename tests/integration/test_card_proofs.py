@@ -84,22 +84,28 @@ def door(tmp_path):
 
 def tap(d: Daemon, card, event_type=(CardPresented, CardAuthFailed, CardUnreadable)):
     """Put the card on the entry reader, take it away; the event and its records."""
-    before = d.processed_count
+    before = d.observers.processed_count
     card.insert()
     try:
-        p = d.wait_processed(lambda p: isinstance(p.event, event_type), after=before, timeout=15)
+        p = d.observers.wait_processed(
+            lambda p: isinstance(p.event, event_type), after=before, timeout=15
+        )
     finally:
         card.remove()
     assert p is not None, "the tap was not handled"
     # Gone from the reader before the next tap, as a hand takes it away.
-    assert d.wait_processed(lambda q: isinstance(q.event, CardRemoved), after=p.n, timeout=15)
+    assert d.observers.wait_processed(
+        lambda q: isinstance(q.event, CardRemoved), after=p.n, timeout=15
+    )
     return p.event, list(p.records)
 
 
 def keys(d: Daemon, text: str) -> list[dict]:
-    before = d.processed_count
+    before = d.observers.processed_count
     d.rig.press_keys("main", text)
-    p = d.wait_processed(lambda p: p.records != () and p.n > before, after=before, timeout=15)
+    p = d.observers.wait_processed(
+        lambda p: p.records != () and p.n > before, after=before, timeout=15
+    )
     return list(p.records) if p else []
 
 

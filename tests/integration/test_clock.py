@@ -52,11 +52,11 @@ class Door:
     def step(self, *events) -> list[dict]:
         """Handle ``events``; with none, one tick of the loop (None wakes it at once)."""
         events = events or (None,)
-        mark = self.d.processed_count
+        mark = self.d.observers.processed_count
         for ev in events:
             self.d.queue.put(ev)
-        assert self.d.wait_processed(lambda p: p.n >= mark + len(events), after=mark)
-        return self.d.records_since(mark)
+        assert self.d.observers.wait_processed(lambda p: p.n >= mark + len(events), after=mark)
+        return self.d.observers.records_since(mark)
 
     def tap(self, uid: str, reader: str = "entry") -> list[dict]:
         card = self.fp.fingerprint(bytes.fromhex(uid))
@@ -68,11 +68,11 @@ class Door:
     def set_door(self, closed: bool) -> list[dict]:
         """Move the door contact (a GPIO edge, delivered by the driver's thread) and wait
         until the daemon has handled it."""
-        mark = self.d.processed_count
+        mark = self.d.observers.processed_count
         self.d.rig.gpio.set_door("main", closed=closed)
-        p = self.d.wait_processed(lambda p: isinstance(p.event, DoorContact), after=mark)
+        p = self.d.observers.wait_processed(lambda p: isinstance(p.event, DoorContact), after=mark)
         assert p is not None
-        return self.d.records_since(mark)
+        return self.d.observers.records_since(mark)
 
     def stop(self) -> None:
         self.d.request_stop()

@@ -59,13 +59,13 @@ def test_relay_moves_only_after_its_record_is_committed(running):
     assert gpio.relay_levels("main") == []  # start-up never touched the relay (R14)
     db = d.state_dir / "journal.db"
     gpio.watch_relay("main", lambda level: seen.append((level, last_type(db))))
-    before = d.processed_count
+    before = d.observers.processed_count
     gpio.press_exit("main")
-    assert d.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
+    assert d.observers.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
     assert seen == [(True, "door.exit_request")]
     gpio.set_door("main", closed=False)
     gpio.set_door("main", closed=True)
-    assert d.wait_processed(
+    assert d.observers.wait_processed(
         lambda p: any(r["type"] == "door.closed" for r in p.records), after=before
     )
     assert seen[-1] == (False, "door.closed")
@@ -82,9 +82,9 @@ def test_journal_failure_never_blocks_exit(running):
     d.call(lambda: d.journal.conn.execute("PRAGMA busy_timeout=0"))
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: appends fail
     try:
-        before = d.processed_count
+        before = d.observers.processed_count
         d.rig.gpio.press_exit("main")
-        assert d.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
+        assert d.observers.wait_processed(lambda p: isinstance(p.event, ExitButton), after=before)
         assert d.rig.gpio.relay_levels("main") == [True]
         st = d.call(d.snapshot)
         assert st["hardware"]["indicators"]["red"] == "on"  # the failure is signalled
@@ -149,7 +149,7 @@ def test_an_upgrade_or_a_changed_config_is_a_record(tmp_path, monkeypatch):
 
     def start_records() -> list[dict]:
         d, t = start(load_config(config, state_dir=state))
-        recs = d.records_since(0)
+        recs = d.observers.records_since(0)
         d.request_stop()
         t.join(30)
         return [r for r in recs if r["type"] in ("daemon.started", "system.changed")]

@@ -90,9 +90,9 @@ def test_inbound_topics_take_any_garbage(tmp_path, mosquitto):
         @given(payload=payloads, kind=st.sampled_from(["acl", "cmd", "receipt"]))
         def one(payload: bytes, kind: str) -> None:
             if kind == "acl":
-                n = run.d.refused_total
+                n = run.d.observers.refused_total
                 send(f"{base}/acl", payload)
-                assert run.d.wait_refused(n + 1), "an acl message was not refused"
+                assert run.d.observers.wait_refused(n + 1), "an acl message was not refused"
                 seen["acl"] += 1
             else:
                 send(f"{base}/{kind}", payload)
@@ -172,11 +172,11 @@ def test_random_keypad_sequences_after_random_cards(tmp_path, mosquitto):
                 tapped["main" if reader == "entry" else "server"].add(CARDS[uid])
             events = [CardPresented(reader=reader, card=card, kind="felica")]
             events += [KeypadKey(keypad=keypad, key=k) for k in keys]
-            mark = run.d.processed_count
+            mark = run.d.observers.processed_count
             for ev in events:
                 run.d.queue.put(ev)
-            assert run.d.wait_processed(lambda p: p.n >= mark + len(events), after=mark)
-            for r in run.d.records_since(mark):
+            assert run.d.observers.wait_processed(lambda p: p.n >= mark + len(events), after=mark)
+            for r in run.d.observers.records_since(mark):
                 assert r["type"] != "alarm.internal_error", r
                 if r["type"] == "door.granted":
                     # Someone who presented a card at this door, or the visitor whom such

@@ -178,11 +178,11 @@ def test_the_daemon_prunes_what_is_receipted_and_the_collector_follows(tmp_path,
     run = Running(site.cfg())
     try:
         assert run.d.sync.connected_event.wait(10)
-        after = run.d.processed_count
+        after = run.d.observers.processed_count
         run.presses(30)
         head = run.head()
         assert run.d.sync.wait_for(lambda s: s["acked_seq"] >= head, timeout=30)
-        pruned = run.d.wait_processed(
+        pruned = run.d.observers.wait_processed(
             lambda p: any(r.get("type") == SNAPSHOT for r in p.records), after=after, timeout=30
         )
         assert pruned is not None

@@ -174,7 +174,7 @@ def test_journal_and_sync_state_rolled_back_together_are_caught_centrally(site, 
             ), held(col).alarms()
         # Its new records went out, were kept apart, and the collector told the device
         # its head: the device records the rollback past it.
-        p = run.d.wait_processed(
+        p = run.d.observers.wait_processed(
             lambda p: any(r["type"] == ROLLBACK for r in p.records), after=0, timeout=20
         )
         assert p is not None, held(col).alarms()

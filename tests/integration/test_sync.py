@@ -127,7 +127,7 @@ def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
         }
         # The first refusal is recorded in full; the rest of the interval's are counted,
         # by reason, into one alarm when it ends (a flood cannot fill the journal).
-        n0, before = run.d.refused_total, run.d.processed_count
+        n0, before = run.d.observers.refused_total, run.d.observers.processed_count
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         c.connect("127.0.0.1", site.port)
         c.loop_start()
@@ -135,12 +135,12 @@ def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
             c.publish(topic, payload, qos=1).wait_for_publish(10)
         c.loop_stop()
         c.disconnect()
-        assert run.d.wait_refused(n0 + len(cases), timeout=30)
-        summary = run.d.wait_processed(
+        assert run.d.observers.wait_refused(n0 + len(cases), timeout=30)
+        summary = run.d.observers.wait_processed(
             lambda p: any(r.get("refused", 0) > 1 for r in p.records), after=before, timeout=15
         )
         assert summary is not None, "no count of the refused lists was recorded"
-        recs = run.d.records_since(before)
+        recs = run.d.observers.records_since(before)
         first = [r for r in recs if r["type"] == "acl.rejected"]
         assert [r["reason"] for r in first] == ["unknown_key"]
         [counted] = [r for r in recs if r.get("refused", 0) > 1]
@@ -150,10 +150,10 @@ def test_signed_acl_updates_and_every_kind_of_bad_one(site, mosquitto):
         assert run.d.call(lambda: run.d.core.acl.version) == 5
         # A replay of the very list in force (as the retained message after a reconnect)
         # is recognised and not recorded as an attack.
-        before = run.d.processed_count
+        before = run.d.observers.processed_count
         publish(site.port, topic, good)
         run.presses(1)
-        recs = run.d.records_since(before)
+        recs = run.d.observers.records_since(before)
         assert [r["type"] for r in recs] == ["door.exit_request"]
     finally:
         run.stop()
@@ -299,18 +299,22 @@ def test_a_flood_of_refused_lists_writes_a_bounded_number_of_records(site, mosqu
     c.loop_start()
     try:
         assert run.d.sync.connected_event.wait(10)
-        head0, n0, before = run.head(), run.d.refused_total, run.d.processed_count
+        head0, n0, before = (
+            run.head(),
+            run.d.observers.refused_total,
+            run.d.observers.processed_count,
+        )
         for i in range(flood):
             payload = bad if i % 2 else b"garbage %d" % i
             c.publish(topic, payload, qos=1).wait_for_publish(10)
-        assert run.d.wait_refused(n0 + flood, timeout=60)
-        counted = run.d.wait_processed(
+        assert run.d.observers.wait_refused(n0 + flood, timeout=60)
+        counted = run.d.observers.wait_processed(
             lambda p: any(r.get("refused", 0) > 1 for r in p.records), after=before, timeout=15
         )
         assert counted is not None
         grown = run.head() - head0
         assert grown <= 3, f"the journal grew by {grown} records for {flood} refused lists"
-        recs = run.d.records_since(before)
+        recs = run.d.observers.records_since(before)
         total = sum(r.get("refused", 0) for r in recs if r["type"] == "alarm.acl_rejected")
         assert total == flood  # every refusal counted, none lost
     finally:

@@ -195,10 +195,10 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
     gpio = d.rig.gpio
 
     def step(*events):
-        before = d.processed_count
+        before = d.observers.processed_count
         for ev in events:
             d.queue.put(ev)
-        assert d.wait_processed(lambda p: p.n >= before + len(events), after=before)
+        assert d.observers.wait_processed(lambda p: p.n >= before + len(events), after=before)
 
     entry = [
         CardPresented(reader="entry", card=card, kind="felica"),
@@ -245,9 +245,9 @@ def test_storage_fault_denies_alarms_everywhere_and_recovers(
         else:
             disk.repair()
         before = len(gpio.relay_levels("main"))
-        mark = d.processed_count
+        mark = d.observers.processed_count
         step(*entry)  # storage is back: the gap is recorded, then the same card let in
-        written = d.records_since(mark)
+        written = d.observers.records_since(mark)
         assert [r["type"] for r in written] == ["alarm.journal_unavailable", "door.granted"]
         assert written[0]["unrecorded"] == lost
         assert gpio.relay_levels("main")[before:] == [True]

@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edged.device.journal import tree
-from edged.device.journal.store import connect
+from edged.device.journal.schema import connect
 from edged.errors import JournalError
 from edged.protocol import tlog
 from edged.protocol.canonical import dumps_checked

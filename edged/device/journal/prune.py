@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.core.replay import REPLAYED, snapshot_state
 from edged.core.state import Now
 from edged.device.journal import schema, tree
-from edged.protocol.records import SNAPSHOT
+from edged.errors import EdgedError
+from edged.log import get_logger
+from edged.protocol.records import SNAPSHOT, Record, format_ts
+
+if TYPE_CHECKING:
+    from edged.device.journal.store import Journal
+
+log = get_logger("journal")
 
 
 def first_seq(conn: sqlite3.Connection) -> int:
@@ -73,3 +80,23 @@ def delete_below(conn: sqlite3.Connection, keep_from: int) -> None:
     conn.execute("DELETE FROM records WHERE seq < ?", (keep_from,))
     tree.prune_below(conn, tree.leaf_of(conn, keep_from))
     conn.execute(schema.TRIGGERS[1])
+
+
+def prune_receipted(
+    j: Journal, keep_days: float, batch: int, receipted: int, wall_ms: int
+) -> Record | None:
+    """Drop what the central copy has receipted and what is older than ``keep_days``, in
+    batches of at least ``batch`` records, after a signed snapshot. The snapshot, or None
+    (nothing due, or it failed: said in the log, tried again later)."""
+    cutoff = format_ts(wall_ms - int(keep_days * 86_400_000))
+    try:
+        keep_from = min(j.first_seq_since(cutoff), receipted + 1)
+        if keep_from - max(j.first_seq(), 1) < batch:
+            return None
+        snap = j.prune(keep_from, receipted)
+    except EdgedError as e:
+        log.error("prune_failed", error=str(e))
+        return None
+    if snap is not None:
+        log.info("journal_pruned", kept_from_seq=keep_from, snapshot_seq=snap.seq)
+    return snap

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edged.device.journal.store import connect
+from edged.device.journal.schema import connect
 from edged.protocol.records import GENESIS, Record, parse_ts
 
 

@@ -9,7 +9,6 @@ chain and signatures are what make tampering detectable (see :mod:`edged.device.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -19,9 +18,8 @@ from typing import Any
 from edged.clock import Clock, read_boot_id
 from edged.core.state import Now
 from edged.device.journal import prune as pruning
-from edged.device.journal import rollback, schema, tree
+from edged.device.journal import queries, rollback, schema, seal, tree
 from edged.device.journal.epochs import Epochs
-from edged.device.journal.schema import connect
 from edged.device.journal.witness import Head, HeadWitness
 from edged.device.keys import DeviceKeys
 from edged.device.keystore import EpochKey
@@ -30,13 +28,10 @@ from edged.log import get_logger
 from edged.protocol.epochs import CERT, EpochChain
 from edged.protocol.privacy import check_fields
 from edged.protocol.records import (
-    ENVELOPE_FIELDS,
-    FORMAT,
     GENESIS,
     SNAPSHOT,
     Record,
     format_ts,
-    seal,
 )
 
 log = get_logger("journal")
@@ -97,52 +92,15 @@ class Journal:
                 raise JournalError(f"{self.path}: journal file is missing")
             # Created 0600 up front: SQLite gives -wal and -shm the same mode.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        created = format_ts(self._clock.wall_ms())
+        conn = schema.open_checked(self.path, self._keys.key_id, created)
         try:
-            conn = connect(self.path)
-            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            raise JournalCorruptError(f"{self.path}: cannot open journal ({e})") from None
-        if ok != "ok":
+            meta, self._origin = schema.check_meta(conn, self.path, self._origin, self._keys.key_id)
+        except (JournalError, JournalCorruptError):
             conn.close()
-            raise JournalCorruptError(f"{self.path}: SQLite integrity check failed: {ok}")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "records" not in tables:
-            conn.close()
-            raise JournalCorruptError(f"{self.path}: exists but is not an edged journal")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            schema.create(conn, self._keys.key_id, format_ts(self._clock.wall_ms()))
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            conn.close()
-            raise JournalError(f"{self.path}: cannot prepare journal ({e})") from None
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("format") != FORMAT:
-            conn.close()
-            raise JournalCorruptError(
-                f"{self.path}: unsupported journal format {meta.get('format')!r}"
-            )
-        if not self._origin and meta.get("site") is not None:
-            # Opened by a tool that did not say: the journal's own origin holds.
-            self._origin = {"site": meta["site"], "device": meta.get("device", "")}
-        for name, want in self._origin.items():
-            got = meta.get(name)
-            if got is None:  # a journal from before records named their origin
-                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, want))
-            elif got != want:
-                conn.close()
-                raise JournalError(
-                    f"{self.path}: journal belongs to {name} {got!r}, but the config says"
-                    f" {want!r}; a device's history cannot move to another {name}"
-                )
-        if meta.get("key_id") != self._keys.key_id:
-            conn.close()
-            raise JournalError(
-                f"{self.path}: journal belongs to device key {meta.get('key_id')}, but the"
-                f" loaded key is {self._keys.key_id}; use the state directory it was made with"
-            )
+            raise
         self._conn = conn
-        self._grow_tree_of_old_journal(conn)
+        schema.grow_tree_of_old_journal(conn, self.path)
         self._key_store_head = self.epochs.take_up(conn, meta.get("created", ""), self.path)
         self._frontier = tree.load_frontier(conn)
         row = conn.execute("SELECT max(seq) FROM records WHERE type = 'checkpoint'").fetchone()
@@ -154,25 +112,6 @@ class Journal:
             known, self._key_store_head = self._key_store_head, None
             if self.find_rollback([known]) is not None:
                 self.append_rollback(known)
-
-    def _grow_tree_of_old_journal(self, conn: sqlite3.Connection) -> None:
-        """A journal from before the Merkle tree gets one, once, from its records."""
-        if conn.execute("SELECT 1 FROM tree_hashes LIMIT 1").fetchone() is not None:
-            return
-        if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None:
-            return
-        rows = conn.execute("SELECT seq, type, body, hash, sig FROM records ORDER BY seq")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            tree.backfill(
-                conn,
-                (Record(seq=q, type=t, body=b.encode(), hash=h, sig=g) for q, t, b, h, g in rows),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise JournalError(f"{self.path}: cannot build the record tree ({e})") from None
 
     @property
     def epoch(self) -> int:
@@ -200,18 +139,8 @@ class Journal:
 
     def contradicts(self, size: int, root: bytes) -> str | None:
         """Whether this journal's tree contradicts a checkpoint of ``size`` and ``root``
-        that someone else signed: "rollback" (fewer records than it names), "fork"
-        (another tree at its size); None when it agrees, or when pruning left no way to
-        tell."""
-        if size > self._frontier.size:
-            return "rollback"
-        from edged.protocol import tlog
-
-        try:
-            mine = tlog.tree_hash(size, tree.stored_reader(self.conn))
-        except tlog.ProofError:
-            return None
-        return None if mine == root else "fork"
+        that someone else signed (:func:`edged.device.journal.tree.contradicts`)."""
+        return tree.contradicts(self.conn, self._frontier.size, size, root)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -269,42 +198,12 @@ class Journal:
         return format_ts(self._clock.wall_ms()), self._clock.mono_ns(), self._clock.synced()
 
     def _build(
-        self,
-        seq: int,
-        prev: str,
-        rtype: str,
-        fields: dict[str, Any],
-        now: tuple[str, int, bool],
-        signer: EpochKey | None = None,
-    ) -> tuple[Record, tuple[Any, ...]]:
+        self, seq: int, prev: str, rtype: str, fields: dict[str, Any],
+        now: tuple[str, int, bool], signer: EpochKey | None = None,
+    ) -> tuple[Record, tuple[Any, ...]]:  # fmt: skip
         """The signed record and its table row, signed by ``signer`` (the key in force)."""
-        signer = signer or self.epochs.signer
-        ts, mono, synced = now
-        obj = dict(fields)
-        obj.update(self._origin)
-        obj.update(
-            seq=seq,
-            ts=ts,
-            mono_us=mono // 1000,
-            boot_id=self._boot_id,
-            clock_synced=synced,
-            type=rtype,
-            prev=prev,
-            key_id=self._keys.key_id,
-            epoch=signer.epoch,
-        )
-        rec = seal(obj, signer.sign)
-        row = (seq, rtype, ts, prev, rec.hash, rec.sig, self._keys.key_id, rec.body.decode("utf-8"))
-        return rec, row
-
-    @staticmethod
-    def _validate(rtype: str, fields: dict[str, Any]) -> None:
-        if not isinstance(rtype, str) or not rtype or len(rtype) > 64:
-            raise JournalError(f"record type {rtype!r}: must be a non-empty string of <= 64 chars")
-        if not ENVELOPE_FIELDS.isdisjoint(fields):
-            clash = sorted(ENVELOPE_FIELDS.intersection(fields))
-            raise JournalError(f"fields {clash}: reserved for the journal itself")
-        check_fields(fields)
+        return seal.build(seq, prev, rtype, fields, now, signer or self.epochs.signer,
+                          self._keys.key_id, self._boot_id, self._origin)  # fmt: skip
 
     def append(self, rtype: str, **fields: Any) -> Record:
         """Append one record; returns after it is durably committed."""
@@ -314,7 +213,7 @@ class Journal:
         """Append several records in one transaction (group commit); all or none."""
         items = list(items)
         for rtype, fields in items:
-            self._validate(rtype, fields)
+            seal.validate(rtype, fields)
         if not items:
             return []
         with self._write() as conn:
@@ -474,38 +373,18 @@ class Journal:
         check_fields(fields)
         return self._append_one(lambda s, h: rollback.rollback_record(known, s, h, fields))
 
+    # -- reading (edged.device.journal.queries) -------------------------------------
     def newest_synced_ts(self, within: int) -> str | None:
-        """The ts of the newest of the last ``within`` records made under a synchronised
-        clock (start-up: decisions never take the time as earlier than that)."""
-        head = self.head()[0]
-        row = self.conn.execute(
-            "SELECT ts FROM records WHERE seq > ? AND json_extract(body, '$.clock_synced')"
-            " ORDER BY seq DESC LIMIT 1",
-            (head - within,),
-        ).fetchone()
-        return row[0] if row else None
+        return queries.newest_synced_ts(self.conn, self.head()[0], within)
 
     def last_of_type(self, rtype: str) -> dict[str, Any] | None:
-        """The newest record of ``rtype``, parsed, or None."""
-        row = self.conn.execute(
-            "SELECT body FROM records WHERE type = ? ORDER BY seq DESC LIMIT 1", (rtype,)
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+        return queries.last_of_type(self.conn, rtype)
 
     def bodies(self, types: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """The records of the given types, parsed, in seq order (start-up replay). A
-        pruned journal starts with the snapshot that stands for what it no longer holds;
-        other snapshots in the sequence are not yielded (their state is older)."""
-        types = list(types)
-        cover = self.covering_snapshot()
-        if cover is not None and SNAPSHOT in types:
-            yield cover
-        marks = ",".join("?" * len(types))
-        sql = f"SELECT body FROM records WHERE type IN ({marks}) ORDER BY seq"  # noqa: S608
-        for (body,) in self.conn.execute(sql, types):
-            rec = json.loads(body)
-            if rec.get("type") != SNAPSHOT:
-                yield rec
+        return queries.bodies(self.conn, types)
+
+    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:
+        return queries.records(self.conn, from_seq, to_seq)
 
     # -- pruning (edged.device.journal.prune) -----------------------------------------
     def first_seq(self) -> int:
@@ -544,17 +423,6 @@ class Journal:
         # write transaction, where a checkpoint can run.
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return snap
-
-    # -- reading ---------------------------------------------------------------------
-    def records(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Record]:
-        """Committed records in seq order."""
-        sql = "SELECT seq, type, body, hash, sig FROM records WHERE seq >= ?"
-        args: list[Any] = [from_seq]
-        if to_seq is not None:
-            sql += " AND seq <= ?"
-            args.append(to_seq)
-        for seq, rtype, body, h, sig in self.conn.execute(sql + " ORDER BY seq", args):
-            yield Record(seq=seq, type=rtype, body=body.encode("utf-8"), hash=h, sig=sig)
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:

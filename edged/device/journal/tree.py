@@ -153,3 +153,16 @@ def prune_below(conn: sqlite3.Connection, leaves: int) -> int:
         (below, *keep),
     )
     return cur.rowcount
+
+
+def contradicts(conn: sqlite3.Connection, held: int, size: int, root: bytes) -> str | None:
+    """Whether a tree of ``held`` leaves contradicts a checkpoint of ``size`` and ``root``
+    that someone else signed: "rollback" (fewer records than it names), "fork" (another
+    tree at its size); None when it agrees, or when pruning left no way to tell."""
+    if size > held:
+        return "rollback"
+    try:
+        mine = tlog.tree_hash(size, stored_reader(conn))
+    except tlog.ProofError:
+        return None
+    return None if mine == root else "fork"

@@ -30,39 +30,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.clock import Clock
 from edged.device.config import SyncConfig
 from edged.device.journal.reader import JournalReader
-from edged.device.journal.witness import Head
 from edged.device.paths import StatePaths
-from edged.errors import EdgedError
+from edged.device.sync import beats, inbound
+from edged.device.sync.state import SyncState
 from edged.log import get_logger
 from edged.protocol import topics
 from edged.protocol.backoff import Backoff
 from edged.protocol.keys import load_public_key
 from edged.protocol.mqtt import new_client
 from edged.protocol.records import format_ts
-from edged.protocol.signed import Rejected, parse_signed, sign_doc
+from edged.protocol.signed import Rejected
 
 log = get_logger("sync")
 
 Inbound = Callable[[str, bytes], None]  # (kind, payload) handed to the daemon thread
-
-
-def receipted_head(state_dir: Path) -> Head | None:
-    """The last receipted (seq, hash) in the sync state, read without changing anything:
-    a memory of the journal's head that lives outside the journal file (R9)."""
-    path = StatePaths(Path(state_dir)).sync_state
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = dict(conn.execute("SELECT key, value FROM state").fetchall())
-        finally:
-            conn.close()
-        seq, h = int(rows.get("acked_seq", 0)), str(rows.get("acked_hash", ""))
-    except (sqlite3.Error, ValueError):
-        log.error("sync_state_unreadable", path=str(path))
-        return None
-    return Head(seq, h, "sync") if seq > 0 and h else None
 
 
 class SyncAgent:
@@ -87,7 +68,6 @@ class SyncAgent:
         self.cfg = cfg
         self.site, self.device = site, device
         self._journal_path = Path(journal_path)
-        self._state_path = StatePaths(Path(state_dir)).sync_state
         self._clock = clock
         self._boot_id = boot_id
         self._on_inbound = on_inbound
@@ -105,53 +85,23 @@ class SyncAgent:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
         self._connected = False
         self._inflight: dict[int, int] = {}  # mid -> seq
         # Seqs published since the last receipt, oldest first: flow control counts records,
         # not seq distance, because a rollback record may skip many seqs.
         self._unreceipted: deque[int] = deque()
-        self._cursor = 1
-        self.acked_seq = 0
-        self.acked_hash = ""
-        self.published_seq = 0
         self.connected_event = threading.Event()
         self._last_progress = time.monotonic()
         self._lock = threading.Lock()  # guards the counters read by status()
         self._changed = threading.Condition(self._lock)  # connected or acked_seq moved
-        self._state = self._open_state()
-
-    # -- durable state ---------------------------------------------------------------
-    def _open_state(self) -> sqlite3.Connection:
-        if not self._state_path.exists():
-            os.close(os.open(self._state_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = self._connect_state()
-        conn.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
-        rows = dict(conn.execute("SELECT key, value FROM state").fetchall())
-        self.acked_seq = int(rows.get("acked_seq", 0))
-        self.acked_hash = rows.get("acked_hash", "")
+        self._state = SyncState(StatePaths(Path(state_dir)).sync_state)
+        self.acked_seq, self.acked_hash = self._state.acked_seq, self._state.acked_hash
         self.published_seq = self.acked_seq
         self._cursor = self.acked_seq + 1
-        return conn
 
-    def _connect_state(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._state_path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
-
+    # -- durable state ---------------------------------------------------------------
     def _save_ack(self, seq: int, h: str) -> None:
-        rows = [("acked_seq", str(seq)), ("acked_hash", h)]
-        sql = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
-        try:
-            self._state.executemany(sql, rows)
-        except sqlite3.Error:
-            # A storage fault may have left this connection on a file system that is
-            # gone; try once through a fresh one (raises while the fault lasts).
-            with contextlib.suppress(sqlite3.Error):
-                self._state.close()
-            self._state = self._connect_state()
-            self._state.executemany(sql, rows)
+        self._state.save(seq, h)
         with self._lock:
             self.acked_seq, self.acked_hash = seq, h
             self._changed.notify_all()
@@ -258,12 +208,8 @@ class SyncAgent:
         c = new_client(self.cfg.broker, f"edged-{self.device}")
         c.max_inflight_messages_set(self.cfg.window)
         c.max_queued_messages_set(0)
-        c.will_set(
-            topics.leaf(self.site, self.device, "status"),
-            json.dumps({"state": "offline", "device": self.device, "boot_id": self._boot_id}),
-            qos=1,
-            retain=True,
-        )
+        will = json.dumps(beats.offline(self.device, self._boot_id))  # said by the broker
+        c.will_set(topics.leaf(self.site, self.device, "status"), will, qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
@@ -271,7 +217,7 @@ class SyncAgent:
         return c
 
     def _session(self) -> None:
-        c = self._client = self._new_client()
+        c = self._new_client()
         try:
             c.connect(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive_seconds))
         except (OSError, ValueError) as e:
@@ -329,19 +275,8 @@ class SyncAgent:
         finally:
             if self._connected and self._stop.is_set():
                 # A clean stop: say so, rather than leaving it to the will after a timeout.
-                c.publish(
-                    topics.leaf(self.site, self.device, "status"),
-                    json.dumps(
-                        {
-                            "state": "offline",
-                            "device": self.device,
-                            "boot_id": self._boot_id,
-                            "reason": "stopped",
-                        }
-                    ),
-                    qos=1,
-                    retain=True,
-                )
+                bye = json.dumps(beats.offline(self.device, self._boot_id, "stopped"))
+                c.publish(topics.leaf(self.site, self.device, "status"), bye, qos=1, retain=True)
                 c.loop_write()
             c.disconnect()
             c.loop_write()
@@ -445,19 +380,9 @@ class SyncAgent:
         if fault is None:
             self._fault_alarm_due = False
             return
-        doc: dict[str, Any] = {
-            "type": "journal.unavailable",
-            "site": self.site,
-            "device": self.device,
-            "boot_id": self._boot_id,
-            "ts": format_ts(self._clock.wall_ms()),
-            **fault,
-        }
-        if self._device_key is not None:
-            try:
-                doc = sign_doc(doc, self._device_key())
-            except EdgedError as e:  # the key store unreadable: sent unsigned, said so
-                log.error("fault_alarm_unsigned", error=str(e))
+        ts = format_ts(self._clock.wall_ms())
+        doc = beats.journal_unavailable(self.site, self.device, self._boot_id, ts, fault,
+                                        self._device_key)  # fmt: skip
         info = c.publish(
             topics.alarm(self.site, self.device, "journal.unavailable"), json.dumps(doc), qos=1
         )
@@ -473,61 +398,24 @@ class SyncAgent:
         try:
             if reader is None:
                 raise sqlite3.OperationalError("journal not open")
-            head, head_hash = reader.head()
-            known = True
+            head = (*reader.head(), True)
         except sqlite3.Error:
             # A guess, marked so: the collector must not take it for a rolled-back journal.
-            head, head_hash, known = max(st["acked_seq"], st["published_seq"]), "", False
+            head = (max(st["acked_seq"], st["published_seq"]), "", False)
         try:
             free = shutil.disk_usage(self._journal_path.parent).free
         except OSError:
             free = 0
-        beat = {
-            "device": self.device,
-            "ts": format_ts(self._clock.wall_ms()),
-            "boot_id": self._boot_id,
-            "head_seq": head,
-            "head_hash": head_hash,
-            "head_known": known,
-            "acked_seq": st["acked_seq"],
-            "published_seq": st["published_seq"],
-            "backlog": max(0, head - st["acked_seq"]),
-            "disk_free_bytes": free,
-            "clock_synced": self._clock.synced(),
-            "journal_ok": fault is None,
-        }
-        if fault is not None:
-            beat["journal_error"] = fault["error"]
-            beat["unrecorded"] = fault["unrecorded"]
+        beat = beats.heartbeat(
+            self.device, format_ts(self._clock.wall_ms()), self._boot_id, head,
+            st["acked_seq"], st["published_seq"], free, self._clock.synced(), fault,
+        )  # fmt: skip
         c.publish(topics.leaf(self.site, self.device, "heartbeat"), json.dumps(beat), qos=0)
-        c.publish(
-            topics.leaf(self.site, self.device, "status"),
-            json.dumps(
-                {
-                    "state": "online",
-                    "device": self.device,
-                    "ts": beat["ts"],
-                    "boot_id": self._boot_id,
-                    "head_seq": head,
-                    "head_hash": head_hash,
-                    "head_known": known,
-                    "acked_seq": st["acked_seq"],
-                }
-            ),
-            qos=1,
-            retain=True,
-        )
-
-    def _scoped(self, doc: dict[str, Any]) -> None:
-        if doc.get("site") != self.site or doc.get("device") != self.device:
-            raise Rejected("wrong_scope", f"for {doc.get('site')}/{doc.get('device')}")
+        status = json.dumps(beats.online(beat))
+        c.publish(topics.leaf(self.site, self.device, "status"), status, qos=1, retain=True)
 
     def _receipt(self, payload: bytes) -> None:
-        doc = parse_signed(payload, self._collector, max_bytes=4096)
-        self._scoped(doc)
-        seq, h = doc.get("seq"), doc.get("hash")
-        if type(seq) is not int or not isinstance(h, str):
-            raise Rejected("malformed", "receipt needs seq and hash")
+        seq, h = inbound.receipt(payload, self._collector, self.site, self.device)
         if seq <= self.acked_seq:
             return
         if self._reader is None:
@@ -543,19 +431,13 @@ class SyncAgent:
         self._last_progress = time.monotonic()
 
     def _command(self, payload: bytes) -> None:
-        doc = parse_signed(payload, self._collector, max_bytes=4096)
-        self._scoped(doc)
-        if doc.get("cmd") == "central_head":
-            seq, h = doc.get("seq"), doc.get("hash")
-            if type(seq) is not int or not isinstance(h, str) or len(h) != 64:
-                raise Rejected("malformed", "central_head needs seq and hash")
-            self._central_head(seq, h)
+        cmd = inbound.command(payload, self._collector, self.site, self.device)
+        if isinstance(cmd, inbound.CentralHead):
+            self._central_head(cmd.seq, cmd.hash)
             return
-        if doc.get("cmd") != "resend" or type(doc.get("from_seq")) is not int:
-            raise Rejected("malformed", "unknown command")
         # Records up to acked_seq are committed centrally (the receipt says so): a late or
         # stale request never sends the device back below them.
-        start = max(1, doc["from_seq"], self.acked_seq + 1)
+        start = max(1, cmd.from_seq, self.acked_seq + 1)
         if start < self._cursor:
             log.info("resend_requested", from_seq=start)
             self._cursor = start

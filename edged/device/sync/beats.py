@@ -4,7 +4,16 @@ with its head, or offline and why). Documents only; the agent publishes them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edged.errors import EdgedError
+from edged.log import get_logger
+from edged.protocol.signed import sign_doc
+
+log = get_logger("sync")
 
 
 def heartbeat(
@@ -40,6 +49,25 @@ def online(beat: dict[str, Any]) -> dict[str, Any]:
     return {"state": "online", **{k: beat[k] for k in keep}}
 
 
-def offline(device: str, boot_id: str, reason: str) -> dict[str, Any]:
-    """The retained status at a clean stop (the broker's will says it after a timeout)."""
-    return {"state": "offline", "device": device, "boot_id": boot_id, "reason": reason}
+def offline(device: str, boot_id: str, reason: str | None = None) -> dict[str, Any]:
+    """The retained status at a clean stop (``reason``), or the broker's will, which says
+    it after a timeout."""
+    doc = {"state": "offline", "device": device, "boot_id": boot_id}
+    return {**doc, "reason": reason} if reason else doc
+
+
+def journal_unavailable(
+    site: str, device: str, boot_id: str, ts: str, fault: dict[str, Any],
+    key: Callable[[], Ed25519PrivateKey] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The journal cannot record: said over MQTT, signed by the key in force (``key``),
+    since the device's own alarm record can only follow once its storage works again."""
+    doc = {"type": "journal.unavailable", "site": site, "device": device,
+           "boot_id": boot_id, "ts": ts, **fault}  # fmt: skip
+    if key is None:
+        return doc
+    try:
+        return sign_doc(doc, key())
+    except EdgedError as e:  # the key store unreadable: sent unsigned, said so
+        log.error("fault_alarm_unsigned", error=str(e))
+        return doc
