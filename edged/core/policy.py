@@ -372,6 +372,13 @@ def parse_date(src: str, where: str, v: Any) -> dt.date:
     raise person_error(src, where, f"expected a date YYYY-MM-DD, got {v!r}")
 
 
+PERSON_KEYS = frozenset({
+    "id", "name", "role", "cards", "areas", "valid_from", "valid_until", "windows", "escort",
+    "pin", "cabinets", "approves_carry_out", "approver", "company", "host", "pin_issued",
+    "pin_expires", "pin_initial",
+})  # fmt: skip
+
+
 def validate_person(
     src: str,
     where: str,
@@ -383,51 +390,65 @@ def validate_person(
 ) -> Person:
     """One person from a stored list (fingerprints, hashes) or, with ``stored=False``, the
     already-converted admin record. Errors name the source, the entry and the field."""
-    allowed = {
-        "id",
-        "name",
-        "role",
-        "cards",
-        "areas",
-        "valid_from",
-        "valid_until",
-        "windows",
-        "escort",
-        "pin",
-        "cabinets",
-        "approves_carry_out",
-        "approver",
-        "company",
-        "host",
-        "pin_issued",
-        "pin_expires",
-        "pin_initial",
-    }
     pid = check_id(src, where, raw.get("id"))
     where = f"{where}[{pid}]"
-    extra = sorted(set(raw) - allowed)
+    extra = sorted(set(raw) - PERSON_KEYS)
     if extra:
         raise person_error(src, f"{where}.{extra[0]}", "unknown key")
-    name = raw.get("name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 64:
-        raise person_error(src, f"{where}.name", "must be a string of 1..64 characters")
-    if contains_individual_number(name):
-        raise person_error(src, f"{where}.name", "looks like it holds an Individual Number")
+    name, role, company = _who(src, where, raw)
+    cards, person_areas = _cards_and_areas(src, where, raw, areas, stored=stored)
+    vf, vu, windows = _when(src, where, raw)
+    escort, person_cabinets, approves, refs = _duties(src, where, raw, pid, role, cabinets)
+    pin, issued, expires, initial = _pin(src, where, raw)
+    return Person(
+        pid, name, role, cards, person_areas, vf, vu, windows, escort, pin, person_cabinets,
+        approves, refs["approver"], company, refs["host"], issued, expires, initial,
+    )  # fmt: skip
+
+
+def _text(src: str, where: str, v: Any) -> str:
+    if not isinstance(v, str) or not 1 <= len(v) <= 64:
+        raise person_error(src, where, "must be a string of 1..64 characters")
+    if contains_individual_number(v):
+        raise person_error(src, where, "looks like it holds an Individual Number")
+    return v
+
+
+def _who(src: str, where: str, raw: dict[str, Any]) -> tuple[str, str, str | None]:
+    """Name, role, and a visitor's company: never an Individual Number (R20)."""
+    name = _text(src, f"{where}.name", raw.get("name"))
     role = raw.get("role", "staff")
     if role not in ROLES:
         raise person_error(src, f"{where}.role", f"must be one of {list(ROLES)}")
-    cards = raw.get("cards", [])
-    if not isinstance(cards, list) or not all(isinstance(c, str) for c in cards):
-        raise person_error(src, f"{where}.cards", "must be a list of strings")
+    company = raw.get("company")
+    if company is not None:
+        company = _text(src, f"{where}.company", company)
+    return name, role, company
+
+
+def _strings(src: str, where: str, v: Any, what: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise person_error(src, where, f"must be a list of {what}")
+    return v
+
+
+def _cards_and_areas(
+    src: str, where: str, raw: dict[str, Any], areas: set[str] | None, *, stored: bool
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    cards = _strings(src, f"{where}.cards", raw.get("cards", []), "strings")
     if stored and not all(c.startswith(CardFingerprinter.PREFIX) for c in cards):
         raise person_error(src, f"{where}.cards", "stored lists hold fingerprints only")
-    person_areas = raw.get("areas", [])
-    if not isinstance(person_areas, list) or not all(isinstance(a, str) for a in person_areas):
-        raise person_error(src, f"{where}.areas", "must be a list of area names")
-    if areas is not None:
-        unknown = sorted(set(person_areas) - areas)
-        if unknown:
-            raise person_error(src, f"{where}.areas", f"no area {unknown[0]!r} in the config")
+    person_areas = _strings(src, f"{where}.areas", raw.get("areas", []), "area names")
+    unknown = sorted(set(person_areas) - areas) if areas is not None else []
+    if unknown:
+        raise person_error(src, f"{where}.areas", f"no area {unknown[0]!r} in the config")
+    return tuple(cards), frozenset(person_areas)
+
+
+def _when(
+    src: str, where: str, raw: dict[str, Any]
+) -> tuple[dt.date, dt.date, tuple[str, ...]]:
+    """Valid from and until (renewed at least yearly), and the weekly windows."""
     vf = parse_date(src, f"{where}.valid_from", raw.get("valid_from"))
     vu = parse_date(src, f"{where}.valid_until", raw.get("valid_until"))
     if vu < vf:
@@ -447,11 +468,49 @@ def validate_person(
             parse_window(w if isinstance(w, str) else "")
         except ValueError as e:
             raise person_error(src, f"{where}.windows", str(e)) from None
-    escort = raw.get("escort", False)
-    if not isinstance(escort, bool):
-        raise person_error(src, f"{where}.escort", "must be true or false")
-    if escort and role == "visitor":
+    return vf, vu, tuple(windows)
+
+
+def _flag(src: str, where: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise person_error(src, where, "must be true or false")
+    return v
+
+
+def _duties(
+    src: str, where: str, raw: dict[str, Any], pid: str, role: str, cabinets: set[str] | None
+) -> tuple[bool, frozenset[str], bool, dict[str, str | None]]:
+    """What a person answers for: escorting, cabinets, approving carry-out (never a
+    visitor), and who approves their entries or hosts them (never themself)."""
+    visitor = role == "visitor"
+    escort = _flag(src, f"{where}.escort", raw.get("escort", False))
+    if escort and visitor:
         raise person_error(src, f"{where}.escort", "a visitor cannot escort")
+    person_cabinets = _strings(src, f"{where}.cabinets", raw.get("cabinets", []),
+                               "cabinet names")  # fmt: skip
+    unknown = sorted(set(person_cabinets) - cabinets) if cabinets is not None else []
+    if unknown:
+        raise person_error(src, f"{where}.cabinets", f"no cabinet {unknown[0]!r} in the config")
+    if person_cabinets and visitor:
+        raise person_error(src, f"{where}.cabinets", "a visitor cannot be a cabinet's custodian")
+    approves = _flag(src, f"{where}.approves_carry_out", raw.get("approves_carry_out", False))
+    if approves and visitor:
+        raise person_error(src, f"{where}.approves_carry_out", "a visitor cannot approve")
+    refs: dict[str, str | None] = {}
+    for key in ("approver", "host"):
+        v = raw.get(key)
+        if v is not None:
+            check_id(src, f"{where}.{key}", v)
+            if v == pid:
+                raise person_error(src, f"{where}.{key}", "cannot be the person themself")
+        refs[key] = v
+    return escort, frozenset(person_cabinets), approves, refs
+
+
+def _pin(
+    src: str, where: str, raw: dict[str, Any]
+) -> tuple[str | None, dt.date | None, dt.date | None, bool]:
+    """The PIN's hash (peppered only) and its life: issued, expires, initial (R19)."""
     pin = raw.get("pin")
     if pin is not None and (not isinstance(pin, str) or not pin.startswith(PIN_SCHEME + "$")):
         if isinstance(pin, str) and pin.startswith("scrypt$"):
@@ -462,36 +521,6 @@ def validate_person(
                 " import the administrator's list again",
             )
         raise person_error(src, f"{where}.pin", "stored lists hold PIN hashes only")
-    person_cabinets = raw.get("cabinets", [])
-    if not isinstance(person_cabinets, list) or not all(
-        isinstance(c, str) for c in person_cabinets
-    ):
-        raise person_error(src, f"{where}.cabinets", "must be a list of cabinet names")
-    if cabinets is not None:
-        unknown = sorted(set(person_cabinets) - cabinets)
-        if unknown:
-            raise person_error(src, f"{where}.cabinets", f"no cabinet {unknown[0]!r} in the config")
-    if person_cabinets and role == "visitor":
-        raise person_error(src, f"{where}.cabinets", "a visitor cannot be a cabinet's custodian")
-    approves = raw.get("approves_carry_out", False)
-    if not isinstance(approves, bool):
-        raise person_error(src, f"{where}.approves_carry_out", "must be true or false")
-    if approves and role == "visitor":
-        raise person_error(src, f"{where}.approves_carry_out", "a visitor cannot approve")
-    refs: dict[str, str | None] = {}
-    for key in ("approver", "host"):
-        v = raw.get(key)
-        if v is not None:
-            check_id(src, f"{where}.{key}", v)
-            if v == pid:
-                raise person_error(src, f"{where}.{key}", "cannot be the person themself")
-        refs[key] = v
-    company = raw.get("company")
-    if company is not None:
-        if not isinstance(company, str) or not 1 <= len(company) <= 64:
-            raise person_error(src, f"{where}.company", "must be a string of 1..64 characters")
-        if contains_individual_number(company):
-            raise person_error(src, f"{where}.company", "looks like it holds an Individual Number")
     life: dict[str, dt.date | None] = {}
     for key in ("pin_issued", "pin_expires"):
         v = raw.get(key)
@@ -501,14 +530,8 @@ def validate_person(
     issued, expires = life["pin_issued"], life["pin_expires"]
     if issued and expires and expires < issued:
         raise person_error(src, f"{where}.pin_expires", "is before pin_issued")
-    initial = raw.get("pin_initial", False)
-    if not isinstance(initial, bool):
-        raise person_error(src, f"{where}.pin_initial", "must be true or false")
-    return Person(
-        pid, name, role, tuple(cards), frozenset(person_areas), vf, vu, tuple(windows), escort,
-        pin, frozenset(person_cabinets), approves, refs.get("approver"), company, refs.get("host"),
-        issued, expires, initial,
-    )  # fmt: skip
+    initial = _flag(src, f"{where}.pin_initial", raw.get("pin_initial", False))
+    return pin, issued, expires, initial
 
 
 def check_references(src: str, people: dict[str, Person]) -> None:
