@@ -172,189 +172,196 @@ def _tree_check(tree_: tlog.Frontier, obj: dict[str, Any], chain: EpochChain) ->
 
 
 def _walk(conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> VerifyResult:
-    expected = 1
-    prev = GENESIS
-    count = 0
-    jumps: list[dict[str, Any]] = []
-    pruned = snapshot_at = 0
-    try:
-        first = conn.execute("SELECT min(seq) FROM records").fetchone()[0] or 1
-        if first > 1:
-            # Pruned: the start is what a signed snapshot says it is (checked in the walk
-            # like any record); without one, the records before it are missing.
-            row = conn.execute(
+    return _Walk(conn, trusted).run()
+
+
+class _Bad(Exception):
+    """The first bad record: what is wrong with it (at ``seq``, else the expected one)."""
+
+    def __init__(self, problem: str, detail: str, seq: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem, self.detail, self.seq = problem, detail, seq
+
+
+class _Walk:
+    """Every record in seq order: its columns, body, place in the sequence, hash,
+    signature under its epoch's key, link, indexed columns and leaf of the tree."""
+
+    def __init__(self, conn: sqlite3.Connection, trusted: dict[str, Ed25519PublicKey]) -> None:
+        self.conn, self.trusted = conn, trusted
+        self.expected, self.prev, self.count = 1, GENESIS, 0
+        self.jumps: list[dict[str, Any]] = []
+        self.pruned = self.snapshot_at = 0
+        self._pruned_start()
+        # The Merkle tree, grown again from the records (a pruned journal's start from the
+        # hashes it kept for it, which the signed roots then vouch for).
+        self.tree = _tree_start(conn, self.pruned)
+        # The device's signing epochs, from its identity key on: a record must be signed by
+        # the key of the epoch its seq lies in (a key stolen later signs nothing earlier).
+        self.chain: EpochChain | None = None
+        try:
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'epochs'"
+            self.has_epochs = conn.execute(sql).fetchone() is not None
+        except sqlite3.DatabaseError:
+            self.has_epochs = False
+
+    def _pruned_start(self) -> None:
+        """Pruned: the start is what a signed snapshot says it is (checked in the walk like
+        any record); without one, the records before it are missing."""
+        try:
+            first = self.conn.execute("SELECT min(seq) FROM records").fetchone()[0] or 1
+            if first <= 1:
+                return
+            row = self.conn.execute(
                 "SELECT seq, body FROM records WHERE type = ? AND json_valid(body)"
                 " AND json_extract(body, '$.kept_from_seq') = ? ORDER BY seq LIMIT 1",
                 (SNAPSHOT, first),
             ).fetchone()
             if row is not None and isinstance(json.loads(row[1]).get("kept_from_prev"), str):
-                expected, prev = first, json.loads(row[1])["kept_from_prev"]
-                pruned, snapshot_at = first, row[0]
-    except (sqlite3.DatabaseError, ValueError):
-        pass  # the walk reports the damage where it meets it
+                self.expected, self.prev = first, json.loads(row[1])["kept_from_prev"]
+                self.pruned, self.snapshot_at = first, row[0]
+        except (sqlite3.DatabaseError, ValueError):
+            pass  # the walk reports the damage where it meets it
 
-    def fail(seq: int, problem: str, detail: str) -> VerifyResult:
-        return VerifyResult(False, count, expected - 1, prev, seq, problem, detail, jumps)
-
-    # The Merkle tree, grown again from the records (a pruned journal's start from the
-    # hashes it kept for it, which the signed roots then vouch for).
-    tree_ = _tree_start(conn, pruned)
-    # The device's signing epochs, from its identity key on: a record must be signed by
-    # the key of the epoch its seq lies in (a key stolen later signs nothing earlier).
-    chain: EpochChain | None = None
-    try:
-        has_epochs = (
-            conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'epochs'"
-            ).fetchone()
-            is not None
-        )
-    except sqlite3.DatabaseError:
-        has_epochs = False
-
-    try:
-        cur = conn.execute(
-            "SELECT seq, type, ts, prev, hash, sig, key_id, body FROM records ORDER BY seq"
-        )
-    except sqlite3.DatabaseError as e:
-        return fail(1, "unreadable", f"SQLite cannot read the records ({e})")
-    while True:
+    def run(self) -> VerifyResult:
         try:
-            row = cur.fetchone()
+            try:
+                cur = self.conn.execute(
+                    "SELECT seq, type, ts, prev, hash, sig, key_id, body FROM records ORDER BY seq"
+                )
+            except sqlite3.DatabaseError as e:
+                raise _Bad("unreadable", f"SQLite cannot read the records ({e})", 1) from None
+            while (row := self._fetch(cur)) is not None:
+                self._record(row)
+            self._head_marker()
+        except _Bad as b:
+            seq = b.seq if b.seq is not None else self.expected
+            return VerifyResult(False, self.count, self.expected - 1, self.prev, seq, b.problem,
+                                b.detail, self.jumps)  # fmt: skip
+        return VerifyResult(True, self.count, self.expected - 1, self.prev,
+                            discontinuities=self.jumps, pruned_before=self.pruned,
+                            snapshot_seq=self.snapshot_at)  # fmt: skip
+
+    def _fetch(self, cur: sqlite3.Cursor) -> tuple[Any, ...] | None:
+        try:
+            row: tuple[Any, ...] | None = cur.fetchone()
         except UnicodeDecodeError:
-            return fail(expected, "modified", "record text is not valid UTF-8")
+            raise _Bad("modified", "record text is not valid UTF-8") from None
         except sqlite3.DatabaseError as e:
-            return fail(expected, "unreadable", f"SQLite cannot read past seq {expected - 1} ({e})")
-        if row is None:
-            break
-        c_seq, c_type, c_ts, c_prev, c_hash, c_sig, c_key, body = row
-        if not (
-            type(c_type) is type(c_ts) is type(c_prev) is type(c_hash) is str
-            and type(c_sig) is type(c_key) is type(body) is str
-        ):
+            past = self.expected - 1
+            raise _Bad("unreadable", f"SQLite cannot read past seq {past} ({e})") from None
+        if row is not None and not all(type(c) is str for c in row[1:]):
             # A damaged record header can turn a text column into a blob or a number.
-            return fail(expected, "modified", "a stored column has the wrong type")
+            raise _Bad("modified", "a stored column has the wrong type")
+        return row
+
+    def _record(self, row: tuple[Any, ...]) -> None:
+        c_seq, c_type, c_ts, c_prev, c_hash, c_sig, c_key, body = row
         try:
             obj = json.loads(body)
             b_seq = obj["seq"]
             if not isinstance(obj, dict) or type(b_seq) is not int:
                 raise ValueError("no integer seq")
         except (ValueError, TypeError, KeyError) as e:
-            return fail(expected, "modified", f"record body is not a valid record ({e})")
+            raise _Bad("modified", f"record body is not a valid record ({e})") from None
+        self._in_sequence(obj, b_seq)
+        h = digest(body.encode("utf-8"))
+        if h != c_hash:
+            raise _Bad("modified", "record body does not match its hash")
+        key_id = self._signed(obj, h, c_sig)
+        if obj.get("prev") != self.prev:
+            raise _Bad("inserted", f"prev does not link to seq {self.expected - 1}: this record"
+                                   " or its predecessor was substituted")  # fmt: skip
+        signed = (b_seq, obj.get("type"), obj.get("ts"), obj.get("prev"), key_id)
+        if (c_seq, c_type, c_ts, c_prev, c_key) != signed:
+            raise _Bad("modified", "indexed columns disagree with the signed record")
+        if self.tree is not None:
+            self._leaf(obj, body)
+        self.prev = h
+        self.count += 1
+        self.expected += 1
 
+    def _in_sequence(self, obj: dict[str, Any], b_seq: int) -> None:
+        """At its place, or a genuine rollback record's jump past the seqs it lost."""
+        expected = self.expected
         jump = (
             b_seq > expected
             and obj.get("type") == ROLLBACK
             and obj.get("found_seq") == expected - 1
-            and obj.get("found_hash") == prev
+            and obj.get("found_hash") == self.prev
             and type(obj.get("known_seq")) is int
             and b_seq == max(expected - 1, obj["known_seq"]) + 1
         )
         if jump:
-            # Checked below like any record (hash, signature, link to its predecessor).
-            jumps.append(
-                {
-                    "seq": b_seq,
-                    "found_seq": expected - 1,
-                    "known_seq": obj["known_seq"],
-                    "source": str(obj.get("source")),
-                    "ts": str(obj.get("ts")),
-                }
-            )
-            expected = b_seq
-        if b_seq != expected:
-            if b_seq > expected:
-                try:
-                    later = conn.execute(
-                        "SELECT 1 FROM records WHERE json_valid(body)"
-                        " AND json_extract(body, '$.seq') = ? LIMIT 1",
-                        (expected,),
-                    ).fetchone()
-                except (sqlite3.DatabaseError, UnicodeDecodeError):
-                    later = None  # the file is damaged further on: report the gap itself
-                if later:
-                    return fail(
-                        expected, "reordered", f"seq {b_seq} stands where seq {expected} belongs"
-                    )
-                return fail(expected, "missing", f"records {expected}..{b_seq - 1} are missing")
-            return fail(
-                expected,
-                "inserted",
-                f"a record claiming seq {b_seq} stands after seq {expected - 1}",
-            )
+            # Checked like any record after this (hash, signature, link to its predecessor).
+            self.jumps.append({"seq": b_seq, "found_seq": expected - 1,
+                               "known_seq": obj["known_seq"], "source": str(obj.get("source")),
+                               "ts": str(obj.get("ts"))})  # fmt: skip
+            self.expected = b_seq
+            return
+        if b_seq == expected:
+            return
+        if b_seq < expected:
+            raise _Bad("inserted", f"a record claiming seq {b_seq} stands after seq {expected - 1}")
+        try:
+            later = self.conn.execute(
+                "SELECT 1 FROM records WHERE json_valid(body)"
+                " AND json_extract(body, '$.seq') = ? LIMIT 1",
+                (expected,),
+            ).fetchone()
+        except (sqlite3.DatabaseError, UnicodeDecodeError):
+            later = None  # the file is damaged further on: report the gap itself
+        if later:
+            raise _Bad("reordered", f"seq {b_seq} stands where seq {expected} belongs")
+        raise _Bad("missing", f"records {expected}..{b_seq - 1} are missing")
 
-        h = digest(body.encode("utf-8"))
-        if h != c_hash:
-            return fail(expected, "modified", "record body does not match its hash")
+    def _signed(self, obj: dict[str, Any], h: str, sig: str) -> Any:
+        """Signed by a trusted key, the one of its epoch; its key id."""
         key_id = obj.get("key_id")
-        pub = trusted.get(key_id) if isinstance(key_id, str) else None
+        pub = self.trusted.get(key_id) if isinstance(key_id, str) else None
         if pub is None:
-            return fail(expected, "unknown key", f"signed by untrusted key id {key_id!r}")
-        if chain is None or chain.identity is not pub:
+            raise _Bad("unknown key", f"signed by untrusted key id {key_id!r}")
+        if self.chain is None or self.chain.identity is not pub:
             try:
-                chain = load_chain(conn, pub) if has_epochs else EpochChain(pub)
+                self.chain = load_chain(self.conn, pub) if self.has_epochs else EpochChain(pub)
             except JournalCorruptError as e:
-                return fail(expected, "bad signature", f"the journal's epoch certificates: {e}")
-        obj["hash"], obj["sig"] = h, c_sig
-        why = chain.problem(obj)
+                raise _Bad("bad signature", f"the journal's epoch certificates: {e}") from None
+        obj["hash"], obj["sig"] = h, sig
+        why = self.chain.problem(obj)
         if why is not None and why.startswith(NOT_CANONICAL):
             # Same signature bytes, other spelling: still a change to the stored record,
             # and one form only is ever written.
-            return fail(expected, "modified", NOT_CANONICAL)
+            raise _Bad("modified", NOT_CANONICAL)
         if why is not None:
-            return fail(expected, "bad signature", f"{why}, device key {key_id}")
-        if obj.get("type") == CERT:
-            why = chain.learn(obj)
-            if why is not None:
-                return fail(expected, "bad signature", why)
-        if obj.get("prev") != prev:
-            return fail(
-                expected,
-                "inserted",
-                f"prev does not link to seq {expected - 1}: this record or its predecessor"
-                " was substituted",
-            )
+            raise _Bad("bad signature", f"{why}, device key {key_id}")
+        if obj.get("type") == CERT and (why := self.chain.learn(obj)) is not None:
+            raise _Bad("bad signature", why)
         del obj["hash"], obj["sig"]
-        if (c_seq, c_type, c_ts, c_prev, c_key) != (
-            b_seq,
-            obj.get("type"),
-            obj.get("ts"),
-            obj.get("prev"),
-            key_id,
-        ):
-            return fail(expected, "modified", "indexed columns disagree with the signed record")
-        if tree_ is not None:
-            problem = _tree_check(tree_, obj, chain)
-            if obj.get("type") == CERT and obj.get("leaf") != tree_.size:
-                # Its checkpoints' sizes are judged by this leaf: it must be its own.
-                problem = f"the epoch certificate names leaf {obj.get('leaf')}, it is {tree_.size}"
-            if problem is not None:
-                return fail(expected, "tree", problem)
-            tree_.add(body.encode())
-        prev = h
-        count += 1
-        expected += 1
+        return key_id
 
-    try:
-        marker = conn.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
-        head_marker = int(marker[0]) if marker else 0
-    except (sqlite3.DatabaseError, ValueError):
-        head_marker = 0
-    if head_marker > expected - 1 and not any(
-        d["found_seq"] < head_marker < d["seq"] for d in jumps
-    ):
-        return fail(
-            expected,
-            "missing",
-            f"the journal's head marker says seq {head_marker}; records {expected}.."
-            f"{head_marker} are missing (truncated)",
-        )
-    return VerifyResult(
-        True,
-        count,
-        expected - 1,
-        prev,
-        discontinuities=jumps,
-        pruned_before=pruned,
-        snapshot_seq=snapshot_at,
-    )
+    def _leaf(self, obj: dict[str, Any], body: str) -> None:
+        assert self.tree is not None and self.chain is not None
+        problem = _tree_check(self.tree, obj, self.chain)
+        if obj.get("type") == CERT and obj.get("leaf") != self.tree.size:
+            # Its checkpoints' sizes are judged by this leaf: it must be its own.
+            problem = f"the epoch certificate names leaf {obj.get('leaf')}, it is {self.tree.size}"
+        if problem is not None:
+            raise _Bad("tree", problem)
+        self.tree.add(body.encode())
+
+    def _head_marker(self) -> None:
+        """A tail cut deeper than the last checkpoint: the head marker names more."""
+        try:
+            marker = self.conn.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+            head_marker = int(marker[0]) if marker else 0
+        except (sqlite3.DatabaseError, ValueError):
+            head_marker = 0
+        last = self.expected - 1
+        if head_marker > last and not any(
+            d["found_seq"] < head_marker < d["seq"] for d in self.jumps
+        ):
+            raise _Bad(
+                "missing",
+                f"the journal's head marker says seq {head_marker}; records"
+                f" {self.expected}..{head_marker} are missing (truncated)",
+            )
