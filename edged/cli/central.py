@@ -221,6 +221,12 @@ def _console_user_change(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add this audience's commands to the ``edged`` parser."""
+    _register_collect(sub)
+    _register_retention(sub)
+    _register_console(sub)
+
+
+def _register_collect(sub: Any) -> None:
     col = sub.add_parser("collect", help="run the reference collector (central side)")
     add_broker_args(col)
     col.add_argument(
@@ -296,6 +302,9 @@ def register(sub: Any) -> None:
         " for ever; the rules ask for a set keeping period: choose it)",
     )
     col.set_defaults(handler=_cmd_collect)
+
+
+def _register_retention(sub: Any) -> None:
     rt = sub.add_parser(
         "retention", help="remove central records past their keeping period, once (cron)"
     )
@@ -310,6 +319,9 @@ def register(sub: Any) -> None:
         help="keep records this many days; older ones are removed and logged per device",
     )
     rt.set_defaults(handler=_cmd_retention)
+
+
+def _register_console(sub: Any) -> None:
     con = sub.add_parser("console", help="the web console on the central store")
     con.add_argument(
         "--store", required=True, metavar="FILE.db|postgresql://…", help="the central store"

@@ -382,6 +382,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add this audience's commands to the ``edged`` parser."""
+    _register_keys(sub)
+    _register_verify(sub)
+    _register_config(sub)
+    _register_run(sub)
+    _register_report(sub)
+    _register_doctor(sub)
+
+
+def _register_keys(sub: Any) -> None:
     keys = sub.add_parser("keys", help="create or show the device keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     ki = ksub.add_parser("init", help="create the device signing key and fingerprint secret")
@@ -406,6 +415,9 @@ def register(sub: Any) -> None:
     ks = ksub.add_parser("show", help="print the public key and key id")
     ks.add_argument("--state-dir", required=True)
     ks.set_defaults(handler=_cmd_keys_show)
+
+
+def _register_verify(sub: Any) -> None:
     v = sub.add_parser("verify", help="check every record of a journal, or a proof")
     v.add_argument("--db", help="journal file (journal.db)")
     v.add_argument("--proof", help="a proof from edged prove: check it (no journal needed)")
@@ -423,6 +435,9 @@ def register(sub: Any) -> None:
     pv.add_argument("--pubkey", help="device public key (PEM); default: beside the journal")
     pv.add_argument("--out", help="file to write (default: standard output)")
     pv.set_defaults(handler=_cmd_prove)
+
+
+def _register_config(sub: Any) -> None:
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     cc = csub.add_parser("check", help="validate a configuration file")
@@ -430,6 +445,9 @@ def register(sub: Any) -> None:
     cc.set_defaults(handler=_cmd_config_check)
     co = csub.add_parser("options", help="print the reference of every declared option")
     co.set_defaults(handler=_cmd_config_options)
+
+
+def _register_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run the daemon")
     r.add_argument("--config", required=True, help="edged.toml")
     r.add_argument("--state-dir", help="override state_dir from the config")
@@ -444,6 +462,9 @@ def register(sub: Any) -> None:
     stp.add_argument("--state-dir", default=os.environ.get("EDGED_STATE_DIR", "/var/lib/edged"))
     stp.add_argument("--json", action="store_true")
     stp.set_defaults(handler=_cmd_status)
+
+
+def _register_report(sub: Any) -> None:
     rp = sub.add_parser("report", help="the entry/exit ledger (入退室管理表) for a period")
     rp.add_argument("--db", help="one door's journal.db")
     rp.add_argument(
@@ -482,6 +503,9 @@ def register(sub: Any) -> None:
     rp.add_argument("--result", help="with --reviewed-by: the findings (default: no findings)")
     rp.add_argument("--out", help="file to write (default: standard output)")
     rp.set_defaults(handler=_cmd_report)
+
+
+def _register_doctor(sub: Any) -> None:
     dr_ = sub.add_parser("doctor", help="check the installation, with a fix for each problem")
     dr_.add_argument("--config", default="/etc/edged/edged.toml")
     dr_.add_argument("--state-dir")
