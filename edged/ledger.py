@@ -327,78 +327,89 @@ def add_records(
         t = _local(ts, tz)
         when = t.isoformat(" ", "seconds")[:19] + mark  # strftime's format, 4x faster
         in_period = start <= t.date() <= end
-        if rtype == "door.granted" and r.get("person"):
-            v = Visit(
-                when,
-                r["person"],
-                r.get("name", ""),
-                r.get("area", ""),
-                r.get("purpose", ""),
-                r.get("carry_in", ""),
-                r.get("escort_name") or r.get("escort") or "",
-                approver=r.get("approver_name") or r.get("approver") or "",
-                company=r.get("company", ""),
-                host=r.get("host_name") or r.get("host") or "",
+        _visit(led, open_visits, r, rtype, when, in_period)
+        if in_period:
+            _section(led, r, rtype, when)
+
+
+def _visit(
+    led: Ledger, open_visits: dict[tuple[str, str], Visit], r: dict[str, Any], rtype: str,
+    when: str, in_period: bool,
+) -> None:  # fmt: skip
+    """Entries and the exits that end them (a visit that began before the period still
+    ends in it), and exits whose person the records cannot name."""
+    if rtype == "door.granted" and r.get("person"):
+        v = Visit(
+            when,
+            r["person"],
+            r.get("name", ""),
+            r.get("area", ""),
+            r.get("purpose", ""),
+            r.get("carry_in", ""),
+            r.get("escort_name") or r.get("escort") or "",
+            approver=r.get("approver_name") or r.get("approver") or "",
+            company=r.get("company", ""),
+            host=r.get("host_name") or r.get("host") or "",
+        )
+        open_visits[(r["person"], v.area)] = v
+        if in_period:
+            led.visits.append(v)
+    elif rtype == "door.exit" and r.get("person") and r.get("was_inside", True):
+        left = open_visits.pop((r["person"], r.get("area", "")), None)
+        if left is not None:
+            left.exit = when
+            left.carry_out = r.get("carry_out", "")
+            left.carry_out_approver = (
+                r.get("carry_out_approver_name") or r.get("carry_out_approver") or ""
             )
-            open_visits[(r["person"], v.area)] = v
-            if in_period:
-                led.visits.append(v)
-        elif rtype == "door.exit" and r.get("person") and r.get("was_inside", True):
-            left = open_visits.pop((r["person"], r.get("area", "")), None)
-            if left is not None:
-                left.exit = when
-                left.carry_out = r.get("carry_out", "")
-                left.carry_out_approver = (
-                    r.get("carry_out_approver_name") or r.get("carry_out_approver") or ""
-                )
-        elif rtype in ("door.exit_request", "door.exit") and in_period:
-            # Out by the exit button, or a card the list does not know (or of someone not
-            # counted inside): an exit whose person the records cannot name.
-            how = "exit_button" if rtype == "door.exit_request" else r.get("reason", "")
-            led.visits.append(
-                Visit("", r.get("person") or "", r.get("name") or "", r.get("area", ""),
-                      exit=when, how=how, may_have_left=", ".join(r.get("may_have_left") or []))
-            )  # fmt: skip
-        elif rtype == "ledger.reviewed":
-            if _overlaps(r, start, end):
-                led.reviews.append({"time": when, **{k: str(r.get(k, "")) for k in REVIEW_FIELDS}})
-        elif rtype == "occupancy.reset":
-            for key in [k for k in open_visits if k[1] == r.get("area")]:
-                open_visits.pop(key).exit = f"{when} (reset)"
-        elif rtype == "occupancy.expired" and r.get("person"):
-            # Counted inside past the area's longest stay: no longer counted; when they
-            # left is not known.
-            left = open_visits.pop((r["person"], r.get("area", "")), None)
-            if left is not None:
-                left.exit = f"{when} (max stay)"
-        if not in_period:
-            continue
-        if rtype in ("lockcheck.confirmed", "alarm.lockcheck_missed"):
-            led.lockchecks.append(
-                {
-                    "time": when,
-                    "area": r.get("area", ""),
-                    "confirmer": r.get("name", ""),
-                    "id": r.get("person", ""),
-                    "result": "confirmed" if rtype == "lockcheck.confirmed" else "missed",
-                    "cabinets": r.get("cabinets", {}),
-                }
-            )
-        elif rtype == "door.denied":
-            led.denied.append(
-                {
-                    "time": when,
-                    "area": r.get("area", ""),
-                    "name": r.get("name", ""),
-                    "id": r.get("person", ""),
-                    "reason": r.get("reason", ""),
-                }
-            )
-        elif rtype.startswith("alarm.") and rtype != "alarm.cleared":
-            fields = {k: v for k, v in r.items() if k not in ENVELOPE_FIELDS}
-            led.alarms.append(
-                {"time": when, "type": rtype.removeprefix("alarm."), "fields": fields}
-            )
+    elif rtype in ("door.exit_request", "door.exit") and in_period:
+        # Out by the exit button, or a card the list does not know (or of someone not
+        # counted inside): an exit whose person the records cannot name.
+        how = "exit_button" if rtype == "door.exit_request" else r.get("reason", "")
+        led.visits.append(
+            Visit("", r.get("person") or "", r.get("name") or "", r.get("area", ""),
+                  exit=when, how=how, may_have_left=", ".join(r.get("may_have_left") or []))
+        )  # fmt: skip
+    elif rtype == "ledger.reviewed":
+        if _overlaps(r, led.start, led.end):
+            led.reviews.append({"time": when, **{k: str(r.get(k, "")) for k in REVIEW_FIELDS}})
+    elif rtype == "occupancy.reset":
+        for key in [k for k in open_visits if k[1] == r.get("area")]:
+            open_visits.pop(key).exit = f"{when} (reset)"
+    elif rtype == "occupancy.expired" and r.get("person"):
+        # Counted inside past the area's longest stay: no longer counted; when they left
+        # is not known.
+        left = open_visits.pop((r["person"], r.get("area", "")), None)
+        if left is not None:
+            left.exit = f"{when} (max stay)"
+
+
+def _section(led: Ledger, r: dict[str, Any], rtype: str, when: str) -> None:
+    """Lock checks, refusals and alarms of the period."""
+    if rtype in ("lockcheck.confirmed", "alarm.lockcheck_missed"):
+        led.lockchecks.append(
+            {
+                "time": when,
+                "area": r.get("area", ""),
+                "confirmer": r.get("name", ""),
+                "id": r.get("person", ""),
+                "result": "confirmed" if rtype == "lockcheck.confirmed" else "missed",
+                "cabinets": r.get("cabinets", {}),
+            }
+        )
+    elif rtype == "door.denied":
+        led.denied.append(
+            {
+                "time": when,
+                "area": r.get("area", ""),
+                "name": r.get("name", ""),
+                "id": r.get("person", ""),
+                "reason": r.get("reason", ""),
+            }
+        )
+    elif rtype.startswith("alarm.") and rtype != "alarm.cleared":
+        fields = {k: v for k, v in r.items() if k not in ENVELOPE_FIELDS}
+        led.alarms.append({"time": when, "type": rtype.removeprefix("alarm."), "fields": fields})
 
 
 def finish(led: Ledger) -> Ledger:
@@ -472,6 +483,120 @@ def to_csv(led: Ledger, *, lang: str = "ja") -> str:
     return out.getvalue()
 
 
+# The printed page: A4 landscape, Japanese fonts first; a visit's row never splits.
+_CSS = """
+@page { size: A4 landscape; margin: 10mm 10mm; }
+body { font-family: "Noto Sans CJK JP", "IPAexGothic", sans-serif; font-size: 8.5pt; }
+h1 { font-size: 15pt; margin: 0 0 2mm; } h2 { font-size: 10.5pt; margin: 4mm 0 1.5mm; }
+table { border-collapse: collapse; width: 100%; page-break-inside: auto; }
+tr { page-break-inside: avoid; } thead { display: table-header-group; }
+th, td { border: 0.4pt solid #444; padding: 0.6mm 1mm; text-align: left; vertical-align: top; }
+th { background: #eee; } .meta td { border: none; padding: 0 3mm 0 0; }
+table.visits { table-layout: fixed; }
+table.visits th:nth-child(1), table.visits th:nth-child(2) { width: 11%; }
+table.visits th:nth-child(3) { width: 15%; } table.visits th:nth-child(4) { width: 6%; }
+table.visits th:nth-child(5) { width: 12%; } table.visits th:nth-child(8) { width: 12%; }
+.ok { font-weight: bold; } .bad { font-weight: bold; color: #b00; }
+.hash { font-family: monospace; font-size: 7pt; word-break: break-all; }
+.sign { margin-top: 6mm; float: right; border: 0.4pt solid #444; width: 30mm; height: 20mm; }
+.none { color: #555; } .open { color: #333; font-size: 8pt; }
+"""
+
+
+class _Page:
+    """The ledger's rows as a page shows them: codes in words, areas by title."""
+
+    def __init__(self, led: Ledger, lang: str, titles: dict[str, str]) -> None:
+        self.led, self.lang, self.titles, self.L = led, lang, titles, LABELS[lang]
+
+    def code(self, c: str) -> str:
+        return CODES_JA.get(c, c) if self.lang == "ja" else c.replace("_", " ")
+
+    def area(self, a: str) -> str:
+        return self.titles.get(a) or a
+
+    def table(self, headers: list[str], rows: list[list[str]], cls: str = "") -> str:
+        e = html.escape
+        if not rows:
+            return f'<p class="none">{e(self.L["none"])}</p>'
+        head = "".join(f"<th>{e(h)}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _carried(self, v: Visit) -> str:
+        if not v.carry_out or v.carry_out == "none":
+            return self.code(v.carry_out) if v.carry_out else ""
+        by = f" ({self.L['approved_by']} {v.carry_out_approver})" if v.carry_out_approver else ""
+        return self.code(v.carry_out) + by
+
+    def _person(self, v: Visit) -> str:
+        L = self.L
+        visitor = " / ".join(x for x in (v.company, v.host and f"{L['host']}: {v.host}") if x)
+        if v.name or v.person:
+            return v.name + (f" ({visitor})" if visitor else "")
+        how = self.code(v.how) if v.how != "exit_button" else L["exit_button"]
+        who = f" ({L['may_have_left']}: {v.may_have_left})" if v.may_have_left else ""
+        return f"{L['unknown_person']} {how}{who}"
+
+    def visits(self) -> list[list[str]]:
+        c = self.code
+        return [
+            [v.entry or "-", v.exit or self.L["still_inside"], self._person(v), v.person,
+             self.area(v.area), c(v.purpose), c(v.carry_in), self._carried(v), v.escort,
+             v.approver]
+            for v in self.led.visits
+        ]  # fmt: skip
+
+    def checks(self) -> list[list[str]]:
+        cabinets = lambda c: ", ".join(f"{k}: {self.code(s)}" for k, s in c["cabinets"].items())  # noqa: E731
+        return [
+            [c["time"], self.area(c["area"]), c["confirmer"], self.L[c["result"]], cabinets(c)]
+            for c in self.led.lockchecks
+        ]
+
+    def denied(self) -> list[list[str]]:
+        return [
+            [d["time"], self.area(d["area"]), d["name"] or "-", d["id"] or "-",
+             self.code(d["reason"])]
+            for d in self.led.denied
+        ]  # fmt: skip
+
+    def alarms(self) -> list[list[str]]:
+        from edged.words import alarm_title
+
+        def titled(a: dict[str, Any]) -> dict[str, Any]:
+            f = a["fields"]
+            return {**a, "fields": {**f, "area": self.area(f["area"])}} if "area" in f else a
+
+        return [
+            [a["time"], alarm_title(a["type"], self.lang), _alarm_text(titled(a), self.lang)]
+            for a in self.led.alarms
+        ]
+
+    def reviews(self) -> list[list[str]]:
+        return [
+            [r["time"], r["reviewer"], f"{r['from']} – {r['to']}", r["method"], r["result"]]
+            for r in self.led.reviews
+        ]
+
+    def open_line(self) -> str:
+        left = self.led.open_visits
+        if not left:
+            return ""
+        names = ", ".join(f"{v.name or v.person} {v.entry}" for v in left[:20])
+        more = " …" if len(left) > 20 else ""
+        return f'<p class="open">{html.escape(self.L["open_visits"])}: {len(left)} (' + (
+            html.escape(names) + more + ")</p>")  # fmt: skip
+
+    def verdict(self) -> tuple[str, str]:
+        v, e = self.led.verify, html.escape
+        if v and v.ok:
+            return f'<span class="ok">{e(self.L["ok"])}</span>', e(v.summary())
+        return f'<span class="bad">{e(self.L["bad"])}</span>', e(v.summary()) if v else ""
+
+
 def to_html(
     led: Ledger,
     *,
@@ -482,131 +607,26 @@ def to_html(
 ) -> str:
     """A printable A4 page (one or more), Japanese labels by default. ``titles``: the
     areas' titles from the configuration (else their names)."""
-    L = LABELS[lang]
-    titles = titles or {}
+    pg = _Page(led, lang, titles or {})
+    L, e, table = pg.L, html.escape, pg.table
     device = device or led.source
-
-    def code(c: str) -> str:
-        return CODES_JA.get(c, c) if lang == "ja" else c.replace("_", " ")
-
-    def e(s: object) -> str:
-        return html.escape(str(s))
-
-    def table(headers: list[str], rows: list[list[str]], cls: str = "") -> str:
-        if not rows:
-            return f'<p class="none">{e(L["none"])}</p>'
-        head = "".join(f"<th>{e(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-        return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def area(a: str) -> str:
-        return titles.get(a) or a
-
-    def carried(v: Visit) -> str:
-        if not v.carry_out or v.carry_out == "none":
-            return code(v.carry_out) if v.carry_out else ""
-        by = f" ({L['approved_by']} {v.carry_out_approver})" if v.carry_out_approver else ""
-        return code(v.carry_out) + by
-
-    def visitor(v: Visit) -> str:
-        return " / ".join(x for x in (v.company, v.host and f"{L['host']}: {v.host}") if x)
-
-    def person(v: Visit) -> str:
-        if v.name or v.person:
-            return v.name
-        how = code(v.how) if v.how != "exit_button" else L["exit_button"]
-        who = f" ({L['may_have_left']}: {v.may_have_left})" if v.may_have_left else ""
-        return f"{L['unknown_person']} {how}{who}"
-
-    visits = [
-        [
-            v.entry or "-",
-            v.exit or L["still_inside"],
-            person(v) + (f" ({visitor(v)})" if visitor(v) else ""),
-            v.person,
-            area(v.area),
-            code(v.purpose),
-            code(v.carry_in),
-            carried(v),
-            v.escort,
-            v.approver,
-        ]
-        for v in led.visits
-    ]
-    checks = [
-        [
-            c["time"],
-            area(c["area"]),
-            c["confirmer"],
-            L[c["result"]],
-            ", ".join(f"{k}: {code(s)}" for k, s in c["cabinets"].items()),
-        ]
-        for c in led.lockchecks
-    ]
-    denied = [
-        [d["time"], area(d["area"]), d["name"] or "-", d["id"] or "-", code(d["reason"])]
-        for d in led.denied
-    ]
-    from edged.words import alarm_title
-
-    def titled(a: dict[str, Any]) -> dict[str, Any]:
-        f = a["fields"]
-        return {**a, "fields": {**f, "area": area(f["area"])}} if "area" in f else a
-
-    alarms = [
-        [a["time"], alarm_title(a["type"], lang), _alarm_text(titled(a), lang)] for a in led.alarms
-    ]
-    reviews = [
-        [r["time"], r["reviewer"], f"{r['from']} – {r['to']}", r["method"], r["result"]]
-        for r in led.reviews
-    ]
+    visits, checks, denied, alarms = pg.visits(), pg.checks(), pg.denied(), pg.alarms()
     times = [r[0] for r in (*visits, *checks, *denied, *alarms)] + [r[1] for r in visits]
     marked = any(t.endswith((RECONSTRUCTED, UNSYNCED)) for t in times)
     legend = f'<p class="none">{e(L["legend"])}</p>' if marked else ""
-    left_open = led.open_visits
-    open_line = (
-        f'<p class="open">{e(L["open_visits"])}: {len(left_open)} ('
-        + e(", ".join(f"{v.name or v.person} {v.entry}" for v in left_open[:20]))
-        + (" …" if len(left_open) > 20 else "")
-        + ")</p>"
-        if left_open
-        else ""
-    )
-    v = led.verify
-    verdict = (
-        f'<span class="ok">{e(L["ok"])}</span>'
-        if v and v.ok
-        else f'<span class="bad">{e(L["bad"])}</span>'
-    )
-    vline = e(v.summary()) if v else ""
+    verdict, vline = pg.verdict()
     visit_heads = [L["entry"], L["exit"], L["person"], L["id"], L["area"], L["purpose"],
                    L["carry_in"], L["carry_out"], L["escort"], L["approver"]]  # fmt: skip
     return f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{e(L["title"])}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<style>
-@page {{ size: A4 landscape; margin: 10mm 10mm; }}
-body {{ font-family: "Noto Sans CJK JP", "IPAexGothic", sans-serif; font-size: 8.5pt; }}
-h1 {{ font-size: 15pt; margin: 0 0 2mm; }} h2 {{ font-size: 10.5pt; margin: 4mm 0 1.5mm; }}
-table {{ border-collapse: collapse; width: 100%; page-break-inside: auto; }}
-tr {{ page-break-inside: avoid; }} thead {{ display: table-header-group; }}
-th, td {{ border: 0.4pt solid #444; padding: 0.6mm 1mm; text-align: left; vertical-align: top; }}
-th {{ background: #eee; }} .meta td {{ border: none; padding: 0 3mm 0 0; }}
-table.visits {{ table-layout: fixed; }}
-table.visits th:nth-child(1), table.visits th:nth-child(2) {{ width: 11%; }}
-table.visits th:nth-child(3) {{ width: 15%; }} table.visits th:nth-child(4) {{ width: 6%; }}
-table.visits th:nth-child(5) {{ width: 12%; }} table.visits th:nth-child(8) {{ width: 12%; }}
-.ok {{ font-weight: bold; }} .bad {{ font-weight: bold; color: #b00; }}
-.hash {{ font-family: monospace; font-size: 7pt; word-break: break-all; }}
-.sign {{ margin-top: 6mm; float: right; border: 0.4pt solid #444; width: 30mm; height: 20mm; }}
-.none {{ color: #555; }} .open {{ color: #333; font-size: 8pt; }}
-</style></head><body>
+<style>{_CSS}</style></head><body>
 <h1>{e(L["title"])}</h1>
 <table class="meta"><tr><td>{e(L["period"])}: {led.start} – {led.end} ({e(led.tz)})</td>
 <td>{e(L["device"])}: {e(device)}</td><td>{e(L["generated"])}: {e(generated)}</td></tr></table>
 <h2>{e(L["visits"])}</h2>
 {table(visit_heads, visits, "visits")}
-{open_line}
+{pg.open_line()}
 <h2>{e(L["lockchecks"])}</h2>
 {table([L["time"], L["area"], L["confirmer"], L["result"], L["cabinets"]], checks)}
 <h2>{e(L["denied"])}</h2>
@@ -617,7 +637,8 @@ table.visits th:nth-child(5) {{ width: 12%; }} table.visits th:nth-child(8) {{ w
 <h2>{e(L["verify"])}</h2>
 <p>{verdict}</p><p class="hash">{vline}</p>
 <h2>{e(L["reviews"])}</h2>
-{table([L["reviewed_at"], L["reviewer"], L["period"], L["method"], L["findings"]], reviews)}
+{table([L["reviewed_at"], L["reviewer"], L["period"], L["method"], L["findings"]],
+       pg.reviews())}
 <div class="sign">{e(L["signature"])}</div>
 </body></html>
 """
