@@ -96,3 +96,58 @@ def test_a_closing_time_that_does_not_parse_is_one_line():
     assert "areas.handling.closing_time: expected HH:MM, got '7pm'" in error(bad)
     ok = parse(lambda d: d["areas"]["handling"].update(closing_time="19:00"))
     assert ok.areas["handling"].closing_time == "19:00"
+
+
+# Each declared table and where the example shows it (a NAME table: its first instance).
+EXAMPLE_TABLES = {"gpio": "gpio", "clock": "clock", "policy": "policy", "journal": "journal",
+                  "areas.NAME": "areas.handling", "doors.NAME": "doors.main",
+                  "cabinets.NAME": "cabinets.cab-a", "keypads.DOOR": "keypads.main",
+                  "displays.DOOR": "displays.main", "indicators": "indicators",
+                  "sync": "sync"}  # fmt: skip
+
+
+def example_tables() -> dict[str, dict[str, tuple[bool, str]]]:
+    """table -> key -> (shown as its default: commented out in a table that is in force,
+    the line's ``key = value`` text), from the example as written. A commented-out table
+    counts, with its keys, as an example of values (not of defaults)."""
+    import re
+
+    out: dict[str, dict[str, tuple[bool, str]]] = {}
+    table, table_off = "", False
+    for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if m := re.match(r"^(#\s*)?\[([\w.\-]+)\]", line):
+            table, table_off = m.group(2), bool(m.group(1))
+            continue
+        if m := re.match(r"^(#\s*)?([a-z_]+)\s*=\s*(.*?)\s*(#.*)?$", line):
+            default = bool(m.group(1)) and not table_off
+            out.setdefault(table, {}).setdefault(m.group(2), (default,
+                                                             f"{m.group(2)} = {m.group(3)}"))
+    return out
+
+
+def test_the_example_shows_every_declared_option_and_its_commented_defaults_are_true():
+    """Issue 36: the annotated example and the declarations cannot drift: each declared
+    option of each table is in the example (set, or commented out), and a commented-out
+    line shows the declared default (an administrator uncommenting it changes nothing)."""
+    import tomllib
+
+    from edged.device.config import SECTIONS
+
+    shown = example_tables()
+    missing, wrong = [], []
+    for section, cls, _more in SECTIONS:
+        keys = shown.get(EXAMPLE_TABLES[section], {})
+        for d in declared(cls):
+            if d.name not in keys:
+                missing.append(f"[{EXAMPLE_TABLES[section]}] {d.name}")
+                continue
+            commented, text = keys[d.name]
+            if commented and d.default is not None and not d.required:
+                try:
+                    value = tomllib.loads(text)[d.name]
+                except tomllib.TOMLDecodeError:
+                    continue  # an example in words, not a value
+                if value != d.default and not (isinstance(d.default, Path)
+                                               and Path(value) == d.default):  # fmt: skip
+                    wrong.append(f"[{EXAMPLE_TABLES[section]}] {text} (default {d.default!r})")
+    assert missing == [] and wrong == [], (missing, wrong)
