@@ -831,12 +831,12 @@ def _metrics(m: _Section, path: Path) -> str | None:
 
 
 def _parse_sync(s: _Section, path: Path) -> SyncConfig:
-    broker = s.get("broker", str)
-    host, _, port_s = broker.rpartition(":")
-    if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
-        raise s.error("broker", f"expected HOST:PORT, got {broker!r}")
-
-    cfg = s.fill(SyncConfig, base=path.parent, host=host, port=int(port_s))
+    address = s.get("broker", str)
+    try:
+        where = Broker.parse(address)  # the one HOST:PORT parser, the collector's too
+    except ConfigError:
+        raise s.error("broker", f"expected HOST:PORT, got {address!r}") from None
+    cfg = s.fill(SyncConfig, base=path.parent, host=where.host, port=where.port)
     tls = cfg.tls
     if tls and cfg.ca_file is None:
         raise s.error("ca_file", "tls = true needs the CA certificate of the broker")

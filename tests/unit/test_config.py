@@ -151,3 +151,20 @@ def test_the_example_shows_every_declared_option_and_its_commented_defaults_are_
                                                and Path(value) == d.default):  # fmt: skip
                     wrong.append(f"[{EXAMPLE_TABLES[section]}] {text} (default {d.default!r})")
     assert missing == [] and wrong == [], (missing, wrong)
+
+
+def test_the_broker_address_is_read_by_the_one_parser_the_collector_uses(tmp_path):
+    """R13: [sync] broker is HOST:PORT as everywhere else (an IPv6 host in brackets); a
+    malformed one is one line naming the key."""
+    pub = tmp_path / "collector.pub"
+    pub.write_text("x")
+
+    def sync(address):
+        return lambda d: d.update(sync={"broker": address, "collector_pubkey": str(pub)})
+
+    cfg = parse(sync("[fd00::1]:8883"), state_dir=tmp_path / "st")
+    assert (cfg.sync.broker.host, cfg.sync.broker.port) == ("fd00::1", 8883)
+    for bad in ("mqtt.example", "mqtt:0", ":1883", "mqtt:port"):
+        with pytest.raises(ConfigError) as e:
+            parse(sync(bad), state_dir=tmp_path / "st")
+        assert f"sync.broker: expected HOST:PORT, got {bad!r}" in str(e.value)
