@@ -124,7 +124,7 @@ def _load_site(job: tuple[str, str, int, int, int, int, int]) -> int:
     now = int(time.time() * 1000)
     for k, (s, d, _seq, _h) in enumerate(heads):
         late = k == 0  # one device per site not heard for ten minutes: in trouble
-        store.note_status((s, d), now - (600_000 if late else 1000),
+        store.reports.note_status((s, d), now - (600_000 if late else 1000),
                           {"ts": format_ts(now), "head_seq": per_device, "acked_seq": per_device,
                            "backlog": 0, "clock_synced": True, "journal_ok": True})  # fmt: skip
     store.commit()
@@ -139,10 +139,10 @@ def load(url: str, sites: int, devices: int, per_device: int, days: int) -> int:
     for m in range(0, days + 95, 80):  # monthly partitions over the whole span
         store.prepare_months(start + m * DAY_MS)
     for k in range(30):  # alarms: most acknowledged, a few to act on
-        store.add_alarm(format_ts(now - k * 60_000), ("site-00", "door-001"), "door_held_open",
+        store.alarms.add(format_ts(now - k * 60_000), ("site-00", "door-001"), "door_held_open",
                         "door=main seconds=30")  # fmt: skip
-    for a in store.alarm_list()[5:]:
-        store.ack_alarm(a["id"], "bench", format_ts(now), "seen")
+    for a in store.alarms.after()[5:]:
+        store.alarms.ack(a["id"], "bench", format_ts(now), "seen")
     store.commit()
     store.close()
     per_site = devices // sites

@@ -235,7 +235,6 @@ class PcscCardReader(CardReader):
         if isinstance(bound, str):
             return bound
         self._set_online(set(bound), "not connected")
-        self.ready.set()
         by_pcsc = {v: k for k, v in bound.items()}
         states = [(name, scard.SCARD_STATE_UNAWARE) for name in by_pcsc]
         states.append((PNP, scard.SCARD_STATE_UNAWARE))
@@ -251,6 +250,7 @@ class PcscCardReader(CardReader):
                 return None  # a reader vanished between listing and waiting: rebind
             if rv == scard.SCARD_E_TIMEOUT:
                 first = False
+                self.ready.set()
                 continue
             if rv != scard.SCARD_S_SUCCESS:
                 # pcscd going away mid-wait surfaces as assorted codes (seen: "Access
@@ -281,6 +281,9 @@ class PcscCardReader(CardReader):
                     self._emit(CardRemoved(reader=logical, mono_ns=self._clock.mono_ns()))
             states = [(n, s & ~scard.SCARD_STATE_CHANGED) for n, s, _ in new]
             first = False
+            # Ready once each reader's card is known: a card lying there at start, and
+            # taken away right after, is then seen leaving (not missed as never there).
+            self.ready.set()
             if rebind:
                 return None
         return "stopped"

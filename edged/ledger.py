@@ -374,8 +374,11 @@ def _visit(
         if _overlaps(r, led.start, led.end):
             led.reviews.append({"time": when, **{k: str(r.get(k, "")) for k in REVIEW_FIELDS}})
     elif rtype == "occupancy.reset":
+        # An administrator's reset empties the area; the daily one, who it names.
+        named = r.get("removed") if r.get("by") == "schedule" else None
         for key in [k for k in open_visits if k[1] == r.get("area")]:
-            open_visits.pop(key).exit = f"{when} (reset)"
+            if named is None or key[0] in named:
+                open_visits.pop(key).exit = f"{when} (reset)"
     elif rtype == "occupancy.expired" and r.get("person"):
         # Counted inside past the area's longest stay: no longer counted; when they left
         # is not known.

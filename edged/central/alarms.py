@@ -58,7 +58,7 @@ def alarm_detail(rec: dict[str, Any]) -> str:
 
 
 class Alarms:
-    """Alarms into the store (``add_alarm``, ``raise_condition``, ``clear_condition``)
+    """Alarms into the store (its ``alarms``: ``add``, ``raise_condition``, ``clear_condition``)
     and out to the broker. Called under the collector's lock: the store is one
     connection, and what is stored here commits with the caller's transaction."""
 
@@ -112,7 +112,7 @@ class Alarms:
         """A device's alarm record being stored: its alarm row, and the announcement to
         send once the record is committed."""
         rtype, detail = str(rec.get("type")), alarm_detail(rec)
-        self.store.add_alarm(
+        self.store.alarms.add(
             str(rec.get("ts")), dev, rtype.removeprefix("alarm."), detail,
             source="device", seq=rec["seq"],
         )  # fmt: skip
@@ -126,19 +126,19 @@ class Alarms:
         """A watched condition now ``active`` or not: announced when it starts and when it
         clears, once each (the store keeps whether it is raised)."""
         ts = format_ts(int(time.time() * 1000))
-        if active and self.store.raise_condition(ts, dev, atype, detail):
+        if active and self.store.alarms.raise_condition(ts, dev, atype, detail):
             log.warning("central_alarm", site=dev[0], device=dev[1], type=atype, detail=detail)
             if self._notify is not None:
                 self._notify(ts, dev, atype, fields_of_detail(detail))
             self._announce(*dev, atype, detail, ts, "central")
-        elif not active and self.store.clear_condition(ts, dev, atype):
+        elif not active and self.store.alarms.clear_condition(ts, dev, atype):
             log.info("central_alarm_cleared", site=dev[0], device=dev[1], type=atype)
             self._announce(*dev, atype, "cleared", ts, "central", cleared=True)
 
     def _write(self, site: str, device: str, atype: str, detail: str) -> None:
         log.warning("collector_alarm", site=site, device=device, type=atype, detail=detail)
         ts = format_ts(int(time.time() * 1000))
-        self.store.add_alarm(ts, (site, device), atype, detail)
+        self.store.alarms.add(ts, (site, device), atype, detail)
         if self._notify is not None:
             self._notify(ts, (site, device), atype, fields_of_detail(detail))
         self._publish(

@@ -107,7 +107,7 @@ class Collector:
         self._receipt_seconds = receipt_seconds
         self.trust = TrustStore(self.trust_dir)
         # Which key signed a record: the device's epochs, from its pinned identity on.
-        self.epochs = DeviceEpochs(self.trust, self.store.epoch_certs)
+        self.epochs = DeviceEpochs(self.trust, self.store.trees.epoch_certs)
         self._next_watch = 0.0
         self._leading = False
         self._next_daily = 0.0
@@ -315,7 +315,7 @@ class Collector:
         dev = (site, device)
         with self._lock:
             if r.heartbeat:
-                self.store.note_status(dev, int(time.time() * 1000), r.doc)
+                self.store.reports.note_status(dev, int(time.time() * 1000), r.doc)
             if not r.known:
                 return
             last = self.store.head(dev)[0]
@@ -345,8 +345,9 @@ class Collector:
         except ValueError:
             return
         if type(version) is int and 0 < version < 2**62:
+            now_ms = int(time.time() * 1000)
             with self._lock:
-                self.store.note_acl_published((site, device), version, int(time.time() * 1000))
+                self.store.reports.note_acl_published((site, device), version, now_ms)
 
     def _journal_unavailable(self, site: str, device: str, payload: bytes) -> None:
         """A device says, signed, that its journal cannot record: a central alarm, since

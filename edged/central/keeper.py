@@ -320,7 +320,7 @@ class ChainKeeper:
             if why is not None:
                 self._alarms.found(*dev, "epoch_conflict", f"seq {rec['seq']}: {why}")
         if rtype == "acl.applied" and type(rec.get("version")) is int:
-            self.store.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
+            self.store.reports.note_acl_applied(dev, rec["version"], str(rec.get("ts")))
         if is_alarm(rtype):
             # A device's alarm: stored with the record, announced once committed.
             self._announce.append(self._alarms.of_record(dev, rec))
@@ -329,7 +329,7 @@ class ChainKeeper:
             where = {
                 k: rec[k] for k in ("door", "area", "cabinet") if isinstance(rec.get(k), str)
             }
-            self.store.clear_device_alarm(dev, CLEARS[rec["was"]], where, str(rec.get("ts")))
+            self.store.alarms.clear_device(dev, CLEARS[rec["was"]], where, str(rec.get("ts")))
         self._uncommitted += 1
         self.stored += 1
         self.replies.stored(dev)
@@ -367,7 +367,7 @@ class ChainKeeper:
             self.store.save_heads([(*key, *self._heads[key]) for key in self._dirty])
             self._dirty.clear()
         self.store.commit()
-        self._witness.witness(self.store, self.store.take_tree_events())
+        self._witness.witness(self.store, self.store.trees.take_events())
         # Heads are the store's between transactions: another collector may move them.
         self._heads.clear()
         self._known = {}

@@ -146,7 +146,7 @@ def central_ledger(
     by_device: dict[str, list[tuple[int, str, str]]] = {}
     for device, seq, h, body in rows:
         by_device.setdefault(device, []).append((seq, h, body))
-    epochs = DeviceEpochs(trust, store.epoch_certs) if trust is not None else None
+    epochs = DeviceEpochs(trust, store.trees.epoch_certs) if trust is not None else None
     for device, own in sorted(by_device.items()):
         records = _check_device(site, device, own, epochs, verdict)
         verdict.records += len(own)

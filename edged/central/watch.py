@@ -45,10 +45,10 @@ class DeviceWatch:
     def check(self, now_ms: int, now: float) -> None:
         """``now_ms``: wall-clock milliseconds (what devices' reports are stamped with);
         ``now``: monotonic seconds (how long a condition has lasted)."""
-        for st in self.store.statuses():
+        for st in self.store.reports.statuses():
             if self._mine(st["site"]):
                 self._device(st, now_ms, now)
-        for a in self.store.acl_states():
+        for a in self.store.reports.acl_states():
             if self._mine(a["site"]):
                 self._acl(a, now_ms)
 

@@ -46,7 +46,7 @@ class Witness:
             return
         done = [d for d in (self._one(*e) for e in events) if d is not None]
         if done:
-            store.add_cosigned_many(done, format_ts(int(time.time() * 1000)))
+            store.trees.add_cosigned_many(done, format_ts(int(time.time() * 1000)))
         store.commit()  # the cosignatures, and any bad_checkpoint alarm
         newest = {dev: note for dev, _size, note in sorted(done, key=lambda d: d[1])}
         for (site, device), note in newest.items():

@@ -40,6 +40,7 @@ class Closing:
     judged: dict[str, dt.date] = field(default_factory=dict)
     open_alarm: dict[str, dt.date] = field(default_factory=dict)
     used: dict[str, dt.date] = field(default_factory=dict)  # the last day someone went in
+    reset_on: dict[str, dt.date] = field(default_factory=dict)  # the last scheduled reset
 
     def entered(self, area: str, day: dt.date) -> None:
         self.used[area] = day
@@ -58,6 +59,16 @@ class Closing:
         for area, at in sorted(closing.items()):
             if local.time() >= at and self.judged.get(area) != today:
                 self.judged[area] = today
+                out.append(Due(area, today))
+        return out
+
+    def resets(self, local: dt.datetime, reset: dict[str, dt.time]) -> list[Due]:
+        """The areas whose daily reset time has come and was not yet done today (every
+        day: a reset is about counting, not about working days)."""
+        today, out = local.date(), []
+        for area, at in sorted(reset.items()):
+            if local.time() >= at and self.reset_on.get(area) != today:
+                self.reset_on[area] = today
                 out.append(Due(area, today))
         return out
 

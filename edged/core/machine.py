@@ -29,6 +29,7 @@ from typing import Any
 from edged.core.access import genuine
 from edged.core.actions import Action, Record, SetCabinetLock, SetLock, StorePin
 from edged.core.cabinets import Cabinets
+from edged.core.closing import parse_closing
 from edged.core.context import Context
 from edged.core.doors import Door
 from edged.core.entry import Entry
@@ -52,7 +53,7 @@ from edged.core.lockcheck import LockCheck
 from edged.core.lockout import PinLockout
 from edged.core.open_cabinets import OpenCabinets
 from edged.core.policy import AccessList, SitePolicy
-from edged.core.presence import overstays, reset
+from edged.core.presence import overstays, reset, scheduled_resets
 from edged.core.prompts import LEAVING_STEPS, Answered, Asking, Prompts, Refused, ResetAsked
 from edged.core.state import CoreState, LocalPin, Now, Prompt, alarm_active, outputs, snapshot
 
@@ -87,6 +88,9 @@ class Core:
         self.cabinets = Cabinets(ctx, s)
         self._max_stay = {
             a.name: a.max_stay_hours for a in config.areas.values() if a.max_stay_hours > 0
+        }
+        self._reset_at = {
+            a.name: parse_closing(a.reset_time) for a in config.areas.values() if a.reset_time
         }
 
     # -- what the daemon does to the core ------------------------------------------
@@ -273,6 +277,8 @@ class Core:
         overdue, alarmed = self.cabinets.overdue(now)
         out += overdue + (outputs(s) if alarmed else [])
         out += overstays(s, self._max_stay, now)
+        if self._reset_at and now.synced:
+            out += scheduled_resets(s, self._reset_at, self.ctx.local(now))
         out += self.lockcheck.closing_time(now)
         return out
 

@@ -77,6 +77,12 @@ class AreaConfig:
         " cabinet open, or no confirmed lock check after the area was used that day is"
         " alarm.area_not_closed, until a confirmed lock check clears it; off when absent",
     )
+    reset_time: str | None = opt(
+        None,
+        "HH:MM local, every day: whoever is still counted inside is no longer counted,"
+        " recorded as occupancy.reset by the schedule (a signed record, as an"
+        " administrator's reset); off when absent",
+    )
     tap_out: str = opt(
         "optional",
         "required: leaving by the exit button without tapping out at the offer is"

@@ -6,6 +6,8 @@ the count, since when, and the area's doubt always change together.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from edged.core.actions import Action, Record
 from edged.core.context import Context
 from edged.core.policy import Person
@@ -52,6 +54,28 @@ def reset(s: CoreState, area: str, by: Person) -> list[Action]:
     s.stays.forget(area)
     f = {"area": area, "by": by.id, "by_name": by.name, "removed": removed}
     return [Record("occupancy.reset", f)]
+
+
+def scheduled_resets(
+    s: CoreState, reset_at: dict[str, dt.time], local: dt.datetime
+) -> list[Action]:
+    """Each area's daily reset time (R1, R2: the count may not stay wrong for days):
+    whoever went in before today's reset moment is counted out, in one signed record.
+    Who went in after it stays counted, so a restart later in the day changes nothing."""
+    out: list[Action] = []
+    for due in s.closing.resets(local, reset_at):
+        at = reset_at[due.area]
+        moment = int(dt.datetime.combine(due.day, at, tzinfo=local.tzinfo).timestamp() * 1000)
+        since = s.stays.since.get(due.area, {})
+        removed = sorted(p for p in s.occupancy.get(due.area, {}) if since.get(p, 0) < moment)
+        for pid in removed:
+            count_out(s, due.area, pid)
+            s.escorts.forget(due.area, pid)
+        if removed:
+            f = {"area": due.area, "by": "schedule", "at": at.strftime("%H:%M"),
+                 "removed": removed}  # fmt: skip
+            out.append(Record("occupancy.reset", f))
+    return out
 
 
 def overstays(s: CoreState, max_stay: dict[str, float], now: Now) -> list[Action]:

@@ -140,13 +140,12 @@ class _Replayed:
             if isinstance(card, str):
                 failures.pop(card, None)
         elif t in ("door.exit", "occupancy.expired") and person:
-            occ.setdefault(area, {}).pop(person, None)
-            self.since.get(area, {}).pop(person, None)
-            self.uncertain.get(area, set()).discard(person)
-            if not occ[area]:
-                self.uncertain.pop(area, None)
-            escorts.get(area, {}).pop(person, None)
-            unescorted.get(area, set()).discard(person)
+            self._out(area, person)
+        elif t == "occupancy.reset" and r.get("by") == "schedule":
+            # The daily reset counts out only who went in before it (a restart after it
+            # must not count out who came in since).
+            for p in r.get("removed") or []:
+                self._out(area, p)
         elif t == "lockcheck.confirmed":
             self.checked_ts[area] = str(r.get("ts", ""))
             self.not_closed.pop(area, None)
@@ -177,6 +176,16 @@ class _Replayed:
         elif t == "visitor.escort_changed":
             for v in r.get("visitors") or []:
                 escorts.setdefault(area, {})[v] = r.get("to", "")
+
+    def _out(self, area: str, person: Any) -> None:
+        occ = self.occ.setdefault(area, {})
+        occ.pop(person, None)
+        self.since.get(area, {}).pop(person, None)
+        self.uncertain.get(area, set()).discard(person)
+        if not occ:
+            self.uncertain.pop(area, None)
+        self.escorts.get(area, {}).pop(person, None)
+        self.unescorted.get(area, set()).discard(person)
 
     def export(self, now: Now, boot_id: str) -> dict[str, Any]:
         """The state as a snapshot record's fields (sorted, so equal states sign alike).

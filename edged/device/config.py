@@ -681,12 +681,13 @@ def _areas(top: _Section, cards: CardsConfig) -> dict[str, AreaConfig]:
             lockcheck_pin=a.get("lockcheck_pin", bool, False),
             cards=_card_kinds(a, cards),
         )
-        closing = areas[name].closing_time
-        if closing is not None:
-            try:
-                parse_closing(closing)
-            except ValueError as e:
-                raise a.error("closing_time", str(e)) from None
+        for key in ("closing_time", "reset_time"):
+            at = getattr(areas[name], key)
+            if at is not None:
+                try:
+                    parse_closing(at)
+                except ValueError as e:
+                    raise a.error(key, str(e)) from None
         a.done()
     return areas
 

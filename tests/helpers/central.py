@@ -76,14 +76,14 @@ class Held:
         return self.c.read(lambda s: s.discontinuities((site, device)))
 
     def alarms(self) -> list[tuple[str, str]]:
-        return self.c.read(lambda s: s.alarms())
+        return self.c.read(lambda s: s.alarms.all())
 
     def alarm_origins(self) -> set[tuple[str, str]]:
-        return self.c.read(lambda s: s.alarm_origins())
+        return self.c.read(lambda s: s.alarms.origins())
 
     def store_cosigned(self, site: str, device: str) -> list[tuple[int, str]]:
         """The device's checkpoints this collector cosigned: (tree size, note)."""
-        return self.c.read(lambda s: s.cosigned((site, device)))
+        return self.c.read(lambda s: s.trees.cosigned((site, device)))
 
 
 def held(collector) -> Held:

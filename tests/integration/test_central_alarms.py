@@ -172,6 +172,6 @@ def col_rows(spec: str) -> list[dict]:
 
     s = open_store(spec)
     try:
-        return s.alarm_rows()
+        return s.alarms.rows()
     finally:
         s.close()

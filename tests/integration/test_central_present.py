@@ -42,7 +42,9 @@ def _ingest(col: Collector, *devices: FleetDevice) -> None:
 
 
 def _who(store) -> list[tuple[str, str, str, str]]:
-    return [(p["site"], p["device"], p["area"], p["person"]) for p in store.present_people()]
+    return [
+        (p["site"], p["device"], p["area"], p["person"]) for p in store.reports.present_people()
+    ]
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
@@ -76,7 +78,9 @@ def test_who_is_inside_comes_from_the_whole_history_and_ignores_snapshots(
         ("tokyo", "door-1", "handling", "S1"),
         ("tokyo", "door-1", "handling", "S2"),
     ]
-    points = {(p["site"], p["kind"], p["name"]): p["state"] for p in col.store.present_points()}
+    points = {
+        (p["site"], p["kind"], p["name"]): p["state"] for p in col.store.reports.present_points()
+    }
     assert points == {("tokyo", "door", "main"): "open", ("tokyo", "cabinet", "cab-a"): "open"}
     # Next batch: S1 leaves, the door closes, the cabinet is locked; then the area is
     # reset and S3 goes in, all in one batch (order within the batch matters).
@@ -92,16 +96,18 @@ def test_who_is_inside_comes_from_the_whole_history_and_ignores_snapshots(
         ("osaka", "door-1", "handling", "S9"),
         ("tokyo", "door-1", "handling", "S3"),
     ]
-    points = {(p["site"], p["kind"], p["name"]): p["state"] for p in col.store.present_points()}
+    points = {
+        (p["site"], p["kind"], p["name"]): p["state"] for p in col.store.reports.present_points()
+    }
     assert points == {("tokyo", "door", "main"): "closed", ("tokyo", "cabinet", "cab-a"): "locked"}
     # Per site, for a company's overview: counts, and every site with a device listed.
     a.append("door.opened", {"door": "side"})
     _ingest(col, a)
-    summary = {r["site"]: r for r in col.store.site_summary(0)}
+    summary = {r["site"]: r for r in col.store.reports.site_summary(0)}
     assert sorted(summary) == ["osaka", "tokyo"]
     assert (summary["tokyo"]["inside"], summary["tokyo"]["open_doors"]) == (1, 1)
     assert summary["tokyo"]["open_cabinets"] == 0 and summary["osaka"]["inside"] == 1
-    assert [p["person"] for p in col.store.present_people("osaka")] == ["S9"]
+    assert [p["person"] for p in col.store.reports.present_people("osaka")] == ["S9"]
     col.close()
 
 

@@ -31,7 +31,7 @@ def test_an_unversioned_sqlite_store_is_migrated_in_place(tmp_path):
     store = open_store(db)
     assert store.schema_version() == SCHEMA_VERSION
     assert store.seqs(("s", "d")) == [1] and store.count_unchecked() == 0
-    assert store.statuses() == [] and store.take_pending(("s", "d"), 0) == []
+    assert store.reports.statuses() == [] and store.take_pending(("s", "d"), 0) == []
     store.close()
     again = open_store(db)  # a second open runs nothing twice
     assert again.schema_version() == SCHEMA_VERSION

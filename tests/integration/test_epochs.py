@@ -196,11 +196,11 @@ def test_the_collector_follows_the_epochs_and_keeps_their_certificates(state, tm
         assert held(col).seqs(SITE, DEVICE) == list(range(1, 45))
         assert held(col).alarms() == []
         # Checkpoints signed in epochs 0, 1, 2, 3 and 3 (docs/proofs.md).
-        cosigned = [size for size, _n in col.store.cosigned((SITE, DEVICE))]
+        cosigned = [size for size, _n in col.store.trees.cosigned((SITE, DEVICE))]
         assert cosigned == [7, 15, 23, 31, 39]
-        assert len(col.store.epoch_certs((SITE, DEVICE))) == 4
+        assert len(col.store.trees.epoch_certs((SITE, DEVICE))) == 4
         # The console's devices page shows the epoch that signs now.
-        assert col.store.head_records()[(SITE, DEVICE)]["epoch"] == 4
+        assert col.store.reports.head_records()[(SITE, DEVICE)]["epoch"] == 4
     finally:
         col.close()
     with sqlite3.connect(tmp_path / "central.db") as c:
@@ -388,7 +388,7 @@ def test_a_running_door_changes_keys_and_the_central_copy_follows(tmp_path, mosq
         assert col.wait_for(lambda: held(col).seqs(*dev)[:head] == list(range(1, head + 1)), 60)
         assert col.wait_for(lambda: col.unchecked() == 0, timeout=30)
         with col._lock:
-            certs = [json.loads(w)["seq"] for w in col.store.epoch_certs(dev)]
+            certs = [json.loads(w)["seq"] for w in col.store.trees.epoch_certs(dev)]
         assert epoch >= 5 and len([s for s in certs if s <= head]) == epoch
         assert held(col).alarms() == []
     finally:

@@ -102,7 +102,7 @@ def test_an_alarm_is_mailed_and_an_smtp_server_down_loses_nothing(tmp_path, cent
     assert col.notifier is not None and col.notifier.deliver_due() == (0, 1)  # nobody listens
     [row] = col.store.outbox.rows()
     assert row["attempts"] == 1 and row["last_error"] and row["delivered_ts"] is None
-    failing = [a for a in col.store.alarm_rows() if a["type"] == "notify_failing"]
+    failing = [a for a in col.store.alarms.rows() if a["type"] == "notify_failing"]
     assert failing and failing[0]["cleared_ts"] is None, failing
     col.close()
 
@@ -121,7 +121,7 @@ def test_an_alarm_is_mailed_and_an_smtp_server_down_loses_nothing(tmp_path, cent
         assert "tokyo / door-1" in body and doors["tokyo"].records[-2].fields["ts"][:16] in body
         [row] = col.store.outbox.rows()
         assert row["delivered_ts"] and row["attempts"] == 2
-        failing = [a for a in col.store.alarm_rows() if a["type"] == "notify_failing"]
+        failing = [a for a in col.store.alarms.rows() if a["type"] == "notify_failing"]
         assert failing and failing[0]["cleared_ts"] is not None, failing
         assert col.notifier.deliver_due(time.time() + 3600) == (0, 0)  # once, not again
         # Running as a service: the next forced door is delivered by the notify thread.
@@ -164,7 +164,7 @@ def test_a_door_closed_again_clears_its_alarm_instead_of_listing_a_new_one(tmp_p
     d.append("alarm.door_held_open", {"door": "server", "seconds": 30})
     d.append("alarm.cleared", {"door": "main", "was": "held_open"})
     col.ingest_batch([(d.site, d.device, r.wire()) for r in d.records])
-    rows = col.store.alarm_rows()
+    rows = col.store.alarms.rows()
     assert [(a["type"], a["cleared_ts"] is not None) for a in rows] == [
         ("door_held_open", True), ("door_held_open", False)]  # fmt: skip
     assert "door=server" in rows[1]["detail"]
@@ -181,6 +181,6 @@ def test_a_cabinet_locked_again_clears_its_open_too_long_alarm(tmp_path, central
     d.append("alarm.cleared", {"cabinet": "cab-a", "area": "handling",
                                "was": "cabinet_open_too_long"})  # fmt: skip
     col.ingest_batch([(d.site, d.device, r.wire()) for r in d.records])
-    [a] = col.store.alarm_rows()
+    [a] = col.store.alarms.rows()
     assert a["type"] == "cabinet_open_too_long" and a["cleared_ts"] is not None
     col.close()

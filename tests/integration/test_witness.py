@@ -57,7 +57,7 @@ def test_the_collector_cosigns_the_checkpoints_of_the_history_it_holds(tmp_path)
     key, col = _collector(tmp_path, keys)
     col.ingest_batch([("tokyo", "door-1", w) for w in wire])
     col.flush()
-    cosigned = col.store.cosigned(("tokyo", "door-1"))
+    cosigned = col.store.trees.cosigned(("tokyo", "door-1"))
     col.close()
     assert [size for size, _n in cosigned] == [5, 11, 17, 23]
     origin = origin_of("tokyo", "door-1")
@@ -76,10 +76,10 @@ def test_a_signed_tree_that_is_not_the_history_sent_is_an_alarm(tmp_path):
     _key, col = _collector(tmp_path, keys)
     col.ingest_batch([("tokyo", "door-1", w) for w in wire])
     col.flush()
-    cosigned = [size for size, _n in col.store.cosigned(("tokyo", "door-1"))]
+    cosigned = [size for size, _n in col.store.trees.cosigned(("tokyo", "door-1"))]
     col.close()
     store = open_store(tmp_path / "central.db")
-    alarms = [a for a in store.alarm_list() if a["type"] == "bad_checkpoint"]
+    alarms = [a for a in store.alarms.after() if a["type"] == "bad_checkpoint"]
     store.close()
     assert cosigned == [5]  # the checkpoint before the tree went wrong
     assert alarms and "is not this copy's tree" in alarms[0]["detail"], alarms
@@ -133,7 +133,7 @@ def test_a_late_record_of_the_old_chain_is_kept_but_is_no_leaf(tmp_path):
                           *[("tokyo", "door-1", w) for w in after[1:]]])  # fmt: skip
         col.flush()
         seqs = held(col).seqs("tokyo", "door-1")
-        cosigned = [size for size, _n in col.store.cosigned(("tokyo", "door-1"))]
+        cosigned = [size for size, _n in col.store.trees.cosigned(("tokyo", "door-1"))]
         alarms = held(col).alarms()
     finally:
         col.close()

@@ -78,8 +78,8 @@ def test_nothing_without_a_session_and_forms_need_their_token(site):
     assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # A forged token on a real session: refused, nothing done.
     store = open_store(site.db)
-    store.add_alarm("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), "tamper", "lid")
-    [alarm] = store.alarm_list()
+    store.alarms.add("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), "tamper", "lid")
+    [alarm] = store.alarms.after()
     store.close()
     status, _h, body = http(
         site.url + f"/alarms/{alarm['id']}/ack", {"csrf": "forged", "comment": "x"}, admin
@@ -166,7 +166,7 @@ def test_in_a_browser_on_a_store_fed_by_the_fleet(tmp_path, mosquitto, postgres)
 
     def inside() -> set[str]:
         store.commit()  # a fresh snapshot each time
-        return {p["person"] for p in store.present_people()}
+        return {p["person"] for p in store.reports.present_people()}
 
     wait_until(lambda: "S2002" in inside(), 20, "the visitor's entry stored")
     shots = tmp_path / "shots"
@@ -354,7 +354,7 @@ def test_live_alarms_from_the_start_come_once_each_in_order(site):
 
     store = open_store(site.db)
     for kind in ("tamper", "door_forced", "door_held_open"):
-        store.add_alarm("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), kind, "x")
+        store.alarms.add("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), kind, "x")
     store.close()
     cookies = cookies_of(login(site, "ayako")[1])
     conn = http.client.HTTPConnection("127.0.0.1", site.port, timeout=10)

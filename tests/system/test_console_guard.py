@@ -173,7 +173,7 @@ class Stream:
 
 def _alarm(db: Path, kind: str) -> None:
     s = open_store(db)
-    s.add_alarm("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), kind, "x")
+    s.alarms.add("2026-11-27T00:00:00.000Z", ("tokyo", "door-1"), kind, "x")
     s.commit()
     s.close()
 

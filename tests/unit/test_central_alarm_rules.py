@@ -50,7 +50,7 @@ def test_the_same_alarm_is_written_once_a_minute_with_the_count_of_the_rest(rig)
         alarms.found(*DEV, "bad_record", "hash mismatch")
     alarms.found(*DEV, "rewrite", "seq 5 differs")
     store.commit()
-    assert store.alarms() == [("bad_record", "hash mismatch"), ("rewrite", "seq 5 differs")]
+    assert store.alarms.all() == [("bad_record", "hash mismatch"), ("rewrite", "seq 5 differs")]
     # Published on the device's topic and announced on the central one, once each.
     announced = [m for t, m in sent if t == CENTRAL_ALARMS]
     assert [(m["type"], m["source"]) for m in announced] == [
@@ -58,14 +58,14 @@ def test_the_same_alarm_is_written_once_a_minute_with_the_count_of_the_rest(rig)
         ("rewrite", "collector"),
     ]
     alarms.flush_suppressed()  # the minute is not over: nothing yet
-    assert len(store.alarms()) == 2
+    assert len(store.alarms.all()) == 2
     clock.t += 60.0
     alarms.flush_suppressed()
     store.commit()
-    assert store.alarms()[-1] == ("bad_record", "999 more in the last minute")
+    assert store.alarms.all()[-1] == ("bad_record", "999 more in the last minute")
     # The counter started again: the next one is written at once.
     alarms.found(*DEV, "bad_record", "again")
-    assert store.alarms()[-1] == ("bad_record", "again")
+    assert store.alarms.all()[-1] == ("bad_record", "again")
 
 
 def test_names_no_device_knows_share_one_counter(rig):
@@ -75,8 +75,8 @@ def test_names_no_device_knows_share_one_counter(rig):
     for i in range(1000):
         alarms.found("nowhere", f"fake-{i}", "bad_record", "unknown device")
     store.commit()
-    assert store.alarms() == [("bad_record", "unknown device")]
-    assert store.alarm_origins() == {("?", "?")}
+    assert store.alarms.all() == [("bad_record", "unknown device")]
+    assert store.alarms.origins() == {("?", "?")}
 
 
 def test_watched_conditions_are_raised_once_and_cleared_once(rig):
@@ -86,32 +86,32 @@ def test_watched_conditions_are_raised_once_and_cleared_once(rig):
     store, alarms, sent, _clock = rig
     w = DeviceWatch(store, alarms, Watch(silent=10, stall=30, clock=60, acl=20), lambda s: True)
     now_ms = 10_000_000
-    store.note_status(DEV, now_ms, {"head_seq": 50, "acked_seq": 40, "backlog": 10,
+    store.reports.note_status(DEV, now_ms, {"head_seq": 50, "acked_seq": 40, "backlog": 10,
                                     "clock_synced": True})  # fmt: skip
-    store.note_acl_published(DEV, 3, now_ms)
+    store.reports.note_acl_published(DEV, 3, now_ms)
     w.check(now_ms, 0.0)
-    assert [t for t, _d in store.alarms()] == []
+    assert [t for t, _d in store.alarms.all()] == []
     for i in range(5):  # silent for 11..15 s: one alarm, not five
         w.check(now_ms + 11_000 + i * 1000, 11.0 + i)
     store.commit()
-    assert [t for t, _d in store.alarms()] == ["device_silent"]
+    assert [t for t, _d in store.alarms.all()] == ["device_silent"]
     # Heard again with the backlog stuck at the same receipt for 31 s: silence clears,
     # and the stall (counted from when the backlog was first seen) is raised.
-    store.note_status(DEV, now_ms + 31_000, {"head_seq": 50, "acked_seq": 40, "backlog": 10,
+    store.reports.note_status(DEV, now_ms + 31_000, {"head_seq": 50, "acked_seq": 40, "backlog": 10,
                                              "clock_synced": True})  # fmt: skip
     w.check(now_ms + 31_000, 31.0)
     store.commit()
-    rows = {r["type"]: r for r in store.alarm_rows()}
+    rows = {r["type"]: r for r in store.alarms.rows()}
     assert rows["device_silent"]["cleared_ts"] is not None
     assert rows["sync_stalled"]["cleared_ts"] is None
     assert rows["acl_not_applied"]["cleared_ts"] is None  # published 31 s ago, none applied
     # Receipts move on and the list is applied: both clear.
-    store.note_status(DEV, now_ms + 32_000, {"head_seq": 50, "acked_seq": 50, "backlog": 0,
+    store.reports.note_status(DEV, now_ms + 32_000, {"head_seq": 50, "acked_seq": 50, "backlog": 0,
                                              "clock_synced": True})  # fmt: skip
-    store.note_acl_applied(DEV, 3, "2026-01-01T00:00:00.000Z")
+    store.reports.note_acl_applied(DEV, 3, "2026-01-01T00:00:00.000Z")
     w.check(now_ms + 32_000, 32.0)
     store.commit()
-    assert all(r["cleared_ts"] is not None for r in store.alarm_rows())
+    assert all(r["cleared_ts"] is not None for r in store.alarms.rows())
     central = [(m["type"], m.get("cleared", False)) for t, m in sent if t == CENTRAL_ALARMS]
     assert central == [
         ("device_silent", False),

@@ -1151,3 +1151,40 @@ def test_a_door_named_like_an_area_does_not_lend_it_its_card_rules():
     rig = Rig(cfg=replace(CFG, areas=areas, doors=doors))
     d = only(rig.tap("A1", reader="server-entry"), "door.denied")
     assert (d["reason"], d["area"]) == ("card_kind_not_allowed", "server-room")
+
+
+def test_a_daily_reset_counts_out_who_went_in_before_it_and_survives_restarts():
+    """R1, R2 (issue 37): an area's reset_time counts out, in one signed record by the
+    schedule, whoever is still counted inside from before it (nobody is refused in the
+    morning for yesterday's exit button); who went in after it stays counted, also
+    across a restart later that day, which resets nothing again."""
+    rig = _area_rig(reset_time="03:00", max_stay_hours=0)
+    _enter(rig, "S2")  # Tuesday 10:00, never counted out
+    rig.advance(17 * 3600 + 30 * 60)  # Wednesday 03:30
+    [r] = records(rig.log, "occupancy.reset")
+    assert r.fields == {"area": "handling", "by": "schedule", "at": "03:00", "removed": ["S2"]}
+    assert _inside(rig) == []
+    reset_log = list(rig.log)
+    rig.advance(6 * 3600)  # 09:30: S1 comes in after the reset
+    _enter(rig, "S1")
+    assert not records(rig.advance(3600), "occupancy.reset")
+    assert _inside(rig) == ["S1"]
+
+    def replayed(actions, ts):
+        return [{**b, "ts": ts} for b in replayable(actions, rig.mono)]
+
+    again = _area_rig(reset_time="03:00", max_stay_hours=0)
+    again.mono, again.wall = rig.mono, rig.wall
+    cut = reset_log.index(r)
+    journal = (replayed(reset_log[:cut], "2026-11-24T01:00:00.000Z")  # Tuesday 10:00
+               + replayed([r], "2026-11-24T18:30:00.000Z")  # Wednesday 03:30
+               + replayed(rig.log[len(reset_log):], "2026-11-25T00:30:00.000Z"))  # fmt: skip
+    again.core.restore(journal, again.now, "boot-2")
+    assert _inside(again) == ["S1"]
+    assert not records(again.advance(60), "occupancy.reset")
+    assert _inside(again) == ["S1"]
+    # Without a reset time, nobody is counted out by the clock.
+    plain = _area_rig(max_stay_hours=0)
+    _enter(plain, "S2")
+    plain.advance(24 * 3600)
+    assert _inside(plain) == ["S2"]

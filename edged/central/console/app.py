@@ -335,7 +335,7 @@ def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
     now_ms = int(time.time() * 1000)
     site = request.query_params.get("site")
     summary, (alarms, last) = c.db(
-        lambda s: (s.site_summary(now_ms - TROUBLE_MS), s.active_alarms())
+        lambda s: (s.reports.site_summary(now_ms - TROUBLE_MS), s.alarms.active())
     )
     if site is None and len(summary) == 1:
         site = summary[0]["site"]
@@ -343,7 +343,11 @@ def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
     statuses: list[dict[str, Any]] = []
     if site is not None:
         people, points, statuses = c.db(
-            lambda s: (s.present_people(site), s.present_points(site), s.statuses(site))
+            lambda s: (
+                s.reports.present_people(site),
+                s.reports.present_points(site),
+                s.reports.statuses(site),
+            )
         )
         for key, rows in (("people", people), ("points", points)):
             for p in rows:
@@ -357,7 +361,7 @@ def overview(c: Console, request: Request, who: dict[str, Any]) -> Response:
 
 @needs("viewer")
 def alarms(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    rows = _worded(c.db(lambda s: s.alarm_list()), _lang(request))
+    rows = _worded(c.db(lambda s: s.alarms.after()), _lang(request))
     last = max((a["id"] for a in rows), default=0)
     return page(c, request, "alarms.html", who, alarms=rows, last=last)
 
@@ -370,7 +374,7 @@ def ack(c: Console, request: Request, who: dict[str, Any], form: dict[str, Any])
         return PlainTextResponse("no such alarm", status_code=404)
     comment = str(form.get("comment", ""))[:500]
     now = format_ts(int(time.time() * 1000))
-    if c.db(lambda s: s.ack_alarm(alarm_id, who["name"], now, comment)):
+    if c.db(lambda s: s.alarms.ack(alarm_id, who["name"], now, comment)):
         c.audit(who["name"], "alarm_ack", {"alarm": alarm_id, "comment": comment})
     return RedirectResponse("/alarms", status_code=303)
 
@@ -433,10 +437,10 @@ def ledger(c: Console, request: Request, who: dict[str, Any]) -> Response:
 def devices(c: Console, request: Request, who: dict[str, Any]) -> Response:
     """Each device: last heard, head and receipts, backlog, clock, journal, the access
     list published and applied, the best checkpoint seen."""
-    statuses = {(s["site"], s["device"]): s for s in c.db(lambda s: s.statuses())}
-    acls = {(a["site"], a["device"]): a for a in c.db(lambda s: s.acl_states())}
+    statuses = {(s["site"], s["device"]): s for s in c.db(lambda s: s.reports.statuses())}
+    acls = {(a["site"], a["device"]): a for a in c.db(lambda s: s.reports.acl_states())}
     heads = {(s, d): last for s, d, last in c.db(lambda s: s.devices())}
-    newest = c.db(lambda s: s.head_records())
+    newest = c.db(lambda s: s.reports.head_records())
     rows = []
     for dev in sorted(set(statuses) | set(heads) | set(acls)):
         st, acl, new = statuses.get(dev, {}), acls.get(dev, {}), newest.get(dev, {})
@@ -482,7 +486,7 @@ def review_signoff(
 
 @needs("admin")
 def acl_page(c: Console, request: Request, who: dict[str, Any]) -> Response:
-    states = c.db(lambda s: s.acl_states())
+    states = c.db(lambda s: s.reports.acl_states())
     return page(
         c, request, "acl.html", who, states=states, message=request.query_params.get("m", "")
     )
@@ -522,7 +526,7 @@ def acl_publish(
     # Known centrally at once (a collector would note it too): the alarm for a list not
     # applied in time counts from now.
     now_ms = int(time.time() * 1000)
-    c.db(lambda s: s.note_acl_published((site, device), version, now_ms))
+    c.db(lambda s: s.reports.note_acl_published((site, device), version, now_ms))
     c.audit(who["name"], "acl_publish", {"site": site, "device": device, "version": version})
     return RedirectResponse(f"/acl?m=published+version+{version}+to+{site}/{device}", 303)
 
@@ -540,7 +544,7 @@ def _poll(c: Console, token: str, after: int) -> tuple[dict[str, Any] | None, li
 
     def both(s: CentralStore) -> tuple[dict[str, Any] | None, list[Any]]:
         who = s.accounts.session(token_hash(token), c.idle_ms, now, touch=False)
-        return who, (s.alarm_list(after_id=after) if who is not None else [])
+        return who, (s.alarms.after(after_id=after) if who is not None else [])
 
     return c.db(both)
 

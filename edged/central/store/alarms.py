@@ -13,9 +13,16 @@ ALARM_COLUMNS = (
 )  # fmt: skip
 
 
-class AlarmSql(Sql):
-    # -- alarms ------------------------------------------------------------------------
-    def add_alarm(
+class AlarmTable:
+    """The alarms table on the store's connection (in its open transaction)."""
+
+    def __init__(self, sql: Sql) -> None:
+        self._s = sql
+
+    def _x(self, sql: str, params: Any = ()) -> Any:
+        return self._s._x(sql, params)
+
+    def add(
         self,
         ts: str,
         dev: Dev,
@@ -32,7 +39,7 @@ class AlarmSql(Sql):
             (ts, *dev, atype, detail, source, seq),
         )
 
-    def clear_device_alarm(self, dev: Dev, atype: str, where: dict[str, str], ts: str) -> None:
+    def clear_device(self, dev: Dev, atype: str, where: dict[str, str], ts: str) -> None:
         """A device's alarm of ``atype`` at ``where`` (its door or area, as its detail line
         has them) ended: the open ones are cleared (they leave the list of alarms to act
         on, acknowledged or not)."""
@@ -47,19 +54,19 @@ class AlarmSql(Sql):
     def raise_condition(self, ts: str, dev: Dev, atype: str, detail: str) -> bool:
         """Open a condition alarm (a silent device, a stalled sync...) unless one of that
         type is open for the device already; True when it was opened now."""
-        self.begin()
+        self._s.begin()
         if self._x(
             "SELECT 1 FROM alarms WHERE site=? AND device=? AND type=? AND cleared_ts IS NULL"
             " AND source = 'central'",
             (*dev, atype),
         ).fetchone():
             return False
-        self.add_alarm(ts, dev, atype, detail, source="central")
+        self.add(ts, dev, atype, detail, source="central")
         return True
 
     def clear_condition(self, ts: str, dev: Dev, atype: str) -> bool:
         """Close the open condition alarm of that type; True when one was open."""
-        self.begin()
+        self._s.begin()
         cur = self._x(
             "UPDATE alarms SET cleared_ts=? WHERE site=? AND device=? AND type=?"
             " AND cleared_ts IS NULL AND source = 'central'",
@@ -67,18 +74,18 @@ class AlarmSql(Sql):
         )
         return bool(cur.rowcount)
 
-    def alarms(self) -> list[tuple[str, str]]:
+    def all(self) -> list[tuple[str, str]]:
         return [tuple(r) for r in self._x("SELECT type, detail FROM alarms ORDER BY id")]  # type: ignore[misc]
 
-    def alarm_rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, Any]]:
         """Every alarm, oldest first."""
-        return self.alarm_list(after_id=0, limit=2**62)
+        return self.after(after_id=0, limit=2**62)
 
-    def alarm_origins(self) -> set[tuple[str, str]]:
+    def origins(self) -> set[tuple[str, str]]:
         """The (site, device) names alarms were raised under."""
         return {(s, d) for s, d in self._x("SELECT site, device FROM alarms")}
 
-    def ack_alarm(self, alarm_id: int, name: str, ts: str, comment: str) -> bool:
+    def ack(self, alarm_id: int, name: str, ts: str, comment: str) -> bool:
         cur = self._x(
             "UPDATE alarms SET acked_by = ?, acked_ts = ?, ack_comment = ? WHERE id = ?"
             " AND acked_by IS NULL",
@@ -86,7 +93,7 @@ class AlarmSql(Sql):
         )
         return bool(cur.rowcount)
 
-    def active_alarms(self, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    def active(self, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
         """The newest alarms neither cleared nor acknowledged, and the newest alarm id."""
         cols = ALARM_COLUMNS
         rows = self._x(
@@ -97,7 +104,7 @@ class AlarmSql(Sql):
         last = self._x("SELECT max(id) FROM alarms").fetchone()[0] or 0
         return [dict(zip(cols, r, strict=True)) for r in rows], last
 
-    def alarm_list(self, after_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def after(self, after_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """The newest first; with ``after_id`` (0: from the start), those after it, oldest
         first."""
         cols = ALARM_COLUMNS

@@ -21,8 +21,8 @@ class SqliteStore(CentralStore):
         self.path = Path(path)
         self.url = str(self.path)
         self._rows = []
-        self.tree_events = []
-        self._forget_trees()
+        self.trees.events = []
+        self.trees.forget()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -54,14 +54,14 @@ class SqliteStore(CentralStore):
             self._db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
-        self._flush_trees()
+        self.trees.flush()
         if self._db.in_transaction:
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         self._rows = []
-        self.tree_events = []
-        self._forget_trees()
+        self.trees.events = []
+        self.trees.forget()
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
@@ -86,8 +86,8 @@ class PostgresStore(CentralStore):
             ) from None
         self.url = url
         self._rows = []
-        self.tree_events = []
-        self._forget_trees()
+        self.trees.events = []
+        self.trees.forget()
         try:
             # Autocommit, with explicit BEGIN/COMMIT: a read outside a batch never leaves
             # a transaction open (and row locks held) behind it.
@@ -123,15 +123,15 @@ class PostgresStore(CentralStore):
             self._in_tx = True
 
     def commit(self) -> None:
-        self._flush_trees()
+        self.trees.flush()
         if self._in_tx:
             self._in_tx = False
             self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         self._rows = []
-        self.tree_events = []
-        self._forget_trees()
+        self.trees.events = []
+        self.trees.forget()
         if self._in_tx:
             self._in_tx = False
             self._db.execute("ROLLBACK")

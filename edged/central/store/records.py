@@ -11,12 +11,12 @@ from typing import Any
 
 from edged.central.accounts import Accounts
 from edged.central.present import Changes
-from edged.central.store.alarms import AlarmSql
+from edged.central.store.alarms import AlarmTable
 from edged.central.store.outbox import Outbox
-from edged.central.store.reports import ReportSql
+from edged.central.store.reports import ReportTable
 from edged.central.store.schema import ENGINE_MIGRATIONS, MIGRATION_FILLS, MIGRATIONS
-from edged.central.store.sql import Dev
-from edged.central.store.trees import TreeSql
+from edged.central.store.sql import Dev, Sql
+from edged.central.store.trees import TreeTable
 from edged.protocol.records import GENESIS
 
 # Records kept waiting for their turn, per device: beyond this the device is asked to
@@ -24,7 +24,7 @@ from edged.protocol.records import GENESIS
 MAX_PENDING = 2000
 
 
-class CentralStore(TreeSql, AlarmSql, ReportSql):
+class CentralStore(Sql):
     """The central side's SQL over a DB-API connection; engines supply the hooks."""
 
     def _write_rows(self) -> None:
@@ -36,13 +36,32 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
             changes.add(site, device, rtype, ts, body)
         for sql, args in changes.statements():
             self._exec_many(sql, args)
-        self._keep_epochs(rows)
-        self._grow_trees(rows)
+        self.trees.keep_epochs(rows)
+        self.trees.grow(rows)
 
     @property
     def accounts(self) -> Accounts:
         """The console's users, sessions and audit trail, on this connection."""
         return Accounts(self)
+
+    @property
+    def trees(self) -> TreeTable:
+        """Each device's tree, epochs and cosigned checkpoints; it keeps what the open
+        transaction grew, so it is one per store."""
+        t: TreeTable | None = self.__dict__.get("_tree_table")
+        if t is None:
+            t = self._tree_table = TreeTable(self)
+        return t
+
+    @property
+    def alarms(self) -> AlarmTable:
+        """Device alarms, what the collector found, and watched conditions."""
+        return AlarmTable(self)
+
+    @property
+    def reports(self) -> ReportTable:
+        """What devices said (status, access lists), who is inside, summaries."""
+        return ReportTable(self)
 
     @property
     def outbox(self) -> Outbox:
@@ -67,7 +86,8 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
             for sql in ENGINE_MIGRATIONS.get(version, {}).get(self.ENGINE, []):
                 self._x(sql)
             if version in MIGRATION_FILLS:
-                getattr(self, MIGRATION_FILLS[version])()
+                part, fill = MIGRATION_FILLS[version]
+                getattr(getattr(self, part), fill)()
             self._x(
                 "INSERT INTO schema_migrations VALUES (?, ?)",
                 (version, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
@@ -106,7 +126,7 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
             " ORDER BY site, device" + self._lock_suffix(),
         )
         # The trees come with the heads, locked with them: no second read per batch.
-        self._trees.update({(s, d): (size, text) for s, d, _q, _h, size, text in rows})
+        self.trees.sizes.update({(s, d): (size, text) for s, d, _q, _h, size, text in rows})
         return {(s, d): (seq, h) for s, d, seq, h, _z, _t in rows}
 
     def heads_of(self, devs: Iterable[Dev]) -> dict[Dev, tuple[int, str]]:
@@ -122,16 +142,16 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
         self.begin()
         if self._rows:
             self._write_rows()
-        grown = [h for h in heads if (h[0], h[1]) in self._trees_dirty]
-        rest = [h for h in heads if (h[0], h[1]) not in self._trees_dirty]
+        grown = [h for h in heads if (h[0], h[1]) in self.trees.dirty]
+        rest = [h for h in heads if (h[0], h[1]) not in self.trees.dirty]
         self._many(
             "INSERT INTO devices (site, device, last_seq, last_hash, tree_size, tree_frontier)"
             " VALUES (?,?,?,?,?,?) ON CONFLICT (site, device) DO UPDATE SET"
             " last_seq=excluded.last_seq, last_hash=excluded.last_hash,"
             " tree_size=excluded.tree_size, tree_frontier=excluded.tree_frontier",
-            [(*h, *self._trees[(h[0], h[1])]) for h in grown],
+            [(*h, *self.trees.sizes[(h[0], h[1])]) for h in grown],
         )
-        self._trees_dirty.difference_update((h[0], h[1]) for h in grown)
+        self.trees.dirty.difference_update((h[0], h[1]) for h in grown)
         if rest:
             self._many(
                 "INSERT INTO devices (site, device, last_seq, last_hash) VALUES"
@@ -169,7 +189,7 @@ class CentralStore(TreeSql, AlarmSql, ReportSql):
             (*dev, rec["seq"], rec.get("type"), rec.get("ts"), rec["hash"], body, int(checked))
         )
         if not leaf:
-            self._no_leaf.add((*dev, rec["seq"]))
+            self.trees.no_leaf.add((*dev, rec["seq"]))
 
     def hash_at(self, dev: Dev, seq: int) -> str | None:
         row = self._x(

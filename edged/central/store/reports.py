@@ -11,7 +11,15 @@ from edged.central.present import FOLDED, Changes
 from edged.central.store.sql import Dev, Sql
 
 
-class ReportSql(Sql):
+class ReportTable:
+    """What devices said and who is inside, on the store's connection."""
+
+    def __init__(self, sql: Sql) -> None:
+        self._s = sql
+
+    def _x(self, sql: str, params: Any = ()) -> Any:
+        return self._s._x(sql, params)
+
     # -- what devices said -------------------------------------------------------------
     def note_status(self, dev: Dev, heard_ms: int, doc: dict[str, Any]) -> None:
         self._x(
@@ -143,7 +151,7 @@ class ReportSql(Sql):
                                    "checkpoint": checkpoint}  # fmt: skip
         return out
 
-    def _fill_present(self) -> None:
+    def fill_present(self) -> None:
         """Fold every stored record into the present tables (once, at migration 7)."""
         marks = ",".join("?" * len(FOLDED))
         changes = Changes()
@@ -155,7 +163,7 @@ class ReportSql(Sql):
         for site, device, rtype, ts, body in cur.fetchall():
             changes.add(site, device, rtype, ts, body)
         for sql, args in changes.statements():
-            self._exec_many(sql, args)
+            self._s._exec_many(sql, args)
 
 
 def _int(v: Any) -> int | None:

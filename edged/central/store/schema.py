@@ -251,6 +251,9 @@ MIGRATIONS.append(
         ],
     )
 )
-# Migrations that also fill what they create from the records already stored.
-MIGRATION_FILLS = {7: "_fill_present", 8: "_fill_trees", 9: "_fill_epochs"}
+# Migrations that also fill what they create from the records already stored: the part of
+# the store and its method.
+MIGRATION_FILLS = {
+    7: ("reports", "fill_present"), 8: ("trees", "fill_trees"), 9: ("trees", "fill_epochs"),
+}  # fmt: skip
 SCHEMA_VERSION = MIGRATIONS[-1][0]

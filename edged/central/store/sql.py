@@ -22,11 +22,6 @@ class Sql:
     # Records of the open transaction not yet sent: written in one executemany before
     # any other statement and before commit, so every read sees them.
     _rows: list[tuple[Any, ...]]
-    # Checkpoint records stored in the open transaction, with the tree before each.
-    tree_events: list[tuple[Dev, int, str, int, bytes]]
-    # Each device's tree (size, frontier) in the open transaction, and which grew.
-    _trees: dict[Dev, tuple[int, str]]
-    _trees_dirty: set[Dev]
 
     def _exec(self, sql: str, params: Sequence[Any]) -> Any:
         raise NotImplementedError
@@ -46,6 +41,11 @@ class Sql:
 
     def _write_rows(self) -> None:
         raise NotImplementedError
+
+    def write_pending(self) -> None:
+        """The open transaction's records, sent now (a statement after must see them)."""
+        if self._rows:
+            self._write_rows()
 
     def begin(self) -> None:
         raise NotImplementedError
