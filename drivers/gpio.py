@@ -17,14 +17,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpiozero import DigitalInputDevice, DigitalOutputDevice, OutputDevice
+from gpiozero import DigitalInputDevice, DigitalOutputDevice, MotionSensor, OutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edged.clock import Clock, SystemClock
-from edged.core.events import CabinetChanged, DoorContact, ExitButton, Tamper
+from edged.core.events import CabinetChanged, DoorContact, ExitButton, Presence, Tamper
 from edged.device import backends
-from edged.device.config import CabinetConfig, DoorConfig, GpioConfig, IndicatorConfig
-from edged.device.hardware import CabinetSensors, DoorIO, Indicators
+from edged.device.config import (
+    AreaConfig,
+    CabinetConfig,
+    DoorConfig,
+    GpioConfig,
+    IndicatorConfig,
+)
+from edged.device.hardware import CabinetSensors, DoorIO, Indicators, PresenceSensors
 from edged.errors import DriverInitError, DriverOperationError
 
 Factory = Any  # gpiozero.Factory; typed loosely because gpiozero ships no type hints
@@ -239,6 +245,69 @@ class GpioCabinets(CabinetSensors):
             lock.close()
         for b in self._reeds.values():
             b.close()
+
+
+class GpioPresence(PresenceSensors):
+    """Each area's PIR, through gpiozero's ``MotionSensor``, wired as alarm PIRs are: the
+    normally-closed alarm contact to ground, opening on motion. A cut wire opens the loop
+    too, so it reads as motion, never as an empty room (R23)."""
+
+    def __init__(
+        self,
+        areas: Mapping[str, AreaConfig],
+        gpio: GpioConfig,
+        *,
+        pin_factory: Factory | None = None,
+        clock: Clock | None = None,
+        name: str = "presence",
+    ) -> None:
+        super().__init__(name)
+        self._clock = clock or SystemClock()
+        self._pirs: dict[str, MotionSensor] = {}
+        try:
+            for a in areas.values():
+                if a.presence_pin is None:
+                    continue
+                try:
+                    # queue_len=1: every sample counts (the contact is a relay, not noisy).
+                    self._pirs[a.name] = MotionSensor(
+                        a.presence_pin, pull_up=gpio.pull_up, queue_len=1, pin_factory=pin_factory
+                    )
+                except (GPIOZeroError, OSError, RuntimeError) as e:
+                    raise DriverInitError(
+                        f"areas.{a.name}.presence_pin (GPIO {a.presence_pin}): {e}"
+                    ) from None
+        except DriverInitError:
+            self._close()
+            raise
+
+    def _start(self) -> None:
+        for area, pir in self._pirs.items():
+            # Active is the closed contact: nobody there.
+            pir.when_activated = lambda _p, a=area: self._changed(a)
+            pir.when_deactivated = lambda _p, a=area: self._changed(a)
+
+    def _changed(self, area: str) -> None:
+        self._emit(Presence(area=area, motion=self._moving(area), mono_ns=self._clock.mono_ns()))
+
+    def _moving(self, area: str) -> bool:
+        # The pin as it is now (the sensor's smoothing queue fills in its own thread):
+        # with the pull-up, a closed contact reads low.
+        pir = self._pirs[area]
+        return bool(pir.pin.state) == bool(pir.pull_up)
+
+    def moving(self) -> dict[str, bool]:
+        return {area: self._moving(area) for area in self._pirs}
+
+    def wait_reading(self, area: str, moving: bool, timeout: float = 2.0) -> bool:
+        """Until the sensor's own sampling shows ``moving`` (a simulated wire changes at
+        once; the sensor sees it at its next sample)."""
+        pir = self._pirs[area]
+        return bool(pir.wait_for_inactive(timeout) if moving else pir.wait_for_active(timeout))
+
+    def _close(self) -> None:
+        for pir in self._pirs.values():
+            pir.close()
 
 
 class GpioIndicators(Indicators):

@@ -286,6 +286,7 @@ LEDGER_TYPES = frozenset(
         "door.exit_request",
         "occupancy.reset",
         "occupancy.expired",
+        "occupancy.confirmed_empty",
         "lockcheck.confirmed",
         "door.denied",
         "ledger.reviewed",
@@ -379,6 +380,11 @@ def _visit(
         for key in [k for k in open_visits if k[1] == r.get("area")]:
             if named is None or key[0] in named:
                 open_visits.pop(key).exit = f"{when} (reset)"
+    elif rtype == "occupancy.confirmed_empty":
+        # The area's presence sensor saw nobody for a while after an exit.
+        for key in [k for k in open_visits if k[1] == r.get("area")]:
+            if key[0] in (r.get("removed") or []):
+                open_visits.pop(key).exit = f"{when} (empty)"
     elif rtype == "occupancy.expired" and r.get("person"):
         # Counted inside past the area's longest stay: no longer counted; when they left
         # is not known.

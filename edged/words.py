@@ -55,6 +55,11 @@ ALARMS: dict[str, tuple[str, str, str, str]] = {
         "Someone left {area} by the exit button at {door} without tapping out; counted"
         " inside then: {may_have_left}.",
     ),
+    "presence_after_closing": (
+        "閉室後の人の動き", "Someone in a closed area",
+        "閉室後、誰も在室していないはずの区域 {area} で人の動きを検知しました。",
+        "Motion in {area} after closing, with nobody counted inside.",
+    ),
     "cabinet_open_too_long": (
         "書庫の開放放置", "Cabinet left open",
         "書庫 {cabinet} が {minutes} 分を超えて開いたままです。在室: {inside}",

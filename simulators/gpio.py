@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators
+from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators, GpioPresence
 from edged.drivers.keypad import LAYOUTS, MatrixKeypad
 from gpiozero.pins.mock import MockFactory, MockPin
 
@@ -112,6 +112,7 @@ class SimGpio:
         self.doors = GpioDoors(config.doors, g, pin_factory=self.factory, clock=clock)
         self.cabinets = GpioCabinets(config.cabinets, g, pin_factory=self.factory, clock=clock)
         self.indicators = GpioIndicators(config.indicators, pin_factory=self.factory)
+        self.presence = GpioPresence(config.areas, g, pin_factory=self.factory, clock=clock)
         self.keypads = {
             door: MatrixKeypad(
                 config.keypads[door].rows,
@@ -132,6 +133,9 @@ class SimGpio:
             self.set_cabinet(name, locked=True)
         if g.tamper_pin is not None:
             self.set_tamper(False)
+        for a in config.areas.values():  # nobody moving: each PIR's contact closed
+            if a.presence_pin is not None:
+                self.set_motion(a.name, False)
 
     def _pin(self, num: int) -> MockPin:
         return self.factory.pin(num)
@@ -162,6 +166,13 @@ class SimGpio:
         if c is None:
             raise ValueError(f"no cabinet {cabinet!r}; have {sorted(self.config.cabinets)}")
         self._switch(c.pin, locked == (c.locked_when == "switch_closed"))
+
+    def set_motion(self, area: str, moving: bool) -> None:
+        a = self.config.areas.get(area)
+        if a is None or a.presence_pin is None:
+            raise ValueError(f"area {area!r} has no presence sensor (areas.{area}.presence_pin)")
+        self._switch(a.presence_pin, not moving)  # the contact opens on motion
+        self.presence.wait_reading(area, moving)
 
     def set_tamper(self, active: bool) -> None:
         pin = self.config.gpio.tamper_pin
@@ -197,6 +208,7 @@ class SimGpio:
             "cabinets": self.cabinets.read_all(),
             "cabinet_locks_released": self.cabinets.released(),
             "tamper": self.doors.tamper_active(),
+            "motion": self.presence.moving(),
             "indicators": self.indicators.states(),
         }
 
@@ -209,6 +221,7 @@ class SimGpio:
         self.relay_pins[door].watchers.append(fn)
 
     def close(self) -> None:
-        for dev in (*self.keypads.values(), self.indicators, self.cabinets, self.doors):
+        for dev in (*self.keypads.values(), self.presence, self.indicators, self.cabinets,
+                    self.doors):  # fmt: skip
             dev.close()
         self.factory.reset()

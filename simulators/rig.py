@@ -142,6 +142,7 @@ def sim_installation(
         doors=g.doors,
         cabinets=g.cabinets,
         indicators=g.indicators,
+        presence=g.presence,
         keypads=list(rig.keypads.values()),
         card_reader=card_readers(cfg, rig.reader_bindings, fp, clock),
         rig=rig,

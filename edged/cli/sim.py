@@ -94,11 +94,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         return _cmd_fleet(args)
 
     req: dict[str, object] = {"cmd": args.sim_command}
-    for key in ("card", "reader", "kind", "behaviour", "proof", "door", "action", "name", "keys"):
+    for key in ("card", "reader", "kind", "behaviour", "proof", "door", "action", "name", "keys",
+                "area"):  # fmt: skip
         v = getattr(args, key, None)
         if v is not None:
             req[key] = v
-    if args.sim_command == "tamper":
+    if args.sim_command in ("tamper", "motion"):
         req["active"] = args.state == "on"
     sock = StatePaths(Path(args.state_dir)).control_socket
     try:
@@ -161,6 +162,9 @@ def register(sub: Any) -> None:
     eb.add_argument("--door")
     tp = ssub.add_parser("tamper", help="open (on) or close (off) the enclosure")
     tp.add_argument("state", nargs="?", choices=["on", "off"], default="on")
+    mo = ssub.add_parser("motion", help="someone moves in an area (on) or nobody (off)")
+    mo.add_argument("area", help="the area whose presence sensor sees it")
+    mo.add_argument("state", nargs="?", choices=["on", "off"], default="on")
     rd = ssub.add_parser("reader", help="unplug or plug a reader")
     rd.add_argument("reader")
     rd.add_argument("action", choices=["unplug", "plug"])

@@ -10,7 +10,7 @@ from typing import Any
 
 from edged.core.access import card_gate
 from edged.core.actions import Action, Record, SetCabinetLock
-from edged.core.context import Context
+from edged.core.context import Context, whole
 from edged.core.events import CabinetChanged, CardPresented
 from edged.core.state import NS, CoreState, Now
 
@@ -111,7 +111,7 @@ class Cabinets:
             area = self.ctx.cfg.cabinets[o.cabinet].area
             inside = sorted(self.s.occupancy.get(area, {}))
             f = {"cabinet": o.cabinet, "area": area, "door": self.ctx.first_door(area),
-                 "minutes": o.minutes, "inside": inside}  # fmt: skip
+                 "minutes": whole(o.minutes), "inside": inside}  # fmt: skip
             out.append(Record("alarm.cabinet_open_too_long" if o.alarm else
                               "cabinet.open_reminder", f))  # fmt: skip
             alarmed = alarmed or o.alarm

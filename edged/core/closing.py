@@ -41,9 +41,11 @@ class Closing:
     open_alarm: dict[str, dt.date] = field(default_factory=dict)
     used: dict[str, dt.date] = field(default_factory=dict)  # the last day someone went in
     reset_on: dict[str, dt.date] = field(default_factory=dict)  # the last scheduled reset
+    shut: set[str] = field(default_factory=set)  # past closing time, nobody in since
 
     def entered(self, area: str, day: dt.date) -> None:
         self.used[area] = day
+        self.shut.discard(area)
 
     def needs_check(self, area: str, day: dt.date) -> bool:
         """Used today and no lock check confirmed since (an area nobody entered needs none)."""
@@ -52,14 +54,15 @@ class Closing:
     def due(
         self, local: dt.datetime, closing: dict[str, dt.time], open_day: bool
     ) -> list[Due]:
-        """The areas whose closing time has come today and was not yet judged today."""
-        if not open_day:
-            return []
+        """The areas whose closing time has come today and was not yet judged today (on a
+        day the calendar closes, none is judged, but each area is shut all the same)."""
         today, out = local.date(), []
         for area, at in sorted(closing.items()):
             if local.time() >= at and self.judged.get(area) != today:
                 self.judged[area] = today
-                out.append(Due(area, today))
+                self.shut.add(area)
+                if open_day:
+                    out.append(Due(area, today))
         return out
 
     def resets(self, local: dt.datetime, reset: dict[str, dt.time]) -> list[Due]:

@@ -78,6 +78,12 @@ class Context:
         return next((d.name for d in self.cfg.doors.values() if d.area == area), None)
 
 
+def whole(x: float) -> int | str:
+    """A configured number as a record holds it: records take no floats (one canonical
+    JSON form), and the configuration reads 30 as 30.0; 1.5 stays "1.5"."""
+    return int(x) if float(x).is_integer() else str(x)
+
+
 def unlock(state: CoreState, door: str, now: Now, *, needs_record: bool) -> list[Action]:
     """Open ``door`` for its unlock time; a grant's unlock waits for its record."""
     state.doors[door].unlock(now.mono)

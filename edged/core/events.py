@@ -95,6 +95,15 @@ class Tamper(Event):
 
 
 @dataclass(frozen=True)
+class Presence(Event):
+    """An area's presence sensor (PIR) changed: ``motion`` True while it sees someone, or
+    while its wire is cut."""
+
+    area: str
+    motion: bool
+
+
+@dataclass(frozen=True)
 class CabinetChanged(Event):
     """A cabinet's reed switch changed: ``locked`` True when it reads the locked state."""
 

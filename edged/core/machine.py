@@ -44,6 +44,7 @@ from edged.core.events import (
     Event,
     ExitButton,
     KeypadKey,
+    Presence,
     ReaderFound,
     ReaderLost,
     Tamper,
@@ -51,11 +52,19 @@ from edged.core.events import (
 from edged.core.leaving import Leaving
 from edged.core.lockcheck import LockCheck
 from edged.core.lockout import PinLockout
+from edged.core.motion import Motion
 from edged.core.open_cabinets import OpenCabinets
 from edged.core.policy import AccessList, SitePolicy
-from edged.core.presence import overstays, reset, scheduled_resets
+from edged.core.presence import (
+    after_step,
+    confirmed_empty,
+    motion_seen,
+    overstays,
+    reset,
+    scheduled_resets,
+)
 from edged.core.prompts import LEAVING_STEPS, Answered, Asking, Prompts, Refused, ResetAsked
-from edged.core.state import CoreState, LocalPin, Now, Prompt, alarm_active, outputs, snapshot
+from edged.core.state import NS, CoreState, LocalPin, Now, Prompt, alarm_active, outputs, snapshot
 
 
 class Core:
@@ -76,6 +85,8 @@ class Core:
             doors={n: Door(d) for n, d in config.doors.items()},
             occupancy={a: {} for a in config.areas},
             lockout=PinLockout(config.policy.pin_attempts, config.policy.lockout_minutes),
+            motion=Motion(limits={a.name: int(a.presence_empty_minutes * 60 * NS)
+                                  for a in config.areas.values() if a.presence_pin is not None}),
             open_cabinets=OpenCabinets(
                 {c.name: c.max_open_minutes for c in config.cabinets.values()
                  if c.max_open_minutes > 0}
@@ -147,6 +158,10 @@ class Core:
     # -- events ----------------------------------------------------------------------
     def handle(self, ev: Event, now: Now) -> list[Action]:
         """Actions for one event, in the order they must happen."""
+        out = self._handle(ev, now)
+        return out + after_step(self.ctx, self.state, out, now)
+
+    def _handle(self, ev: Event, now: Now) -> list[Action]:
         s = self.state
         match ev:
             case CardPresented():
@@ -186,6 +201,8 @@ class Core:
                 if ev.locked and c is not None:
                     self.lockcheck.cabinet_locked(c.area, ev.cabinet)
                 return out + outputs(s)
+            case Presence():
+                return motion_seen(self.ctx, s, ev.area, ev.motion, now)
             case DriverFault():
                 f = {"device": ev.device, "reason": ev.reason[:200]}
                 return [Record("alarm.driver_fault", f), *outputs(s)]
@@ -259,6 +276,7 @@ class Core:
         times += s.lockout.deadlines()
         times += s.untapped.deadlines()
         times += self.cabinets.deadlines()
+        times += s.motion.deadlines()
         return min(times) if times else None
 
     def tick(self, now: Now) -> list[Action]:
@@ -280,7 +298,8 @@ class Core:
         if self._reset_at and now.synced:
             out += scheduled_resets(s, self._reset_at, self.ctx.local(now))
         out += self.lockcheck.closing_time(now)
-        return out
+        out += confirmed_empty(self.ctx, s, now)
+        return out + after_step(self.ctx, s, out, now)
 
     def _expiry_warning(self, now: Now) -> list[Action]:
         """Once a day, the people whose rights end soon (R5)."""

@@ -77,6 +77,17 @@ class AreaConfig:
         " cabinet open, or no confirmed lock check after the area was used that day is"
         " alarm.area_not_closed, until a confirmed lock check clears it; off when absent",
     )
+    presence_pin: int | None = opt(
+        None,
+        "a PIR's normally-closed alarm contact, to ground (opens on motion; a cut wire reads"
+        " as motion, never as empty, R23): no motion for presence_empty_minutes after an"
+        " exit confirms the area empty; motion while it is counted empty after closing is"
+        " alarm.presence_after_closing",
+        pin=True,
+    )
+    presence_empty_minutes: float = opt(
+        30.0, "no motion this long after the last exit: the area is empty", lo=1, hi=1440
+    )
     reset_time: str | None = opt(
         None,
         "HH:MM local, every day: whoever is still counted inside is no longer counted,"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from edged.core.actions import Action, Record
-from edged.core.context import Context
+from edged.core.context import Context, whole
 from edged.core.policy import Person
 from edged.core.state import CoreState, Now, outputs
 from edged.protocol.records import format_ts
@@ -78,6 +78,55 @@ def scheduled_resets(
     return out
 
 
+def motion_seen(ctx: Context, s: CoreState, area: str, motion: bool, now: Now) -> list[Action]:
+    """An area's presence sensor changed (:mod:`edged.core.motion`): motion in an area
+    counted empty after its closing time is ``alarm.presence_after_closing``, once, until
+    someone goes in."""
+    started = s.motion.seen(area, motion, now.mono)
+    if not started or s.occupancy.get(area) or area not in s.closing.shut:
+        return []
+    if area in s.motion.alarmed:
+        return []
+    s.motion.alarmed.add(area)
+    f = {"area": area, "door": ctx.first_door(area)}
+    return [Record("alarm.presence_after_closing", f), *outputs(s)]
+
+
+def after_step(ctx: Context, s: CoreState, actions: list[Action], now: Now) -> list[Action]:
+    """What a step's own records mean for the presence sensors: an exit starts the wait
+    for stillness; a grant ends a standing presence alarm (someone came to see)."""
+    out: list[Action] = []
+    for a in actions:
+        if not isinstance(a, Record) or a.type not in ("door.exit", "door.exit_request",
+                                                       "door.granted"):  # fmt: skip
+            continue
+        area = a.fields.get("area", "")
+        if a.type != "door.granted":
+            s.motion.exited(area, now.mono)
+        elif area in s.motion.alarmed:
+            s.motion.alarmed.discard(area)
+            out += [Record("alarm.cleared", {"area": area, "was": "presence_after_closing"}),
+                    *outputs(s)]  # fmt: skip
+    return out
+
+
+def confirmed_empty(ctx: Context, s: CoreState, now: Now) -> list[Action]:
+    """No motion for the area's presence_empty_minutes after an exit: nobody is there,
+    whoever the count still names (left behind someone else, or by the button)."""
+    out: list[Action] = []
+    for area in s.motion.due(now.mono):
+        removed = sorted(s.occupancy.get(area, {}))
+        if not removed:
+            continue
+        for pid in removed:
+            count_out(s, area, pid)
+            s.escorts.forget(area, pid)
+        minutes = whole(ctx.cfg.areas[area].presence_empty_minutes)
+        f = {"area": area, "removed": removed, "minutes": minutes}
+        out.append(Record("occupancy.confirmed_empty", f))
+    return out
+
+
 def overstays(s: CoreState, max_stay: dict[str, float], now: Now) -> list[Action]:
     """Nobody stays counted inside for days (areas' max_stay_hours; a synchronised
     clock): whoever left uncounted is let in again, and the record says so."""
@@ -91,6 +140,6 @@ def overstays(s: CoreState, max_stay: dict[str, float], now: Now) -> list[Action
         s.escorts.forget(area, pid)
         out.append(Record("occupancy.expired", {
             "area": area, "person": pid, "name": name, "since": format_ts(since),
-            "hours": max_stay[area],
+            "hours": whole(max_stay[area]),
         }))  # fmt: skip
     return out

@@ -27,6 +27,7 @@ REPLAYED = (
     "door.denied",
     "occupancy.reset",
     "occupancy.expired",
+    "occupancy.confirmed_empty",
     "lockcheck.confirmed",
     "alarm.area_not_closed",
     "alarm.cleared",
@@ -141,7 +142,9 @@ class _Replayed:
                 failures.pop(card, None)
         elif t in ("door.exit", "occupancy.expired") and person:
             self._out(area, person)
-        elif t == "occupancy.reset" and r.get("by") == "schedule":
+        elif t == "occupancy.confirmed_empty" or (
+            t == "occupancy.reset" and r.get("by") == "schedule"
+        ):
             # The daily reset counts out only who went in before it (a restart after it
             # must not count out who came in since).
             for p in r.get("removed") or []:

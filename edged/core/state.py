@@ -17,6 +17,7 @@ from edged.core.doors import Door
 from edged.core.escort import Escorts
 from edged.core.indicators import indicators
 from edged.core.lockout import PinLockout
+from edged.core.motion import Motion
 from edged.core.occupancy import Stays, Untapped
 from edged.core.open_cabinets import OpenCabinets
 from edged.core.policy import Person
@@ -76,6 +77,7 @@ class CoreState:
     untapped: Untapped = field(default_factory=Untapped)  # exits without a tap
     closing: Closing = field(default_factory=Closing)  # closing time, per area
     lockcheck_open: dict[str, list[str]] = field(default_factory=dict)  # area -> open cabinets
+    motion: Motion = field(default_factory=Motion)  # presence sensors (edged.core.motion)
     # keypad dialogues (edged.core.prompts)
     prompts: dict[str, Prompt] = field(default_factory=dict)  # door -> open dialogue
     lockout: PinLockout = field(default_factory=PinLockout)
@@ -94,6 +96,7 @@ def alarm_active(s: CoreState) -> bool:
         or s.escorts.alarm()
         or s.closing.alarm()
         or s.open_cabinets.alarm()
+        or s.motion.alarm()
     )
 
 
@@ -118,6 +121,8 @@ def snapshot(s: CoreState) -> dict[str, Any]:
         "uncertain": {a: sorted(v) for a, v in s.untapped.uncertain.items() if v},
         "last_out_offers": {d: o.area for d, o in s.untapped.offers.items()},
         "not_closed": {a: d.isoformat() for a, d in s.closing.open_alarm.items()},
+        "motion": {a: m for a, m in sorted(s.motion.moving.items())},
+        "presence_alarm": sorted(s.motion.alarmed),
         "cabinets_released": sorted(s.cabinet_release),
         "waiting_visitors": sorted(s.escorts.waiting),
         "unescorted": {a: sorted(v) for a, v in s.escorts.unescorted.items() if v},

@@ -24,6 +24,7 @@ def check_pins_owned_once(cfg: Config) -> None:
             (door.exit_button_pin, f"doors.{door.name}.exit_button_pin"),
         ]
     claims += [(c.pin, f"cabinets.{c.name}.pin") for c in cabinets.values()]
+    claims += [(a.presence_pin, f"areas.{a.name}.presence_pin") for a in cfg.areas.values()]
     claims += [(c.lock_pin, f"cabinets.{c.name}.lock_pin") for c in cabinets.values()]
     for kp in keypads.values():
         claims += [(p, f"keypads.{kp.door}.rows") for p in kp.rows]

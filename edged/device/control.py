@@ -28,6 +28,7 @@ from edged.core.events import (
     DoorContact,
     ExitButton,
     KeypadKey,
+    Presence,
     ReaderFound,
     ReaderLost,
     Tamper,
@@ -286,6 +287,20 @@ class SimController:
         except ValueError as e:
             raise ControlError(str(e)) from None
         self._await(before, lambda p: isinstance(p.event, Tamper), "the tamper switch")
+        return self._done(before)
+
+    def cmd_motion(self, req: dict[str, Any]) -> dict[str, Any]:
+        area, moving = _str(req, "area"), req.get("active", True)
+        if not isinstance(moving, bool):
+            raise ControlError("active must be true or false")
+        before = self.d.observers.processed_count
+        if self.rig.gpio.presence.moving().get(area) == moving:
+            return self._done(before, note="the presence sensor already reads that")
+        try:
+            self.rig.gpio.set_motion(area, moving)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        self._await(before, lambda p: isinstance(p.event, Presence), "the presence sensor")
         return self._done(before)
 
     def cmd_reader(self, req: dict[str, Any]) -> dict[str, Any]:

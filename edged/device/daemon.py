@@ -45,6 +45,7 @@ from edged.device.statelock import StateLock
 from edged.device.status import journal_state, status_line
 from edged.device.upkeep import Upkeep
 from edged.device.wiring import (
+    Installation,
     build_installation,
     device_core,
     device_journal,
@@ -98,6 +99,7 @@ class Daemon:
         self.displays: Any = None  # DoorDisplays, when the config has displays
         self.indicators: Indicators | None = None
         self.outputs = Outputs(self.state_dir)  # acts once the hardware is built
+        self.installation: Installation | None = None
         self.card_reader: Any = None
         self.journal: Journal | None = None
         self.history: History | None = None  # once the journal is open
@@ -144,6 +146,7 @@ class Daemon:
             self._fingerprinter.fingerprint,
             **({"pcscd": self._sim_pcscd} if self.simulate else {}),
         )
+        self.installation = inst
         self.doors, self.cabinets, self.indicators = inst.doors, inst.cabinets, inst.indicators
         o = self.outputs
         o.doors, o.cabinets, o.indicators = inst.doors, inst.cabinets, inst.indicators
@@ -263,10 +266,8 @@ class Daemon:
             self.sync = device_sync(self.cfg, self.journal, self.paths, self.clock,
                                     self._inbound, lambda: key().private)  # fmt: skip
             self.sync.start()
-        assert self.doors is not None and self.cabinets is not None
-        self._execute(
-            seed_readings(self.core, self.cfg, self.doors, self.cabinets, self.now()), None
-        )
+        assert self.installation is not None
+        self._execute(seed_readings(self.core, self.cfg, self.installation, self.now()), None)
         for dev in self.devices:
             dev.start(self.queue.put)
         if self.cfg.metrics_listen:

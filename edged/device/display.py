@@ -41,6 +41,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     "open_reminder": ("ショコガ アイテイマス", "Cabinet open:"),
     "last_out": ("サイゴノカタハ カード", "Last out? Tap"),
     "last_out_2": ("ショコ セジョウカクニン", "card to check"),
+    # An area's standing alarms, on its doors' screens until they are cleared.
+    "not_closed": ("ヘイシツ ミカクニン", "Area not closed"),
+    "not_closed_2": ("サイゴノカタハ カクニン", "Last out: check"),
+    "presence": ("ヘイシツゴニ ヒトノケハイ", "Motion after close"),
+    "presence_2": ("カクニンシテクダサイ", "Please check"),
 }
 # Why a card was refused, in words the holder understands.
 REASONS: dict[str, tuple[str, str]] = {
@@ -101,6 +106,7 @@ class Presenter:
         prompts = snapshot.get("prompts", {})
         waiting = set(snapshot.get("waiting_visitors", []))
         offers = snapshot.get("last_out_offers", {})
+        standing = self._standing(snapshot)
         out = {}
         for name, door in self.doors.items():
             result = self._result(door, [r for r in records if r.get("door") == door])
@@ -112,8 +118,24 @@ class Presenter:
                     lines = [self._t("wait_escort")]
                 elif door in offers and door not in prompts:
                     lines = [self._t("last_out"), self._t("last_out_2")]
+                elif door in standing and door not in prompts:
+                    lines = standing[door]
                 self.screens[name] = Screen(lines)
             out[name] = self.screens[name].lines
+        return out
+
+    def _standing(self, snapshot: dict[str, Any]) -> dict[str, list[str]]:
+        """Doors whose area has an alarm that stands until someone acts (R6, R7): not
+        closed at closing time, or motion after closing with nobody inside."""
+        not_closed = snapshot.get("not_closed", {})
+        presence = set(snapshot.get("presence_alarm", []))
+        out = {}
+        for door, area in self.areas.items():
+            name = area.name if area is not None else ""
+            if name in presence:
+                out[door] = [self._t("presence"), self._t("presence_2")]
+            elif name in not_closed:
+                out[door] = [self._t("not_closed"), self._t("not_closed_2")]
         return out
 
     def next_deadline(self) -> int | None:

@@ -139,6 +139,14 @@ class CabinetSensors(Device):
         return {}
 
 
+class PresenceSensors(Device):
+    """Each area's presence sensor (a PIR); emits Presence. Must override :meth:`moving`."""
+
+    @abstractmethod
+    def moving(self) -> dict[str, bool]:
+        """Each area with a sensor: True while it sees motion (or its wire is cut)."""
+
+
 class Indicators(Device):
     """Buzzer and LEDs. Must override :meth:`set`."""
 

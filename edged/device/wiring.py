@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edged.clock import Clock
 from edged.core import Core
 from edged.core.actions import Action
-from edged.core.events import DoorContact, Tamper
+from edged.core.events import DoorContact, Presence, Tamper
 from edged.core.state import Now
 from edged.device import backends
 from edged.device.acl import load_local_pins, pin_checker, pin_hasher
@@ -29,6 +29,7 @@ from edged.device.hardware import (
     Display,
     DoorIO,
     Indicators,
+    PresenceSensors,
     make_device,
 )
 from edged.device.journal import Journal
@@ -48,6 +49,7 @@ class Installation:
     doors: DoorIO
     cabinets: CabinetSensors
     indicators: Indicators
+    presence: PresenceSensors | None = None
     keypads: list[Device] = field(default_factory=list)
     card_reader: Any = None
     rig: Any = None
@@ -57,6 +59,7 @@ class Installation:
     def devices(self) -> list[Device]:
         """In start order; closed in reverse (relays drop first)."""
         out: list[Device] = [self.doors, self.cabinets, self.indicators, *self.keypads]
+        out += [self.presence] if self.presence is not None else []
         out += list(self.displays.values())
         return [*out, self.card_reader] if self.card_reader is not None else out
 
@@ -114,7 +117,13 @@ def hardware_installation(
     cfg: Config, paths: StatePaths, clock: Clock, fp: Fingerprint, **_: Any
 ) -> Installation:
     try:
-        from edged.drivers.gpio import GpioCabinets, GpioDoors, GpioIndicators, make_pin_factory
+        from edged.drivers.gpio import (
+            GpioCabinets,
+            GpioDoors,
+            GpioIndicators,
+            GpioPresence,
+            make_pin_factory,
+        )
     except ImportError as e:
         # The base install has no device drivers: say which extra brings them.
         raise DriverInitError(
@@ -134,6 +143,9 @@ def hardware_installation(
         doors=GpioDoors(cfg.doors, cfg.gpio, pin_factory=pf, clock=clock),
         cabinets=GpioCabinets(cfg.cabinets, cfg.gpio, pin_factory=pf, clock=clock),
         indicators=GpioIndicators(cfg.indicators, pin_factory=pf),
+        presence=GpioPresence(cfg.areas, cfg.gpio, pin_factory=pf, clock=clock)
+        if any(a.presence_pin is not None for a in cfg.areas.values())
+        else None,
         keypads=keypads,
         card_reader=card_readers(cfg, {n: r.pcsc_name for n, r in cfg.readers.items()}, fp, clock),
         displays=displays(cfg, simulated=False),
@@ -172,9 +184,10 @@ def device_core(cfg: Config, keys: DeviceKeys, paths: StatePaths) -> Core:
 
 
 def seed_readings(
-    core: Core, cfg: Config, doors: DoorIO, cabinets: CabinetSensors, now: Now
+    core: Core, cfg: Config, inst: Installation, now: Now
 ) -> list[Action]:
     """The inputs as read at start become core state; abnormal ones become records at once."""
+    doors, cabinets = inst.doors, inst.cabinets
     out: list[Action] = []
     for name in cfg.doors:
         if not doors.door_closed(name):
@@ -182,6 +195,8 @@ def seed_readings(
     out += core.seed_cabinets(cabinets.read_all(), now)
     if doors.tamper_active():
         out += core.handle(Tamper(active=True, mono_ns=now.mono), now)
+    for area, moving in (inst.presence.moving() if inst.presence else {}).items():
+        out += core.handle(Presence(area=area, motion=moving, mono_ns=now.mono), now)
     return out
 
 

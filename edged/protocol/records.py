@@ -41,6 +41,7 @@ RecordType = Literal[
     "alarm.door_held_open",
     "alarm.driver_fault",
     "alarm.exit_without_tap",
+    "alarm.presence_after_closing",
     "alarm.internal_error",
     "alarm.journal_rollback",
     "alarm.journal_unavailable",
@@ -77,6 +78,7 @@ RecordType = Literal[
     "lockcheck.open",
     "lockcheck.pin_wrong",
     "occupancy.expired",
+    "occupancy.confirmed_empty",
     "occupancy.reset",
     "pin.changed",
     "reader.found",
@@ -93,7 +95,8 @@ CLEARED = "alarm.cleared"
 # ``was`` -> the alarm type it ends (without "alarm.").
 CLEARS = {"held_open": "door_held_open", "forced": "door_forced",
           "area_not_closed": "area_not_closed",
-          "cabinet_open_too_long": "cabinet_open_too_long"}  # fmt: skip
+          "cabinet_open_too_long": "cabinet_open_too_long",
+          "presence_after_closing": "presence_after_closing"}  # fmt: skip
 
 
 def is_alarm(rtype: str) -> bool:

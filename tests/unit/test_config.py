@@ -63,9 +63,13 @@ def test_the_example_parses_and_absent_options_take_their_declared_defaults():
         (lambda d: d["doors"]["main"].update(area="nowhere"), "nowhere"),
         (lambda d: d.pop("site"), "site"),
         (lambda d: d.update(site="tokyo/hq"), "site"),
+        (lambda d: d["areas"]["handling"].update(presence_pin=17),
+         "areas.handling.presence_pin: GPIO 17 is already used by doors.main.relay_pin"),
+        (lambda d: d["areas"]["handling"].update(reset_time="3am"),
+         "areas.handling.reset_time: expected HH:MM, got '3am'"),
     ],
     ids=["below", "above", "type", "unknown", "journal", "pin-range", "pin-twice",
-         "choice", "area", "missing", "name"],
+         "choice", "area", "missing", "name", "presence-pin", "reset-time"],
 )
 def test_each_mistake_is_one_line_naming_the_key_and_reason(mutate, want):
     """R3, R12: bounds a site cannot write past; every refusal names file, key, reason."""

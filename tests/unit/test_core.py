@@ -21,6 +21,7 @@ from edged.core.events import (
 from edged.core.policy import AccessList, Person
 from edged.core.state import NS, Now
 from edged.device.config import load_config
+from edged.protocol.privacy import check_fields
 
 pytestmark = pytest.mark.unit
 
@@ -88,12 +89,16 @@ class Rig:
     def advance(self, seconds):
         self.mono += int(seconds * NS)
         self.wall += int(seconds * 1000)
-        out = self.core.tick(self.now)
-        self.log += out
-        return out
+        return self._logged(self.core.tick(self.now))
 
     def ev(self, e):
-        out = self.core.handle(e, self.now) + self.core.tick(self.now)
+        return self._logged(self.core.handle(e, self.now) + self.core.tick(self.now))
+
+    def _logged(self, out):
+        # Every record the core makes is one the journal takes (no float, no secret):
+        # a record the journal refuses is a decision that is not recorded.
+        for r in records(out):
+            check_fields(r.fields)
         self.log += out
         return out
 
@@ -1121,7 +1126,7 @@ def test_a_cabinet_left_open_is_reminded_then_an_alarm_until_locked():
     longer needs them): at max_open_minutes a reminder at the area's door, at twice as
     long the alarm (red LED) naming who is inside; locking it clears the alarm and starts
     the count again next time. Without a limit nothing is said."""
-    cabs = {**CFG.cabinets, "cab-a": replace(CFG.cabinets["cab-a"], max_open_minutes=30)}
+    cabs = {**CFG.cabinets, "cab-a": replace(CFG.cabinets["cab-a"], max_open_minutes=30.0)}
     rig = Rig(cfg=replace(CFG, cabinets=cabs))
     _enter(rig, "S2")
     rig.ev(CabinetChanged(cabinet="cab-a", locked=False))
@@ -1188,3 +1193,67 @@ def test_a_daily_reset_counts_out_who_went_in_before_it_and_survives_restarts():
     _enter(plain, "S2")
     plain.advance(24 * 3600)
     assert _inside(plain) == ["S2"]
+
+
+def _pir_rig(**area):
+    """The handling area with a presence sensor (PIR) on GPIO 11."""
+    return _area_rig(presence_pin=11, presence_empty_minutes=30.0, max_stay_hours=0, **area)
+
+
+def _motion(rig, moving, area="handling"):
+    from edged.core.events import Presence
+
+    return rig.ev(Presence(area=area, motion=moving))
+
+
+def test_a_still_room_after_an_exit_is_empty_whatever_the_count_says():
+    """R1, R6 (issue 37): two go in; one goes out and the other follows on the same
+    unlock, uncounted. The presence sensor sees nobody for presence_empty_minutes after
+    the exit: the area is confirmed empty (recorded, who the count still named), so the
+    next morning nobody is refused as already inside. Motion meanwhile restarts the wait;
+    without an exit it is never judged."""
+    rig = _pir_rig()
+    _enter(rig, "S1")
+    _enter(rig, "S2")
+    assert not records(rig.advance(3600), "occupancy.confirmed_empty")  # no exit yet
+    out = rig.tap("S1", reader="exit")
+    assert only(out, "door.exit")["was_inside"]
+    _motion(rig, True)
+    rig.advance(10 * 60)
+    _motion(rig, False)  # S2 walks out behind S1; the room is still from here
+    assert not records(rig.advance(29 * 60), "occupancy.confirmed_empty")
+    [r] = records(rig.advance(61), "occupancy.confirmed_empty")
+    assert r.fields == {"area": "handling", "removed": ["S2"], "minutes": 30}
+    assert _inside(rig) == []
+    assert not records(rig.advance(3600), "occupancy.confirmed_empty")  # once an exit
+    # Someone moving keeps the count as it is.
+    busy = _pir_rig()
+    _enter(busy, "S1")
+    _enter(busy, "S2")
+    busy.tap("S1", reader="exit")
+    _motion(busy, True)
+    assert not records(busy.advance(3 * 3600), "occupancy.confirmed_empty")
+    assert _inside(busy) == ["S2"]
+
+
+def test_motion_in_an_empty_area_after_closing_is_an_alarm_until_someone_goes_in():
+    """R6, R7 (issue 37): after the area's closing time, with nobody counted inside, the
+    presence sensor seeing motion is alarm.presence_after_closing (red LED), raised once;
+    it stands until someone goes in (recorded as cleared). Motion while someone is
+    counted inside is no alarm; before closing neither."""
+    rig = _pir_rig(closing_time="19:00")
+    _motion(rig, True)
+    assert not records(_motion(rig, False))  # 10:00: the area is open
+    rig.advance(9 * 3600 + 60)  # 19:01, nobody was in: closed without an alarm
+    assert not rig.core.alarm_active()
+    out = _motion(rig, True)
+    [a] = records(out, "alarm.presence_after_closing")
+    assert a.fields == {"area": "handling", "door": "main"}
+    assert rig.core.alarm_active() and Indicate("red", True) in out
+    _motion(rig, False)
+    assert not records(_motion(rig, True), "alarm.presence_after_closing")  # once
+    _enter(rig, "A1")
+    assert [r.fields for r in records(rig.log, "alarm.cleared")] == [
+        {"area": "handling", "was": "presence_after_closing"}]  # fmt: skip
+    assert not rig.core.alarm_active()
+    assert not records(_motion(rig, True), "alarm.presence_after_closing")  # A1 inside

@@ -106,3 +106,22 @@ def test_a_cabinet_left_open_is_named_on_the_screen():
     assert _screen("en").step([rec], {"prompts": {}}, 0)["main"] == ["Cabinet open:", "cab-a"]
     ja = _screen("ja").step([rec], {"prompts": {}}, 0)["main"]
     assert all(len(line) <= 16 and b"?" not in encode(line) for line in ja), ja
+
+
+def test_an_area_not_closed_or_moving_after_closing_stays_on_its_doors_screen():
+    """R6, R7 (issue 37): alarm.area_not_closed stands on the area's doors' displays until
+    a last leaver checks (the core's snapshot clears it); motion after closing likewise,
+    until someone goes in; a question asked at the door comes first; in katakana too."""
+    p = _screen("en")
+    closed = {"prompts": {}, "not_closed": {"handling": "2026-11-24"}}
+    assert p.step([], closed, 0)["main"] == ["Area not closed", "Last out: check"]
+    moving = {**closed, "presence_alarm": ["handling"]}
+    assert p.step([], moving, 1)["main"] == ["Motion after close", "Please check"]
+    asking = {**moving, "prompts": {"main": {"step": "lockcheck"}}}
+    assert p.step([], asking, 2)["main"][0] == "Cabinets locked?"
+    assert p.step([], {"prompts": {}}, 3)["main"] == ["Tap your card"]
+    other = {"prompts": {}, "not_closed": {"server-room": "2026-11-24"}}
+    assert p.step([], other, 4)["main"] == ["Tap your card"]
+    ja = _screen("ja")
+    assert ja.step([], closed, 0)["main"][0] == "ヘイシツ ミカクニン"
+    assert encode(ja.step([], moving, 0)["main"][0]).find(b"?") == -1  # all in the ROM

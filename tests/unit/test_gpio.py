@@ -243,3 +243,28 @@ def test_a_cut_exit_button_wire_opens_nothing(cfg, events):
         assert "short" in text and "end-of-line" in text
     finally:
         s.close()
+
+
+def test_a_presence_sensor_reports_motion_and_its_cut_wire_reads_as_motion(cfg, events):
+    """R23 (issue 37): an area's PIR (areas.NAME.presence_pin, gpiozero's MotionSensor) on
+    its normally-closed alarm contact: still at rest, motion when the contact opens, and a
+    cut wire (the pull-up wins) reads as motion, never as an empty room."""
+    from edged.core.events import Presence
+
+    area = replace(cfg.areas["handling"], presence_pin=11)
+    cfg = replace(cfg, areas={**cfg.areas, "handling": area})
+    s = SimGpio(cfg)
+    try:
+        s.presence.start(events)
+        assert s.presence.moving() == {"handling": False}, "GPIO 11 reads motion at rest"
+        s.set_motion("handling", True)
+        e = events.wait_for(lambda e: isinstance(e, Presence) and e.motion)
+        assert e.area == "handling" and s.state()["motion"] == {"handling": True}
+        s.set_motion("handling", False)
+        events.wait_for(lambda e: isinstance(e, Presence) and not e.motion)
+        s.factory.pin(11).drive_high()  # the wire is cut
+        assert s.presence.moving() == {"handling": True}, "GPIO 11: a cut wire reads as empty"
+        with pytest.raises(ValueError, match="no presence sensor"):
+            s.set_motion("server-room", True)
+    finally:
+        s.close()
