@@ -79,6 +79,7 @@ LABELS = {
         "still_inside": "(在室中)",
         "confirmed": "確認済",
         "missed": "未確認(警報)",
+        "open_too_long": "開放放置(警報)",
         "generated": "作成日時",
         "signature": "確認印",
         "legend": "≈: 時刻同期前の記録。同じ起動中の単調時計から算出した時刻。"
@@ -129,6 +130,7 @@ LABELS = {
         "still_inside": "(inside)",
         "confirmed": "confirmed",
         "missed": "MISSED (alarm)",
+        "open_too_long": "LEFT OPEN (alarm)",
         "generated": "Generated",
         "signature": "Reviewed by",
         "legend": "≈: recorded before the clock was synchronised; the time is placed by"
@@ -406,7 +408,15 @@ def _section(led: Ledger, r: dict[str, Any], rtype: str, when: str) -> None:
                 "cabinets": r.get("cabinets", {}),
             }
         )
-    elif rtype == "door.denied":
+        return
+    if rtype == "alarm.cabinet_open_too_long":
+        # The rules ask that cabinets be locked as soon as the work no longer needs them:
+        # one left open too long stands with the checks of the locks (R7, R17), and
+        # with the alarms below.
+        led.lockchecks.append({"time": when, "area": r.get("area", ""), "confirmer": "",
+                               "id": "", "result": "open_too_long",
+                               "cabinets": {str(r.get("cabinet", "")): "open"}})  # fmt: skip
+    if rtype == "door.denied":
         led.denied.append(
             {
                 "time": when,

@@ -38,3 +38,20 @@ def test_a_scheduled_reset_ends_only_the_visits_it_names_and_an_administrators_a
     add_records(admin, [*day, rec("occupancy.reset", "2026-11-25T02:00:00Z", area="handling",
                                   by="A1", by_name="Admin", removed=["S2"])], {})  # fmt: skip
     assert {v.person: v.exit for v in admin.visits}["S2"] == "2026-11-25 11:00:00 (reset)"
+
+
+def test_a_cabinet_left_open_too_long_stands_with_the_lock_checks():
+    """R7, R17 (issue 37): the ledger's lock-check section shows a cabinet left open too
+    long beside the last leavers' checks, in Japanese and English, and the alarm stays in
+    the alarms section; a missed check is not listed twice."""
+    led = Ledger(dt.date(2026, 11, 24), dt.date(2026, 11, 24), "Asia/Tokyo")
+    add_records(led, [
+        rec("alarm.cabinet_open_too_long", "2026-11-24T05:00:00Z", cabinet="cab-a",
+            area="handling", door="main", minutes=60, inside=["S1"]),
+        rec("alarm.lockcheck_missed", "2026-11-24T10:00:00Z", area="handling", person="S2",
+            name="Suzuki", cabinets={"cab-a": "locked"}, method="timeout"),
+    ], {})  # fmt: skip
+    assert [c["result"] for c in led.lockchecks] == ["open_too_long", "missed"]
+    assert [a["type"] for a in led.alarms] == ["cabinet_open_too_long"]
+    assert "開放放置(警報)" in to_html(led, lang="ja")
+    assert "LEFT OPEN (alarm)" in to_html(led, lang="en")
