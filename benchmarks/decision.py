@@ -11,8 +11,8 @@ Usage: python -m benchmarks.decision [--taps N]   (needs pcscd + vsmartcard-vpcd
 from __future__ import annotations
 
 import argparse
-import os
 import queue
+import shutil
 import statistics
 import sys
 import tempfile
@@ -64,6 +64,13 @@ def main() -> int:
     if a.quick:
         a.taps = 20
     base = Path(tempfile.mkdtemp())
+    try:
+        return _run(a, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # a run leaves nothing behind
+
+
+def _run(a: argparse.Namespace, base: Path) -> int:
     state = base / "state"
     cfg_path = base / "edged.toml"
     cfg_path.write_text(CONFIG)
@@ -85,8 +92,10 @@ def main() -> int:
     )
     save_active(state, AccessList(1, "bench", fp.key_id, {"S1": p}))
 
-    # Logs as in production (JSON lines), to /dev/null so the terminal is not the bottleneck.
-    configure_logging(open(os.devnull, "w"), json=True)  # noqa: SIM115
+    # Logs as in production (JSON lines), to a file so the terminal is not the bottleneck,
+    # and so that a daemon that cannot start says why.
+    log_path = base / "daemon.log"
+    configure_logging(open(log_path, "a"), json=True)  # noqa: SIM115
     floor_db = connect(base / "raw.db")
     floor_db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)")
     dkeys = load_keys(state)
@@ -106,6 +115,14 @@ def main() -> int:
     t.start()
     while not (d.running.wait(0.1) or d.stopped.is_set()):
         pass
+    if not d.running.is_set():
+        lines = log_path.read_text(errors="replace").splitlines()
+        why = [ln for ln in lines if '"error"' in ln or "failed" in ln][-3:] or lines[-3:]
+        print("decision benchmark: the daemon on simulated hardware did not start (another"
+              " pcscd running? the tests and benchmarks each start their own):", file=sys.stderr)
+        for ln in why:
+            print("  " + ln, file=sys.stderr)
+        return 2
     energised: queue.Queue[int] = queue.Queue()
 
     def on_relay(level: bool) -> None:
