@@ -24,7 +24,7 @@ SIZES = {
     "bitflip_positions": (1500, 0),  # bits of a journal flipped one at a time
     "sync_backlog_records": (20_000, 100_000),  # records drained after an outage
     "journal_crash_kills": (40, 200),  # appender processes killed mid-write
-    "daemon_crash_kills": (50, 1000),  # daemons killed with SIGKILL at random moments
+    "daemon_crash_kills": (40, 1000),  # daemons killed with SIGKILL at random moments
     "daemon_fuzz_examples": (200, 2000),  # random event sequences against the daemon
     "month_days": (5, 30),  # days the door lives through in tests/system/test_month.py
     "fleet_devices": (200, 200),  # devices in the central scale test (EDGED_FLEET_DEVICES)

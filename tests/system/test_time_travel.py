@@ -64,7 +64,9 @@ _BASELINE: dict[str, list[tuple[str, str]]] = {}
 
 # The demo a day ahead tells what the demo today does (tests/integration/test_keys_cli.py runs it):
 # the suite's minutes go to the far days; EDGED_LONG=1 runs it too.
-DEMO_DAYS = [d for d in DAYS if LONG or d != "+1 day"]
+# The demo's whole day under each clock takes 15 s: the leap day, the year's end and the
+# far future in every run, the rest with EDGED_LONG=1 (the README's walk covers them all).
+DEMO_DAYS = [d for d in DAYS if LONG or d not in ("+1 day", "+400 days")]
 
 
 @pytest.mark.parametrize("name", DEMO_DAYS)
