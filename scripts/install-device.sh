@@ -82,7 +82,7 @@ cat <<EOF
 install-device: installed. Next (docs/install.md):
   edit $etc/edged.toml                     site, device, pins, readers, areas
   runuser -u $user -- edged config check $etc/edged.toml
-  runuser -u $user -- edged acl import staff.toml --config $etc/edged.toml
+  runuser -u $user -- edged acl import - --config $etc/edged.toml < staff.toml
   systemctl enable --now edged
   runuser -u $user -- edged doctor --config $etc/edged.toml
 EOF

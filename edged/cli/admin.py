@@ -37,6 +37,7 @@ def _cmd_acl_import(args: argparse.Namespace) -> int:
         version=version,
         areas=set(cfg.areas),
         cabinets=set(cfg.cabinets),
+        fmt=args.format,
     )
     path = save_active(state_dir, acl)
     print(
@@ -175,7 +176,11 @@ def register(sub: Any) -> None:
         help="store an administrator's TOML/CSV list (raw ids"
         " and PINs are converted, never stored)",
     )
-    ai.add_argument("file")
+    ai.add_argument("file", help="the list (TOML or CSV), or - for standard input")
+    ai.add_argument(
+        "--format", choices=["toml", "csv"],
+        help="the list's format (default: from the file's name; TOML for -)",
+    )  # fmt: skip
     ai.add_argument("--config", required=True)
     ai.add_argument("--state-dir")
     ai.add_argument("--version", type=int, help="default: active version + 1")

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import secrets
+import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -143,14 +144,22 @@ def save_local_pin(state_dir: Path, person: str, h: str, set_on: str, expires: s
 
 
 # -- the administrator's file --------------------------------------------------------------
-def _read_admin_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _admin_text(path: Path) -> str:
+    """The list's text; ``-`` is standard input (the service user cannot read a file in the
+    administrator's home: ``runuser -u edged -- edged acl import - < staff.toml``)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        if str(path) == "-":
+            return sys.stdin.buffer.read().decode("utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
-    if path.suffix.lower() == ".csv":
+
+
+def _read_admin_rows(path: Path, fmt: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    text = _admin_text(path)
+    if (fmt or ("csv" if path.suffix.lower() == ".csv" else "toml")) == "csv":
         rows = []
         reader = csv.DictReader(io.StringIO(text))
         need = {"id", "name", "role", "cards", "areas", "valid_from", "valid_until"}
@@ -192,8 +201,10 @@ def import_admin_file(
     version: int,
     areas: set[str] | None = None,
     cabinets: set[str] | None = None,
+    fmt: str | None = None,
 ) -> AccessList:
-    """Read an administrator's TOML/CSV list and convert raw secrets on the spot.
+    """Read an administrator's TOML/CSV list and convert raw secrets on the spot
+    (``fmt``: "toml" or "csv"; default from the file's name, TOML for standard input).
 
     Card ids become fingerprints and PINs scrypt hashes; the raw values exist only in this
     function's locals and are never written or logged. Errors name file, entry, field.
@@ -201,7 +212,7 @@ def import_admin_file(
     src = str(path)
     people: dict[str, Person] = {}
     seen: dict[str, str] = {}
-    for where, raw in _read_admin_rows(Path(path)):
+    for where, raw in _read_admin_rows(Path(path), fmt):
         if not isinstance(raw, dict):
             raise ConfigError(f"{src}: {where}: must be a table")
         rec = dict(raw)

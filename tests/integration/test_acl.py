@@ -311,3 +311,25 @@ def test_every_field_of_a_person_survives_storing(tmp_path):
     acl = AccessList(1, "site", "k", {p.id: p for p in (full, visitor, approver)})
     again = parse_stored(acl.canonical(), "t")
     assert again.people == acl.people
+
+
+def test_the_list_is_read_from_standard_input_by_the_service_user(tmp_path):
+    """R5, R12 (issue 38, docs/install.md step 4): the service user cannot read a file in
+    the administrator's home, so `edged acl import -` reads the list from standard input
+    (`runuser -u edged -- edged acl import - < staff.toml`); TOML by default, CSV with
+    --format csv; the same one-line errors name "-"."""
+    state = tmp_path / "st"
+    subprocess.run([EDGED, "keys", "init", "--state-dir", str(state)], check=True,
+                   capture_output=True)  # fmt: skip
+    cmd = [EDGED, "acl", "import", "-", "--config", str(CONFIG), "--state-dir", str(state)]
+    toml = subprocess.run(cmd, input=EXAMPLE_ACL.read_bytes(), capture_output=True)
+    assert toml.returncode == 0 and b"version 1 (6 people)" in toml.stdout, toml.stderr
+    rows = ("id,name,role,cards,areas,valid_from,valid_until\n"
+            "S1,A,staff,04A1B2C3,handling,2026-04-01,2027-03-31\n")  # fmt: skip
+    as_csv = subprocess.run([*cmd, "--format", "csv"], input=rows.encode(), capture_output=True)
+    assert as_csv.returncode == 0 and b"version 2 (1 people)" in as_csv.stdout, as_csv.stderr
+    bad = subprocess.run(cmd, input=b"people = 3", capture_output=True, text=False)
+    assert (
+        bad.returncode == 2
+        and bad.stderr.decode() == "edged: error: -: people: use [[people]] tables\n"
+    )

@@ -77,8 +77,8 @@ def test_the_install_steps_run_as_written_and_the_service_starts(namespace):
         install -m 0640 -o root -g edged {tmp}/site.toml /etc/edged/edged.toml  # sudoedit
         runuser -u edged -- edged config check /etc/edged/edged.toml
         edged acl example --out /opt/edged/acl-today.toml   # its dates moved to today
-        runuser -u edged -- edged acl import /opt/edged/acl-today.toml \\
-            --config /etc/edged/edged.toml
+        runuser -u edged -- edged acl import - --config /etc/edged/edged.toml \\
+            < /opt/edged/acl-today.toml           # docs/install.md step 4, as written
         bash scripts/install-device.sh > /dev/null   # again: keeps config and keys
         cat /etc/systemd/system/edged.service > {tmp}/unit
         exec_start=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/edged.service)
