@@ -42,6 +42,18 @@ class Closing:
     used: dict[str, dt.date] = field(default_factory=dict)  # the last day someone went in
     reset_on: dict[str, dt.date] = field(default_factory=dict)  # the last scheduled reset
     shut: set[str] = field(default_factory=set)  # past closing time, nobody in since
+    last_in_ms: dict[str, int] = field(default_factory=dict)  # the last grant (replayed)
+
+    def shut_since_restart(
+        self, local: dt.datetime, closing: dict[str, dt.time], occupied: set[str]
+    ) -> None:
+        """After a restart: an area nobody went into since its last closing time, and
+        nobody is counted in, is shut (motion there is an alarm, as before the restart)."""
+        for area, at in closing.items():
+            day = local.date() if local.time() >= at else local.date() - dt.timedelta(days=1)
+            moment = dt.datetime.combine(day, at, tzinfo=local.tzinfo).timestamp() * 1000
+            if area not in occupied and self.last_in_ms.get(area, 0) < moment:
+                self.shut.add(area)
 
     def entered(self, area: str, day: dt.date) -> None:
         self.used[area] = day

@@ -136,7 +136,11 @@ class Core:
         escort, wrong-PIN counts and lock-outs with their remaining time (R1, R2, R3)."""
         from edged.core.replay import replay
 
-        replay(self.state, records, now, boot_id, set(self.cfg.areas), self.ctx.tz)
+        s = self.state
+        replay(s, records, now, boot_id, set(self.cfg.areas), self.ctx.tz)
+        if now.synced:  # an untrusted clock shuts nothing: no alarm from a wrong hour
+            occupied = {a for a, people in s.occupancy.items() if people}
+            s.closing.shut_since_restart(self.ctx.local(now), self.lockcheck.closing_at, occupied)
 
     def revert_unrecorded(self, actions: list[Action]) -> None:
         """The journal refused the records of a step: what was not recorded did not

@@ -30,6 +30,7 @@ REPLAYED = (
     "occupancy.confirmed_empty",
     "lockcheck.confirmed",
     "alarm.area_not_closed",
+    "alarm.presence_after_closing",
     "alarm.cleared",
     "alarm.pin_lockout",
     "alarm.visitor_unescorted",
@@ -107,6 +108,8 @@ class _Replayed:
         self.used_ts: dict[str, str] = {}
         self.checked_ts: dict[str, str] = {}
         self.not_closed: dict[str, str] = {}
+        # Motion after closing (core/motion): areas whose alarm stands.
+        self.presence_alarm: set[str] = set()
         # When each person counted inside went in (their grant's ts), for max_stay_hours.
         self.since: dict[str, dict[str, str]] = {}
         self.escorts: dict[str, dict[str, str]] = {}
@@ -120,6 +123,7 @@ class _Replayed:
         self.occ = {a: dict(p) for a, p in (snap.get("occupancy") or {}).items()}
         self.uncertain = {a: set(v) for a, v in (snap.get("uncertain") or {}).items()}
         self.not_closed = dict(snap.get("not_closed") or {})
+        self.presence_alarm = set(snap.get("presence_alarm") or [])
         self.escorts = {a: dict(e) for a, e in (snap.get("escorts") or {}).items()}
         self.unescorted = {a: set(v) for a, v in (snap.get("unescorted") or {}).items()}
         self.failures = dict(snap.get("pin_failures") or {})
@@ -132,6 +136,7 @@ class _Replayed:
         if t == SNAPSHOT:
             self.seed(r)
         elif t == "door.granted" and person:
+            self.presence_alarm.discard(area)  # someone went in: it is cleared
             occ.setdefault(area, {})[person] = r.get("name", "")
             self.used_ts[area] = str(r.get("ts", ""))
             self.uncertain.get(area, set()).discard(person)
@@ -156,6 +161,10 @@ class _Replayed:
             self.not_closed[area] = r["day"]
         elif t == "alarm.cleared" and r.get("was") == "area_not_closed":
             self.not_closed.pop(area, None)
+        elif t == "alarm.presence_after_closing":
+            self.presence_alarm.add(area)
+        elif t == "alarm.cleared" and r.get("was") == "presence_after_closing":
+            self.presence_alarm.discard(area)
         elif t == "door.exit_request":
             may = [p for p in r.get("may_have_left") or [] if p in occ.get(area, {})]
             if may:
@@ -217,6 +226,7 @@ class _Replayed:
             "unescorted": {a: sorted(v) for a, v in sorted(self.unescorted.items()) if v},
             "pin_failures": dict(sorted(self.failures.items())),
             "lockouts": lockouts,
+            **({"presence_alarm": sorted(self.presence_alarm)} if self.presence_alarm else {}),
         }
 
 
@@ -246,6 +256,8 @@ def replay(
     for area, ts in acc.used_ts.items():
         if (day := _local_day(ts, tz)) is not None:
             closing.used[area] = day
+        if (ms := _ms(ts)) is not None:
+            closing.last_in_ms[area] = ms
     for area, ts in acc.checked_ts.items():
         if (day := _local_day(ts, tz)) is not None:
             closing.checked[area] = day
@@ -263,6 +275,7 @@ def replay(
     state.untapped.uncertain = {a: set(v) for a, v in acc.uncertain.items() if v}
     state.escorts.escorting = {a: e for a, e in acc.escorts.items() if e}
     state.escorts.unescorted = {a: v for a, v in acc.unescorted.items() if v}
+    state.motion.alarmed = set(acc.presence_alarm) & areas
     state.lockout.failures = acc.failures
     locked = {c: lockout_until(r, now, boot_id) for c, r in acc.lockouts.items()}
     state.lockout.until = {c: until for c, until in locked.items() if until > now.mono}

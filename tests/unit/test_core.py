@@ -1257,3 +1257,41 @@ def test_motion_in_an_empty_area_after_closing_is_an_alarm_until_someone_goes_in
         {"area": "handling", "was": "presence_after_closing"}]  # fmt: skip
     assert not rig.core.alarm_active()
     assert not records(_motion(rig, True), "alarm.presence_after_closing")  # A1 inside
+
+
+def test_the_presence_sensors_watch_survives_restarts():
+    """R6, R7, R14 (issue 37), restarting at each state: after closing with nobody
+    inside, a restarted door still treats the area as shut (motion is the alarm); a
+    standing alarm is replayed (red LED) and cleared by the next person in; someone who
+    went in after closing keeps the area open across a restart; an unsynchronised clock
+    after a restart shuts nothing."""
+
+    def restarted(rig, ts, synced=True):
+        again = _pir_rig(closing_time="19:00")
+        again.mono, again.wall, again.synced = rig.mono, rig.wall, synced
+        again.core.restore(replayable(rig.log, rig.mono, ts=ts), again.now, "boot-2")
+        return again
+
+    rig = _pir_rig(closing_time="19:00")
+    rig.advance(9 * 3600 + 60)  # 19:01, nobody in today
+    evening = "2026-11-24T10:01:00.000Z"
+    quiet = restarted(rig, evening)
+    assert not quiet.core.alarm_active()
+    assert records(_motion(quiet, True), "alarm.presence_after_closing")  # still shut
+    alarmed = restarted(quiet, evening)  # restarted with the alarm standing
+    assert alarmed.core.alarm_active() and alarmed.core.snapshot()["presence_alarm"] == [
+        "handling"]  # fmt: skip
+    _enter(alarmed, "A1")
+    assert [r.fields["was"] for r in records(alarmed.log, "alarm.cleared")] == [
+        "presence_after_closing"]  # fmt: skip
+    # Someone came in at 19:30 and left: the area was used after closing; a restart at
+    # 20:00 keeps it open (no alarm for the cleaner moving about).
+    late = _pir_rig(closing_time="19:00")
+    late.advance(9 * 3600 + 30 * 60)
+    _enter(late, "S1")
+    late.advance(30 * 60)
+    at_eight = restarted(late, "2026-11-24T11:00:00.000Z")
+    assert at_eight.core.snapshot()["occupancy"]["handling"] == ["S1"]
+    assert not records(_motion(at_eight, True), "alarm.presence_after_closing")
+    blind = restarted(rig, evening, synced=False)
+    assert not records(_motion(blind, True), "alarm.presence_after_closing")
